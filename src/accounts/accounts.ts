@@ -1,0 +1,106 @@
+import type { Kysely, Selectable } from "kysely";
+import type { AccountsTable, Database } from "../db/schema.js";
+
+export type Tier = "starter" | "intermediate" | "pro";
+
+export interface Account {
+  id: string;
+  email: string;
+  username: string;
+  country: string;
+  region: string | null;
+  tier: Tier;
+  emailVerified: boolean;
+  emailSignIn: boolean;
+  antiPhishingCode: string | null;
+  disabled: boolean;
+  passwordHash: string;
+  createdAt: number;
+}
+
+export const emailKey = (email: string) => email.trim().toLowerCase();
+export const usernameKey = (username: string) => username.trim().toLowerCase();
+
+export function toAccount(row: Selectable<AccountsTable>): Account {
+  return {
+    id: row.id,
+    email: row.email,
+    username: row.username,
+    country: row.country,
+    region: row.region,
+    tier: row.tier as Tier,
+    emailVerified: row.email_verified_at !== null,
+    emailSignIn: row.email_sign_in === 1,
+    antiPhishingCode: row.anti_phishing_code,
+    disabled: row.disabled_at !== null,
+    passwordHash: row.password_hash,
+    createdAt: row.created_at,
+  };
+}
+
+/** The accounts aggregate: every read and write of the accounts table goes through here. */
+export class AccountRepository {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async findById(id: string): Promise<Account | null> {
+    const row = await this.db.selectFrom("accounts").selectAll().where("id", "=", id).executeTakeFirst();
+    return row ? toAccount(row) : null;
+  }
+
+  async findByEmail(email: string): Promise<Account | null> {
+    const row = await this.db
+      .selectFrom("accounts")
+      .selectAll()
+      .where("email_key", "=", emailKey(email))
+      .executeTakeFirst();
+    return row ? toAccount(row) : null;
+  }
+
+  async findByUsername(username: string): Promise<Account | null> {
+    const row = await this.db
+      .selectFrom("accounts")
+      .selectAll()
+      .where("username", "=", usernameKey(username))
+      .executeTakeFirst();
+    return row ? toAccount(row) : null;
+  }
+
+  /** SPEC §1: the username signs in; an email signs in only for accounts that opted in. */
+  async findBySignInIdentifier(identifier: string): Promise<Account | null> {
+    const byUsername = await this.findByUsername(identifier);
+    if (byUsername) return byUsername;
+    if (!identifier.includes("@")) return null;
+    const byEmail = await this.findByEmail(identifier);
+    return byEmail?.emailSignIn ? byEmail : null;
+  }
+
+  async markEmailVerified(id: string, at: number): Promise<void> {
+    await this.db
+      .updateTable("accounts")
+      .set({ email_verified_at: at })
+      .where("id", "=", id)
+      .where("email_verified_at", "is", null)
+      .execute();
+  }
+
+  async updatePasswordHash(id: string, passwordHash: string): Promise<void> {
+    await this.db.updateTable("accounts").set({ password_hash: passwordHash }).where("id", "=", id).execute();
+  }
+
+  async search(query: string, limit = 50): Promise<Account[]> {
+    const needle = `%${query
+      .trim()
+      .toLowerCase()
+      .replace(/[%_\\]/g, (c) => `\\${c}`)}%`;
+    const rows = await this.db
+      .selectFrom("accounts")
+      .selectAll()
+      .where((eb) =>
+        eb.or([eb("id", "=", query.trim()), eb("username", "like", needle), eb("email_key", "like", needle)]),
+      )
+      .orderBy("created_at", "desc")
+      .limit(limit)
+      .execute();
+    return rows.map(toAccount);
+  }
+}

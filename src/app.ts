@@ -1,0 +1,154 @@
+import path from "node:path";
+import pino from "pino";
+import { AccountRepository } from "./accounts/accounts.js";
+import { AuditLog } from "./audit/audit-log.js";
+import type { EnvConfig } from "./config/env.js";
+import { defaultSettings, type Settings } from "./config/settings.js";
+import { loadDataKey } from "./crypto/data-key.js";
+import { migrateToLatest, openStorage, type Storage } from "./db/database.js";
+import { Argon2idHasher, type PasswordHasher } from "./factors/password.js";
+import { OneTimeTokens } from "./flows/one-time-tokens.js";
+import { SignInService } from "./flows/sign-in.js";
+import { SignUpService } from "./flows/sign-up.js";
+import { type App, buildHttpServer, redactedLogPaths } from "./http/server.js";
+import { Outbox } from "./notify/outbox.js";
+import { LocalOutboxTransport, type MailTransport, SmtpTransport } from "./notify/transports.js";
+import { AttemptGuard } from "./protection/attempt-guard.js";
+import { BotCheck, FailureSignals } from "./protection/bot-check.js";
+import { DatabaseRateLimiter } from "./protection/rate-limiter.js";
+import type { Services } from "./services.js";
+import { SessionService } from "./sessions/sessions.js";
+import { type Clock, systemClock } from "./support/clock.js";
+import { type GeoLocator, OfflineGeoLocator } from "./support/geo.js";
+import { Metrics } from "./support/metrics.js";
+
+export interface AppOptions {
+  config: EnvConfig;
+  settings?: Settings;
+  clock?: Clock;
+  /** Use this storage instead of opening config.databaseUrl (tests hand in a private schema). */
+  storage?: Storage;
+  transport?: MailTransport;
+  hasher?: PasswordHasher;
+  geo?: GeoLocator;
+  /** A pino logger, or false for none. Defaults to JSON logs on stdout at config.logLevel. */
+  logger?: pino.Logger | false;
+  /** Run the outbox worker in the background (the server does; tests usually drive it by hand). */
+  startWorkers?: boolean;
+}
+
+export interface Portcullis {
+  services: Services;
+  http: App;
+  /** Stop workers, finish in-flight requests, close storage and transports. */
+  close(): Promise<void>;
+}
+
+export function createLogger(level: string): pino.Logger {
+  return pino({ level, redact: { paths: redactedLogPaths, censor: "[redacted]" } });
+}
+
+/** The composition root (DESIGN "Dependencies are passed in"): the only place services are built and wired. */
+export async function createPortcullis(options: AppOptions): Promise<Portcullis> {
+  const { config } = options;
+  const settings = options.settings ?? defaultSettings;
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger === undefined ? createLogger(config.logLevel) : options.logger;
+  const storage = options.storage ?? openStorage(config.databaseUrl);
+  await migrateToLatest(storage.db);
+  const { db } = storage;
+
+  const dataKey = loadDataKey(config.secretKeyBase64, config.dataDir);
+  const localMailbox = config.smtpUrl ? null : new LocalOutboxTransport(path.join(config.dataDir, "outbox"));
+  const transport: MailTransport =
+    options.transport ?? (config.smtpUrl ? new SmtpTransport(config.smtpUrl) : localMailbox!);
+  const silent = { warn: () => {} };
+  const outbox = new Outbox(db, transport, clock, settings.outbox, config.mailFrom, logger || silent);
+  const accounts = new AccountRepository(db);
+  const audit = new AuditLog(db, clock);
+  const limiter = new DatabaseRateLimiter(db, clock);
+  const signals = new FailureSignals(limiter, settings.botCheck);
+  const botCheck = new BotCheck(
+    config.botCheck,
+    settings.botCheck,
+    dataKey.derive("bot-check"),
+    db,
+    clock,
+    signals,
+  );
+  const guard = new AttemptGuard(db, clock, settings.protection);
+  const sessions = new SessionService(db, clock, settings.sessions);
+  const tokens = new OneTimeTokens(db, clock);
+  const hasher = options.hasher ?? new Argon2idHasher(settings.password);
+  const metrics = new Metrics({ processMetrics: options.startWorkers ?? false });
+  const geo = options.geo ?? new OfflineGeoLocator();
+  const publicUrl = config.publicUrl;
+
+  const signUp = new SignUpService({
+    db,
+    accounts,
+    hasher,
+    tokens,
+    outbox,
+    audit,
+    botCheck,
+    limiter,
+    clock,
+    settings,
+    publicUrl,
+  });
+  const signIn = new SignInService({
+    db,
+    accounts,
+    hasher,
+    guard,
+    sessions,
+    tokens,
+    outbox,
+    audit,
+    botCheck,
+    signals,
+    limiter,
+    metrics,
+    clock,
+    settings,
+    publicUrl,
+  });
+
+  const services: Services = {
+    config,
+    settings,
+    clock,
+    storage,
+    accounts,
+    audit,
+    outbox,
+    localMailbox: options.transport ? null : localMailbox,
+    guard,
+    botCheck,
+    sessions,
+    signUp,
+    signIn,
+    geo,
+    metrics,
+  };
+  const http = await buildHttpServer(services, { logger: logger || false });
+
+  const housekeeping = setInterval(() => {
+    void Promise.all([limiter.prune(24 * 3_600_000), botCheck.prune()]).catch(() => {});
+  }, 10 * 60_000);
+  housekeeping.unref();
+  if (options.startWorkers) outbox.start();
+
+  return {
+    services,
+    http,
+    async close() {
+      clearInterval(housekeeping);
+      await http.close();
+      await outbox.stop();
+      transport.close?.();
+      if (!options.storage) await storage.close();
+    },
+  };
+}

@@ -1,0 +1,172 @@
+import type { Kysely } from "kysely";
+import { sha256Hex } from "../crypto/tokens.js";
+import type { AuditLogTable, Database } from "../db/schema.js";
+import type { Clock } from "../support/clock.js";
+import type { RequestContext } from "../support/request-context.js";
+
+export type AuditOutcome = "success" | "failure" | "refused" | "info";
+
+export interface AuditEvent {
+  event: string;
+  outcome: AuditOutcome;
+  accountId?: string | null;
+  /** "account", "operator", "system", or "api_key:<id>". */
+  actor?: string;
+  /** Never secrets: the factor used, reasons, ids. */
+  details?: Record<string, unknown>;
+}
+
+export interface AuditEntry {
+  seq: number;
+  at: string;
+  accountId: string | null;
+  actor: string;
+  ip: string | null;
+  location: string | null;
+  userAgent: string | null;
+  event: string;
+  outcome: string;
+  details: Record<string, unknown>;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  checked: number;
+  firstBadEntry?: { seq: number; reason: string };
+}
+
+const GENESIS = "0".repeat(64);
+
+/** The hash of an entry covers the previous hash and every field, in a fixed order (SPEC §12). */
+export function entryHash(row: Omit<AuditLogTable, "hash">): string {
+  const body = JSON.stringify([
+    row.seq,
+    row.at,
+    row.account_id,
+    row.actor,
+    row.ip,
+    row.location,
+    row.user_agent,
+    row.event,
+    row.outcome,
+    row.details,
+  ]);
+  return sha256Hex(`${row.prev_hash}\n${body}`);
+}
+
+/**
+ * Append-only, hash-chained audit log. Appends take the chain head row in a transaction (a row lock on
+ * PostgreSQL, the single writer on SQLite), so concurrent appends from any number of instances form one
+ * unbroken chain.
+ */
+export class AuditLog {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly clock: Clock,
+  ) {}
+
+  async append(event: AuditEvent, context: RequestContext | null): Promise<number> {
+    return this.db.transaction().execute(async (trx) => {
+      const head = await trx
+        .updateTable("audit_head")
+        .set((eb) => ({ last_seq: eb("last_seq", "+", 1) }))
+        .where("id", "=", 1)
+        .returning(["last_seq", "last_hash"])
+        .executeTakeFirstOrThrow();
+      const row = {
+        seq: head.last_seq,
+        at: this.clock.now(),
+        account_id: event.accountId ?? null,
+        actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
+        ip: context?.ip ?? null,
+        location: context?.location ?? null,
+        user_agent: context?.userAgent ?? null,
+        event: event.event,
+        outcome: event.outcome,
+        details: JSON.stringify(event.details ?? {}),
+        prev_hash: head.last_hash,
+      };
+      const hash = entryHash(row);
+      await trx
+        .insertInto("audit_log")
+        .values({ ...row, hash })
+        .execute();
+      await trx.updateTable("audit_head").set({ last_hash: hash }).where("id", "=", 1).execute();
+      return row.seq;
+    });
+  }
+
+  async list(filter: {
+    accountId?: string;
+    events?: string[];
+    before?: number;
+    limit: number;
+  }): Promise<AuditEntry[]> {
+    let query = this.db.selectFrom("audit_log").selectAll().orderBy("seq", "desc").limit(filter.limit);
+    if (filter.accountId !== undefined) query = query.where("account_id", "=", filter.accountId);
+    if (filter.events?.length) query = query.where("event", "in", filter.events);
+    if (filter.before !== undefined) query = query.where("seq", "<", filter.before);
+    const rows = await query.execute();
+    return rows.map((row) => ({
+      seq: row.seq,
+      at: new Date(row.at).toISOString(),
+      accountId: row.account_id,
+      actor: row.actor,
+      ip: row.ip,
+      location: row.location,
+      userAgent: row.user_agent,
+      event: row.event,
+      outcome: row.outcome,
+      details: JSON.parse(row.details) as Record<string, unknown>,
+    }));
+  }
+
+  /**
+   * Walks the whole chain: a changed field breaks that entry's hash, a deleted or reordered entry breaks
+   * the sequence or the link to its predecessor, and a deleted tail no longer matches the head.
+   */
+  async verify(batchSize = 1000): Promise<VerifyResult> {
+    let expectedSeq = 1;
+    let previousHash = GENESIS;
+    let checked = 0;
+    for (;;) {
+      const rows = await this.db
+        .selectFrom("audit_log")
+        .selectAll()
+        .where("seq", ">=", expectedSeq)
+        .orderBy("seq", "asc")
+        .limit(batchSize)
+        .execute();
+      for (const row of rows) {
+        const bad = (reason: string): VerifyResult => ({
+          ok: false,
+          checked,
+          firstBadEntry: { seq: row.seq, reason },
+        });
+        if (row.seq !== expectedSeq) {
+          return { ok: false, checked, firstBadEntry: { seq: expectedSeq, reason: "missing entry" } };
+        }
+        if (row.prev_hash !== previousHash) return bad("does not link to the previous entry");
+        const { hash, ...body } = row;
+        if (entryHash(body) !== hash) return bad("contents changed");
+        previousHash = hash;
+        expectedSeq += 1;
+        checked += 1;
+      }
+      if (rows.length < batchSize) break;
+    }
+    const head = await this.db
+      .selectFrom("audit_head")
+      .selectAll()
+      .where("id", "=", 1)
+      .executeTakeFirstOrThrow();
+    if (head.last_seq !== checked || head.last_hash !== previousHash) {
+      return {
+        ok: false,
+        checked,
+        firstBadEntry: { seq: checked + 1, reason: "entries missing at the end" },
+      };
+    }
+    return { ok: true, checked };
+  }
+}

@@ -1,0 +1,149 @@
+import type { Generated } from "kysely";
+
+/**
+ * Table types. Times are milliseconds since the epoch (BIGINT), flags are 0/1 integers and structured
+ * values are JSON text, so that one set of queries means the same on SQLite and PostgreSQL.
+ */
+export interface AccountsTable {
+  id: string;
+  email: string;
+  /** Lower-cased email: the uniqueness key and the lookup for email sign-in. */
+  email_key: string;
+  /** Lower-cased username. */
+  username: string;
+  password_hash: string;
+  country: string;
+  region: string | null;
+  tier: Generated<string>;
+  email_verified_at: number | null;
+  email_sign_in: Generated<number>;
+  anti_phishing_code: string | null;
+  disabled_at: number | null;
+  created_at: number;
+}
+
+/** The per-account attempt counter of SPEC §4: one row per account, changed only by conditional updates. */
+export interface AccountGuardsTable {
+  account_id: string;
+  /** Failures since the last fully successful sign-in (towards the permanent restriction). */
+  consecutive_failures: Generated<number>;
+  /** Failures since the last restriction ended (towards the next temporary restriction). */
+  window_failures: Generated<number>;
+  /** How many temporary restrictions since the last success: the next one lasts 2^n × the first. */
+  restrictions: Generated<number>;
+  restricted_until: number | null;
+  permanently_restricted_at: number | null;
+}
+
+/** Single-use links and codes (email verification, password reset, device approval): only the hash is kept. */
+export interface OneTimeTokensTable {
+  token_hash: string;
+  purpose: string;
+  account_id: string;
+  data: string | null;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+}
+
+export interface SignInFlowsTable {
+  id: string;
+  account_id: string;
+  state: string;
+  client: string;
+  /** JSON array of the methods proven so far, e.g. ["password"]. */
+  methods: string;
+  /** JSON array of the second factors this account may use. */
+  factors: string;
+  device_id: string | null;
+  ip: string;
+  user_agent: string | null;
+  created_at: number;
+  expires_at: number;
+  completed_at: number | null;
+  session_id: string | null;
+}
+
+export interface SessionsTable {
+  id: string;
+  token_hash: string;
+  account_id: string;
+  client: string;
+  aal: number;
+  methods: string;
+  authenticated_at: number;
+  stepped_up_at: number | null;
+  device_id: string | null;
+  ip: string;
+  country: string | null;
+  city: string | null;
+  user_agent: string | null;
+  created_at: number;
+  last_seen_at: number;
+  idle_expires_at: number;
+  expires_at: number;
+  ended_at: number | null;
+  end_reason: string | null;
+}
+
+export interface AuditLogTable {
+  seq: number;
+  at: number;
+  account_id: string | null;
+  actor: string;
+  ip: string | null;
+  location: string | null;
+  user_agent: string | null;
+  event: string;
+  outcome: string;
+  details: string;
+  prev_hash: string;
+  hash: string;
+}
+
+/** One row: the end of the audit chain. Appends lock it, so the chain is a line even across instances. */
+export interface AuditHeadTable {
+  id: number;
+  last_seq: number;
+  last_hash: string;
+}
+
+export interface OutboxTable {
+  id: string;
+  account_id: string | null;
+  kind: string;
+  recipient: string;
+  subject: string;
+  body_text: string;
+  body_html: string;
+  created_at: number;
+  next_attempt_at: number;
+  attempts: Generated<number>;
+  claimed_until: number | null;
+  sent_at: number | null;
+  last_error: string | null;
+}
+
+export interface UsedBotChecksTable {
+  challenge_id: string;
+  expires_at: number;
+}
+
+export interface RateLimitsTable {
+  key: string;
+  window_start: number;
+  count: number;
+}
+
+export interface Database {
+  accounts: AccountsTable;
+  account_guards: AccountGuardsTable;
+  one_time_tokens: OneTimeTokensTable;
+  sign_in_flows: SignInFlowsTable;
+  sessions: SessionsTable;
+  audit_log: AuditLogTable;
+  audit_head: AuditHeadTable;
+  outbox: OutboxTable;
+  used_bot_checks: UsedBotChecksTable;
+  rate_limits: RateLimitsTable;
+}

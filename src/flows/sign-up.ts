@@ -1,0 +1,162 @@
+import type { Kysely } from "kysely";
+import { type AccountRepository, emailKey, usernameKey } from "../accounts/accounts.js";
+import { emailError, type FieldError, jurisdictionErrors, usernameError } from "../accounts/validation.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { Settings } from "../config/settings.js";
+import { newId } from "../crypto/tokens.js";
+import type { Database } from "../db/schema.js";
+import { type PasswordHasher, passwordWeaknesses, weaknessMessages } from "../factors/password.js";
+import type { Outbox } from "../notify/outbox.js";
+import type { BotCheck } from "../protection/bot-check.js";
+import type { RateLimiter } from "../protection/rate-limiter.js";
+import type { Clock } from "../support/clock.js";
+import { isUniqueViolation } from "../support/db-errors.js";
+import { invalidRequest, Problem, rateLimited } from "../support/problem.js";
+import type { RequestContext } from "../support/request-context.js";
+import type { OneTimeTokens } from "./one-time-tokens.js";
+
+export interface SignUpInput {
+  email: string;
+  username: string;
+  password: string;
+  country: string;
+  region?: string | undefined;
+  botCheck?: string | undefined;
+}
+
+export interface SignUpDependencies {
+  db: Kysely<Database>;
+  accounts: AccountRepository;
+  hasher: PasswordHasher;
+  tokens: OneTimeTokens;
+  outbox: Outbox;
+  audit: AuditLog;
+  botCheck: BotCheck;
+  limiter: RateLimiter;
+  clock: Clock;
+  settings: Settings;
+  publicUrl: URL;
+  /** Refuses while the `signups` subsystem is in maintenance (SPEC §10); open by default. */
+  assertSignUpsOpen?: () => Promise<void>;
+}
+
+/**
+ * Sign-up (SPEC §1). The answer is the same whether or not the email or username already exists; the
+ * owner of the mailbox learns what happened by email. The password is hashed in every case, so the
+ * answer takes the same time too.
+ */
+export class SignUpService {
+  constructor(private readonly deps: SignUpDependencies) {}
+
+  async signUp(input: SignUpInput, context: RequestContext): Promise<{ status: "verification_sent" }> {
+    const { deps } = this;
+    const email = input.email.trim();
+    const username = usernameKey(input.username);
+    const errors = [
+      usernameError(username),
+      emailError(email),
+      ...jurisdictionErrors(input.country, input.region),
+    ].filter((e): e is FieldError => e !== null);
+    if (errors.length > 0) throw invalidRequest("Some fields need attention.", errors);
+    const weaknesses = passwordWeaknesses(input.password, { username, email }, deps.settings.password);
+    if (weaknesses.length > 0) {
+      throw new Problem(400, "weak_password", "Choose a stronger password.", {
+        reasons: weaknesses.map((code) => ({ code, message: weaknessMessages[code] })),
+      });
+    }
+    await deps.assertSignUpsOpen?.();
+    const limit = await deps.limiter.hit(`sign-up:ip:${context.ip}`, deps.settings.protection.signUpIpLimit);
+    if (!limit.allowed) throw rateLimited(limit.retryAfterSeconds);
+    await deps.botCheck.check(input.botCheck, context.ip, null);
+
+    const passwordHash = await deps.hasher.hash(input.password);
+    const accountId = newId();
+    try {
+      await deps.db.transaction().execute(async (trx) => {
+        const now = deps.clock.now();
+        await trx
+          .insertInto("accounts")
+          .values({
+            id: accountId,
+            email,
+            email_key: emailKey(email),
+            username,
+            password_hash: passwordHash,
+            country: input.country,
+            region: input.region ?? null,
+            tier: "starter",
+            created_at: now,
+          })
+          .execute();
+        await trx.insertInto("account_guards").values({ account_id: accountId }).execute();
+        const token = await deps.tokens.issue(
+          "verify_email",
+          accountId,
+          deps.settings.signUp.emailVerificationTtlMs,
+          null,
+          trx,
+        );
+        await deps.outbox.enqueue(
+          { email, accountId, antiPhishingCode: null },
+          { kind: "verify_email", username, link: this.link("/verify-email", token) },
+          trx,
+        );
+      });
+      deps.outbox.nudge();
+      await deps.audit.append(
+        { event: "account.created", outcome: "success", accountId, actor: "account" },
+        context,
+      );
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      await this.tellMailboxOwner(email, username, context);
+    }
+    return { status: "verification_sent" };
+  }
+
+  async verifyEmail(token: string, context: RequestContext): Promise<void> {
+    const { accountId } = await this.deps.tokens.consume("verify_email", token);
+    await this.deps.accounts.markEmailVerified(accountId, this.deps.clock.now());
+    await this.deps.audit.append({ event: "account.email_verified", outcome: "success", accountId }, context);
+  }
+
+  /** The email or the username was taken: the response stays the same, the mailbox owner gets the news. */
+  private async tellMailboxOwner(email: string, username: string, context: RequestContext): Promise<void> {
+    const { deps } = this;
+    const existing = await deps.accounts.findByEmail(email);
+    if (existing) {
+      await deps.outbox.enqueue(
+        { email: existing.email, accountId: existing.id, antiPhishingCode: existing.antiPhishingCode },
+        {
+          kind: "sign_up_email_taken",
+          signInLink: this.link("/sign-in"),
+          resetLink: this.link("/forgot-password"),
+        },
+      );
+      await deps.audit.append(
+        {
+          event: "account.sign_up_refused",
+          outcome: "refused",
+          accountId: existing.id,
+          details: { reason: "email_taken" },
+        },
+        context,
+      );
+      return;
+    }
+    await deps.outbox.enqueue(
+      { email, accountId: null, antiPhishingCode: null },
+      { kind: "sign_up_username_taken", username, signUpLink: this.link("/sign-up") },
+    );
+    await deps.audit.append(
+      { event: "account.sign_up_refused", outcome: "refused", details: { reason: "username_taken" } },
+      context,
+    );
+  }
+
+  private link(path: string, token?: string): string {
+    const url = new URL(path, this.deps.publicUrl);
+    if (token) url.searchParams.set("token", token);
+    return url.href;
+  }
+}

@@ -1,0 +1,138 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Account, AccountRepository } from "../accounts/accounts.js";
+import { constantTimeEqual } from "../crypto/tokens.js";
+import type { Session, SessionService } from "../sessions/sessions.js";
+import type { GeoLocator } from "../support/geo.js";
+import { describePlace } from "../support/geo.js";
+import { forbidden, Problem, unauthenticated } from "../support/problem.js";
+import type { RequestContext } from "../support/request-context.js";
+
+export type RouteAuth = "none" | "session" | "admin";
+
+export interface Authenticated {
+  session: Session;
+  account: Account;
+  token: string;
+  via: "cookie" | "bearer";
+}
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /** Who may call the route; routes without it are public. */
+    auth?: RouteAuth;
+  }
+  interface FastifyRequest {
+    authenticated: Authenticated | null;
+  }
+}
+
+export interface AuthOptions {
+  sessions: SessionService;
+  accounts: AccountRepository;
+  publicUrl: URL;
+  adminToken: string | undefined;
+}
+
+const unsafeMethods = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+/** `__Host-` and Secure whenever the public URL is https (SPEC §5); browsers refuse both on plain http. */
+export function sessionCookieName(publicUrl: URL): string {
+  return publicUrl.protocol === "https:" ? "__Host-portcullis_session" : "portcullis_session";
+}
+
+export function setSessionCookie(
+  reply: FastifyReply,
+  publicUrl: URL,
+  token: string,
+  expiresAt: number,
+): void {
+  reply.setCookie(sessionCookieName(publicUrl), token, {
+    path: "/",
+    httpOnly: true,
+    sameSite: "strict",
+    secure: publicUrl.protocol === "https:",
+    expires: new Date(expiresAt),
+  });
+}
+
+export function clearSessionCookie(reply: FastifyReply, publicUrl: URL): void {
+  reply.clearCookie(sessionCookieName(publicUrl), {
+    path: "/",
+    httpOnly: true,
+    sameSite: "strict",
+    secure: publicUrl.protocol === "https:",
+  });
+}
+
+function bearerToken(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (!header) return null;
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  return match ? match[1]! : null;
+}
+
+/**
+ * Authentication before the body is even parsed: `config.auth` on a route says who may call it. Browser
+ * sessions on state-changing requests must also prove same origin (SPEC §5), which with SameSite=Strict
+ * cookies closes cross-site request forgery.
+ */
+export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
+  const cookieName = sessionCookieName(options.publicUrl);
+  const origin = options.publicUrl.origin;
+  app.decorateRequest("authenticated", null);
+
+  app.addHook("onRequest", async (request) => {
+    const requestOrigin = request.headers.origin;
+    // A browser announcing another origin never gets to change anything, signed in or not.
+    if (unsafeMethods.has(request.method) && requestOrigin !== undefined && requestOrigin !== origin) {
+      throw new Problem(403, "forbidden", "This request came from another site and was refused.", {
+        reason: "origin_mismatch",
+      });
+    }
+    const auth = request.routeOptions.config?.auth ?? "none";
+    if (auth === "none") return;
+    if (auth === "admin") {
+      const token = bearerToken(request);
+      if (!options.adminToken) throw forbidden("The admin API is not enabled on this server.");
+      if (!token || !constantTimeEqual(token, options.adminToken)) throw unauthenticated();
+      return;
+    }
+    const bearer = bearerToken(request);
+    const cookie = bearer ? undefined : request.cookies[cookieName];
+    const token = bearer ?? cookie;
+    if (!token) throw unauthenticated();
+    const session = await options.sessions.authenticate(token);
+    if (!session) throw unauthenticated();
+    if (!bearer && unsafeMethods.has(request.method) && requestOrigin !== origin) {
+      throw new Problem(
+        403,
+        "forbidden",
+        "Browser requests that change something must come from this site.",
+        {
+          reason: "origin_required",
+        },
+      );
+    }
+    const account = await options.accounts.findById(session.accountId);
+    if (!account || account.disabled) throw unauthenticated();
+    request.authenticated = { session, account, token, via: bearer ? "bearer" : "cookie" };
+  });
+}
+
+/** The authenticated caller of a `config.auth: "session"` route. */
+export function caller(request: FastifyRequest): Authenticated {
+  if (!request.authenticated) throw unauthenticated();
+  return request.authenticated;
+}
+
+export function requestContext(request: FastifyRequest, geo: GeoLocator): RequestContext {
+  const place = geo.locate(request.ip);
+  const userAgent = request.headers["user-agent"];
+  return {
+    ip: request.ip,
+    userAgent: userAgent ? userAgent.slice(0, 512) : null,
+    location: describePlace(place),
+    country: place.country,
+    city: place.city,
+  };
+}

@@ -1,0 +1,90 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { isDependencyFailure } from "../support/db-errors.js";
+import { Problem } from "../support/problem.js";
+
+interface ValidationIssue {
+  instancePath?: string;
+  params?: Record<string, unknown>;
+  message?: string;
+}
+
+function fieldOf(issue: ValidationIssue, context: string | undefined): string {
+  const path = (issue.instancePath ?? "").replace(/^\//, "").replace(/\//g, ".");
+  const missing = issue.params?.missingProperty ?? issue.params?.requiredProperties;
+  const name = [path, Array.isArray(missing) ? missing[0] : missing].filter(Boolean).join(".");
+  return name || context || "body";
+}
+
+function send(reply: FastifyReply, problem: Problem) {
+  for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
+  return reply
+    .status(problem.status)
+    .type("application/json; charset=utf-8")
+    .send({ error: { code: problem.code, message: problem.message, ...problem.details } });
+}
+
+/** Maps framework errors to their client-side codes by Fastify's error code. */
+const frameworkProblems: Record<string, (error: FastifyError) => Problem> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: () =>
+    new Problem(415, "unsupported_media_type", "Send the body as application/json."),
+  FST_ERR_CTP_BODY_TOO_LARGE: () => new Problem(413, "payload_too_large", "The request body is too large."),
+  FST_ERR_CTP_EMPTY_JSON_BODY: () =>
+    new Problem(400, "invalid_request", "The request body is empty.", {
+      details: [{ field: "body", message: "required" }],
+    }),
+  FST_ERR_CTP_INVALID_JSON_BODY: () =>
+    new Problem(400, "invalid_json", "The request body is not valid JSON."),
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () =>
+    new Problem(400, "invalid_request", "The Content-Length header is wrong."),
+};
+
+/**
+ * The one place errors become responses: a Problem keeps its status and code; validation and parsing
+ * failures become 4xx; an unreachable dependency becomes 503; anything else is our bug, logged, and
+ * answered 500 without internals.
+ */
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    if (error instanceof Problem) return send(reply, error);
+    if (error.validation) {
+      const details = (error.validation as ValidationIssue[]).map((issue) => ({
+        field: fieldOf(issue, error.validationContext),
+        message: issue.message ?? "is not valid",
+      }));
+      return send(reply, new Problem(400, "invalid_request", "Some fields need attention.", { details }));
+    }
+    const framework = error.code ? frameworkProblems[error.code] : undefined;
+    if (framework) return send(reply, framework(error));
+    if (error instanceof SyntaxError || (error.statusCode === 400 && /JSON/i.test(error.message))) {
+      return send(reply, new Problem(400, "invalid_json", "The request body is not valid JSON."));
+    }
+    if (isDependencyFailure(error)) {
+      request.log.warn({ err: { message: error.message, code: error.code } }, "dependency unavailable");
+      return send(
+        reply,
+        new Problem(
+          503,
+          "unavailable",
+          "The service is temporarily unavailable. Try again shortly.",
+          {},
+          { "retry-after": "5" },
+        ),
+      );
+    }
+    if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+      return send(
+        reply,
+        new Problem(error.statusCode, "bad_request", "The request could not be understood."),
+      );
+    }
+    request.log.error({ err: error }, "unhandled error");
+    return send(
+      reply,
+      new Problem(500, "internal_error", "Something went wrong on our side. It has been logged."),
+    );
+  });
+
+  app.setNotFoundHandler((_request, reply) =>
+    send(reply, new Problem(404, "not_found", "There is nothing at this address.")),
+  );
+}

@@ -1,0 +1,37 @@
+import { sql } from "kysely";
+import type { Services } from "../../services.js";
+import type { App } from "../server.js";
+
+export function registerPublicRoutes(app: App, services: Services): void {
+  app.get(
+    "/v1/bot-check",
+    {
+      schema: {
+        tags: ["public"],
+        summary: "An ALTCHA proof-of-work challenge for sign-up, sign-in and recovery",
+      },
+    },
+    async (_request, reply) => {
+      reply.header("cache-control", "no-store");
+      return services.botCheck.createChallenge();
+    },
+  );
+
+  app.get("/healthz", { schema: { tags: ["operations"], hide: true } }, async () => ({ status: "ok" }));
+
+  app.get("/readyz", { schema: { tags: ["operations"], hide: true } }, async (_request, reply) => {
+    try {
+      await sql`select 1`.execute(services.storage.db);
+      return { status: "ready" };
+    } catch {
+      return reply
+        .status(503)
+        .send({ error: { code: "unavailable", message: "The database is not reachable." } });
+    }
+  });
+
+  app.get("/metrics", { schema: { tags: ["operations"], hide: true } }, async (_request, reply) => {
+    reply.type(services.metrics.registry.contentType);
+    return services.metrics.registry.metrics();
+  });
+}

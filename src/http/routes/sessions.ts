@@ -1,0 +1,152 @@
+import { Type } from "typebox";
+import type { Services } from "../../services.js";
+import { describeSession } from "../../sessions/sessions.js";
+import { iso } from "../../support/clock.js";
+import { notFound } from "../../support/problem.js";
+import { caller, clearSessionCookie, requestContext } from "../auth.js";
+import { SessionSummary } from "../schemas.js";
+import type { App } from "../server.js";
+
+const SessionListItem = Type.Object({
+  id: Type.String(),
+  client: Type.String(),
+  aal: Type.Integer(),
+  methods: Type.Array(Type.String()),
+  ip: Type.String(),
+  location: Type.Union([Type.String(), Type.Null()]),
+  userAgent: Type.Union([Type.String(), Type.Null()]),
+  deviceId: Type.Union([Type.String(), Type.Null()]),
+  authenticatedAt: Type.String(),
+  createdAt: Type.String(),
+  lastSeenAt: Type.String(),
+  expiresAt: Type.String(),
+  current: Type.Boolean(),
+});
+
+export function registerSessionRoutes(app: App, services: Services): void {
+  const session = { auth: "session" as const };
+
+  app.get(
+    "/v1/session",
+    {
+      config: session,
+      schema: {
+        tags: ["sessions"],
+        summary: "The signed-in account and this session",
+        response: {
+          200: Type.Object({
+            account: Type.Object({
+              id: Type.String(),
+              username: Type.String(),
+              email: Type.Optional(Type.String()),
+              tier: Type.String(),
+              country: Type.String(),
+              region: Type.Union([Type.String(), Type.Null()]),
+            }),
+            session: SessionSummary,
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const { account, session: current } = caller(request);
+      return {
+        account: {
+          id: account.id,
+          username: account.username,
+          email: account.email,
+          tier: account.tier,
+          country: account.country,
+          region: account.region,
+        },
+        session: {
+          id: current.id,
+          client: current.client,
+          aal: current.aal,
+          methods: current.methods,
+          authenticatedAt: iso(current.authenticatedAt),
+          expiresAt: iso(Math.min(current.expiresAt, current.idleExpiresAt)),
+        },
+      };
+    },
+  );
+
+  app.delete(
+    "/v1/session",
+    { config: session, schema: { tags: ["sessions"], summary: "Sign out: end this session" } },
+    async (request, reply) => {
+      const { account, session: current } = caller(request);
+      await services.sessions.end(account.id, current.id, "sign_out");
+      await services.audit.append(
+        {
+          event: "session.ended",
+          outcome: "success",
+          accountId: account.id,
+          details: { sessionId: current.id, reason: "sign_out" },
+        },
+        requestContext(request, services.geo),
+      );
+      clearSessionCookie(reply, services.config.publicUrl);
+      return { status: "signed_out" };
+    },
+  );
+
+  app.get(
+    "/v1/sessions",
+    {
+      config: session,
+      schema: {
+        tags: ["sessions"],
+        summary: "Every active session of this account",
+        response: { 200: Type.Object({ sessions: Type.Array(SessionListItem) }) },
+      },
+    },
+    async (request) => {
+      const { account, session: current } = caller(request);
+      const sessions = await services.sessions.listActive(account.id);
+      return { sessions: sessions.map((s) => describeSession(s, current.id)) };
+    },
+  );
+
+  app.delete(
+    "/v1/sessions/:id",
+    {
+      config: session,
+      schema: {
+        tags: ["sessions"],
+        summary: "End one session of this account",
+        params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+      },
+    },
+    async (request, reply) => {
+      const { account, session: current } = caller(request);
+      const ended = await services.sessions.end(account.id, request.params.id, "ended_by_owner");
+      if (!ended) throw notFound("That session");
+      await services.audit.append(
+        {
+          event: "session.ended",
+          outcome: "success",
+          accountId: account.id,
+          details: { sessionId: request.params.id, reason: "ended_by_owner" },
+        },
+        requestContext(request, services.geo),
+      );
+      if (request.params.id === current.id) clearSessionCookie(reply, services.config.publicUrl);
+      return { status: "ended" };
+    },
+  );
+
+  app.delete(
+    "/v1/sessions",
+    { config: session, schema: { tags: ["sessions"], summary: "End every other session of this account" } },
+    async (request) => {
+      const { account, session: current } = caller(request);
+      const ended = await services.sessions.endAll(account.id, current.id, "ended_others");
+      await services.audit.append(
+        { event: "session.ended_others", outcome: "success", accountId: account.id, details: { ended } },
+        requestContext(request, services.geo),
+      );
+      return { status: "ended", ended };
+    },
+  );
+}

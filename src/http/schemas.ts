@@ -1,0 +1,22 @@
+import { Type } from "typebox";
+
+/** Shapes shared by several routes. */
+export const ErrorResponse = Type.Object(
+  {
+    error: Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: true }),
+  },
+  { $id: "Error" },
+);
+
+export const SessionSummary = Type.Object({
+  id: Type.String(),
+  client: Type.String(),
+  aal: Type.Integer(),
+  methods: Type.Array(Type.String()),
+  authenticatedAt: Type.String(),
+  expiresAt: Type.String(),
+});
+
+export const Client = Type.Union([Type.Literal("web"), Type.Literal("app"), Type.Literal("pro")]);
+
+export const Notice = Type.Object({ code: Type.String(), message: Type.String() });

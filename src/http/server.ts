@@ -1,0 +1,116 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import fastifyCookie from "@fastify/cookie";
+import fastifyHelmet from "@fastify/helmet";
+import fastifySwagger from "@fastify/swagger";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
+import type { Services } from "../services.js";
+import { registerAuth } from "./auth.js";
+import { registerErrorHandling } from "./errors.js";
+import { registerAccountRoutes } from "./routes/accounts.js";
+import { registerActivityRoutes } from "./routes/activity.js";
+import { registerAdminRoutes } from "./routes/admin.js";
+import { registerDevRoutes } from "./routes/dev.js";
+import { registerPublicRoutes } from "./routes/public.js";
+import { registerSessionRoutes } from "./routes/sessions.js";
+import { registerSignInRoutes } from "./routes/sign-in.js";
+import { ErrorResponse } from "./schemas.js";
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  IncomingMessage,
+  ServerResponse,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+/** Never log a credential: these paths are censored in every log line (DESIGN "Secrets"). */
+export const redactedLogPaths = [
+  "req.headers.authorization",
+  "req.headers.cookie",
+  'req.headers["api-sign"]',
+  'req.headers["api-key"]',
+  'res.headers["set-cookie"]',
+  "*.password",
+  "*.newPassword",
+  "*.currentPassword",
+  "*.token",
+  "*.secret",
+  "*.code",
+  "*.masterKey",
+  "*.passcode",
+  "*.botCheck",
+];
+
+export interface HttpOptions {
+  logger: FastifyBaseLogger | false;
+}
+
+export async function buildHttpServer(services: Services, options: HttpOptions): Promise<App> {
+  const { config } = services;
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
+    bodyLimit: 64 * 1024,
+    // Query strings and URLs with odd lengths are refused by the router, not the handlers.
+    routerOptions: { maxParamLength: 200 },
+    ajv: { customOptions: { allErrors: false, coerceTypes: "array", removeAdditional: false } },
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  registerErrorHandling(app);
+  await app.register(fastifyCookie);
+  await app.register(fastifyHelmet, {
+    // The API speaks JSON; the portal sets its own policy for its pages.
+    contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], frameAncestors: ["'none'"] } },
+    hsts: config.publicUrl.protocol === "https:",
+  });
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: "Portcullis API",
+        version: "1",
+        description: "The account-access layer of a trading venue. See API.md for the contract.",
+      },
+      components: {
+        securitySchemes: {
+          session: {
+            type: "http",
+            scheme: "bearer",
+            description: "Session token (apps) or session cookie (browsers)",
+          },
+          operator: { type: "http", scheme: "bearer", description: "Operator token for /v1/admin" },
+        },
+      },
+    },
+  });
+  app.addSchema(ErrorResponse);
+
+  app.addHook("onResponse", async (request, reply) => {
+    services.metrics.httpDuration.observe(
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? "unmatched",
+        status: `${Math.floor(reply.statusCode / 100)}xx`,
+      },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  registerAuth(app, {
+    sessions: services.sessions,
+    accounts: services.accounts,
+    publicUrl: config.publicUrl,
+    adminToken: config.adminToken,
+  });
+  registerPublicRoutes(app, services);
+  registerAccountRoutes(app, services);
+  registerSignInRoutes(app, services);
+  registerSessionRoutes(app, services);
+  registerActivityRoutes(app, services);
+  registerAdminRoutes(app, services);
+  registerDevRoutes(app, services);
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  await app.ready();
+  return app;
+}

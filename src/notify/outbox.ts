@@ -1,0 +1,166 @@
+import type { Kysely, Transaction } from "kysely";
+import type { Settings } from "../config/settings.js";
+import { newId } from "../crypto/tokens.js";
+import type { Database } from "../db/schema.js";
+import type { Clock } from "../support/clock.js";
+import { type EmailMessage, renderEmail } from "./templates.js";
+import type { MailTransport } from "./transports.js";
+
+export interface Recipient {
+  email: string;
+  accountId: string | null;
+  antiPhishingCode: string | null;
+}
+
+interface Logger {
+  warn(object: object, message: string): void;
+}
+
+/**
+ * Transactional outbox (SPEC §12): an email is a row first, written with the change that caused it, and
+ * delivered afterwards by a worker that retries with backoff. SMTP being down delays mail; it never
+ * loses it. Claims are conditional updates, so several instances can run workers side by side.
+ */
+export class Outbox {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<number> | null = null;
+  private stopped = true;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly transport: MailTransport,
+    private readonly clock: Clock,
+    private readonly settings: Settings["outbox"],
+    private readonly from: string,
+    private readonly logger: Logger,
+  ) {}
+
+  async enqueue(recipient: Recipient, message: EmailMessage, trx?: Transaction<Database>): Promise<string> {
+    const rendered = renderEmail(message, { antiPhishingCode: recipient.antiPhishingCode });
+    const id = newId();
+    const now = this.clock.now();
+    await (trx ?? this.db)
+      .insertInto("outbox")
+      .values({
+        id,
+        account_id: recipient.accountId,
+        kind: message.kind,
+        recipient: recipient.email,
+        subject: rendered.subject,
+        body_text: rendered.text,
+        body_html: rendered.html,
+        created_at: now,
+        next_attempt_at: now,
+      })
+      .execute();
+    if (!trx) this.nudge();
+    return id;
+  }
+
+  /** Delivers every message that is due; returns how many were sent. Safe to call concurrently. */
+  async deliverDue(limit = 50): Promise<number> {
+    const now = this.clock.now();
+    const due = await this.db
+      .selectFrom("outbox")
+      .select("id")
+      .where("sent_at", "is", null)
+      .where("next_attempt_at", "<=", now)
+      .where((eb) => eb.or([eb("claimed_until", "is", null), eb("claimed_until", "<", now)]))
+      .orderBy("next_attempt_at")
+      .limit(limit)
+      .execute();
+    let sent = 0;
+    for (const { id } of due) {
+      const claimed = await this.db
+        .updateTable("outbox")
+        .set((eb) => ({ claimed_until: now + this.settings.claimMs, attempts: eb("attempts", "+", 1) }))
+        .where("id", "=", id)
+        .where("sent_at", "is", null)
+        .where((eb) => eb.or([eb("claimed_until", "is", null), eb("claimed_until", "<", now)]))
+        .returningAll()
+        .executeTakeFirst();
+      if (!claimed) continue;
+      try {
+        await this.transport.deliver({
+          id: claimed.id,
+          from: this.from,
+          to: claimed.recipient,
+          subject: claimed.subject,
+          text: claimed.body_text,
+          html: claimed.body_html,
+          kind: claimed.kind,
+          createdAt: claimed.created_at,
+        });
+        await this.db
+          .updateTable("outbox")
+          .set({ sent_at: this.clock.now(), claimed_until: null, last_error: null })
+          .where("id", "=", id)
+          .execute();
+        sent += 1;
+      } catch (error) {
+        const backoff = Math.min(
+          this.settings.baseBackoffMs * 2 ** (claimed.attempts - 1),
+          this.settings.maxBackoffMs,
+        );
+        const reason = error instanceof Error ? error.message : String(error);
+        await this.db
+          .updateTable("outbox")
+          .set({
+            next_attempt_at: this.clock.now() + backoff,
+            claimed_until: null,
+            last_error: reason.slice(0, 500),
+          })
+          .where("id", "=", id)
+          .execute();
+        this.logger.warn(
+          { outboxId: id, attempts: claimed.attempts, retryInMs: backoff },
+          "email delivery failed; will retry",
+        );
+      }
+    }
+    return sent;
+  }
+
+  async pending(): Promise<number> {
+    const row = await this.db
+      .selectFrom("outbox")
+      .select((eb) => eb.fn.countAll<number>().as("count"))
+      .where("sent_at", "is", null)
+      .executeTakeFirstOrThrow();
+    return Number(row.count);
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running?.catch(() => 0);
+  }
+
+  /** Deliver soon rather than at the next poll: called after an enqueue. */
+  nudge(): void {
+    if (!this.stopped) this.schedule(0);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick(), delayMs);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.running) return;
+    this.running = this.deliverDue().catch((error) => {
+      this.logger.warn({ err: error }, "outbox worker could not read the outbox");
+      return 0;
+    });
+    await this.running;
+    this.running = null;
+    if (!this.stopped) this.schedule(this.settings.pollIntervalMs);
+  }
+}

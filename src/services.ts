@@ -1,0 +1,35 @@
+import type { AccountRepository } from "./accounts/accounts.js";
+import type { AuditLog } from "./audit/audit-log.js";
+import type { EnvConfig } from "./config/env.js";
+import type { Settings } from "./config/settings.js";
+import type { Storage } from "./db/database.js";
+import type { SignInService } from "./flows/sign-in.js";
+import type { SignUpService } from "./flows/sign-up.js";
+import type { Outbox } from "./notify/outbox.js";
+import type { LocalOutboxTransport } from "./notify/transports.js";
+import type { AttemptGuard } from "./protection/attempt-guard.js";
+import type { BotCheck } from "./protection/bot-check.js";
+import type { SessionService } from "./sessions/sessions.js";
+import type { Clock } from "./support/clock.js";
+import type { GeoLocator } from "./support/geo.js";
+import type { Metrics } from "./support/metrics.js";
+
+/** Everything the HTTP layer and the CLI may call, built once in app.ts. */
+export interface Services {
+  config: EnvConfig;
+  settings: Settings;
+  clock: Clock;
+  storage: Storage;
+  accounts: AccountRepository;
+  audit: AuditLog;
+  outbox: Outbox;
+  /** Present in development without SMTP: what /dev/mailbox shows. */
+  localMailbox: LocalOutboxTransport | null;
+  guard: AttemptGuard;
+  botCheck: BotCheck;
+  sessions: SessionService;
+  signUp: SignUpService;
+  signIn: SignInService;
+  geo: GeoLocator;
+  metrics: Metrics;
+}

@@ -1,0 +1,201 @@
+import type { Kysely, Selectable } from "kysely";
+import type { Settings } from "../config/settings.js";
+import { hashToken, mintToken, newId } from "../crypto/tokens.js";
+import type { Database, SessionsTable } from "../db/schema.js";
+import type { Clock } from "../support/clock.js";
+import { iso } from "../support/clock.js";
+import type { RequestContext } from "../support/request-context.js";
+
+export type ClientApp = "web" | "app" | "pro";
+export const clientApps: readonly ClientApp[] = ["web", "app", "pro"];
+
+export interface Session {
+  id: string;
+  accountId: string;
+  client: ClientApp;
+  aal: 1 | 2;
+  methods: string[];
+  authenticatedAt: number;
+  steppedUpAt: number | null;
+  deviceId: string | null;
+  ip: string;
+  country: string | null;
+  city: string | null;
+  userAgent: string | null;
+  createdAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+  idleExpiresAt: number;
+}
+
+export interface IssueSession {
+  accountId: string;
+  client: ClientApp;
+  methods: string[];
+  deviceId: string | null;
+  context: RequestContext;
+}
+
+export type EndReason =
+  | "sign_out"
+  | "ended_by_owner"
+  | "ended_others"
+  | "password_changed"
+  | "superseded"
+  | "disconnect_all"
+  | "account_disabled";
+
+function toSession(row: Selectable<SessionsTable>): Session {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    client: row.client as ClientApp,
+    aal: row.aal === 2 ? 2 : 1,
+    methods: JSON.parse(row.methods) as string[],
+    authenticatedAt: row.authenticated_at,
+    steppedUpAt: row.stepped_up_at,
+    deviceId: row.device_id,
+    ip: row.ip,
+    country: row.country,
+    city: row.city,
+    userAgent: row.user_agent,
+    createdAt: row.created_at,
+    lastSeenAt: row.last_seen_at,
+    expiresAt: row.expires_at,
+    idleExpiresAt: row.idle_expires_at,
+  };
+}
+
+/** Second-factor methods: a session that used one of these is AAL2 (NIST 800-63B). */
+const secondFactorMethods = new Set(["totp", "webauthn", "recovery_code", "bypass_code"]);
+
+/**
+ * Sessions as rows (SPEC §5): the token is 256 random bits, only its SHA-256 is stored; idle and absolute
+ * timeouts per client app are enforced here on every check.
+ */
+export class SessionService {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly clock: Clock,
+    private readonly settings: Settings["sessions"],
+  ) {}
+
+  timeouts(client: ClientApp) {
+    return client === "web" ? this.settings.web : this.settings.app;
+  }
+
+  async issue(input: IssueSession): Promise<{ token: string; session: Session }> {
+    const token = mintToken();
+    const now = this.clock.now();
+    const { idleMs, absoluteMs } = this.timeouts(input.client);
+    const row = {
+      id: newId(),
+      token_hash: hashToken(token),
+      account_id: input.accountId,
+      client: input.client,
+      aal: input.methods.some((m) => secondFactorMethods.has(m)) ? 2 : 1,
+      methods: JSON.stringify(input.methods),
+      authenticated_at: now,
+      stepped_up_at: null,
+      device_id: input.deviceId,
+      ip: input.context.ip,
+      country: input.context.country,
+      city: input.context.city,
+      user_agent: input.context.userAgent,
+      created_at: now,
+      last_seen_at: now,
+      idle_expires_at: Math.min(now + idleMs, now + absoluteMs),
+      expires_at: now + absoluteMs,
+      ended_at: null,
+      end_reason: null,
+    };
+    await this.db.insertInto("sessions").values(row).execute();
+    return { token, session: toSession(row) };
+  }
+
+  /**
+   * The session for a token, or null when unknown, ended or timed out. Writes only when last-seen is
+   * older than the touch interval, so most checks are a single indexed read.
+   */
+  async authenticate(token: string): Promise<Session | null> {
+    if (token.length === 0 || token.length > 128) return null;
+    const row = await this.db
+      .selectFrom("sessions")
+      .selectAll()
+      .where("token_hash", "=", hashToken(token))
+      .executeTakeFirst();
+    if (!row || row.ended_at !== null) return null;
+    const now = this.clock.now();
+    if (now >= row.expires_at || now >= row.idle_expires_at) return null;
+    const session = toSession(row);
+    if (now - row.last_seen_at >= this.settings.touchIntervalMs) {
+      const idleExpiresAt = Math.min(now + this.timeouts(session.client).idleMs, row.expires_at);
+      await this.db
+        .updateTable("sessions")
+        .set({ last_seen_at: now, idle_expires_at: idleExpiresAt })
+        .where("id", "=", row.id)
+        .where("ended_at", "is", null)
+        .execute();
+      session.lastSeenAt = now;
+      session.idleExpiresAt = idleExpiresAt;
+    }
+    return session;
+  }
+
+  async listActive(accountId: string): Promise<Session[]> {
+    const now = this.clock.now();
+    const rows = await this.db
+      .selectFrom("sessions")
+      .selectAll()
+      .where("account_id", "=", accountId)
+      .where("ended_at", "is", null)
+      .where("expires_at", ">", now)
+      .where("idle_expires_at", ">", now)
+      .orderBy("last_seen_at", "desc")
+      .execute();
+    return rows.map(toSession);
+  }
+
+  /** Ends one session of this account; false when it does not exist, belongs to someone else or already ended. */
+  async end(accountId: string, sessionId: string, reason: EndReason): Promise<boolean> {
+    const row = await this.db
+      .updateTable("sessions")
+      .set({ ended_at: this.clock.now(), end_reason: reason })
+      .where("id", "=", sessionId)
+      .where("account_id", "=", accountId)
+      .where("ended_at", "is", null)
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Ends every session of the account except `keepSessionId` (none when null); returns how many ended. */
+  async endAll(accountId: string, keepSessionId: string | null, reason: EndReason): Promise<number> {
+    let query = this.db
+      .updateTable("sessions")
+      .set({ ended_at: this.clock.now(), end_reason: reason })
+      .where("account_id", "=", accountId)
+      .where("ended_at", "is", null);
+    if (keepSessionId) query = query.where("id", "!=", keepSessionId);
+    const rows = await query.returning("id").execute();
+    return rows.length;
+  }
+}
+
+export function describeSession(session: Session, currentSessionId: string | null) {
+  return {
+    id: session.id,
+    client: session.client,
+    aal: session.aal,
+    methods: session.methods,
+    ip: session.ip,
+    location: session.city && session.country ? `${session.city}, ${session.country}` : session.country,
+    userAgent: session.userAgent,
+    deviceId: session.deviceId,
+    authenticatedAt: iso(session.authenticatedAt),
+    createdAt: iso(session.createdAt),
+    lastSeenAt: iso(session.lastSeenAt),
+    expiresAt: iso(Math.min(session.expiresAt, session.idleExpiresAt)),
+    current: session.id === currentSessionId,
+  };
+}

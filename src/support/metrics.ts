@@ -1,0 +1,41 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+
+/** Prometheus metrics (SPEC §14), one registry per app so tests and several apps in a process stay apart. */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly attempts = new Counter({
+    name: "portcullis_auth_attempts_total",
+    help: "Authentication attempts by factor and outcome",
+    labelNames: ["factor", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly restrictions = new Counter({
+    name: "portcullis_account_restrictions_total",
+    help: "Account restrictions applied, by kind",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+  readonly stepUps = new Counter({
+    name: "portcullis_step_ups_total",
+    help: "Step-up confirmations by outcome",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly apiKeyDecisions = new Counter({
+    name: "portcullis_api_key_decisions_total",
+    help: "Signed API request decisions by outcome",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: "portcullis_http_request_duration_seconds",
+    help: "HTTP request latency by route and status class",
+    labelNames: ["method", "route", "status"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

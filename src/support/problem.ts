@@ -1,0 +1,48 @@
+/**
+ * The one error type services throw. The HTTP layer maps it to
+ * `{"error": {"code", "message", ...details}}` with the status; codes are stable (API.md).
+ */
+export class Problem extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = "Problem";
+  }
+}
+
+export const invalidCredentials = () =>
+  new Problem(401, "invalid_credentials", "Invalid username or password.");
+export const unauthenticated = () => new Problem(401, "unauthenticated", "Sign in to continue.");
+export const notFound = (what = "That") => new Problem(404, "not_found", `${what} was not found.`);
+export const forbidden = (message = "You may not do that.") => new Problem(403, "forbidden", message);
+export const expired = (message = "This link or flow has expired.") => new Problem(410, "expired", message);
+export const rateLimited = (retryAfterSeconds: number) =>
+  new Problem(
+    429,
+    "rate_limited",
+    "Too many requests. Try again later.",
+    { retryAfter: retryAfterSeconds },
+    { "retry-after": String(retryAfterSeconds) },
+  );
+export const invalidRequest = (message: string, details: { field: string; message: string }[] = []) =>
+  new Problem(400, "invalid_request", message, { details });
+
+/** A dependency (database, Redis) could not answer: refuse rather than guess (fail closed). */
+export class DependencyUnavailable extends Problem {
+  constructor(dependency: string) {
+    super(
+      503,
+      "unavailable",
+      "The service is temporarily unavailable. Try again shortly.",
+      {},
+      { "retry-after": "5" },
+    );
+    this.dependency = dependency;
+  }
+  dependency: string;
+}
