@@ -84,7 +84,7 @@ export class AttemptGuard {
     const row = await this.db
       .updateTable("account_guards")
       .set({
-        restricted_until: sql`${now} + ${this.restrictionLength()}`,
+        restricted_until: sql`cast(${now} as bigint) + ${this.restrictionLength()}`,
         restrictions: sql`restrictions + 1`,
       })
       .where("account_id", "=", reservation.accountId)
@@ -160,8 +160,9 @@ export class AttemptGuard {
     const { firstRestrictionMs, maxRestrictionMs } = this.settings;
     const steps: RawBuilder<unknown>[] = [];
     for (let n = 0, length = firstRestrictionMs; length < maxRestrictionMs; n += 1, length *= 2) {
-      steps.push(sql`when ${n} then ${length}`);
+      // Literals, not parameters: they come from configuration, and PostgreSQL cannot type parameters here.
+      steps.push(sql`when ${sql.lit(n)} then ${sql.lit(length)}`);
     }
-    return sql<number>`(case restrictions ${sql.join(steps, sql` `)} else ${maxRestrictionMs} end)`;
+    return sql<number>`(case restrictions ${sql.join(steps, sql` `)} else ${sql.lit(maxRestrictionMs)} end)`;
   }
 }

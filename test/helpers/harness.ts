@@ -7,6 +7,7 @@ import { createPortcullis, type Portcullis } from "../../src/app.js";
 import { loadEnvConfig } from "../../src/config/env.js";
 import { type SettingsOverrides, withSettings } from "../../src/config/settings.js";
 import type { Engine } from "../../src/db/database.js";
+import type { PasswordHasher } from "../../src/factors/password.js";
 import type { MailTransport } from "../../src/notify/transports.js";
 import { FakeClock } from "../../src/support/clock.js";
 import { linkToken, SmtpCapture } from "./smtp.js";
@@ -19,6 +20,7 @@ export interface HarnessOptions {
   settings?: SettingsOverrides;
   env?: Record<string, string>;
   transport?: MailTransport;
+  hasher?: PasswordHasher;
   logger?: pino.Logger;
 }
 
@@ -87,6 +89,7 @@ export class Harness {
       storage: storage.storage,
       logger: options.logger ?? false,
       transport: options.transport,
+      hasher: options.hasher,
     });
     return new Harness(engine, app, clock, smtp, storage);
   }

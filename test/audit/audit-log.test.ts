@@ -1,0 +1,107 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { sql } from "kysely";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
+import { engines } from "../helpers/storage.js";
+
+const run = promisify(execFile);
+
+describe.each(engines)("the audit log on %s (SPEC §12)", (engine) => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await Harness.create(engine);
+    const user = await h.createVerifiedUser();
+    await h.signIn(user.username, "a wrong password here");
+    await h.signIn(user.username, user.password);
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  const verify = async () => {
+    const response = await h.request("POST", "/v1/admin/audit/verify", {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(response.statusCode).toBe(200);
+    return response.json();
+  };
+
+  /** The CLI against the same database, as an operator would run it. */
+  const cliVerify = async () => {
+    try {
+      const { stdout } = await run("npx", ["tsx", "src/cli/main.ts", "audit", "verify"], {
+        env: {
+          ...process.env,
+          PORTCULLIS_DATABASE_URL: h.storage.url,
+          PORTCULLIS_DATA_DIR: h.storage.dataDir,
+        },
+      });
+      return { code: 0, stdout };
+    } catch (error) {
+      const failed = error as { code: number; stdout: string };
+      return { code: failed.code, stdout: failed.stdout };
+    }
+  };
+
+  it("records every attempt with its outcome, and verifies intact", async () => {
+    const entries = await h.services.audit.list({ limit: 100 });
+    const events = entries.map((e) => `${e.event}:${e.outcome}`);
+    expect(events).toContain("sign_in.password:failure");
+    expect(events).toContain("sign_in.password:success");
+    expect(events).toContain("sign_in.completed:success");
+    expect(entries.every((e) => e.ip === "203.0.113.10")).toBe(true);
+    const result = await verify();
+    expect(result).toEqual({ ok: true, checked: entries.length });
+    const cli = await cliVerify();
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toContain(`${entries.length} entries checked`);
+  });
+
+  it("finds an edited entry", async () => {
+    await sql`update audit_log set outcome = 'success' where seq = 3`.execute(h.db);
+    expect(await verify()).toMatchObject({
+      ok: false,
+      firstBadEntry: { seq: 3, reason: "contents changed" },
+    });
+    const cli = await cliVerify();
+    expect(cli.code).toBe(1);
+    expect(cli.stdout).toContain("BROKEN at entry 3");
+  });
+
+  it("finds a deleted entry, in the middle or at the end", async () => {
+    await sql`delete from audit_log where seq = 2`.execute(h.db);
+    expect(await verify()).toMatchObject({ ok: false, firstBadEntry: { seq: 2, reason: "missing entry" } });
+    await sql`delete from audit_log where seq >= 2`.execute(h.db);
+    expect(await verify()).toMatchObject({ ok: false, firstBadEntry: { seq: 2 } });
+  });
+
+  it("finds reordered entries", async () => {
+    // Swap the contents of entries 2 and 3, hashes and all, keeping the sequence numbers.
+    await sql`update audit_log set seq = -1 where seq = 2`.execute(h.db);
+    await sql`update audit_log set seq = 2 where seq = 3`.execute(h.db);
+    await sql`update audit_log set seq = 3 where seq = -1`.execute(h.db);
+    expect(await verify()).toMatchObject({ ok: false, firstBadEntry: { seq: 2 } });
+  });
+
+  it("keeps one unbroken chain under 40 parallel appends", async () => {
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        h.services.audit.append({ event: "test.parallel", outcome: "info", details: { i } }, null),
+      ),
+    );
+    const result = await verify();
+    expect(result.ok).toBe(true);
+    const seqs = (await h.services.audit.list({ limit: 500 })).map((e) => e.seq).sort((a, b) => a - b);
+    expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
+  });
+
+  it("never stores a password, token or bot-check answer", async () => {
+    const rows = await sql<{
+      text: string;
+    }>`select details || coalesce(user_agent, '') as text from audit_log`.execute(h.db);
+    const everything = rows.rows.map((r) => r.text).join("\n");
+    expect(everything).not.toContain("a wrong password here");
+    expect(everything).not.toContain("violet tractor");
+  });
+});
