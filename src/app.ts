@@ -55,7 +55,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const clock = options.clock ?? systemClock;
   const logger = options.logger === undefined ? createLogger(config.logLevel) : options.logger;
   const storage = options.storage ?? openStorage(config.databaseUrl);
-  await migrateToLatest(storage.db);
+  await migrateToLatest(storage);
   const { db } = storage;
 
   const dataKey = loadDataKey(config.secretKeyBase64, config.dataDir);

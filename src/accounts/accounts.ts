@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from "kysely";
+import { type Kysely, type Selectable, sql } from "kysely";
 import type { AccountsTable, Database } from "../db/schema.js";
 
 export type Tier = "starter" | "intermediate" | "pro";
@@ -96,7 +96,12 @@ export class AccountRepository {
       .selectFrom("accounts")
       .selectAll()
       .where((eb) =>
-        eb.or([eb("id", "=", query.trim()), eb("username", "like", needle), eb("email_key", "like", needle)]),
+        eb.or([
+          eb("id", "=", query.trim()),
+          // ESCAPE makes the backslash an escape on SQLite too, as it is by default on PostgreSQL.
+          sql<boolean>`username like ${needle} escape '\\'`,
+          sql<boolean>`email_key like ${needle} escape '\\'`,
+        ]),
       )
       .orderBy("created_at", "desc")
       .limit(limit)

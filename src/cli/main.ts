@@ -26,7 +26,7 @@ function config(): EnvConfig {
 async function withStorage<T>(run: (storage: ReturnType<typeof openStorage>) => Promise<T>): Promise<T> {
   const storage = openStorage(config().databaseUrl);
   try {
-    await migrateToLatest(storage.db);
+    await migrateToLatest(storage);
     return await run(storage);
   } finally {
     await storage.close();
@@ -70,7 +70,7 @@ program
   .description("Bring the database schema up to date")
   .action(async () => {
     await withStorage(async (storage) => {
-      const applied = await migrateToLatest(storage.db);
+      const applied = await migrateToLatest(storage);
       process.stdout.write(applied.length ? `applied: ${applied.join(", ")}\n` : "schema is up to date\n");
     });
   });

@@ -1,0 +1,119 @@
+import { Writable } from "node:stream";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { redactedLogPaths } from "../../src/http/server.js";
+import { ADMIN_TOKEN, Harness, sessionCookie } from "../helpers/harness.js";
+import { engines } from "../helpers/storage.js";
+
+describe.each(engines)("operations endpoints on %s (SPEC §14)", (engine) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.create(engine);
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("answers health, readiness and metrics", async () => {
+    expect((await h.request("GET", "/healthz")).json()).toEqual({ status: "ok" });
+    expect((await h.request("GET", "/readyz")).json()).toEqual({ status: "ready" });
+    const user = await h.createVerifiedUser();
+    await h.signIn(user.username, "wrong password, sorry");
+    await h.signIn(user.username, user.password);
+    const metrics = await h.request("GET", "/metrics");
+    expect(metrics.headers["content-type"]).toMatch(/text\/plain/);
+    expect(metrics.body).toMatch(/portcullis_auth_attempts_total\{factor="password",outcome="failure"\} 1/);
+    expect(metrics.body).toMatch(/portcullis_auth_attempts_total\{factor="password",outcome="success"\} 1/);
+    expect(metrics.body).toMatch(/portcullis_http_request_duration_seconds_bucket/);
+  });
+
+  it("publishes an OpenAPI document generated from the route schemas", async () => {
+    const doc = (await h.request("GET", "/openapi.json")).json();
+    expect(doc.openapi).toMatch(/^3\./);
+    for (const path of [
+      "/v1/accounts",
+      "/v1/sign-in",
+      "/v1/session",
+      "/v1/sessions",
+      "/v1/admin/audit/verify",
+    ]) {
+      expect(Object.keys(doc.paths)).toContain(path);
+    }
+    expect(doc.paths["/v1/sign-in"].post.requestBody.content["application/json"].schema.required).toEqual(
+      expect.arrayContaining(["identifier", "password"]),
+    );
+  });
+
+  it("keeps the admin API behind the operator token", async () => {
+    expect((await h.request("POST", "/v1/admin/audit/verify")).statusCode).toBe(401);
+    const wrong = await h.request("POST", "/v1/admin/audit/verify", {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN.replace(/.$/, "x")}` },
+    });
+    expect(wrong.statusCode).toBe(401);
+    const user = await h.createVerifiedUser();
+    const token = await h.sessionToken(user);
+    expect((await h.request("POST", "/v1/admin/audit/verify", { token })).statusCode).toBe(401);
+    const search = await h.request("GET", "/v1/admin/accounts", {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      query: { query: user.username },
+    });
+    expect(search.json().accounts).toEqual([
+      expect.objectContaining({ username: user.username, emailVerified: true, restriction: null }),
+    ]);
+  });
+});
+
+describe("the admin API without an operator token", () => {
+  it("is off", async () => {
+    const h = await Harness.create("sqlite", { env: { PORTCULLIS_ADMIN_TOKEN: "" } });
+    try {
+      const response = await h.request("POST", "/v1/admin/audit/verify", {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      expect(response.statusCode).toBe(403);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe("logs", () => {
+  it("never contain a password, session token, cookie or bot-check answer", async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const logger = pino({ level: "trace", redact: { paths: redactedLogPaths, censor: "[redacted]" } }, sink);
+    const h = await Harness.create("sqlite", { logger });
+    try {
+      const user = await h.createVerifiedUser();
+      const botCheck = await h.botCheck();
+      const signIn = await h.request("POST", "/v1/sign-in", {
+        body: { identifier: user.username, password: user.password, botCheck, client: "app" },
+      });
+      const token = signIn.json().token as string;
+      await h.request("GET", "/v1/session", { token });
+      const web = await h.signIn(user.username, user.password);
+      await h.request("GET", "/v1/sessions", { cookie: sessionCookie(web) });
+      await h.request("POST", "/v1/sign-in", { body: { identifier: user.username, password: "bad {json" } });
+      const requestLogs = lines.join("");
+      expect(lines.length).toBeGreaterThan(5);
+      // Request logs carry no headers or bodies; anything that does log them is censored.
+      logger.info(
+        { req: { headers: { authorization: `Bearer ${token}`, cookie: "portcullis_session=abc" } } },
+        "probe",
+      );
+      expect(lines.at(-1)).toContain('"authorization":"[redacted]"');
+      expect(lines.at(-1)).toContain('"cookie":"[redacted]"');
+      for (const secret of [user.password, token, sessionCookie(web), botCheck.slice(0, 40)]) {
+        expect(requestLogs).not.toContain(secret);
+        expect(lines.join("")).not.toContain(secret);
+      }
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -1,0 +1,72 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { Harness, newUser } from "../helpers/harness.js";
+import { engines } from "../helpers/storage.js";
+
+describe.each(engines)("per-IP rate limits on %s (SPEC §4)", (engine) => {
+  let h: Harness;
+  afterEach(async () => {
+    await h?.close();
+  });
+
+  it("answers 429 with Retry-After past the per-IP+identifier limit, and opens again in the next window", async () => {
+    h = await Harness.create(engine, {
+      env: { PORTCULLIS_BOT_CHECK: "off" },
+      settings: {
+        protection: { ipIdentifierLimit: { max: 3, windowMs: 60_000 }, failuresBeforeRestriction: 50 },
+      },
+    });
+    const user = await h.createVerifiedUser();
+    const attempt = (ip = "192.0.2.7") =>
+      h.request("POST", "/v1/sign-in", {
+        body: { identifier: user.username, password: "wrong password!!" },
+        ip,
+      });
+    h.clock.set(Math.ceil(h.clock.now() / 60_000) * 60_000);
+    for (let i = 0; i < 3; i += 1) expect((await attempt()).statusCode).toBe(401);
+    const limited = await attempt();
+    expect(limited.statusCode).toBe(429);
+    expect(limited.json().error.code).toBe("rate_limited");
+    expect(limited.headers["retry-after"]).toBe("60");
+    // Another address is not affected; the account counter still is the real protection.
+    expect((await attempt("192.0.2.8")).statusCode).toBe(401);
+    h.clock.advance(60_000);
+    expect((await attempt()).statusCode).toBe(401);
+  });
+
+  it("limits sign-ups per IP", async () => {
+    h = await Harness.create(engine, {
+      env: { PORTCULLIS_BOT_CHECK: "off" },
+      settings: { protection: { signUpIpLimit: { max: 2, windowMs: 3_600_000 } } },
+    });
+    for (let i = 0; i < 2; i += 1) {
+      expect((await h.request("POST", "/v1/accounts", { body: newUser() })).statusCode).toBe(202);
+    }
+    const limited = await h.request("POST", "/v1/accounts", { body: newUser() });
+    expect(limited.statusCode).toBe(429);
+    expect(Number(limited.headers["retry-after"])).toBeGreaterThan(0);
+  });
+
+  it("believes X-Forwarded-For only from a trusted proxy", async () => {
+    h = await Harness.create(engine, {
+      env: { PORTCULLIS_BOT_CHECK: "off", PORTCULLIS_TRUSTED_PROXIES: "10.0.0.0/8" },
+    });
+    const user = await h.createVerifiedUser();
+    const signIn = (ip: string, forwardedFor: string) =>
+      h.request("POST", "/v1/sign-in", {
+        body: { identifier: user.username, password: user.password, client: "app" },
+        ip,
+        headers: { "x-forwarded-for": forwardedFor },
+      });
+    const viaProxy = await signIn("10.1.2.3", "81.2.69.160");
+    const direct = await signIn("203.0.113.50", "81.2.69.160");
+    const sessions = await h.request("GET", "/v1/sessions", { token: viaProxy.json().token });
+    const ips = sessions
+      .json()
+      .sessions.map((s: { ip: string }) => s.ip)
+      .sort();
+    expect(ips).toEqual(["203.0.113.50", "81.2.69.160"]);
+    const located = sessions.json().sessions.find((s: { ip: string }) => s.ip === "81.2.69.160");
+    expect(located.location).toMatch(/GB$/);
+    expect(direct.statusCode).toBe(200);
+  });
+});

@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hashToken } from "../../src/crypto/tokens.js";
+import { Harness, PUBLIC_URL, sessionCookie, type TestUser } from "../helpers/harness.js";
+import { engines } from "../helpers/storage.js";
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+describe.each(engines)("sessions on %s (SPEC §5)", (engine) => {
+  let h: Harness;
+  let user: TestUser;
+  beforeAll(async () => {
+    h = await Harness.create(engine);
+    user = await h.createVerifiedUser();
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("stores only the SHA-256 of a 256-bit token", async () => {
+    const token = await h.sessionToken(user);
+    expect(Buffer.from(token, "base64url").length).toBe(32);
+    const rows = await h.db.selectFrom("sessions").select(["token_hash"]).execute();
+    expect(rows.some((r) => r.token_hash === token)).toBe(false);
+    expect(rows.some((r) => r.token_hash === hashToken(token))).toBe(true);
+  });
+
+  it("gives apps a bearer token and browsers only a cookie", async () => {
+    const app = await h.signIn(user.username, user.password, { client: "app" });
+    expect(app.json().token).toEqual(expect.any(String));
+    const me = await h.request("GET", "/v1/session", { token: app.json().token });
+    expect(me.json().session).toMatchObject({ client: "app", aal: 1 });
+    const web = await h.signIn(user.username, user.password);
+    expect(web.json().token).toBeUndefined();
+    expect((await h.request("GET", "/v1/session", { cookie: sessionCookie(web) })).statusCode).toBe(200);
+  });
+
+  it("ends a web session after 30 idle minutes, and activity keeps it alive", async () => {
+    const cookie = sessionCookie(await h.signIn(user.username, user.password));
+    h.clock.advance(29 * MINUTE);
+    expect((await h.request("GET", "/v1/session", { cookie })).statusCode).toBe(200);
+    h.clock.advance(29 * MINUTE);
+    expect((await h.request("GET", "/v1/session", { cookie })).statusCode).toBe(200);
+    h.clock.advance(31 * MINUTE);
+    expect((await h.request("GET", "/v1/session", { cookie })).statusCode).toBe(401);
+  });
+
+  it("ends a web session 12 hours after sign-in however active it is", async () => {
+    const cookie = sessionCookie(await h.signIn(user.username, user.password));
+    for (let elapsed = 0; elapsed < 12 * HOUR - 20 * MINUTE; elapsed += 20 * MINUTE) {
+      h.clock.advance(20 * MINUTE);
+      expect((await h.request("GET", "/v1/session", { cookie })).statusCode).toBe(200);
+    }
+    h.clock.advance(20 * MINUTE);
+    expect((await h.request("GET", "/v1/session", { cookie })).statusCode).toBe(401);
+  });
+
+  it("keeps app sessions for 24 idle hours and 30 days at most", async () => {
+    const token = await h.sessionToken(user);
+    h.clock.advance(23 * HOUR);
+    expect((await h.request("GET", "/v1/session", { token })).statusCode).toBe(200);
+    h.clock.advance(25 * HOUR);
+    expect((await h.request("GET", "/v1/session", { token })).statusCode).toBe(401);
+    const daily = await h.sessionToken(user);
+    let elapsed = 0;
+    while (elapsed + 23 * HOUR < 30 * 24 * HOUR) {
+      h.clock.advance(23 * HOUR);
+      elapsed += 23 * HOUR;
+      expect((await h.request("GET", "/v1/session", { token: daily })).statusCode).toBe(200);
+    }
+    h.clock.advance(23 * HOUR);
+    expect((await h.request("GET", "/v1/session", { token: daily })).statusCode).toBe(401);
+  });
+
+  it("lists sessions with 'this session', ends one, and ends all others", async () => {
+    const other = await h.createVerifiedUser();
+    const first = await h.sessionToken(other);
+    const second = await h.sessionToken(other);
+    const third = await h.sessionToken(other);
+    const list = await h.request("GET", "/v1/sessions", { token: first });
+    expect(list.statusCode).toBe(200);
+    const sessions = list.json().sessions as { id: string; current: boolean; ip: string }[];
+    expect(sessions).toHaveLength(3);
+    expect(sessions.filter((s) => s.current)).toHaveLength(1);
+    expect(sessions[0]?.ip).toBe("203.0.113.10");
+
+    const secondId = (await h.request("GET", "/v1/session", { token: second })).json().session.id;
+    expect((await h.request("DELETE", `/v1/sessions/${secondId}`, { token: first })).statusCode).toBe(200);
+    expect((await h.request("GET", "/v1/session", { token: second })).statusCode).toBe(401);
+    // Ending it again, or someone else's session, is not found.
+    expect((await h.request("DELETE", `/v1/sessions/${secondId}`, { token: first })).statusCode).toBe(404);
+    const stranger = await h.sessionToken(user);
+    const firstId = (await h.request("GET", "/v1/session", { token: first })).json().session.id;
+    expect((await h.request("DELETE", `/v1/sessions/${firstId}`, { token: stranger })).statusCode).toBe(404);
+
+    const endOthers = await h.request("DELETE", "/v1/sessions", { token: first });
+    expect(endOthers.json()).toMatchObject({ ended: 1 });
+    expect((await h.request("GET", "/v1/session", { token: third })).statusCode).toBe(401);
+    expect((await h.request("GET", "/v1/session", { token: first })).statusCode).toBe(200);
+  });
+
+  it("refuses a cookie-authenticated change without this site's Origin", async () => {
+    const cookie = sessionCookie(await h.signIn(user.username, user.password));
+    const noOrigin = await h.request("DELETE", "/v1/session", {
+      headers: { cookie: `portcullis_session=${cookie}` },
+    });
+    expect(noOrigin.statusCode).toBe(403);
+    const otherSite = await h.request("DELETE", "/v1/session", {
+      headers: { cookie: `portcullis_session=${cookie}`, origin: "https://evil.example" },
+    });
+    expect(otherSite.statusCode).toBe(403);
+    expect(otherSite.json().error).toMatchObject({ code: "forbidden", reason: "origin_mismatch" });
+    const sameSite = await h.request("DELETE", "/v1/session", {
+      headers: { cookie: `portcullis_session=${cookie}`, origin: PUBLIC_URL },
+    });
+    expect(sameSite.statusCode).toBe(200);
+  });
+
+  it("shows the owner's access history, newest first, with paging", async () => {
+    const owner = await h.createVerifiedUser();
+    await h.signIn(owner.username, "definitely not it");
+    const token = await h.sessionToken(owner);
+    const page = await h.request("GET", "/v1/activity", { token, query: { limit: "2" } });
+    expect(page.statusCode).toBe(200);
+    const { items, nextBefore } = page.json();
+    expect(items).toHaveLength(2);
+    expect(items[0].event).toBe("sign_in.completed");
+    const rest = await h.request("GET", "/v1/activity", { token, query: { before: String(nextBefore) } });
+    const events = rest
+      .json()
+      .items.map((i: { event: string; outcome: string }) => `${i.event}:${i.outcome}`);
+    expect(events).toContain("sign_in.password:failure");
+    expect(events).toContain("account.created:success");
+  });
+});
+
+describe("session cookies behind https", () => {
+  it("use the __Host- prefix and Secure", async () => {
+    const h = await Harness.create("sqlite", { env: { PORTCULLIS_PUBLIC_URL: "https://portal.example" } });
+    try {
+      const user = await h.createVerifiedUser();
+      const response = await h.signIn(user.username, user.password);
+      const cookie = String(response.headers["set-cookie"]);
+      expect(cookie).toMatch(/^__Host-portcullis_session=/);
+      expect(cookie).toMatch(/; Secure/);
+      expect(cookie).toMatch(/; Path=\//);
+      expect(cookie).toMatch(/; HttpOnly/);
+      expect(cookie).toMatch(/; SameSite=Strict/);
+      expect(cookie).not.toMatch(/Domain=/);
+    } finally {
+      await h.close();
+    }
+  });
+});
