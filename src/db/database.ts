@@ -51,8 +51,10 @@ export function openStorage(databaseUrl: string, options: OpenOptions = {}): Sto
     connectionTimeoutMillis: 5000,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
-  // An idle client losing its connection must not crash the process; the next query reports it as a 503.
+  // A client losing its connection must not crash the process, idle or checked out (pg-pool listens only on
+  // idle ones); the query in flight fails on its own and is answered 503.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, engine: "postgres", close: () => db.destroy() };
 }

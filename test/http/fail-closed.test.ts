@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createPortcullis, type Portcullis } from "../../src/app.js";
+import { loadEnvConfig } from "../../src/config/env.js";
+import { withSettings } from "../../src/config/settings.js";
+import { openStorage, type Storage } from "../../src/db/database.js";
+import { PUBLIC_URL } from "../helpers/harness.js";
+import { openTestStorage, postgresUrl, type TestStorage } from "../helpers/storage.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
+
+/** PostgreSQL disappears mid-run: every request that needs it answers 503 (fail closed), then recovers. */
+describe("with PostgreSQL unreachable", () => {
+  let proxy: TcpProxy;
+  let owner: TestStorage;
+  let app: Portcullis;
+  let storage: Storage;
+
+  beforeAll(async () => {
+    owner = await openTestStorage("postgres");
+    const target = new URL(postgresUrl);
+    proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    const viaProxy = new URL(postgresUrl);
+    viaProxy.port = String(proxy.port);
+    storage = openStorage(viaProxy.href, { schema: owner.schema });
+    app = await createPortcullis({
+      config: loadEnvConfig({
+        PORTCULLIS_DATABASE_URL: viaProxy.href,
+        PORTCULLIS_DATA_DIR: owner.dataDir,
+        PORTCULLIS_PUBLIC_URL: PUBLIC_URL,
+        PORTCULLIS_BOT_CHECK: "off",
+      }),
+      settings: withSettings({}),
+      storage,
+      logger: false,
+    });
+  });
+
+  afterAll(async () => {
+    await app.close();
+    await storage.close();
+    await proxy.stop();
+    await owner.dispose();
+  });
+
+  const request = (method: "GET" | "POST", url: string, body?: unknown, token?: string) =>
+    app.http.inject({
+      method,
+      url,
+      ...(body ? { payload: body as object } : {}),
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    });
+
+  it("answers 503 unavailable, never lets a request through, and recovers without a restart", async () => {
+    const signUp = await request("POST", "/v1/accounts", {
+      email: "outage@example.test",
+      username: "outage_user",
+      password: "violet tractor mango 42",
+      country: "DE",
+    });
+    expect(signUp.statusCode).toBe(202);
+    await app.services.accounts.markEmailVerified(
+      (await app.services.accounts.findByUsername("outage_user"))!.id,
+      Date.now(),
+    );
+    const signIn = await request("POST", "/v1/sign-in", {
+      identifier: "outage_user",
+      password: "violet tractor mango 42",
+      client: "app",
+    });
+    const token = signIn.json().token as string;
+    expect((await request("GET", "/v1/session", undefined, token)).statusCode).toBe(200);
+
+    proxy.cut();
+    const during = [
+      await request("GET", "/v1/session", undefined, token),
+      await request("POST", "/v1/sign-in", {
+        identifier: "outage_user",
+        password: "violet tractor mango 42",
+      }),
+      await request("POST", "/v1/sign-in", { identifier: "outage_user", password: "a wrong guess here" }),
+      await request("GET", "/readyz"),
+    ];
+    for (const response of during) {
+      expect(response.statusCode).toBe(503);
+      expect(response.json().error.code).toBe("unavailable");
+      expect(response.body).not.toMatch(/ECONN|at \/|node_modules/);
+    }
+    expect((await request("GET", "/healthz")).statusCode).toBe(200);
+
+    proxy.restore();
+    expect((await request("GET", "/readyz")).statusCode).toBe(200);
+    expect((await request("GET", "/v1/session", undefined, token)).statusCode).toBe(200);
+    const audit = await app.services.audit.verify();
+    expect(audit.ok).toBe(true);
+  });
+});
