@@ -1,4 +1,5 @@
 import path from "node:path";
+import { Redis } from "ioredis";
 import pino from "pino";
 import { AccountRepository } from "./accounts/accounts.js";
 import { AuditLog } from "./audit/audit-log.js";
@@ -15,7 +16,8 @@ import { Outbox } from "./notify/outbox.js";
 import { LocalOutboxTransport, type MailTransport, SmtpTransport } from "./notify/transports.js";
 import { AttemptGuard } from "./protection/attempt-guard.js";
 import { BotCheck, FailureSignals } from "./protection/bot-check.js";
-import { DatabaseRateLimiter } from "./protection/rate-limiter.js";
+import { DatabaseRateLimiter, type RateLimiter } from "./protection/rate-limiter.js";
+import { RedisRateLimiter } from "./protection/redis-rate-limiter.js";
 import type { Services } from "./services.js";
 import { SessionService } from "./sessions/sessions.js";
 import { type Clock, systemClock } from "./support/clock.js";
@@ -33,6 +35,8 @@ export interface AppOptions {
   geo?: GeoLocator;
   /** A pino logger, or false for none. Defaults to JSON logs on stdout at config.logLevel. */
   logger?: pino.Logger | false;
+  /** Prefix for every Redis key (tests give each run its own). */
+  redisKeyPrefix?: string;
   /** Run the outbox worker in the background (the server does; tests usually drive it by hand). */
   startWorkers?: boolean;
 }
@@ -46,6 +50,24 @@ export interface Portcullis {
 
 export function createLogger(level: string): pino.Logger {
   return pino({ level, redact: { paths: redactedLogPaths, censor: "[redacted]" } });
+}
+
+/**
+ * Redis for counters shared by several instances. Commands fail fast while it is unreachable (no offline
+ * queue, one try, a timeout), so requests are answered 503 instead of hanging; the client reconnects by itself.
+ */
+function connectRedis(url: string): Redis {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    // A command caught by a dropped connection fails within a second instead of waiting to be re-sent.
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: 1000,
+  });
+  redis.on("error", () => {});
+  redis.connect().catch(() => {});
+  return redis;
 }
 
 /** The composition root (DESIGN "Dependencies are passed in"): the only place services are built and wired. */
@@ -66,7 +88,10 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const outbox = new Outbox(db, transport, clock, settings.outbox, config.mailFrom, logger || silent);
   const accounts = new AccountRepository(db);
   const audit = new AuditLog(db, clock);
-  const limiter = new DatabaseRateLimiter(db, clock);
+  const redis = config.redisUrl ? connectRedis(config.redisUrl) : null;
+  const limiter: RateLimiter = redis
+    ? new RedisRateLimiter(redis, clock, options.redisKeyPrefix)
+    : new DatabaseRateLimiter(db, clock);
   const signals = new FailureSignals(limiter, settings.botCheck);
   const botCheck = new BotCheck(
     config.botCheck,
@@ -120,6 +145,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     settings,
     clock,
     storage,
+    redis,
     accounts,
     audit,
     outbox,
@@ -148,6 +174,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
       await http.close();
       await outbox.stop();
       transport.close?.();
+      redis?.disconnect();
       if (!options.storage) await storage.close();
     },
   };

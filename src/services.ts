@@ -1,3 +1,4 @@
+import type { Redis } from "ioredis";
 import type { AccountRepository } from "./accounts/accounts.js";
 import type { AuditLog } from "./audit/audit-log.js";
 import type { EnvConfig } from "./config/env.js";
@@ -20,6 +21,8 @@ export interface Services {
   settings: Settings;
   clock: Clock;
   storage: Storage;
+  /** Present when PORTCULLIS_REDIS_URL is set: shared counters live there. */
+  redis: Redis | null;
   accounts: AccountRepository;
   audit: AuditLog;
   outbox: Outbox;

@@ -18,6 +18,8 @@ export interface RateLimiter {
   hit(key: string, limit: Limit): Promise<LimitDecision>;
   /** The count in the current window, without adding to it. */
   peek(key: string, windowMs: number): Promise<number>;
+  /** Forget windows older than this; a no-op where counters expire by themselves. */
+  prune(olderThanMs: number): Promise<void>;
 }
 
 /**

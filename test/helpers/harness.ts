@@ -11,7 +11,15 @@ import type { PasswordHasher } from "../../src/factors/password.js";
 import type { MailTransport } from "../../src/notify/transports.js";
 import { FakeClock } from "../../src/support/clock.js";
 import { linkToken, SmtpCapture } from "./smtp.js";
-import { openTestStorage, type TestStorage } from "./storage.js";
+import { openTestStorage, redisUrl, type TestStorage } from "./storage.js";
+
+export async function waitUntilReady(redis: { status: string }, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (redis.status !== "ready") {
+    if (Date.now() > deadline) throw new Error(`Redis not ready (${redis.status})`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 export const ADMIN_TOKEN = "test-operator-token-0123456789abcdef0123456789";
 export const PUBLIC_URL = "http://localhost:3000";
@@ -22,6 +30,8 @@ export interface HarnessOptions {
   transport?: MailTransport;
   hasher?: PasswordHasher;
   logger?: pino.Logger;
+  /** Keep shared counters in the local Redis (under a prefix of this run's own) instead of the database. */
+  redis?: boolean;
 }
 
 export interface TestUser {
@@ -79,6 +89,7 @@ export class Harness {
       PORTCULLIS_SMTP_URL: smtp.url,
       PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
       PORTCULLIS_PUBLIC_URL: PUBLIC_URL,
+      ...(options.redis ? { PORTCULLIS_REDIS_URL: redisUrl } : {}),
       ...options.env,
     });
     const settings = withSettings({ botCheck: { minCounter: 1, maxCounter: 30 }, ...options.settings });
@@ -90,7 +101,9 @@ export class Harness {
       logger: options.logger ?? false,
       transport: options.transport,
       hasher: options.hasher,
+      redisKeyPrefix: `portcullis-test:${randomBytes(6).toString("hex")}:`,
     });
+    if (app.services.redis) await waitUntilReady(app.services.redis);
     return new Harness(engine, app, clock, smtp, storage);
   }
 

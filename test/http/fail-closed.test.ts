@@ -3,8 +3,8 @@ import { createPortcullis, type Portcullis } from "../../src/app.js";
 import { loadEnvConfig } from "../../src/config/env.js";
 import { withSettings } from "../../src/config/settings.js";
 import { openStorage, type Storage } from "../../src/db/database.js";
-import { PUBLIC_URL } from "../helpers/harness.js";
-import { openTestStorage, postgresUrl, type TestStorage } from "../helpers/storage.js";
+import { Harness, PUBLIC_URL, waitUntilReady } from "../helpers/harness.js";
+import { openTestStorage, postgresUrl, redisUrl, type TestStorage } from "../helpers/storage.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 
 /** PostgreSQL disappears mid-run: every request that needs it answers 503 (fail closed), then recovers. */
@@ -92,5 +92,35 @@ describe("with PostgreSQL unreachable", () => {
     expect((await request("GET", "/v1/session", undefined, token)).statusCode).toBe(200);
     const audit = await app.services.audit.verify();
     expect(audit.ok).toBe(true);
+  });
+});
+
+/** Redis holds the shared counters; when it is gone, nothing is let through uncounted. */
+describe("with Redis unreachable", () => {
+  it("answers 503 on sign-in and recovers by itself", async () => {
+    const target = new URL(redisUrl);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 6379));
+    await proxy.start();
+    const h = await Harness.create("sqlite", {
+      env: { PORTCULLIS_REDIS_URL: `redis://127.0.0.1:${proxy.port}`, PORTCULLIS_BOT_CHECK: "off" },
+    });
+    try {
+      await waitUntilReady(h.services.redis!);
+      const user = await h.createVerifiedUser();
+      const signIn = () =>
+        h.request("POST", "/v1/sign-in", { body: { identifier: user.username, password: user.password } });
+      expect((await signIn()).statusCode).toBe(200);
+      proxy.cut();
+      const during = await signIn();
+      expect(during.statusCode).toBe(503);
+      expect(during.json().error.code).toBe("unavailable");
+      expect((await h.request("GET", "/readyz")).statusCode).toBe(503);
+      proxy.restore();
+      await waitUntilReady(h.services.redis!);
+      expect((await signIn()).statusCode).toBe(200);
+    } finally {
+      await h.close();
+      await proxy.stop();
+    }
   });
 });

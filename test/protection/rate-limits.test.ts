@@ -2,7 +2,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Harness, newUser } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
-describe.each(engines)("per-IP rate limits on %s (SPEC §4)", (engine) => {
+const setups = engines.flatMap((engine) => [
+  { engine, redis: false, name: `${engine}` },
+  { engine, redis: true, name: `${engine} with Redis counters` },
+]);
+
+describe.each(setups)("per-IP rate limits on $name (SPEC §4)", ({ engine, redis }) => {
   let h: Harness;
   afterEach(async () => {
     await h?.close();
@@ -10,6 +15,7 @@ describe.each(engines)("per-IP rate limits on %s (SPEC §4)", (engine) => {
 
   it("answers 429 with Retry-After past the per-IP+identifier limit, and opens again in the next window", async () => {
     h = await Harness.create(engine, {
+      redis,
       env: { PORTCULLIS_BOT_CHECK: "off" },
       settings: {
         protection: { ipIdentifierLimit: { max: 3, windowMs: 60_000 }, failuresBeforeRestriction: 50 },
@@ -35,6 +41,7 @@ describe.each(engines)("per-IP rate limits on %s (SPEC §4)", (engine) => {
 
   it("limits sign-ups per IP", async () => {
     h = await Harness.create(engine, {
+      redis,
       env: { PORTCULLIS_BOT_CHECK: "off" },
       settings: { protection: { signUpIpLimit: { max: 2, windowMs: 3_600_000 } } },
     });
@@ -48,6 +55,7 @@ describe.each(engines)("per-IP rate limits on %s (SPEC §4)", (engine) => {
 
   it("believes X-Forwarded-For only from a trusted proxy", async () => {
     h = await Harness.create(engine, {
+      redis,
       env: { PORTCULLIS_BOT_CHECK: "off", PORTCULLIS_TRUSTED_PROXIES: "10.0.0.0/8" },
     });
     const user = await h.createVerifiedUser();

@@ -22,12 +22,15 @@ export function registerPublicRoutes(app: App, services: Services): void {
   app.get("/readyz", { schema: { tags: ["operations"], hide: true } }, async (_request, reply) => {
     try {
       await sql`select 1`.execute(services.storage.db);
-      return { status: "ready" };
     } catch {
       return reply
         .status(503)
         .send({ error: { code: "unavailable", message: "The database is not reachable." } });
     }
+    if (services.redis && services.redis.status !== "ready") {
+      return reply.status(503).send({ error: { code: "unavailable", message: "Redis is not reachable." } });
+    }
+    return { status: "ready" };
   });
 
   app.get("/metrics", { schema: { tags: ["operations"], hide: true } }, async (_request, reply) => {
