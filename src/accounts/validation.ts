@@ -7,7 +7,7 @@ export interface FieldError {
 
 const USERNAME = /^[a-z0-9_.-]{3,32}$/;
 // Deliberately plain: one @, no spaces, a dot in the domain. The verification email is the real test.
-const EMAIL = /^[^\s@]{1,64}@[^\s@]+\.[^\s@]{2,}$/;
+const EMAIL = /^[^\s@\p{Cc}]{1,64}@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]{2,}$/u;
 
 // ISO 3166-2 subdivisions of the two countries where SPEC §1 requires a region.
 const regions: Record<string, readonly string[]> = {

@@ -38,6 +38,14 @@ const frameworkProblems: Record<string, (error: FastifyError) => Problem> = {
     new Problem(400, "invalid_request", "The Content-Length header is wrong."),
 };
 
+/** Errors raised by the router itself (undecodable URL, overlong parameter), answered in the same shape. */
+export function frameworkError(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
+  if (error.code === "FST_ERR_MAX_PARAM_LENGTH") {
+    return send(reply, new Problem(414, "uri_too_long", "The address is too long."));
+  }
+  return send(reply, new Problem(400, "invalid_request", "The address could not be decoded."));
+}
+
 /**
  * The one place errors become responses: a Problem keeps its status and code; validation and parsing
  * failures become 4xx; an unreachable dependency becomes 503; anything else is our bug, logged, and

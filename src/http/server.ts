@@ -6,7 +6,8 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
 import type { Services } from "../services.js";
 import { registerAuth } from "./auth.js";
-import { registerErrorHandling } from "./errors.js";
+import { frameworkError, registerErrorHandling } from "./errors.js";
+import { registerInputHygiene } from "./input-hygiene.js";
 import { registerAccountRoutes } from "./routes/accounts.js";
 import { registerActivityRoutes } from "./routes/activity.js";
 import { registerAdminRoutes } from "./routes/admin.js";
@@ -56,9 +57,12 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     routerOptions: { maxParamLength: 200 },
     ajv: { customOptions: { allErrors: false, coerceTypes: "array", removeAdditional: false } },
     return503OnClosing: true,
+    // URL decoding and parameter-length errors happen in the router, before the error handler.
+    frameworkErrors: frameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   registerErrorHandling(app);
+  registerInputHygiene(app);
   await app.register(fastifyCookie);
   await app.register(fastifyHelmet, {
     // The API speaks JSON; the portal sets its own policy for its pages.

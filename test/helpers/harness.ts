@@ -102,6 +102,11 @@ export class Harness {
       transport: options.transport,
       hasher: options.hasher,
       redisKeyPrefix: `portcullis-test:${randomBytes(6).toString("hex")}:`,
+    }).catch(async (error: unknown) => {
+      // Leave no schema or server behind when start-up fails.
+      await smtp.stop();
+      await storage.dispose();
+      throw error;
     });
     if (app.services.redis) await waitUntilReady(app.services.redis);
     return new Harness(engine, app, clock, smtp, storage);
