@@ -18,7 +18,7 @@ function findBadValue(root: unknown, rootName: string): { field: string; message
         return { field: path, message: "is not a number that can be used" };
       }
     } else if (Array.isArray(value)) {
-      value.forEach((item, index) => stack.push({ value: item, path: `${path}.${index}` }));
+      for (const [index, item] of value.entries()) stack.push({ value: item, path: `${path}.${index}` });
     } else if (value && typeof value === "object") {
       for (const [key, item] of Object.entries(value)) {
         if (key.includes("\u0000")) return { field: path, message: "must not contain NUL characters" };
