@@ -25,6 +25,8 @@ export class Outbox {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<number> | null = null;
   private stopped = true;
+  /** A nudge arrived while a delivery pass was running: run another straight after it. */
+  private nudgedWhileRunning = false;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -144,7 +146,9 @@ export class Outbox {
 
   /** Deliver soon rather than at the next poll: called after an enqueue. */
   nudge(): void {
-    if (!this.stopped) this.schedule(0);
+    if (this.stopped) return;
+    if (this.running) this.nudgedWhileRunning = true;
+    else this.schedule(0);
   }
 
   private schedule(delayMs: number): void {
@@ -161,6 +165,8 @@ export class Outbox {
     });
     await this.running;
     this.running = null;
-    if (!this.stopped) this.schedule(this.settings.pollIntervalMs);
+    const again = this.nudgedWhileRunning;
+    this.nudgedWhileRunning = false;
+    if (!this.stopped) this.schedule(again ? 0 : this.settings.pollIntervalMs);
   }
 }
