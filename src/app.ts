@@ -2,23 +2,32 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import pino from "pino";
 import { AccountRepository } from "./accounts/accounts.js";
+import { ActionService } from "./actions/actions.js";
 import { AuditLog } from "./audit/audit-log.js";
 import type { EnvConfig } from "./config/env.js";
 import { defaultSettings, type Settings } from "./config/settings.js";
 import { loadDataKey } from "./crypto/data-key.js";
 import { migrateToLatest, openStorage, type Storage } from "./db/database.js";
+import { FactorManagement } from "./factors/factor-management.js";
 import { Argon2idHasher, type PasswordHasher } from "./factors/password.js";
+import { ProofVerifier } from "./factors/proofs.js";
+import { RecoveryCodes } from "./factors/recovery-codes.js";
+import { SecondFactorRepository } from "./factors/second-factors.js";
+import { TotpFactor } from "./factors/totp-factor.js";
+import { WebAuthnFactor } from "./factors/webauthn-factor.js";
 import { OneTimeTokens } from "./flows/one-time-tokens.js";
 import { SignInService } from "./flows/sign-in.js";
 import { SignUpService } from "./flows/sign-up.js";
 import { type App, buildHttpServer, redactedLogPaths } from "./http/server.js";
 import { Outbox } from "./notify/outbox.js";
 import { LocalOutboxTransport, type MailTransport, SmtpTransport } from "./notify/transports.js";
+import { AccountProtection } from "./protection/account-protection.js";
 import { AttemptGuard } from "./protection/attempt-guard.js";
 import { BotCheck, FailureSignals } from "./protection/bot-check.js";
 import { DatabaseRateLimiter, type RateLimiter } from "./protection/rate-limiter.js";
 import { RedisRateLimiter } from "./protection/redis-rate-limiter.js";
 import type { Services } from "./services.js";
+import { DeviceService } from "./sessions/devices.js";
 import { SessionService } from "./sessions/sessions.js";
 import { type Clock, systemClock } from "./support/clock.js";
 import { type GeoLocator, OfflineGeoLocator } from "./support/geo.js";
@@ -103,15 +112,40 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   );
   const guard = new AttemptGuard(db, clock, settings.protection);
   const sessions = new SessionService(db, clock, settings.sessions);
+  const devices = new DeviceService(db, clock);
   const tokens = new OneTimeTokens(db, clock);
   const hasher = options.hasher ?? new Argon2idHasher(settings.password);
   const metrics = new Metrics({ processMetrics: options.startWorkers ?? false });
   const geo = options.geo ?? new OfflineGeoLocator();
   const publicUrl = config.publicUrl;
 
+  const protection = new AccountProtection(guard, audit, outbox, metrics, clock, publicUrl);
+  const factors = new SecondFactorRepository(db);
+  const totp = new TotpFactor(db, dataKey, clock, "Portcullis");
+  const webauthn = new WebAuthnFactor(db, clock, {
+    name: "Portcullis",
+    id: publicUrl.hostname,
+    origin: publicUrl.origin,
+  });
+  const recoveryCodes = new RecoveryCodes(db, clock);
+  const proofs = new ProofVerifier(protection, hasher, totp, webauthn, recoveryCodes, outbox, audit, clock);
+  const actions = new ActionService(db, clock, factors, proofs, webauthn, sessions, audit, metrics);
+  const factorManagement = new FactorManagement(
+    factors,
+    totp,
+    webauthn,
+    recoveryCodes,
+    actions,
+    sessions,
+    audit,
+    outbox,
+    clock,
+  );
+
   const signUp = new SignUpService({
     db,
     accounts,
+    devices,
     hasher,
     tokens,
     outbox,
@@ -126,7 +160,12 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     db,
     accounts,
     hasher,
+    protection,
     guard,
+    proofs,
+    factors,
+    webauthn,
+    devices,
     sessions,
     tokens,
     outbox,
@@ -153,6 +192,9 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     guard,
     botCheck,
     sessions,
+    devices,
+    actions,
+    factorManagement,
     signUp,
     signIn,
     geo,

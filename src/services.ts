@@ -1,15 +1,18 @@
 import type { Redis } from "ioredis";
 import type { AccountRepository } from "./accounts/accounts.js";
+import type { ActionService } from "./actions/actions.js";
 import type { AuditLog } from "./audit/audit-log.js";
 import type { EnvConfig } from "./config/env.js";
 import type { Settings } from "./config/settings.js";
 import type { Storage } from "./db/database.js";
+import type { FactorManagement } from "./factors/factor-management.js";
 import type { SignInService } from "./flows/sign-in.js";
 import type { SignUpService } from "./flows/sign-up.js";
 import type { Outbox } from "./notify/outbox.js";
 import type { LocalOutboxTransport } from "./notify/transports.js";
 import type { AttemptGuard } from "./protection/attempt-guard.js";
 import type { BotCheck } from "./protection/bot-check.js";
+import type { DeviceService } from "./sessions/devices.js";
 import type { SessionService } from "./sessions/sessions.js";
 import type { Clock } from "./support/clock.js";
 import type { GeoLocator } from "./support/geo.js";
@@ -31,6 +34,9 @@ export interface Services {
   guard: AttemptGuard;
   botCheck: BotCheck;
   sessions: SessionService;
+  devices: DeviceService;
+  actions: ActionService;
+  factorManagement: FactorManagement;
   signUp: SignUpService;
   signIn: SignInService;
   geo: GeoLocator;

@@ -8,6 +8,9 @@ export interface Settings {
   };
   signIn: {
     flowTtlMs: number;
+    /** SPEC §2 step 3: a device never seen on the account must be approved by email. */
+    deviceApproval: boolean;
+    deviceApprovalTtlMs: number;
   };
   password: {
     minLength: number;
@@ -60,7 +63,7 @@ const DAY = 24 * HOUR;
 
 export const defaultSettings: Settings = {
   signUp: { emailVerificationTtlMs: DAY },
-  signIn: { flowTtlMs: 10 * MINUTE },
+  signIn: { flowTtlMs: 10 * MINUTE, deviceApproval: true, deviceApprovalTtlMs: 20 * MINUTE },
   password: { minLength: 12, maxCodePoints: 256, memoryCostKib: 19456, timeCost: 2, parallelism: 1 },
   protection: {
     failuresBeforeRestriction: 5,

@@ -13,6 +13,7 @@ import {
 import pg from "pg";
 import { sqlitePath } from "../config/env.js";
 import * as foundation from "./migrations/0001-foundation.js";
+import * as secondFactors from "./migrations/0002-second-factors.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -61,6 +62,7 @@ export function openStorage(databaseUrl: string, options: OpenOptions = {}): Sto
 
 const migrations: Record<string, Migration> = {
   "0001-foundation": foundation,
+  "0002-second-factors": secondFactors,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -64,6 +64,75 @@ export interface SignInFlowsTable {
   session_id: string | null;
 }
 
+export interface SecondFactorsTable {
+  id: string;
+  account_id: string;
+  type: "totp" | "webauthn";
+  name: string;
+  created_at: number;
+  /** TOTP: null until the first valid code confirms the enrollment. */
+  confirmed_at: number | null;
+  last_used_at: number | null;
+  /** TOTP seed, sealed with the data key. */
+  totp_secret: string | null;
+  /** The last time step accepted: a code is accepted once (RFC 6238 §5.2). */
+  totp_last_step: number | null;
+  credential_id: string | null;
+  public_key: string | null;
+  sign_count: number | null;
+  transports: string | null;
+  attachment: string | null;
+  backed_up: number | null;
+}
+
+export interface RecoveryCodesTable {
+  id: string;
+  account_id: string;
+  code_hash: string;
+  created_at: number;
+  used_at: number | null;
+}
+
+export interface WebauthnChallengesTable {
+  id: string;
+  account_id: string;
+  /** "register", "sign_in" (subject: flow id) or "action" (subject: action id). */
+  purpose: string;
+  subject: string;
+  challenge: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+}
+
+export interface DevicesTable {
+  id: string;
+  account_id: string;
+  /** SHA-256 of the device cookie or the app's device id. */
+  key_hash: string;
+  label: string | null;
+  ip: string | null;
+  location: string | null;
+  created_at: number;
+  last_seen_at: number;
+}
+
+export interface ActionsTable {
+  id: string;
+  account_id: string;
+  type: string;
+  params: string;
+  digest: string;
+  summary: string;
+  required: string;
+  state: string;
+  failures: Generated<number>;
+  created_at: number;
+  expires_at: number;
+  confirmed_at: number | null;
+  used_at: number | null;
+}
+
 export interface SessionsTable {
   id: string;
   token_hash: string;
@@ -146,4 +215,9 @@ export interface Database {
   outbox: OutboxTable;
   used_bot_checks: UsedBotChecksTable;
   rate_limits: RateLimitsTable;
+  second_factors: SecondFactorsTable;
+  recovery_codes: RecoveryCodesTable;
+  webauthn_challenges: WebauthnChallengesTable;
+  devices: DevicesTable;
+  actions: ActionsTable;
 }

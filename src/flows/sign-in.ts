@@ -1,14 +1,20 @@
-import type { Kysely } from "kysely";
+import type { Kysely, Selectable } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Settings } from "../config/settings.js";
 import { newId } from "../crypto/tokens.js";
-import type { Database } from "../db/schema.js";
+import type { Database, SignInFlowsTable } from "../db/schema.js";
 import type { PasswordHasher } from "../factors/password.js";
+import { invalidCode, type Proof, type ProofVerifier } from "../factors/proofs.js";
+import type { SecondFactorRepository, SignInFactor } from "../factors/second-factors.js";
+import type { WebAuthnFactor } from "../factors/webauthn-factor.js";
 import type { Outbox } from "../notify/outbox.js";
-import type { AttemptGuard, FailureOutcome } from "../protection/attempt-guard.js";
+import { securityDetails } from "../notify/templates.js";
+import type { AccountProtection } from "../protection/account-protection.js";
+import type { AttemptGuard } from "../protection/attempt-guard.js";
 import type { BotCheck, FailureSignals } from "../protection/bot-check.js";
 import type { RateLimiter } from "../protection/rate-limiter.js";
+import { type DeviceService, deviceLabel } from "../sessions/devices.js";
 import type { ClientApp, Session, SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
@@ -22,12 +28,18 @@ import type { OneTimeTokens } from "./one-time-tokens.js";
  * can only move forward along `transitions`; each move is a conditional UPDATE on the expected state, so
  * a step cannot be skipped, repeated or raced.
  */
-export type FlowState = "password_verified" | "second_factor" | "device_approval" | "authenticated";
+export type FlowState =
+  | "password_verified"
+  | "second_factor"
+  | "device_approval"
+  | "device_approved"
+  | "authenticated";
 
 const transitions: Record<FlowState, readonly FlowState[]> = {
   password_verified: ["second_factor", "device_approval", "authenticated"],
   second_factor: ["device_approval", "authenticated"],
-  device_approval: ["authenticated"],
+  device_approval: ["device_approved"],
+  device_approved: ["authenticated"],
   authenticated: [],
 };
 
@@ -36,7 +48,8 @@ export interface SignInInput {
   password: string;
   botCheck?: string | undefined;
   client: ClientApp;
-  deviceId: string | null;
+  /** The browser's device cookie or the app's device id (raw; only its hash is kept). */
+  deviceKey: string;
 }
 
 export interface Notice {
@@ -46,7 +59,7 @@ export interface Notice {
 
 export type SignInResult =
   | { state: "authenticated"; flowId: string; session: Session; token: string; notices: Notice[] }
-  | { state: "second_factor"; flowId: string; factors: string[] }
+  | { state: "second_factor"; flowId: string; factors: SignInFactor[] }
   | { state: "device_approval"; flowId: string };
 
 export interface FlowView {
@@ -60,7 +73,12 @@ export interface SignInDependencies {
   db: Kysely<Database>;
   accounts: AccountRepository;
   hasher: PasswordHasher;
+  protection: AccountProtection;
   guard: AttemptGuard;
+  proofs: ProofVerifier;
+  factors: SecondFactorRepository;
+  webauthn: WebAuthnFactor;
+  devices: DeviceService;
   sessions: SessionService;
   tokens: OneTimeTokens;
   outbox: Outbox;
@@ -74,6 +92,8 @@ export interface SignInDependencies {
   publicUrl: URL;
 }
 
+type FlowRow = Selectable<SignInFlowsTable>;
+
 const enableTwoFactorNotice: Notice = {
   code: "enable_two_factor",
   message:
@@ -83,6 +103,7 @@ const enableTwoFactorNotice: Notice = {
 export class SignInService {
   constructor(private readonly deps: SignInDependencies) {}
 
+  /** Step 1: identifier, password and bot check. */
   async start(input: SignInInput, context: RequestContext): Promise<SignInResult> {
     const { deps } = this;
     const identifier = input.identifier.trim().toLowerCase();
@@ -103,31 +124,44 @@ export class SignInService {
     if (!account) {
       // SPEC §2: the Argon2 work is done for unknown identifiers too, so timing tells nothing.
       await deps.hasher.verifyDummy(input.password);
-      await this.recordFailedPassword(null, "unknown_identifier", context, identifier);
+      deps.metrics.attempts.inc({ factor: "password", outcome: "failure" });
+      await deps.signals.record(context.ip, identifier);
+      await deps.audit.append(
+        { event: "sign_in.password", outcome: "failure", details: { reason: "unknown_identifier" } },
+        context,
+      );
       throw invalidCredentials();
     }
-    const reservation = await deps.guard.reserve(account.id);
-    if (!reservation) {
-      await deps.hasher.verifyDummy(input.password);
-      await this.recordFailedPassword(account.id, "account_restricted", context, identifier, "refused");
+    const result = await deps.protection.attempt(
+      account,
+      { factor: "password", stage: "sign_in" },
+      context,
+      async () =>
+        (await deps.hasher.verify(account.passwordHash, input.password))
+          ? { ok: true, value: null }
+          : { ok: false },
+    );
+    if (result.kind !== "passed") {
+      if (result.kind === "restricted") await deps.hasher.verifyDummy(input.password);
+      await deps.signals.record(context.ip, identifier);
       throw invalidCredentials();
     }
-    const correct = await deps.hasher.verify(account.passwordHash, input.password);
-    if (!correct) {
-      const outcome = await deps.guard.recordFailure(reservation);
-      await this.recordFailedPassword(account.id, "wrong_password", context, identifier);
-      await this.notifyRestriction(account, outcome, context);
-      throw invalidCredentials();
-    }
-    await deps.guard.release(reservation);
     if (account.disabled) {
-      await this.recordFailedPassword(account.id, "account_disabled", context, identifier, "refused");
+      await deps.audit.append(
+        {
+          event: "sign_in.refused",
+          outcome: "refused",
+          accountId: account.id,
+          details: { reason: "account_disabled" },
+        },
+        context,
+      );
       throw invalidCredentials();
     }
     if (!account.emailVerified) {
       await deps.audit.append(
         {
-          event: "sign_in.password",
+          event: "sign_in.refused",
           outcome: "refused",
           accountId: account.id,
           details: { reason: "email_not_verified" },
@@ -144,15 +178,10 @@ export class SignInService {
     if (deps.hasher.needsRehash(account.passwordHash)) {
       await deps.accounts.updatePasswordHash(account.id, await deps.hasher.hash(input.password));
     }
-    deps.metrics.attempts.inc({ factor: "password", outcome: "success" });
-    await deps.audit.append(
-      { event: "sign_in.password", outcome: "success", accountId: account.id },
-      context,
-    );
 
+    const factors = await this.signInFactors(account.id);
     const flowId = newId();
     const now = deps.clock.now();
-    const next: FlowState = "authenticated";
     await deps.db
       .insertInto("sign_in_flows")
       .values({
@@ -161,19 +190,104 @@ export class SignInService {
         state: "password_verified",
         client: input.client,
         methods: JSON.stringify(["password"]),
-        factors: JSON.stringify([]),
-        device_id: input.deviceId,
+        factors: JSON.stringify(factors),
+        device_id: deps.devices.keyHash(input.deviceKey),
         ip: context.ip,
         user_agent: context.userAgent,
         created_at: now,
         expires_at: now + deps.settings.signIn.flowTtlMs,
       })
       .execute();
-    return this.advance(flowId, "password_verified", next, context);
+    const flow = await this.load(flowId);
+    if (factors.length > 0) return this.advance(flow, "second_factor", context);
+    return this.afterFactors(flow, context);
   }
 
-  async view(flowId: string): Promise<FlowView> {
+  /** Step 2: a second factor (TOTP code, recovery code or security-key assertion). */
+  async proveSecondFactor(flowId: string, proof: Proof, context: RequestContext): Promise<SignInResult> {
+    const { deps } = this;
+    const flow = await this.loadInState(flowId, "second_factor");
+    const account = await deps.accounts.findById(flow.account_id);
+    if (!account) throw notFound("This sign-in");
+    const result = await deps.proofs.verify(account, proof, "sign_in", context);
+    if (result.kind !== "passed") {
+      await this.notifyFailedSecondFactor(account, context);
+      throw invalidCode(result.kind === "failed" ? result.hint : undefined);
+    }
+    const methods = [...(JSON.parse(flow.methods) as string[]), result.value];
+    const updated = await deps.db
+      .updateTable("sign_in_flows")
+      .set({ methods: JSON.stringify(methods) })
+      .where("id", "=", flow.id)
+      .where("state", "=", "second_factor")
+      .where("methods", "=", flow.methods)
+      .returningAll()
+      .executeTakeFirst();
+    if (!updated) throw expired("This sign-in has already moved on. Start again.");
+    return this.afterFactors(updated, context);
+  }
+
+  /** Assertion options for a security key at step 2; the challenge belongs to this flow only. */
+  async webauthnOptions(flowId: string) {
+    const flow = await this.loadInState(flowId, "second_factor");
+    if (!(JSON.parse(flow.factors) as string[]).includes("webauthn")) {
+      throw new Problem(409, "conflict", "This account has no security key.");
+    }
+    return this.deps.webauthn.assertionOptions(flow.account_id, "sign_in", flow.id);
+  }
+
+  /** The link in the "Approve device" email: the device becomes known and the waiting sign-in may finish. */
+  async approveDevice(token: string, context: RequestContext): Promise<void> {
+    const { deps } = this;
+    const { accountId, data } = await deps.tokens.consume("approve_device", token);
+    const flowId = typeof data?.flowId === "string" ? data.flowId : "";
+    const flow = await deps.db
+      .selectFrom("sign_in_flows")
+      .selectAll()
+      .where("id", "=", flowId)
+      .executeTakeFirst();
+    if (!flow?.device_id || flow.account_id !== accountId) throw notFound("This sign-in");
+    await deps.devices.remember(accountId, flow.device_id, {
+      ip: flow.ip,
+      location: null,
+      userAgent: flow.user_agent,
+    });
+    await deps.audit.append(
+      {
+        event: "device.approved",
+        outcome: "success",
+        accountId,
+        details: { flowId, device: deviceLabel(flow.user_agent) },
+      },
+      context,
+    );
+    // The flow may have expired meanwhile; the device stays known, so signing in again needs no approval.
+    await deps.db
+      .updateTable("sign_in_flows")
+      .set({ state: "device_approved" })
+      .where("id", "=", flowId)
+      .where("state", "=", "device_approval")
+      .where("expires_at", ">", deps.clock.now())
+      .execute();
+  }
+
+  /**
+   * The state of a flow. The device that started it (and only that device) collects its session here
+   * once the device was approved: the browser's polling completes the sign-in.
+   */
+  async poll(
+    flowId: string,
+    deviceKey: string | undefined,
+    context: RequestContext,
+  ): Promise<FlowView | SignInResult> {
     const flow = await this.load(flowId);
+    if (
+      flow.state === "device_approved" &&
+      deviceKey !== undefined &&
+      flow.device_id === this.deps.devices.keyHash(deviceKey)
+    ) {
+      return this.advance(flow, "authenticated", context);
+    }
     return {
       flowId: flow.id,
       state: flow.state as FlowState,
@@ -182,17 +296,43 @@ export class SignInService {
     };
   }
 
+  /** Step 3: a device never seen on this account waits for the emailed approval; a known one goes on. */
+  private async afterFactors(flow: FlowRow, context: RequestContext): Promise<SignInResult> {
+    const { deps } = this;
+    if (!deps.settings.signIn.deviceApproval || !flow.device_id)
+      return this.advance(flow, "authenticated", context);
+    const known = await deps.devices.recognise(flow.account_id, flow.device_id, context);
+    if (known) return this.advance(flow, "authenticated", context);
+    const result = await this.advance(flow, "device_approval", context);
+    const account = await deps.accounts.findById(flow.account_id);
+    if (account) {
+      const token = await deps.tokens.issue(
+        "approve_device",
+        account.id,
+        deps.settings.signIn.deviceApprovalTtlMs,
+        {
+          flowId: flow.id,
+        },
+      );
+      const link = new URL("/approve-device", deps.publicUrl);
+      link.searchParams.set("token", token);
+      await deps.outbox.notify(account, {
+        kind: "approve_device",
+        link: link.href,
+        device: deviceLabel(context.userAgent),
+        ...securityDetails(context, deps.clock.now()),
+      });
+    }
+    return result;
+  }
+
   /**
-   * Moves a flow from `from` to `to`. When `to` is authenticated, the attempt counter resets and the
-   * session is issued; the flow is then dead, so its id cannot mint a second session.
+   * Moves a flow to `to` if it is still in the state it was read in. Reaching authenticated resets the
+   * attempt counter and issues the session; the flow is then dead, so its id cannot mint a second one.
    */
-  private async advance(
-    flowId: string,
-    from: FlowState,
-    to: FlowState,
-    context: RequestContext,
-  ): Promise<SignInResult> {
-    if (!transitions[from].includes(to)) {
+  private async advance(flow: FlowRow, to: FlowState, context: RequestContext): Promise<SignInResult> {
+    const from = flow.state as FlowState;
+    if (!transitions[from]?.includes(to)) {
       throw new Problem(409, "conflict", `A sign-in cannot go from ${from} to ${to}.`);
     }
     const { deps } = this;
@@ -200,28 +340,35 @@ export class SignInService {
     const moved = await deps.db
       .updateTable("sign_in_flows")
       .set({ state: to, ...(to === "authenticated" ? { completed_at: now } : {}) })
-      .where("id", "=", flowId)
+      .where("id", "=", flow.id)
       .where("state", "=", from)
       .where("expires_at", ">", now)
       .returningAll()
       .executeTakeFirst();
     if (!moved) throw expired("This sign-in has expired or already finished. Start again.");
-    if (to === "second_factor") return { state: to, flowId, factors: JSON.parse(moved.factors) as string[] };
-    if (to === "device_approval") return { state: to, flowId };
-    if (to === "password_verified") throw new Problem(409, "conflict", "A sign-in cannot go back.");
+    if (to === "second_factor") {
+      return { state: to, flowId: flow.id, factors: JSON.parse(moved.factors) as SignInFactor[] };
+    }
+    if (to === "device_approval") return { state: to, flowId: flow.id };
+    if (to !== "authenticated")
+      throw new Problem(409, "conflict", "This sign-in is waiting for its device approval.");
+
     await deps.guard.recordSuccess(moved.account_id);
+    const deviceId = moved.device_id
+      ? await deps.devices.remember(moved.account_id, moved.device_id, context)
+      : null;
     const methods = JSON.parse(moved.methods) as string[];
     const { token, session } = await deps.sessions.issue({
       accountId: moved.account_id,
       client: moved.client as ClientApp,
       methods,
-      deviceId: moved.device_id,
+      deviceId,
       context,
     });
     await deps.db
       .updateTable("sign_in_flows")
       .set({ session_id: session.id })
-      .where("id", "=", flowId)
+      .where("id", "=", flow.id)
       .execute();
     await deps.audit.append(
       {
@@ -233,10 +380,20 @@ export class SignInService {
       context,
     );
     const notices = session.aal < 2 ? [enableTwoFactorNotice] : [];
-    return { state: "authenticated", flowId, session, token, notices };
+    return { state: "authenticated", flowId: flow.id, session, token, notices };
   }
 
-  private async load(flowId: string) {
+  private async signInFactors(accountId: string): Promise<SignInFactor[]> {
+    const rows = await this.deps.factors.listConfirmed(accountId);
+    const types = new Set(rows.map((r) => r.type));
+    const factors: SignInFactor[] = [];
+    if (types.has("totp")) factors.push("totp");
+    if (types.has("webauthn")) factors.push("webauthn");
+    if (factors.length > 0) factors.push("recovery_code");
+    return factors;
+  }
+
+  private async load(flowId: string): Promise<FlowRow> {
     const flow = await this.deps.db
       .selectFrom("sign_in_flows")
       .selectAll()
@@ -249,52 +406,33 @@ export class SignInService {
     return flow;
   }
 
-  private async recordFailedPassword(
-    accountId: string | null,
-    reason: string,
-    context: RequestContext,
-    identifier: string,
-    outcome: "failure" | "refused" = "failure",
-  ): Promise<void> {
-    const { deps } = this;
-    deps.metrics.attempts.inc({ factor: "password", outcome });
-    await deps.signals.record(context.ip, identifier);
-    await deps.audit.append({ event: "sign_in.password", outcome, accountId, details: { reason } }, context);
+  private async loadInState(flowId: string, state: FlowState): Promise<FlowRow> {
+    const flow = await this.load(flowId);
+    if (flow.state !== state)
+      throw new Problem(
+        409,
+        "conflict",
+        `This sign-in is not waiting for that step (it is at ${flow.state}).`,
+      );
+    return flow;
   }
 
-  private async notifyRestriction(
-    account: Account,
-    outcome: FailureOutcome,
-    context: RequestContext,
-  ): Promise<void> {
-    if (outcome.kind === "counted") return;
+  /**
+   * SPEC §6: a failed second factor after a correct password tells the owner. At most one such email per
+   * account per quarter hour, however many sign-ins an attacker holding the password opens.
+   */
+  private async notifyFailedSecondFactor(account: Account, context: RequestContext): Promise<void> {
     const { deps } = this;
-    const permanent = outcome.kind === "permanently_restricted";
-    const until = outcome.kind === "restricted" ? iso(outcome.until) : null;
-    deps.metrics.restrictions.inc({ kind: permanent ? "permanent" : "temporary" });
-    await deps.audit.append(
-      {
-        event: "account.restricted",
-        outcome: "info",
-        accountId: account.id,
-        actor: "system",
-        details: { permanent, until },
-      },
-      context,
-    );
-    await deps.outbox.enqueue(
-      { email: account.email, accountId: account.id, antiPhishingCode: account.antiPhishingCode },
-      {
-        kind: "account_restricted",
-        permanent,
-        until,
-        resetLink: new URL("/forgot-password", deps.publicUrl).href,
-        at: iso(deps.clock.now()),
-        ip: context.ip,
-        location: context.location,
-        userAgent: context.userAgent,
-      },
-    );
+    const notice = await deps.limiter.hit(`notice:second-factor-failed:${account.id}`, {
+      max: 1,
+      windowMs: 15 * 60_000,
+    });
+    if (!notice.allowed) return;
+    await deps.outbox.notify(account, {
+      kind: "second_factor_failed",
+      resetLink: new URL("/forgot-password", deps.publicUrl).href,
+      ...securityDetails(context, deps.clock.now()),
+    });
   }
 
   /** A correct password on an unverified account: send a fresh link, at most three an hour. */
@@ -309,9 +447,6 @@ export class SignInService {
     );
     const link = new URL("/verify-email", deps.publicUrl);
     link.searchParams.set("token", token);
-    await deps.outbox.enqueue(
-      { email: account.email, accountId: account.id, antiPhishingCode: account.antiPhishingCode },
-      { kind: "verify_email", username: account.username, link: link.href },
-    );
+    await deps.outbox.notify(account, { kind: "verify_email", username: account.username, link: link.href });
   }
 }

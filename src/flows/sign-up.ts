@@ -9,6 +9,7 @@ import { type PasswordHasher, passwordWeaknesses, weaknessMessages } from "../fa
 import type { Outbox } from "../notify/outbox.js";
 import type { BotCheck } from "../protection/bot-check.js";
 import type { RateLimiter } from "../protection/rate-limiter.js";
+import type { DeviceService } from "../sessions/devices.js";
 import type { Clock } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
 import { invalidRequest, Problem, rateLimited } from "../support/problem.js";
@@ -24,9 +25,15 @@ export interface SignUpInput {
   botCheck?: string | undefined;
 }
 
+export interface SignUpDevice {
+  /** The device cookie or app device id of the browser or app signing up: it becomes a known device. */
+  key: string;
+}
+
 export interface SignUpDependencies {
   db: Kysely<Database>;
   accounts: AccountRepository;
+  devices: DeviceService;
   hasher: PasswordHasher;
   tokens: OneTimeTokens;
   outbox: Outbox;
@@ -48,7 +55,11 @@ export interface SignUpDependencies {
 export class SignUpService {
   constructor(private readonly deps: SignUpDependencies) {}
 
-  async signUp(input: SignUpInput, context: RequestContext): Promise<{ status: "verification_sent" }> {
+  async signUp(
+    input: SignUpInput,
+    context: RequestContext,
+    device?: SignUpDevice,
+  ): Promise<{ status: "verification_sent" }> {
     const { deps } = this;
     const email = input.email.trim();
     const username = usernameKey(input.username);
@@ -103,6 +114,7 @@ export class SignUpService {
         );
       });
       deps.outbox.nudge();
+      if (device) await deps.devices.remember(accountId, deps.devices.keyHash(device.key), context);
       await deps.audit.append(
         { event: "account.created", outcome: "success", accountId, actor: "account" },
         context,

@@ -6,6 +6,8 @@ import type { Clock } from "../support/clock.js";
 import { type EmailMessage, renderEmail } from "./templates.js";
 import type { MailTransport } from "./transports.js";
 
+const BATCH = 50;
+
 export interface Recipient {
   email: string;
   accountId: string | null;
@@ -59,8 +61,21 @@ export class Outbox {
     return id;
   }
 
+  /** An email to an account's owner, framed with their anti-phishing code. */
+  notify(
+    account: { id: string; email: string; antiPhishingCode: string | null },
+    message: EmailMessage,
+    trx?: Transaction<Database>,
+  ): Promise<string> {
+    return this.enqueue(
+      { email: account.email, accountId: account.id, antiPhishingCode: account.antiPhishingCode },
+      message,
+      trx,
+    );
+  }
+
   /** Delivers every message that is due; returns how many were sent. Safe to call concurrently. */
-  async deliverDue(limit = 50): Promise<number> {
+  async deliverDue(limit = BATCH): Promise<number> {
     const now = this.clock.now();
     const due = await this.db
       .selectFrom("outbox")
@@ -159,13 +174,14 @@ export class Outbox {
 
   private async tick(): Promise<void> {
     if (this.running) return;
-    this.running = this.deliverDue().catch((error) => {
+    this.running = this.deliverDue(BATCH).catch((error) => {
       this.logger.warn({ err: error }, "outbox worker could not read the outbox");
       return 0;
     });
-    await this.running;
+    const sent = await this.running;
     this.running = null;
-    const again = this.nudgedWhileRunning;
+    // A full batch means a backlog (after an SMTP outage, say): keep going rather than wait for the poll.
+    const again = this.nudgedWhileRunning || sent === BATCH;
     this.nudgedWhileRunning = false;
     if (!this.stopped) this.schedule(again ? 0 : this.settings.pollIntervalMs);
   }

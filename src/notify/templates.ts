@@ -19,6 +19,19 @@ export interface SecurityEventDetails {
   userAgent: string | null;
 }
 
+/** Time, IP, place and browser of the request behind a security email. */
+export function securityDetails(
+  context: { ip: string; location: string | null; userAgent: string | null },
+  atMs: number,
+): SecurityEventDetails {
+  return {
+    at: new Date(atMs).toISOString(),
+    ip: context.ip,
+    location: context.location,
+    userAgent: context.userAgent,
+  };
+}
+
 export type EmailMessage =
   | { kind: "verify_email"; username: string; link: string }
   | { kind: "sign_up_email_taken"; signInLink: string; resetLink: string }
@@ -28,7 +41,11 @@ export type EmailMessage =
       until: string | null;
       permanent: boolean;
       resetLink: string;
-    } & SecurityEventDetails);
+    } & SecurityEventDetails)
+  | ({ kind: "approve_device"; link: string; device: string | null } & SecurityEventDetails)
+  | ({ kind: "second_factor_failed"; resetLink: string } & SecurityEventDetails)
+  | ({ kind: "recovery_code_used"; remaining: number } & SecurityEventDetails)
+  | ({ kind: "security_change"; change: string } & SecurityEventDetails);
 
 const escapeHtml = (value: string) =>
   value.replace(
@@ -90,6 +107,45 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
           "If this was you, wait and try again. If it was not, your password may be known to someone else:",
           `reset it now: ${message.resetLink}`,
           "Password reset works even while the account is restricted.",
+        ],
+      };
+    case "approve_device":
+      return {
+        subject: "Approve sign-in from a new device",
+        lines: [
+          `Someone signed in to your account with your password${message.device ? ` on ${message.device}` : ""}, from a device we have not seen before.`,
+          ...describeRequest(message),
+          "If this was you, approve the device (the link works once, for 20 minutes):",
+          message.link,
+          "If this was not you, do not click the link: change your password now, and turn on two-factor authentication.",
+        ],
+      };
+    case "second_factor_failed":
+      return {
+        subject: "A sign-in failed at the second step",
+        lines: [
+          "Someone entered your correct password, then a wrong two-factor code or security key.",
+          ...describeRequest(message),
+          "If this was you, no action is needed. If it was not, your password is known to someone else:",
+          `change it now: ${message.resetLink}`,
+        ],
+      };
+    case "recovery_code_used":
+      return {
+        subject: "A recovery code was used on your account",
+        lines: [
+          `A recovery code was used to confirm a sign-in or a change. ${message.remaining} unused codes remain.`,
+          ...describeRequest(message),
+          "If this was not you, contact support at once. Generate new codes in Security when few remain.",
+        ],
+      };
+    case "security_change":
+      return {
+        subject: "A security setting of your account changed",
+        lines: [
+          `Change: ${message.change}.`,
+          ...describeRequest(message),
+          "If you did not make this change, contact support at once.",
         ],
       };
   }

@@ -42,6 +42,7 @@ export type EndReason =
   | "ended_others"
   | "password_changed"
   | "superseded"
+  | "device_removed"
   | "disconnect_all"
   | "account_disabled";
 
@@ -140,6 +141,64 @@ export class SessionService {
       session.idleExpiresAt = idleExpiresAt;
     }
     return session;
+  }
+
+  /**
+   * A new token for a privilege change (step-up, SPEC §5): the session continues under a new id and token
+   * with the added methods, and the old token dies at once. Null when the old session already ended.
+   */
+  async rotate(
+    session: Session,
+    addedMethods: string[],
+  ): Promise<{ token: string; session: Session } | null> {
+    const now = this.clock.now();
+    const ended = await this.db
+      .updateTable("sessions")
+      .set({ ended_at: now, end_reason: "superseded" })
+      .where("id", "=", session.id)
+      .where("ended_at", "is", null)
+      .returning("id")
+      .executeTakeFirst();
+    if (!ended) return null;
+    const methods = [...new Set([...session.methods, ...addedMethods])];
+    const token = mintToken();
+    const { idleMs } = this.timeouts(session.client);
+    const row = {
+      id: newId(),
+      token_hash: hashToken(token),
+      account_id: session.accountId,
+      client: session.client,
+      aal: methods.some((m) => secondFactorMethods.has(m)) ? 2 : 1,
+      methods: JSON.stringify(methods),
+      authenticated_at: session.authenticatedAt,
+      stepped_up_at: now,
+      device_id: session.deviceId,
+      ip: session.ip,
+      country: session.country,
+      city: session.city,
+      user_agent: session.userAgent,
+      created_at: now,
+      last_seen_at: now,
+      idle_expires_at: Math.min(now + idleMs, session.expiresAt),
+      // The absolute limit counts from sign-in, not from the step-up.
+      expires_at: session.expiresAt,
+      ended_at: null,
+      end_reason: null,
+    };
+    await this.db.insertInto("sessions").values(row).execute();
+    return { token, session: toSession(row) };
+  }
+
+  async endForDevice(accountId: string, deviceId: string, reason: EndReason): Promise<number> {
+    const rows = await this.db
+      .updateTable("sessions")
+      .set({ ended_at: this.clock.now(), end_reason: reason })
+      .where("account_id", "=", accountId)
+      .where("device_id", "=", deviceId)
+      .where("ended_at", "is", null)
+      .returning("id")
+      .execute();
+    return rows.length;
   }
 
   async listActive(accountId: string): Promise<Session[]> {

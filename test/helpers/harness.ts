@@ -92,7 +92,12 @@ export class Harness {
       ...(options.redis ? { PORTCULLIS_REDIS_URL: redisUrl } : {}),
       ...options.env,
     });
-    const settings = withSettings({ botCheck: { minCounter: 1, maxCounter: 30 }, ...options.settings });
+    // Device approval is off unless a test is about it: inject requests keep no cookies between calls.
+    const testDefaults = withSettings({
+      botCheck: { minCounter: 1, maxCounter: 30 },
+      signIn: { deviceApproval: false },
+    });
+    const settings = withSettings(options.settings ?? {}, testDefaults);
     const app = await createPortcullis({
       config,
       settings,
@@ -155,9 +160,17 @@ export class Harness {
     return Buffer.from(JSON.stringify({ challenge, solution })).toString("base64");
   }
 
-  /** Sends everything due in the outbox to the SMTP server now. */
+  /** Sends everything due in the outbox to the SMTP server now, batch after batch. */
   async deliverMail(): Promise<number> {
-    return this.services.outbox.deliverDue();
+    let total = 0;
+    for (
+      let sent = await this.services.outbox.deliverDue();
+      sent > 0;
+      sent = await this.services.outbox.deliverDue()
+    ) {
+      total += sent;
+    }
+    return total;
   }
 
   async signUp(user: TestUser, ip?: string): Promise<LightMyRequestResponse> {

@@ -178,6 +178,95 @@ const routes: RouteSpec[] = [
   { method: "GET", path: "/v1/sessions", auth: "session", bare: "clean" },
   { method: "DELETE", path: "/v1/sessions", auth: "session", bare: "clean" },
   { method: "DELETE", path: "/v1/sessions/:id", auth: "session", bare: "4xx", params: { id: uuidLike } },
+  ...["totp", "recovery-code"].map(
+    (step): RouteSpec => ({
+      method: "POST",
+      path: `/v1/sign-in/:flowId/${step}`,
+      auth: "none",
+      bare: "4xx",
+      params: { flowId: uuidLike },
+      body: { base: () => ({ code: "123456" }), required: ["code"], optional: [] },
+    }),
+  ),
+  {
+    method: "POST",
+    path: "/v1/sign-in/:flowId/webauthn/options",
+    auth: "none",
+    bare: "4xx",
+    params: { flowId: uuidLike },
+  },
+  {
+    method: "POST",
+    path: "/v1/sign-in/:flowId/webauthn",
+    auth: "none",
+    bare: "4xx",
+    params: { flowId: uuidLike },
+    body: {
+      base: () => ({ response: { id: "abc", type: "public-key" } }),
+      required: ["response"],
+      optional: [],
+    },
+  },
+  {
+    method: "POST",
+    path: "/v1/devices/approve",
+    auth: "none",
+    bare: "4xx",
+    body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
+  },
+  { method: "GET", path: "/v1/devices", auth: "session", bare: "clean" },
+  { method: "DELETE", path: "/v1/devices", auth: "session", bare: "clean", endsSession: true },
+  { method: "DELETE", path: "/v1/devices/:id", auth: "session", bare: "4xx", params: { id: uuidLike } },
+  { method: "GET", path: "/v1/security/factors", auth: "session", bare: "clean" },
+  { method: "POST", path: "/v1/security/totp", auth: "session", bare: "4xx" },
+  {
+    method: "POST",
+    path: "/v1/security/totp/:enrollmentId/confirm",
+    auth: "session",
+    bare: "4xx",
+    params: { enrollmentId: uuidLike },
+    body: { base: () => ({ code: "123456" }), required: ["code"], optional: ["name", "endOtherSessions"] },
+  },
+  { method: "POST", path: "/v1/security/webauthn/options", auth: "session", bare: "4xx" },
+  {
+    method: "POST",
+    path: "/v1/security/webauthn",
+    auth: "session",
+    bare: "4xx",
+    body: {
+      base: () => ({ response: { id: "abc", type: "public-key" }, name: "My key" }),
+      required: ["response", "name"],
+      optional: ["endOtherSessions"],
+    },
+  },
+  {
+    method: "DELETE",
+    path: "/v1/security/factors/:factorId",
+    auth: "session",
+    bare: "4xx",
+    params: { factorId: uuidLike },
+  },
+  { method: "POST", path: "/v1/security/recovery-codes", auth: "session", bare: "4xx" },
+  { method: "GET", path: "/v1/actions/:id", auth: "session", bare: "4xx", params: { id: uuidLike } },
+  {
+    method: "POST",
+    path: "/v1/actions/:id/webauthn/options",
+    auth: "session",
+    bare: "4xx",
+    params: { id: uuidLike },
+  },
+  {
+    method: "POST",
+    path: "/v1/actions/:id/confirm",
+    auth: "session",
+    bare: "4xx",
+    params: { id: uuidLike },
+    body: {
+      base: () => ({ totp: "123456" }),
+      required: [],
+      optional: ["password", "totp", "recoveryCode", "webauthn"],
+    },
+  },
   { method: "GET", path: "/healthz", auth: "none", bare: "clean" },
   { method: "GET", path: "/readyz", auth: "none", bare: "clean" },
   { method: "GET", path: "/metrics", auth: "none", bare: "clean" },
@@ -503,24 +592,25 @@ const anyValue = fc.oneof(nastyString, fc.anything({ stringUnit: "binary" }));
 describe.each(engines)("bad input on every route on %s", (engine) => {
   let h: Harness;
   let user: TestUser;
-  let accountId: string;
+  /** Signing out or disconnecting all ends every session of an account: such cases use this one. */
+  let throwawayAccountId: string;
   let sessionToken: string;
 
   beforeAll(async () => {
     h = await Harness.create(engine);
     user = await h.createVerifiedUser();
-    accountId = await h.accountId(user);
+    throwawayAccountId = await h.accountId(await h.createVerifiedUser());
     sessionToken = await h.sessionToken(user);
   });
   afterAll(async () => {
     await h?.close();
   });
 
-  /** A session of its own, for cases that sign out. */
+  /** A session of its own, on an account of its own, for cases that sign out or disconnect everything. */
   const freshSession = async () =>
     (
       await h.services.sessions.issue({
-        accountId,
+        accountId: throwawayAccountId,
         client: "app",
         methods: ["password"],
         deviceId: null,

@@ -29,7 +29,7 @@ describe("with PostgreSQL unreachable", () => {
         PORTCULLIS_PUBLIC_URL: PUBLIC_URL,
         PORTCULLIS_BOT_CHECK: "off",
       }),
-      settings: withSettings({}),
+      settings: withSettings({ signIn: { deviceApproval: false } }),
       storage,
       logger: false,
     });

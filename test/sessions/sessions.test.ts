@@ -140,8 +140,10 @@ describe("session cookies behind https", () => {
     try {
       const user = await h.createVerifiedUser();
       const response = await h.signIn(user.username, user.password);
-      const cookie = String(response.headers["set-cookie"]);
+      const cookies = [response.headers["set-cookie"] ?? []].flat();
+      const cookie = cookies.find((c) => c.startsWith("__Host-portcullis_session=")) ?? "";
       expect(cookie).toMatch(/^__Host-portcullis_session=/);
+      expect(cookies.some((c) => /^__Host-portcullis_device=.*; Secure/.test(c))).toBe(true);
       expect(cookie).toMatch(/; Secure/);
       expect(cookie).toMatch(/; Path=\//);
       expect(cookie).toMatch(/; HttpOnly/);

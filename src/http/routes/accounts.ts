@@ -1,6 +1,7 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { requestContext } from "../auth.js";
+import { deviceKeyFor } from "../device-key.js";
 import type { App } from "../server.js";
 
 export function registerAccountRoutes(app: App, services: Services): void {
@@ -23,7 +24,13 @@ export function registerAccountRoutes(app: App, services: Services): void {
       },
     },
     async (request, reply) => {
-      const result = await services.signUp.signUp(request.body, requestContext(request, services.geo));
+      // The browser that signs up is a known device of the new account: its first sign-in needs no approval.
+      const device = deviceKeyFor(request, reply, services.config.publicUrl, "web", undefined);
+      const result = await services.signUp.signUp(
+        request.body,
+        requestContext(request, services.geo),
+        device,
+      );
       return reply.status(202).send(result);
     },
   );

@@ -1,9 +1,11 @@
 import type { FastifyReply } from "fastify";
 import { Type } from "typebox";
-import type { SignInResult } from "../../flows/sign-in.js";
+import type { Proof } from "../../factors/proofs.js";
+import type { FlowView, SignInResult } from "../../flows/sign-in.js";
 import type { Services } from "../../services.js";
 import { describeSession } from "../../sessions/sessions.js";
 import { requestContext, setSessionCookie } from "../auth.js";
+import { deviceKeyFor, presentedDeviceKey } from "../device-key.js";
 import { Client, Notice, SessionSummary } from "../schemas.js";
 import type { App } from "../server.js";
 
@@ -13,12 +15,18 @@ const SignInResponse = Type.Object({
   factors: Type.Optional(Type.Array(Type.String())),
   session: Type.Optional(SessionSummary),
   token: Type.Optional(Type.String()),
+  deviceId: Type.Optional(Type.String()),
   notices: Type.Optional(Type.Array(Notice)),
+  expiresAt: Type.Optional(Type.String()),
 });
 
+const FlowParams = Type.Object({ flowId: Type.String({ format: "uuid" }) });
+const Code = Type.Object({ code: Type.String({ minLength: 1, maxLength: 64 }) });
+const WebAuthnResponse = Type.Object({ response: Type.Object({}, { additionalProperties: true }) });
+
 /** Browsers get the session as a cookie; apps (client app/pro) also get the token to send as a bearer. */
-export function signInResponse(result: SignInResult, reply: FastifyReply, services: Services) {
-  if (result.state !== "authenticated") return result;
+export function signInResponse(result: SignInResult | FlowView, reply: FastifyReply, services: Services) {
+  if (result.state !== "authenticated" || !("session" in result)) return result;
   const { session, token } = result;
   setSessionCookie(reply, services.config.publicUrl, token, session.expiresAt);
   const summary = describeSession(session, session.id);
@@ -39,6 +47,9 @@ export function signInResponse(result: SignInResult, reply: FastifyReply, servic
 }
 
 export function registerSignInRoutes(app: App, services: Services): void {
+  const { signIn, geo } = services;
+  const publicUrl = services.config.publicUrl;
+
   app.post(
     "/v1/sign-in",
     {
@@ -50,16 +61,93 @@ export function registerSignInRoutes(app: App, services: Services): void {
           password: Type.String({ minLength: 1, maxLength: 1024 }),
           botCheck: Type.Optional(Type.String({ maxLength: 8192 })),
           client: Type.Optional(Client),
-          deviceId: Type.Optional(Type.String({ minLength: 16, maxLength: 128 })),
+          deviceId: Type.Optional(
+            Type.String({ minLength: 16, maxLength: 128, pattern: "^[A-Za-z0-9_-]+$" }),
+          ),
         }),
         response: { 200: SignInResponse },
       },
     },
     async (request, reply) => {
       const { identifier, password, botCheck, client = "web", deviceId } = request.body;
-      const result = await services.signIn.start(
-        { identifier, password, botCheck, client, deviceId: deviceId ?? null },
-        requestContext(request, services.geo),
+      const device = deviceKeyFor(request, reply, publicUrl, client, deviceId);
+      const result = await signIn.start(
+        { identifier, password, botCheck, client, deviceKey: device.key },
+        requestContext(request, geo),
+      );
+      const body = signInResponse(result, reply, services);
+      // An app that sent no device id keeps this one and sends it back (X-Device-Id) from now on.
+      return client !== "web" && device.issued ? { ...body, deviceId: device.key } : body;
+    },
+  );
+
+  const secondFactor = (
+    path: string,
+    summary: string,
+    proofOf: (body: { code: string }, flowId: string) => Proof,
+  ) =>
+    app.post(
+      `/v1/sign-in/:flowId/${path}`,
+      {
+        schema: {
+          tags: ["sign-in"],
+          summary,
+          params: FlowParams,
+          body: Code,
+          response: { 200: SignInResponse },
+        },
+      },
+      async (request, reply) => {
+        const result = await signIn.proveSecondFactor(
+          request.params.flowId,
+          proofOf(request.body, request.params.flowId),
+          requestContext(request, geo),
+        );
+        return signInResponse(result, reply, services);
+      },
+    );
+  secondFactor("totp", "Second step: a code from the authenticator app", (body) => ({
+    kind: "totp",
+    code: body.code,
+  }));
+  secondFactor("recovery-code", "Second step: a recovery code (each works once)", (body) => ({
+    kind: "recovery_code",
+    code: body.code,
+  }));
+
+  app.post(
+    "/v1/sign-in/:flowId/webauthn/options",
+    {
+      schema: {
+        tags: ["sign-in"],
+        summary: "Second step: assertion options for a security key",
+        params: FlowParams,
+      },
+    },
+    async (request) => signIn.webauthnOptions(request.params.flowId),
+  );
+
+  app.post(
+    "/v1/sign-in/:flowId/webauthn",
+    {
+      schema: {
+        tags: ["sign-in"],
+        summary: "Second step: a security key's assertion",
+        params: FlowParams,
+        body: WebAuthnResponse,
+        response: { 200: SignInResponse },
+      },
+    },
+    async (request, reply) => {
+      const result = await signIn.proveSecondFactor(
+        request.params.flowId,
+        {
+          kind: "webauthn",
+          response: request.body.response as never,
+          purpose: "sign_in",
+          subject: request.params.flowId,
+        },
+        requestContext(request, geo),
       );
       return signInResponse(result, reply, services);
     },
@@ -70,18 +158,35 @@ export function registerSignInRoutes(app: App, services: Services): void {
     {
       schema: {
         tags: ["sign-in"],
-        summary: "The state of a sign-in flow (polled while a device approval is pending)",
-        params: Type.Object({ flowId: Type.String({ format: "uuid" }) }),
-        response: {
-          200: Type.Object({
-            flowId: Type.String(),
-            state: Type.String(),
-            expiresAt: Type.String(),
-            factors: Type.Optional(Type.Array(Type.String())),
-          }),
-        },
+        summary:
+          "The state of a sign-in; once the device is approved, the device that started it receives its session here",
+        params: FlowParams,
+        response: { 200: SignInResponse },
       },
     },
-    async (request) => services.signIn.view(request.params.flowId),
+    async (request, reply) => {
+      reply.header("cache-control", "no-store");
+      const result = await signIn.poll(
+        request.params.flowId,
+        presentedDeviceKey(request, publicUrl),
+        requestContext(request, geo),
+      );
+      return signInResponse(result, reply, services);
+    },
+  );
+
+  app.post(
+    "/v1/devices/approve",
+    {
+      schema: {
+        tags: ["sign-in"],
+        summary: "Approve a new device with the token from the emailed link",
+        body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 256 }) }),
+      },
+    },
+    async (request) => {
+      await signIn.approveDevice(request.body.token, requestContext(request, geo));
+      return { status: "approved" };
+    },
   );
 }

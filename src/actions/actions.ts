@@ -1,0 +1,276 @@
+import type { AuthenticationResponseJSON } from "@simplewebauthn/server";
+import type { Kysely, Selectable } from "kysely";
+import type { Account } from "../accounts/accounts.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import { newId, sha256Hex } from "../crypto/tokens.js";
+import type { ActionsTable, Database } from "../db/schema.js";
+import { invalidCode, type Proof, type ProofVerifier } from "../factors/proofs.js";
+import type { SecondFactorRepository } from "../factors/second-factors.js";
+import type { WebAuthnFactor } from "../factors/webauthn-factor.js";
+import type { Session, SessionService } from "../sessions/sessions.js";
+import type { Clock } from "../support/clock.js";
+import { iso } from "../support/clock.js";
+import type { Metrics } from "../support/metrics.js";
+import { expired, invalidCredentials, notFound, Problem } from "../support/problem.js";
+import type { RequestContext } from "../support/request-context.js";
+
+const ACTION_TTL_MS = 5 * 60_000;
+const MAX_FAILED_CONFIRMATIONS = 5;
+
+/** "second_factor": any enrolled factor (TOTP, security key, recovery code); "password" when none is enrolled. */
+export type RequiredProof = "second_factor" | "password";
+
+export interface ActionView {
+  id: string;
+  type: string;
+  params: Record<string, unknown>;
+  summary: string;
+  digest: string;
+  state: string;
+  required: RequiredProof[];
+  /** Which second factors can satisfy "second_factor". */
+  factors: string[];
+  expiresAt: string;
+}
+
+export interface ConfirmInput {
+  password?: string;
+  totp?: string;
+  recoveryCode?: string;
+  webauthn?: AuthenticationResponseJSON;
+}
+
+/** Canonical JSON: keys sorted at every level, so the same parameters always give the same digest. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function actionDigest(type: string, params: Record<string, unknown>): string {
+  return sha256Hex(canonicalJson({ type, params }));
+}
+
+/**
+ * Actions (API.md "Step-up"): the server builds what is to be confirmed from the request, keeps a digest
+ * of its canonical parameters, and lets it happen only once it is confirmed with the required proof and
+ * then presented again (`X-Action-Id`) with the very same parameters. Every setting change goes through
+ * `requireStepUp`; confirming with a second factor is a privilege change, so the session gets a new token.
+ */
+export class ActionService {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly clock: Clock,
+    private readonly factors: SecondFactorRepository,
+    private readonly proofs: ProofVerifier,
+    private readonly webauthn: WebAuthnFactor,
+    private readonly sessions: SessionService,
+    private readonly audit: AuditLog,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /**
+   * Lets a setting change through when `actionId` names a confirmed, unused action of this account for
+   * exactly this type and these parameters (and spends it); otherwise answers 403 step_up_required with
+   * a new action to confirm.
+   */
+  async requireStepUp(
+    account: Account,
+    actionId: string | undefined,
+    type: string,
+    params: Record<string, unknown>,
+    summary: string,
+  ): Promise<void> {
+    const digest = actionDigest(type, params);
+    if (actionId) {
+      const now = this.clock.now();
+      const spent = await this.db
+        .updateTable("actions")
+        .set({ state: "used", used_at: now })
+        .where("id", "=", actionId)
+        .where("account_id", "=", account.id)
+        .where("type", "=", type)
+        .where("digest", "=", digest)
+        .where("state", "=", "confirmed")
+        .where("expires_at", ">", now)
+        .returning("id")
+        .executeTakeFirst();
+      if (spent) return;
+    }
+    const action = await this.create(account, type, params, summary);
+    throw new Problem(403, "step_up_required", "Confirm this change with your second factor first.", {
+      actionId: action.id,
+      action,
+    });
+  }
+
+  async create(
+    account: Account,
+    type: string,
+    params: Record<string, unknown>,
+    summary: string,
+  ): Promise<ActionView> {
+    const factors = await this.availableFactors(account.id);
+    const required: RequiredProof[] = factors.length > 0 ? ["second_factor"] : ["password"];
+    const now = this.clock.now();
+    const row = {
+      id: newId(),
+      account_id: account.id,
+      type,
+      params: JSON.stringify(params),
+      digest: actionDigest(type, params),
+      summary,
+      required: JSON.stringify(required),
+      state: "pending",
+      created_at: now,
+      expires_at: now + ACTION_TTL_MS,
+    };
+    await this.db.insertInto("actions").values(row).execute();
+    return this.view({ ...row, failures: 0, confirmed_at: null, used_at: null }, factors);
+  }
+
+  async get(account: Account, actionId: string): Promise<ActionView> {
+    return this.view(await this.load(account, actionId), await this.availableFactors(account.id));
+  }
+
+  /**
+   * Assertion options whose challenge is derived from the action's id and digest (dynamic linking): a
+   * signature made for this action cannot confirm any other, nor this one with other parameters.
+   */
+  async webauthnOptions(account: Account, actionId: string) {
+    const action = await this.pending(account, actionId);
+    const nonce = newId();
+    const challenge = Buffer.from(
+      sha256Hex(`portcullis-action\n${action.id}\n${action.digest}\n${nonce}`),
+      "hex",
+    );
+    return this.webauthn.assertionOptions(account.id, "action", action.id, challenge.toString("base64url"));
+  }
+
+  async confirm(
+    account: Account,
+    session: Session,
+    actionId: string,
+    input: ConfirmInput,
+    context: RequestContext,
+  ): Promise<{ action: ActionView; rotated: { token: string; session: Session } | null }> {
+    const action = await this.pending(account, actionId);
+    const required = JSON.parse(action.required) as RequiredProof[];
+    const proof = this.proofFor(required, input, action.id);
+    const result = await this.proofs.verify(account, proof, "step_up", context);
+    if (result.kind !== "passed") {
+      this.metrics.stepUps.inc({ outcome: "failure" });
+      await this.recordFailedConfirmation(action.id);
+      if (proof.kind === "password") throw invalidCredentials();
+      throw invalidCode(result.kind === "failed" ? result.hint : undefined);
+    }
+    const now = this.clock.now();
+    const confirmed = await this.db
+      .updateTable("actions")
+      .set({ state: "confirmed", confirmed_at: now })
+      .where("id", "=", action.id)
+      .where("state", "=", "pending")
+      .where("expires_at", ">", now)
+      .returningAll()
+      .executeTakeFirst();
+    if (!confirmed) throw new Problem(409, "conflict", "This action was already confirmed or cancelled.");
+    this.metrics.stepUps.inc({ outcome: "success" });
+    await this.audit.append(
+      {
+        event: "action.confirmed",
+        outcome: "success",
+        accountId: account.id,
+        details: { actionId: action.id, type: action.type, method: result.value },
+      },
+      context,
+    );
+    const rotated = await this.sessions.rotate(session, [result.value]);
+    return { action: this.view(confirmed, await this.availableFactors(account.id)), rotated };
+  }
+
+  private proofFor(required: RequiredProof[], input: ConfirmInput, actionId: string): Proof {
+    if (required.includes("password")) {
+      if (input.password === undefined) throw this.missingProof("password");
+      return { kind: "password", password: input.password };
+    }
+    if (input.webauthn !== undefined) {
+      return { kind: "webauthn", response: input.webauthn, purpose: "action", subject: actionId };
+    }
+    if (input.totp !== undefined) return { kind: "totp", code: input.totp };
+    if (input.recoveryCode !== undefined) return { kind: "recovery_code", code: input.recoveryCode };
+    throw this.missingProof("totp, webauthn or recoveryCode");
+  }
+
+  private missingProof(field: string) {
+    return new Problem(400, "invalid_request", `This action is confirmed with ${field}.`, {
+      details: [{ field, message: "required" }],
+    });
+  }
+
+  /** Five failed confirmations cancel the action (they also count on the account's attempt counter). */
+  private async recordFailedConfirmation(actionId: string): Promise<void> {
+    await this.db
+      .updateTable("actions")
+      .set((eb) => ({
+        failures: eb("failures", "+", 1),
+        state: eb
+          .case()
+          .when("failures", ">=", MAX_FAILED_CONFIRMATIONS - 1)
+          .then("cancelled")
+          .else(eb.ref("state"))
+          .end(),
+      }))
+      .where("id", "=", actionId)
+      .where("state", "=", "pending")
+      .execute();
+  }
+
+  private async load(account: Account, actionId: string): Promise<Selectable<ActionsTable>> {
+    const row = await this.db
+      .selectFrom("actions")
+      .selectAll()
+      .where("id", "=", actionId)
+      .where("account_id", "=", account.id)
+      .executeTakeFirst();
+    if (!row) throw notFound("This action");
+    return row;
+  }
+
+  private async pending(account: Account, actionId: string): Promise<Selectable<ActionsTable>> {
+    const row = await this.load(account, actionId);
+    if (row.state === "cancelled")
+      throw new Problem(409, "conflict", "This action was cancelled. Start again.");
+    if (row.state !== "pending") throw new Problem(409, "conflict", "This action was already confirmed.");
+    if (row.expires_at <= this.clock.now()) throw expired("This action has expired. Start again.");
+    return row;
+  }
+
+  private async availableFactors(accountId: string): Promise<string[]> {
+    const rows = await this.factors.listConfirmed(accountId);
+    const types = new Set(rows.map((r) => r.type));
+    const factors: string[] = [];
+    if (types.has("totp")) factors.push("totp");
+    if (types.has("webauthn")) factors.push("webauthn");
+    if (factors.length > 0) factors.push("recovery_code");
+    return factors;
+  }
+
+  private view(row: Selectable<ActionsTable>, factors: string[]): ActionView {
+    return {
+      id: row.id,
+      type: row.type,
+      params: JSON.parse(row.params) as Record<string, unknown>,
+      summary: row.summary,
+      digest: row.digest,
+      state: row.state,
+      required: JSON.parse(row.required) as RequiredProof[],
+      factors,
+      expiresAt: iso(row.expires_at),
+    };
+  }
+}

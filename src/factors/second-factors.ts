@@ -1,0 +1,90 @@
+import type { Kysely, Selectable } from "kysely";
+import type { Database, SecondFactorsTable } from "../db/schema.js";
+import { iso } from "../support/clock.js";
+
+export type SecondFactorType = "totp" | "webauthn";
+
+/** The second factors a sign-in flow may offer, in the names of API.md. */
+export type SignInFactor = "totp" | "webauthn" | "recovery_code" | "master_key";
+
+export interface SecondFactorView {
+  id: string;
+  type: SecondFactorType;
+  name: string;
+  roaming: boolean;
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
+/**
+ * A factor can be the account's first sign-in factor only if it roams with the owner (SPEC §6): an
+ * authenticator app, or a security key rather than a passkey bound to one device.
+ */
+export function isRoaming(
+  row: Pick<Selectable<SecondFactorsTable>, "type" | "attachment" | "transports">,
+): boolean {
+  if (row.type === "totp") return true;
+  if (row.attachment === "platform") return false;
+  if (row.attachment === "cross-platform") return true;
+  const transports = row.transports ? (JSON.parse(row.transports) as string[]) : [];
+  return transports.some((t) => t === "usb" || t === "nfc" || t === "ble");
+}
+
+/** Reads and removals of enrolled second factors, whatever their type. */
+export class SecondFactorRepository {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async listConfirmed(accountId: string): Promise<Selectable<SecondFactorsTable>[]> {
+    return this.db
+      .selectFrom("second_factors")
+      .selectAll()
+      .where("account_id", "=", accountId)
+      .where("confirmed_at", "is not", null)
+      .orderBy("created_at")
+      .execute();
+  }
+
+  async describe(accountId: string): Promise<SecondFactorView[]> {
+    return (await this.listConfirmed(accountId)).map((row) => ({
+      id: row.id,
+      type: row.type,
+      name: row.name,
+      roaming: isRoaming(row),
+      createdAt: iso(row.created_at),
+      lastUsedAt: row.last_used_at === null ? null : iso(row.last_used_at),
+    }));
+  }
+
+  async find(accountId: string, factorId: string): Promise<Selectable<SecondFactorsTable> | undefined> {
+    return this.db
+      .selectFrom("second_factors")
+      .selectAll()
+      .where("account_id", "=", accountId)
+      .where("id", "=", factorId)
+      .where("confirmed_at", "is not", null)
+      .executeTakeFirst();
+  }
+
+  async remove(accountId: string, factorId: string): Promise<boolean> {
+    const row = await this.db
+      .deleteFrom("second_factors")
+      .where("account_id", "=", accountId)
+      .where("id", "=", factorId)
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** The factors that turn on sign-in 2FA: an authenticator app or a security key / passkey. */
+  async hasSignInFactor(accountId: string): Promise<boolean> {
+    return (await this.listConfirmed(accountId)).length > 0;
+  }
+
+  async recordUse(factorId: string, at: number): Promise<void> {
+    await this.db
+      .updateTable("second_factors")
+      .set({ last_used_at: at })
+      .where("id", "=", factorId)
+      .execute();
+  }
+}

@@ -1,0 +1,79 @@
+import { Type } from "typebox";
+import type { Services } from "../../services.js";
+import { iso } from "../../support/clock.js";
+import { caller, requestContext, setSessionCookie } from "../auth.js";
+import type { App } from "../server.js";
+
+const ActionParams = Type.Object({ id: Type.String({ format: "uuid" }) });
+
+export function registerActionRoutes(app: App, services: Services): void {
+  const { actions } = services;
+  const session = { auth: "session" as const };
+
+  app.get(
+    "/v1/actions/:id",
+    {
+      config: session,
+      schema: { tags: ["actions"], summary: "An action and what confirms it", params: ActionParams },
+    },
+    async (request) => actions.get(caller(request).account, request.params.id),
+  );
+
+  app.post(
+    "/v1/actions/:id/webauthn/options",
+    {
+      config: session,
+      schema: {
+        tags: ["actions"],
+        summary: "Assertion options whose challenge is bound to this action's digest",
+        params: ActionParams,
+      },
+    },
+    async (request) => actions.webauthnOptions(caller(request).account, request.params.id),
+  );
+
+  app.post(
+    "/v1/actions/:id/confirm",
+    {
+      config: session,
+      schema: {
+        tags: ["actions"],
+        summary: "Confirm an action with the proof it requires; a second factor renews the session token",
+        params: ActionParams,
+        body: Type.Object({
+          password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+          totp: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),
+          recoveryCode: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+          webauthn: Type.Optional(Type.Object({}, { additionalProperties: true })),
+        }),
+      },
+    },
+    async (request, reply) => {
+      const auth = caller(request);
+      const { action, rotated } = await actions.confirm(
+        auth.account,
+        auth.session,
+        request.params.id,
+        { ...request.body, webauthn: request.body.webauthn as never },
+        requestContext(request, services.geo),
+      );
+      if (!rotated) return { state: action.state, action };
+      if (auth.via === "cookie")
+        setSessionCookie(reply, services.config.publicUrl, rotated.token, rotated.session.expiresAt);
+      return {
+        state: action.state,
+        action,
+        session: {
+          id: rotated.session.id,
+          client: rotated.session.client,
+          aal: rotated.session.aal,
+          methods: rotated.session.methods,
+          authenticatedAt: iso(rotated.session.authenticatedAt),
+          expiresAt: iso(Math.min(rotated.session.expiresAt, rotated.session.idleExpiresAt)),
+        },
+        // The old token no longer works: a bearer client continues with this one.
+        ...(auth.via === "bearer" ? { token: rotated.token } : {}),
+      };
+    },
+  );
+}

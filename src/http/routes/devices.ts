@@ -1,0 +1,75 @@
+import { Type } from "typebox";
+import type { Services } from "../../services.js";
+import { notFound } from "../../support/problem.js";
+import { caller, clearSessionCookie, requestContext } from "../auth.js";
+import type { App } from "../server.js";
+
+export function registerDeviceRoutes(app: App, services: Services): void {
+  const { devices, sessions, audit, geo } = services;
+  const session = { auth: "session" as const };
+
+  app.get(
+    "/v1/devices",
+    { config: session, schema: { tags: ["sessions"], summary: "The devices this account has approved" } },
+    async (request) => {
+      const { account, session: current } = caller(request);
+      const list = await devices.list(account.id);
+      return { devices: list.map((d) => ({ ...d, current: d.id === current.deviceId })) };
+    },
+  );
+
+  app.delete(
+    "/v1/devices/:id",
+    {
+      config: session,
+      schema: {
+        tags: ["sessions"],
+        summary: "Forget a device and end its sessions; its next sign-in needs approval again",
+        params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+      },
+    },
+    async (request, reply) => {
+      const { account, session: current } = caller(request);
+      if (!(await devices.remove(account.id, request.params.id))) throw notFound("That device");
+      const ended = await sessions.endForDevice(account.id, request.params.id, "device_removed");
+      await audit.append(
+        {
+          event: "device.removed",
+          outcome: "success",
+          accountId: account.id,
+          details: { deviceId: request.params.id, ended },
+        },
+        requestContext(request, geo),
+      );
+      if (current.deviceId === request.params.id) clearSessionCookie(reply, services.config.publicUrl);
+      return { status: "removed", endedSessions: ended };
+    },
+  );
+
+  app.delete(
+    "/v1/devices",
+    {
+      config: session,
+      schema: {
+        tags: ["sessions"],
+        summary: "Disconnect all: forget every device and end every session, this one too",
+      },
+    },
+    async (request, reply) => {
+      const { account } = caller(request);
+      const removed = await devices.removeAll(account.id);
+      const ended = await sessions.endAll(account.id, null, "disconnect_all");
+      await audit.append(
+        {
+          event: "device.disconnect_all",
+          outcome: "success",
+          accountId: account.id,
+          details: { removed, ended },
+        },
+        requestContext(request, geo),
+      );
+      clearSessionCookie(reply, services.config.publicUrl);
+      return { status: "disconnected", removedDevices: removed, endedSessions: ended };
+    },
+  );
+}

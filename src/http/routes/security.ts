@@ -1,0 +1,173 @@
+import type { FastifyRequest } from "fastify";
+import { Type } from "typebox";
+import type { ChangeRequest } from "../../factors/factor-management.js";
+import type { Services } from "../../services.js";
+import { type Authenticated, caller, requestContext } from "../auth.js";
+import type { App } from "../server.js";
+
+const ActionIdHeader = Type.Object({ "x-action-id": Type.Optional(Type.String({ format: "uuid" })) });
+const EndOthers = Type.Optional(
+  Type.Boolean({ description: "Also end every other session of this account" }),
+);
+
+/** The owner's setting-change request: who, which session, which confirmed action (X-Action-Id). */
+export function changeRequest(
+  request: FastifyRequest,
+  services: Services,
+): ChangeRequest & { auth: Authenticated } {
+  const auth = caller(request);
+  const header = request.headers["x-action-id"];
+  return {
+    auth,
+    account: auth.account,
+    sessionId: auth.session.id,
+    actionId: typeof header === "string" ? header : undefined,
+    context: requestContext(request, services.geo),
+  };
+}
+
+export function registerSecurityRoutes(app: App, services: Services): void {
+  const { factorManagement } = services;
+  const session = { auth: "session" as const };
+
+  app.get(
+    "/v1/security/factors",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "The second factors enrolled on this account",
+        response: {
+          200: Type.Object({
+            factors: Type.Array(
+              Type.Object({
+                id: Type.String(),
+                type: Type.String(),
+                name: Type.String(),
+                roaming: Type.Boolean(),
+                createdAt: Type.String(),
+                lastUsedAt: Type.Union([Type.String(), Type.Null()]),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async (request) => ({ factors: await factorManagement.list(caller(request).account) }),
+  );
+
+  app.post(
+    "/v1/security/totp",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Start adding an authenticator app (step-up required): the secret, otpauth URI and QR code",
+        headers: ActionIdHeader,
+      },
+    },
+    async (request) => factorManagement.startTotp(changeRequest(request, services)),
+  );
+
+  app.post(
+    "/v1/security/totp/:enrollmentId/confirm",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Finish adding an authenticator app with its first code",
+        params: Type.Object({ enrollmentId: Type.String({ format: "uuid" }) }),
+        body: Type.Object({
+          code: Type.String({ minLength: 1, maxLength: 16 }),
+          name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+          endOtherSessions: EndOthers,
+        }),
+      },
+    },
+    async (request) => {
+      const { code, name, endOtherSessions = false } = request.body;
+      return factorManagement.confirmTotp(
+        changeRequest(request, services),
+        request.params.enrollmentId,
+        code,
+        name,
+        endOtherSessions,
+      );
+    },
+  );
+
+  app.post(
+    "/v1/security/webauthn/options",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Start adding a security key or passkey (step-up required): registration options",
+        headers: ActionIdHeader,
+      },
+    },
+    async (request) => factorManagement.webauthnOptions(changeRequest(request, services)),
+  );
+
+  app.post(
+    "/v1/security/webauthn",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Finish adding a security key or passkey with its registration response",
+        body: Type.Object({
+          response: Type.Object({}, { additionalProperties: true }),
+          name: Type.String({ minLength: 1, maxLength: 64 }),
+          endOtherSessions: EndOthers,
+        }),
+      },
+    },
+    async (request) => {
+      const { response, name, endOtherSessions = false } = request.body;
+      return factorManagement.registerWebauthn(
+        changeRequest(request, services),
+        response as never,
+        name,
+        endOtherSessions,
+      );
+    },
+  );
+
+  app.delete(
+    "/v1/security/factors/:factorId",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Remove a second factor (step-up required)",
+        params: Type.Object({ factorId: Type.String({ format: "uuid" }) }),
+        querystring: Type.Object({ endOtherSessions: EndOthers }),
+        headers: ActionIdHeader,
+      },
+    },
+    async (request) => {
+      await factorManagement.remove(
+        changeRequest(request, services),
+        request.params.factorId,
+        request.query.endOtherSessions ?? false,
+      );
+      return { status: "removed" };
+    },
+  );
+
+  app.post(
+    "/v1/security/recovery-codes",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Create ten new recovery codes, replacing the old ones (step-up required); shown once",
+        headers: ActionIdHeader,
+      },
+    },
+    async (request) => ({
+      codes: await factorManagement.regenerateRecoveryCodes(changeRequest(request, services)),
+    }),
+  );
+}
