@@ -3,7 +3,11 @@ import { Redis } from "ioredis";
 import pino from "pino";
 import { AccountRepository } from "./accounts/accounts.js";
 import { ActionService } from "./actions/actions.js";
+import { AdminService } from "./admin/admin-service.js";
 import { AuditLog } from "./audit/audit-log.js";
+import { CapabilityService } from "./capabilities/capability-service.js";
+import { loadPolicy, type Policy } from "./capabilities/policy.js";
+import { SubsystemService } from "./capabilities/subsystems.js";
 import type { EnvConfig } from "./config/env.js";
 import { defaultSettings, type Settings } from "./config/settings.js";
 import { loadDataKey } from "./crypto/data-key.js";
@@ -29,9 +33,10 @@ import { RedisRateLimiter } from "./protection/redis-rate-limiter.js";
 import type { Services } from "./services.js";
 import { DeviceService } from "./sessions/devices.js";
 import { SessionService } from "./sessions/sessions.js";
-import { type Clock, systemClock } from "./support/clock.js";
+import { type Clock, iso, systemClock } from "./support/clock.js";
 import { type GeoLocator, OfflineGeoLocator } from "./support/geo.js";
 import { Metrics } from "./support/metrics.js";
+import { Problem } from "./support/problem.js";
 
 export interface AppOptions {
   config: EnvConfig;
@@ -44,6 +49,8 @@ export interface AppOptions {
   geo?: GeoLocator;
   /** A pino logger, or false for none. Defaults to JSON logs on stdout at config.logLevel. */
   logger?: pino.Logger | false;
+  /** The capability policy; defaults to PORTCULLIS_POLICY or the built-in one. */
+  policy?: Policy;
   /** Prefix for every Redis key (tests give each run its own). */
   redisKeyPrefix?: string;
   /** Run the outbox worker in the background (the server does; tests usually drive it by hand). */
@@ -82,6 +89,8 @@ function connectRedis(url: string): Redis {
 /** The composition root (DESIGN "Dependencies are passed in"): the only place services are built and wired. */
 export async function createPortcullis(options: AppOptions): Promise<Portcullis> {
   const { config } = options;
+  // Read before anything opens: a bad policy file stops start-up with its line and field.
+  const policy = options.policy ?? loadPolicy(config.policyPath);
   const settings = options.settings ?? defaultSettings;
   const clock = options.clock ?? systemClock;
   const logger = options.logger === undefined ? createLogger(config.logLevel) : options.logger;
@@ -142,6 +151,10 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     clock,
   );
 
+  const subsystems = new SubsystemService(db, clock);
+  const capabilities = new CapabilityService(policy, subsystems, factors, guard);
+  const admin = new AdminService(accounts, guard, subsystems, audit);
+
   const signUp = new SignUpService({
     db,
     accounts,
@@ -155,6 +168,22 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     clock,
     settings,
     publicUrl,
+    assertSignUpsOpen: async () => {
+      const state = (await subsystems.snapshot()).states.signups;
+      if (state && (state.status === "maintenance" || state.status === "outage")) {
+        throw new Problem(403, "not_eligible", "Sign-up is paused for maintenance. Try again later.", {
+          reasons: [
+            {
+              code: "subsystem_maintenance",
+              message: state.message ?? "Sign-up is paused for maintenance.",
+              subsystem: "signups",
+              state: state.status,
+              until: state.until === null ? null : iso(state.until),
+            },
+          ],
+        });
+      }
+    },
   });
   const signIn = new SignInService({
     db,
@@ -195,6 +224,9 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     devices,
     actions,
     factorManagement,
+    subsystems,
+    capabilities,
+    admin,
     signUp,
     signIn,
     geo,

@@ -1,7 +1,10 @@
 import type { Redis } from "ioredis";
 import type { AccountRepository } from "./accounts/accounts.js";
 import type { ActionService } from "./actions/actions.js";
+import type { AdminService } from "./admin/admin-service.js";
 import type { AuditLog } from "./audit/audit-log.js";
+import type { CapabilityService } from "./capabilities/capability-service.js";
+import type { SubsystemService } from "./capabilities/subsystems.js";
 import type { EnvConfig } from "./config/env.js";
 import type { Settings } from "./config/settings.js";
 import type { Storage } from "./db/database.js";
@@ -37,6 +40,9 @@ export interface Services {
   devices: DeviceService;
   actions: ActionService;
   factorManagement: FactorManagement;
+  subsystems: SubsystemService;
+  capabilities: CapabilityService;
+  admin: AdminService;
   signUp: SignUpService;
   signIn: SignInService;
   geo: GeoLocator;

@@ -1,7 +1,8 @@
 import { type Kysely, type Selectable, sql } from "kysely";
+import type { Tier } from "../capabilities/policy.js";
 import type { AccountsTable, Database } from "../db/schema.js";
 
-export type Tier = "starter" | "intermediate" | "pro";
+export type { Tier };
 
 export interface Account {
   id: string;
@@ -85,6 +86,14 @@ export class AccountRepository {
 
   async updatePasswordHash(id: string, passwordHash: string): Promise<void> {
     await this.db.updateTable("accounts").set({ password_hash: passwordHash }).where("id", "=", id).execute();
+  }
+
+  async setTier(id: string, tier: Tier): Promise<void> {
+    await this.db.updateTable("accounts").set({ tier }).where("id", "=", id).execute();
+  }
+
+  async setJurisdiction(id: string, country: string, region: string | null): Promise<void> {
+    await this.db.updateTable("accounts").set({ country, region }).where("id", "=", id).execute();
   }
 
   async search(query: string, limit = 50): Promise<Account[]> {

@@ -1,13 +1,11 @@
 #!/usr/bin/env node
 import { Command } from "commander";
-import { AccountRepository } from "../accounts/accounts.js";
 import { createLogger, createPortcullis } from "../app.js";
-import { AuditLog } from "../audit/audit-log.js";
+import { describeWindow } from "../capabilities/subsystems.js";
 import { ConfigError, type EnvConfig, loadEnvConfig } from "../config/env.js";
-import { defaultSettings } from "../config/settings.js";
 import { migrateToLatest, openStorage } from "../db/database.js";
-import { AttemptGuard } from "../protection/attempt-guard.js";
-import { systemClock } from "../support/clock.js";
+import type { Services } from "../services.js";
+import { Problem } from "../support/problem.js";
 import { systemContext } from "../support/request-context.js";
 
 /** Reads the configuration or stops with one line naming the variable that is wrong. */
@@ -15,23 +13,51 @@ function config(): EnvConfig {
   try {
     return loadEnvConfig();
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`portcullis: configuration error: ${error.message}\n`);
-      process.exit(2);
-    }
+    if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, 2);
     throw error;
   }
 }
 
-async function withStorage<T>(run: (storage: ReturnType<typeof openStorage>) => Promise<T>): Promise<T> {
-  const storage = openStorage(config().databaseUrl);
+function fail(message: string, code = 1): never {
+  process.stderr.write(`portcullis: ${message}\n`);
+  process.exit(code);
+}
+
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/**
+ * Operator commands run the same services as the admin API, against the configured database, so an
+ * operation means the same (and is audited the same) whichever way it is done.
+ */
+async function withServices(run: (services: Services) => Promise<void>): Promise<void> {
+  let app: Awaited<ReturnType<typeof createPortcullis>>;
   try {
-    await migrateToLatest(storage);
-    return await run(storage);
+    app = await createPortcullis({ config: config(), logger: false });
+  } catch (error) {
+    if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, 2);
+    throw error;
+  }
+  try {
+    await run(app.services);
+  } catch (error) {
+    if (error instanceof Problem) fail(`${error.message} (${error.code})`);
+    throw error;
   } finally {
-    await storage.close();
+    await app.close();
   }
 }
+
+/** An account by id or username. */
+async function accountId(services: Services, reference: string): Promise<string> {
+  const account =
+    (await services.accounts.findById(reference)) ?? (await services.accounts.findByUsername(reference));
+  if (!account) fail(`no account "${reference}"`);
+  return account.id;
+}
+
+const cliContext = { ...systemContext, userAgent: "portcullis-cli" };
 
 const program = new Command()
   .name("portcullis")
@@ -43,7 +69,13 @@ program
   .action(async () => {
     const cfg = config();
     const logger = createLogger(cfg.logLevel);
-    const app = await createPortcullis({ config: cfg, logger, startWorkers: true });
+    let app: Awaited<ReturnType<typeof createPortcullis>>;
+    try {
+      app = await createPortcullis({ config: cfg, logger, startWorkers: true });
+    } catch (error) {
+      if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, 2);
+      throw error;
+    }
     await app.http.listen({ port: cfg.port, host: cfg.host });
     logger.info(
       { url: cfg.publicUrl.origin, database: cfg.databaseUrl.split(":")[0], env: cfg.env },
@@ -69,67 +101,163 @@ program
   .command("migrate")
   .description("Bring the database schema up to date")
   .action(async () => {
-    await withStorage(async (storage) => {
+    const storage = openStorage(config().databaseUrl);
+    try {
       const applied = await migrateToLatest(storage);
-      process.stdout.write(applied.length ? `applied: ${applied.join(", ")}\n` : "schema is up to date\n");
-    });
+      print(applied.length ? `applied: ${applied.join(", ")}` : "schema is up to date");
+    } finally {
+      await storage.close();
+    }
   });
 
 const audit = program.command("audit").description("The hash-chained audit log");
 audit
   .command("verify")
   .description("Check every entry of the audit chain; exits 1 if anything was edited, deleted or reordered")
-  .action(async () => {
-    await withStorage(async (storage) => {
-      const result = await new AuditLog(storage.db, systemClock).verify();
+  .action(() =>
+    withServices(async (services) => {
+      const result = await services.audit.verify();
       if (result.ok) {
-        process.stdout.write(`audit log intact: ${result.checked} entries checked\n`);
+        print(`audit log intact: ${result.checked} entries checked`);
       } else {
-        process.stdout.write(
-          `audit log BROKEN at entry ${result.firstBadEntry?.seq}: ${result.firstBadEntry?.reason} (${result.checked} entries intact before it)\n`,
+        print(
+          `audit log BROKEN at entry ${result.firstBadEntry?.seq}: ${result.firstBadEntry?.reason} (${result.checked} entries intact before it)`,
         );
         process.exitCode = 1;
       }
-    });
-  });
+    }),
+  );
 audit
   .command("list")
   .description("Print the newest audit entries as JSON lines")
   .option("--account <id>", "only this account's entries")
   .option("--limit <n>", "how many", "50")
-  .action(async (options: { account?: string; limit: string }) => {
-    await withStorage(async (storage) => {
-      const entries = await new AuditLog(storage.db, systemClock).list({
+  .action((options: { account?: string; limit: string }) =>
+    withServices(async (services) => {
+      const entries = await services.audit.list({
         accountId: options.account,
         limit: Math.min(Math.max(Number.parseInt(options.limit, 10) || 50, 1), 1000),
       });
-      for (const entry of entries) process.stdout.write(`${JSON.stringify(entry)}\n`);
-    });
-  });
+      for (const entry of entries) print(JSON.stringify(entry));
+    }),
+  );
 
 const accounts = program.command("accounts").description("Accounts");
 accounts
+  .command("create <username> <email>")
+  .description(
+    "Create a verified account, e.g. for a demo (the password is read from PORTCULLIS_NEW_PASSWORD)",
+  )
+  .option("--country <code>", "ISO 3166-1 alpha-2", "DE")
+  .option("--region <code>", "ISO 3166-2, for US and CA")
+  .option("--tier <tier>", "starter, intermediate or pro", "starter")
+  .action((username: string, email: string, options: { country: string; region?: string; tier: string }) =>
+    withServices(async (services) => {
+      const password = process.env.PORTCULLIS_NEW_PASSWORD;
+      if (!password) fail("set PORTCULLIS_NEW_PASSWORD to the new account's password");
+      const id = await services.signUp.createVerified(
+        { email, username, password, country: options.country, region: options.region },
+        cliContext,
+      );
+      if (options.tier !== "starter") await services.admin.setTier(id, options.tier, cliContext);
+      print(`created ${username} (${id})`);
+    }),
+  );
+accounts
   .command("unrestrict <account>")
   .description("Lift a temporary or permanent restriction (account id or username); audited")
-  .action(async (reference: string) => {
-    await withStorage(async (storage) => {
-      const repository = new AccountRepository(storage.db);
-      const account = (await repository.findById(reference)) ?? (await repository.findByUsername(reference));
-      if (!account) {
-        process.stderr.write(`no account ${reference}\n`);
-        process.exitCode = 1;
-        return;
-      }
-      await new AttemptGuard(storage.db, systemClock, defaultSettings.protection).lift(account.id);
-      await new AuditLog(storage.db, systemClock).append(
-        { event: "account.restriction_lifted", outcome: "success", accountId: account.id, actor: "operator" },
-        systemContext,
+  .action((reference: string) =>
+    withServices(async (services) => {
+      await services.admin.liftRestriction(await accountId(services, reference), cliContext);
+      print(`restriction lifted for ${reference}`);
+    }),
+  );
+accounts
+  .command("set-tier <account> <tier>")
+  .description("Set the verification tier: starter, intermediate or pro")
+  .action((reference: string, tier: string) =>
+    withServices(async (services) => {
+      await services.admin.setTier(await accountId(services, reference), tier, cliContext);
+      print(`${reference} is now ${tier}`);
+    }),
+  );
+accounts
+  .command("set-jurisdiction <account> <country> [region]")
+  .description("Set the country (ISO 3166-1) and, for US and CA, the region (ISO 3166-2)")
+  .action((reference: string, country: string, region: string | undefined) =>
+    withServices(async (services) => {
+      await services.admin.setJurisdiction(
+        await accountId(services, reference),
+        country,
+        region ?? null,
+        cliContext,
       );
-      process.stdout.write(`restriction lifted for ${account.username}\n`);
-    });
-  });
+      print(`${reference} is now in ${region ?? country}`);
+    }),
+  );
+
+const subsystems = program.command("subsystems").description("Subsystem status");
+subsystems
+  .command("list")
+  .description("Every subsystem's status now")
+  .action(() =>
+    withServices(async (services) => {
+      const snapshot = await services.subsystems.snapshot();
+      for (const state of Object.values(snapshot.states)) {
+        const until = state.until ? ` until ${new Date(state.until).toISOString()}` : "";
+        print(`${state.id.padEnd(16)} ${state.status}${until}${state.message ? ` — ${state.message}` : ""}`);
+      }
+    }),
+  );
+subsystems
+  .command("set <subsystem> <status>")
+  .description("operational, degraded, maintenance, outage (engines also cancel_only, post_only)")
+  .option("--message <text>", "shown to users")
+  .action((subsystem: string, status: string, options: { message?: string }) =>
+    withServices(async (services) => {
+      await services.admin.setSubsystemStatus(subsystem, status, options.message ?? null, cliContext);
+      print(`${subsystem} is now ${status}`);
+    }),
+  );
+
+const maintenance = program.command("maintenance").description("Scheduled maintenance windows");
+maintenance
+  .command("schedule <subsystem> <state>")
+  .description("Schedule a window; it takes effect and ends by itself")
+  .requiredOption("--starts <time>", "ISO-8601 start")
+  .requiredOption("--ends <time>", "ISO-8601 end")
+  .requiredOption("--message <text>", "shown to users")
+  .action((subsystem: string, state: string, options: { starts: string; ends: string; message: string }) =>
+    withServices(async (services) => {
+      const startsAt = Date.parse(options.starts);
+      const endsAt = Date.parse(options.ends);
+      if (Number.isNaN(startsAt) || Number.isNaN(endsAt)) fail("--starts and --ends must be ISO-8601 times");
+      const window = await services.admin.scheduleMaintenance(
+        { subsystem, state, startsAt, endsAt, message: options.message },
+        cliContext,
+      );
+      print(JSON.stringify(describeWindow(window)));
+    }),
+  );
+maintenance
+  .command("list")
+  .description("Windows open now or to come")
+  .action(() =>
+    withServices(async (services) => {
+      for (const window of (await services.subsystems.snapshot()).windows)
+        print(JSON.stringify(describeWindow(window)));
+    }),
+  );
+maintenance
+  .command("cancel <id>")
+  .description("Cancel a window")
+  .action((id: string) =>
+    withServices(async (services) => {
+      await services.admin.cancelMaintenance(id, cliContext);
+      print(`cancelled ${id}`);
+    }),
+  );
 
 program.parseAsync().catch((error: unknown) => {
-  process.stderr.write(`portcullis: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
+  fail(error instanceof Error ? error.message : String(error));
 });

@@ -14,6 +14,7 @@ import pg from "pg";
 import { sqlitePath } from "../config/env.js";
 import * as foundation from "./migrations/0001-foundation.js";
 import * as secondFactors from "./migrations/0002-second-factors.js";
+import * as subsystems from "./migrations/0003-subsystems.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -63,6 +64,7 @@ export function openStorage(databaseUrl: string, options: OpenOptions = {}): Sto
 const migrations: Record<string, Migration> = {
   "0001-foundation": foundation,
   "0002-second-factors": secondFactors,
+  "0003-subsystems": subsystems,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -204,6 +204,25 @@ export interface RateLimitsTable {
   count: number;
 }
 
+export interface SubsystemsTable {
+  id: string;
+  status: string;
+  message: string | null;
+  updated_at: number;
+}
+
+export interface MaintenanceWindowsTable {
+  id: string;
+  subsystem: string;
+  /** The status the subsystem has while the window is open: maintenance, cancel_only, post_only, … */
+  state: string;
+  starts_at: number;
+  ends_at: number;
+  message: string;
+  created_at: number;
+  cancelled_at: number | null;
+}
+
 export interface Database {
   accounts: AccountsTable;
   account_guards: AccountGuardsTable;
@@ -220,4 +239,6 @@ export interface Database {
   webauthn_challenges: WebauthnChallengesTable;
   devices: DevicesTable;
   actions: ActionsTable;
+  subsystems: SubsystemsTable;
+  maintenance_windows: MaintenanceWindowsTable;
 }

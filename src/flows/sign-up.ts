@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import { type AccountRepository, emailKey, usernameKey } from "../accounts/accounts.js";
 import { emailError, type FieldError, jurisdictionErrors, usernameError } from "../accounts/validation.js";
 import type { AuditLog } from "../audit/audit-log.js";
@@ -61,20 +61,7 @@ export class SignUpService {
     device?: SignUpDevice,
   ): Promise<{ status: "verification_sent" }> {
     const { deps } = this;
-    const email = input.email.trim();
-    const username = usernameKey(input.username);
-    const errors = [
-      usernameError(username),
-      emailError(email),
-      ...jurisdictionErrors(input.country, input.region),
-    ].filter((e): e is FieldError => e !== null);
-    if (errors.length > 0) throw invalidRequest("Some fields need attention.", errors);
-    const weaknesses = passwordWeaknesses(input.password, { username, email }, deps.settings.password);
-    if (weaknesses.length > 0) {
-      throw new Problem(400, "weak_password", "Choose a stronger password.", {
-        reasons: weaknesses.map((code) => ({ code, message: weaknessMessages[code] })),
-      });
-    }
+    const { email, username } = this.validate(input);
     await deps.assertSignUpsOpen?.();
     const limit = await deps.limiter.hit(`sign-up:ip:${context.ip}`, deps.settings.protection.signUpIpLimit);
     if (!limit.allowed) throw rateLimited(limit.retryAfterSeconds);
@@ -84,22 +71,7 @@ export class SignUpService {
     const accountId = newId();
     try {
       await deps.db.transaction().execute(async (trx) => {
-        const now = deps.clock.now();
-        await trx
-          .insertInto("accounts")
-          .values({
-            id: accountId,
-            email,
-            email_key: emailKey(email),
-            username,
-            password_hash: passwordHash,
-            country: input.country,
-            region: input.region ?? null,
-            tier: "starter",
-            created_at: now,
-          })
-          .execute();
-        await trx.insertInto("account_guards").values({ account_id: accountId }).execute();
+        await this.insertAccount(trx, accountId, { ...input, email, username }, passwordHash, null);
         const token = await deps.tokens.issue(
           "verify_email",
           accountId,
@@ -124,6 +96,78 @@ export class SignUpService {
       await this.tellMailboxOwner(email, username, context);
     }
     return { status: "verification_sent" };
+  }
+
+  /** An operator creates a verified account (a demo, a migration): same rules, no email round trip. */
+  async createVerified(input: SignUpInput, context: RequestContext): Promise<string> {
+    const { email, username } = this.validate(input);
+    const passwordHash = await this.deps.hasher.hash(input.password);
+    const accountId = newId();
+    try {
+      await this.deps.db
+        .transaction()
+        .execute((trx) =>
+          this.insertAccount(
+            trx,
+            accountId,
+            { ...input, email, username },
+            passwordHash,
+            this.deps.clock.now(),
+          ),
+        );
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new Problem(409, "conflict", "That email or username is taken.");
+      throw error;
+    }
+    await this.deps.audit.append(
+      { event: "account.created", outcome: "success", accountId, actor: "operator" },
+      context,
+    );
+    return accountId;
+  }
+
+  /** Field and password rules (SPEC §1), with every reason. */
+  private validate(input: SignUpInput): { email: string; username: string } {
+    const email = input.email.trim();
+    const username = usernameKey(input.username);
+    const errors = [
+      usernameError(username),
+      emailError(email),
+      ...jurisdictionErrors(input.country, input.region),
+    ].filter((e): e is FieldError => e !== null);
+    if (errors.length > 0) throw invalidRequest("Some fields need attention.", errors);
+    const weaknesses = passwordWeaknesses(input.password, { username, email }, this.deps.settings.password);
+    if (weaknesses.length > 0) {
+      throw new Problem(400, "weak_password", "Choose a stronger password.", {
+        reasons: weaknesses.map((code) => ({ code, message: weaknessMessages[code] })),
+      });
+    }
+    return { email, username };
+  }
+
+  private async insertAccount(
+    trx: Transaction<Database>,
+    id: string,
+    input: SignUpInput,
+    passwordHash: string,
+    verifiedAt: number | null,
+  ): Promise<void> {
+    await trx
+      .insertInto("accounts")
+      .values({
+        id,
+        email: input.email,
+        email_key: emailKey(input.email),
+        username: input.username,
+        password_hash: passwordHash,
+        country: input.country,
+        region: input.region ?? null,
+        tier: "starter",
+        email_verified_at: verifiedAt,
+        created_at: this.deps.clock.now(),
+      })
+      .execute();
+    await trx.insertInto("account_guards").values({ account_id: id }).execute();
   }
 
   async verifyEmail(token: string, context: RequestContext): Promise<void> {

@@ -12,6 +12,7 @@ import { registerAccountRoutes } from "./routes/accounts.js";
 import { registerActionRoutes } from "./routes/actions.js";
 import { registerActivityRoutes } from "./routes/activity.js";
 import { registerAdminRoutes } from "./routes/admin.js";
+import { registerCapabilityRoutes } from "./routes/capabilities.js";
 import { registerDevRoutes } from "./routes/dev.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerPublicRoutes } from "./routes/public.js";
@@ -116,6 +117,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   registerSessionRoutes(app, services);
   registerActivityRoutes(app, services);
   registerSecurityRoutes(app, services);
+  registerCapabilityRoutes(app, services);
   registerActionRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerAdminRoutes(app, services);

@@ -12,7 +12,7 @@ import { engines } from "../helpers/storage.js";
  * validation and the handlers are reached; then fast-check throws arbitrary JSON at the public flows.
  */
 
-type Method = "GET" | "POST" | "DELETE";
+type Method = "GET" | "POST" | "PUT" | "DELETE";
 type Auth = "none" | "session" | "admin";
 /** "4xx": the request is wrong and must be refused. "clean": any answer below 500 is fine (the route ignores it). */
 type Expect = "4xx" | "clean";
@@ -266,6 +266,58 @@ const routes: RouteSpec[] = [
       required: [],
       optional: ["password", "totp", "recoveryCode", "webauthn"],
     },
+  },
+  { method: "GET", path: "/v1/capabilities", auth: "session", bare: "clean" },
+  { method: "GET", path: "/v1/status", auth: "none", bare: "clean" },
+  { method: "GET", path: "/0/public/Time", auth: "none", bare: "clean" },
+  { method: "GET", path: "/0/public/SystemStatus", auth: "none", bare: "clean" },
+  {
+    method: "PUT",
+    path: "/v1/admin/accounts/:id/verification",
+    auth: "admin",
+    bare: "4xx",
+    params: { id: uuidLike },
+    body: { base: () => ({ tier: "intermediate" }), required: ["tier"], optional: [] },
+  },
+  {
+    method: "PUT",
+    path: "/v1/admin/accounts/:id/jurisdiction",
+    auth: "admin",
+    bare: "4xx",
+    params: { id: uuidLike },
+    body: { base: () => ({ country: "US", region: "US-CA" }), required: ["country"], optional: ["region"] },
+  },
+  {
+    method: "PUT",
+    path: "/v1/admin/subsystems/:id",
+    auth: "admin",
+    bare: "4xx",
+    params: { id: "nonexistent" },
+    body: { base: () => ({ status: "degraded" }), required: ["status"], optional: ["message"] },
+  },
+  {
+    method: "POST",
+    path: "/v1/admin/maintenance",
+    auth: "admin",
+    bare: "4xx",
+    body: {
+      base: () => ({
+        subsystem: "nonexistent",
+        state: "maintenance",
+        startsAt: "2020-01-01T00:00:00Z",
+        endsAt: "2020-01-01T01:00:00Z",
+        message: "Upgrade",
+      }),
+      required: ["subsystem", "state", "startsAt", "endsAt", "message"],
+      optional: [],
+    },
+  },
+  {
+    method: "DELETE",
+    path: "/v1/admin/maintenance/:id",
+    auth: "admin",
+    bare: "4xx",
+    params: { id: uuidLike },
   },
   { method: "GET", path: "/healthz", auth: "none", bare: "clean" },
   { method: "GET", path: "/readyz", auth: "none", bare: "clean" },

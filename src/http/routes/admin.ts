@@ -1,7 +1,8 @@
 import { Type } from "typebox";
+import { describeWindow } from "../../capabilities/subsystems.js";
 import type { Services } from "../../services.js";
 import { iso } from "../../support/clock.js";
-import { notFound } from "../../support/problem.js";
+
 import { requestContext } from "../auth.js";
 import type { App } from "../server.js";
 
@@ -54,18 +55,125 @@ export function registerAdminRoutes(app: App, services: Services): void {
       },
     },
     async (request) => {
-      const lifted = await services.guard.lift(request.params.id);
-      if (!lifted) throw notFound("That account");
-      await services.audit.append(
-        {
-          event: "account.restriction_lifted",
-          outcome: "success",
-          accountId: request.params.id,
-          actor: "operator",
-        },
+      await services.admin.liftRestriction(request.params.id, requestContext(request, services.geo));
+      return { status: "lifted" };
+    },
+  );
+
+  const AccountParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+  app.put(
+    "/v1/admin/accounts/:id/verification",
+    {
+      config: admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Set an account's verification tier (operators or the KYC provider)",
+        params: AccountParams,
+        body: Type.Object({ tier: Type.String({ minLength: 1, maxLength: 32 }) }),
+      },
+    },
+    async (request) => {
+      await services.admin.setTier(
+        request.params.id,
+        request.body.tier,
         requestContext(request, services.geo),
       );
-      return { status: "lifted" };
+      return { status: "updated", tier: request.body.tier };
+    },
+  );
+
+  app.put(
+    "/v1/admin/accounts/:id/jurisdiction",
+    {
+      config: admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Set an account's country and, for the US and Canada, region",
+        params: AccountParams,
+        body: Type.Object({
+          country: Type.String({ minLength: 2, maxLength: 2 }),
+          region: Type.Optional(Type.String({ minLength: 1, maxLength: 6 })),
+        }),
+      },
+    },
+    async (request) => {
+      const { country, region } = request.body;
+      await services.admin.setJurisdiction(
+        request.params.id,
+        country,
+        region ?? null,
+        requestContext(request, services.geo),
+      );
+      return { status: "updated", country, region: region ?? null };
+    },
+  );
+
+  app.put(
+    "/v1/admin/subsystems/:id",
+    {
+      config: admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Set a subsystem's status (windows override it while open)",
+        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 32 }) }),
+        body: Type.Object({
+          status: Type.String({ minLength: 1, maxLength: 32 }),
+          message: Type.Optional(Type.String({ maxLength: 500 })),
+        }),
+      },
+    },
+    async (request) => {
+      const { status, message } = request.body;
+      await services.admin.setSubsystemStatus(
+        request.params.id,
+        status,
+        message ?? null,
+        requestContext(request, services.geo),
+      );
+      return { status: "updated" };
+    },
+  );
+
+  app.post(
+    "/v1/admin/maintenance",
+    {
+      config: admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Schedule a maintenance window; it takes effect and ends by itself",
+        body: Type.Object({
+          subsystem: Type.String({ minLength: 1, maxLength: 32 }),
+          state: Type.String({ minLength: 1, maxLength: 32 }),
+          startsAt: Type.String({ format: "date-time" }),
+          endsAt: Type.String({ format: "date-time" }),
+          message: Type.String({ minLength: 1, maxLength: 500 }),
+        }),
+      },
+    },
+    async (request, reply) => {
+      const { subsystem, state, startsAt, endsAt, message } = request.body;
+      const window = await services.admin.scheduleMaintenance(
+        { subsystem, state, startsAt: Date.parse(startsAt), endsAt: Date.parse(endsAt), message },
+        requestContext(request, services.geo),
+      );
+      return reply.status(201).send(describeWindow(window));
+    },
+  );
+
+  app.delete(
+    "/v1/admin/maintenance/:id",
+    {
+      config: admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Cancel a maintenance window",
+        params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+      },
+    },
+    async (request) => {
+      await services.admin.cancelMaintenance(request.params.id, requestContext(request, services.geo));
+      return { status: "cancelled" };
     },
   );
 

@@ -1,4 +1,5 @@
 import { Type } from "typebox";
+import { eligibilitySummary } from "../../capabilities/capability-service.js";
 import type { Services } from "../../services.js";
 import { describeSession } from "../../sessions/sessions.js";
 import { iso } from "../../support/clock.js";
@@ -44,13 +45,19 @@ export function registerSessionRoutes(app: App, services: Services): void {
               region: Type.Union([Type.String(), Type.Null()]),
             }),
             session: SessionSummary,
+            eligibility: Type.Object({
+              allowed: Type.Array(Type.String()),
+              refused: Type.Record(Type.String(), Type.Array(Type.String())),
+            }),
           }),
         },
       },
     },
     async (request) => {
       const { account, session: current } = caller(request);
+      const vector = await services.capabilities.vector(account, current.client);
       return {
+        eligibility: eligibilitySummary(vector),
         account: {
           id: account.id,
           username: account.username,

@@ -1,0 +1,194 @@
+import type { Kysely } from "kysely";
+import { newId } from "../crypto/tokens.js";
+import type { Database } from "../db/schema.js";
+import type { Clock } from "../support/clock.js";
+import { iso } from "../support/clock.js";
+import { notFound, Problem } from "../support/problem.js";
+import { type SubsystemId, subsystemIds } from "./policy.js";
+
+export const statuses = [
+  "operational",
+  "degraded",
+  "maintenance",
+  "outage",
+  "cancel_only",
+  "post_only",
+] as const;
+export type SubsystemStatus = (typeof statuses)[number];
+/** Kraken's trading-engine states exist only for the engines. */
+const engineOnly: SubsystemStatus[] = ["cancel_only", "post_only"];
+const engines: SubsystemId[] = ["spot_engine", "futures_engine"];
+
+export interface MaintenanceWindow {
+  id: string;
+  subsystem: SubsystemId;
+  state: SubsystemStatus;
+  startsAt: number;
+  endsAt: number;
+  message: string;
+}
+
+export interface SubsystemState {
+  id: SubsystemId;
+  /** The status in force now: an open window's state, else the status operators set. */
+  status: SubsystemStatus;
+  message: string | null;
+  /** When the open window that sets the status ends. */
+  until: number | null;
+}
+
+/** What every gate sees of the venue's subsystems at one moment. */
+export interface SubsystemSnapshot {
+  at: number;
+  states: Record<SubsystemId, SubsystemState>;
+  /** Windows open now or still to come, soonest first. */
+  windows: MaintenanceWindow[];
+}
+
+export interface ScheduleInput {
+  subsystem: string;
+  state: string;
+  startsAt: number;
+  endsAt: number;
+  message: string;
+}
+
+function checkStatus(subsystem: string, status: string): asserts status is SubsystemStatus {
+  if (!(subsystemIds as readonly string[]).includes(subsystem))
+    throw notFound(`The subsystem "${subsystem}"`);
+  if (!(statuses as readonly string[]).includes(status)) {
+    throw new Problem(400, "invalid_request", `status must be one of ${statuses.join(", ")}.`, {
+      details: [{ field: "status", message: `one of ${statuses.join(", ")}` }],
+    });
+  }
+  if (engineOnly.includes(status as SubsystemStatus) && !engines.includes(subsystem as SubsystemId)) {
+    throw new Problem(400, "invalid_request", `${status} applies to the trading engines only.`, {
+      details: [{ field: "status", message: "only for spot_engine and futures_engine" }],
+    });
+  }
+}
+
+/**
+ * Subsystem status and maintenance windows (SPEC §10). A window takes effect and ends by itself: the
+ * status in force is computed from the clock at each read, never switched by a job.
+ */
+export class SubsystemService {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly clock: Clock,
+  ) {}
+
+  async snapshot(): Promise<SubsystemSnapshot> {
+    const now = this.clock.now();
+    const [rows, windows] = await Promise.all([
+      this.db.selectFrom("subsystems").selectAll().execute(),
+      this.db
+        .selectFrom("maintenance_windows")
+        .selectAll()
+        .where("cancelled_at", "is", null)
+        .where("ends_at", ">", now)
+        .orderBy("starts_at")
+        .execute(),
+    ]);
+    const states = {} as Record<SubsystemId, SubsystemState>;
+    for (const row of rows) {
+      const id = row.id as SubsystemId;
+      states[id] = { id, status: row.status as SubsystemStatus, message: row.message, until: null };
+    }
+    const list = windows.map((w) => ({
+      id: w.id,
+      subsystem: w.subsystem as SubsystemId,
+      state: w.state as SubsystemStatus,
+      startsAt: w.starts_at,
+      endsAt: w.ends_at,
+      message: w.message,
+    }));
+    for (const window of list) {
+      const state = states[window.subsystem];
+      if (!state || window.startsAt > now) continue;
+      // An open window overrides the set status; of several, the one ending last says until when.
+      if (state.until === null || window.endsAt > state.until) {
+        states[window.subsystem] = {
+          ...state,
+          status: window.state,
+          message: window.message,
+          until: window.endsAt,
+        };
+      }
+    }
+    return { at: now, states, windows: list };
+  }
+
+  async setStatus(subsystem: string, status: string, message: string | null): Promise<void> {
+    checkStatus(subsystem, status);
+    await this.db
+      .updateTable("subsystems")
+      .set({ status, message, updated_at: this.clock.now() })
+      .where("id", "=", subsystem)
+      .execute();
+  }
+
+  async schedule(input: ScheduleInput): Promise<MaintenanceWindow> {
+    checkStatus(input.subsystem, input.state);
+    if (input.state === "operational") {
+      throw new Problem(
+        400,
+        "invalid_request",
+        "A maintenance window needs a state other than operational.",
+        {
+          details: [{ field: "state", message: "not operational" }],
+        },
+      );
+    }
+    if (!(input.endsAt > input.startsAt)) {
+      throw new Problem(400, "invalid_request", "endsAt must be after startsAt.", {
+        details: [{ field: "endsAt", message: "after startsAt" }],
+      });
+    }
+    if (input.endsAt <= this.clock.now()) {
+      throw new Problem(400, "invalid_request", "This window would already be over.", {
+        details: [{ field: "endsAt", message: "in the future" }],
+      });
+    }
+    const row = {
+      id: newId(),
+      subsystem: input.subsystem,
+      state: input.state,
+      starts_at: input.startsAt,
+      ends_at: input.endsAt,
+      message: input.message,
+      created_at: this.clock.now(),
+    };
+    await this.db.insertInto("maintenance_windows").values(row).execute();
+    return {
+      id: row.id,
+      subsystem: input.subsystem as SubsystemId,
+      state: input.state as SubsystemStatus,
+      startsAt: row.starts_at,
+      endsAt: row.ends_at,
+      message: row.message,
+    };
+  }
+
+  async cancel(windowId: string): Promise<boolean> {
+    const row = await this.db
+      .updateTable("maintenance_windows")
+      .set({ cancelled_at: this.clock.now() })
+      .where("id", "=", windowId)
+      .where("cancelled_at", "is", null)
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+}
+
+export function describeWindow(window: MaintenanceWindow) {
+  return {
+    id: window.id,
+    subsystem: window.subsystem,
+    state: window.state,
+    startsAt: iso(window.startsAt),
+    endsAt: iso(window.endsAt),
+    message: window.message,
+  };
+}
