@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { isMap, isSeq, LineCounter, parseDocument } from "yaml";
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { ConfigError } from "../config/env.js";
 
 export const tiers = ["starter", "intermediate", "pro"] as const;
@@ -146,7 +146,12 @@ export function parsePolicy(text: string, name = "policy"): Policy {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   const fail = (path: Path, message: string): never => {
-    const node = path.length ? doc.getIn(path, true) : doc.contents;
+    // A mapping entry is reported at its key (the line a person looks for), a list item at the item.
+    const parent = path.length > 1 ? doc.getIn(path.slice(0, -1), true) : doc.contents;
+    const pair = isMap(parent)
+      ? parent.items.find((p) => isScalar(p.key) && p.key.value === path.at(-1))
+      : undefined;
+    const node = pair?.key ?? (path.length ? doc.getIn(path, true) : doc.contents);
     const offset = (node as { range?: [number] } | undefined)?.range?.[0];
     const line = offset === undefined ? 1 : lineCounter.linePos(offset).line;
     throw new ConfigError("PORTCULLIS_POLICY", `${name}:${line}: ${path.join(".") || "(file)"}: ${message}`);
