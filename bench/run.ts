@@ -1,0 +1,596 @@
+/**
+ * `npm run bench`: throughput of Portcullis relative to baselines measured in the same run, on the same
+ * machine. It only reports (and exits 0); the targets are printed next to the measured ratios.
+ *
+ *   1. baseline        a bare Fastify 5 server, one GET route returning a small JSON object
+ *   2. session check   GET /v1/session with a bearer token        ratio to 1, target >= 0.70
+ *   3. raw Argon2id    verify() of @node-rs/argon2, same params   (in a child process, nothing else loaded)
+ *   4. sign-in         POST /v1/sign-in with the correct password  ratio to 3, target >= 0.85
+ *
+ * Accounts are made through the API (sign-up, the link from the development mail outbox, verification),
+ * each signing up with the device id it later signs in with, so no device approval is asked.
+ *
+ * Every server runs in its own child process on 127.0.0.1; autocannon loads it from this process. The
+ * results are printed as a table and written to bench/results/latest.json.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import autocannon from "autocannon";
+import { defaultSettings } from "../src/config/settings.js";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const RESULTS_FILE = path.join(ROOT, "bench", "results", "latest.json");
+
+/** Load settings: connections, warm-up and measured seconds. */
+const BASELINE = { connections: 10, warmupSeconds: 2, seconds: 8 };
+const SESSION_CHECK = { connections: 10, warmupSeconds: 2, seconds: 8 };
+// Four sign-ins in flight keep libuv's four pool threads, and so both cores, busy with Argon2.
+const SIGN_IN = { connections: 4, warmupSeconds: 2, seconds: 10 };
+const RAW_ARGON2 = { concurrency: SIGN_IN.connections, warmupSeconds: 1, seconds: 8 };
+
+const TARGET_SESSION_VS_BASELINE = 0.7;
+const TARGET_SIGN_IN_VS_RAW_ARGON2 = 0.85;
+/** Above this share of CPU time used by other processes during a measurement, the table warns. */
+const OTHER_CPU_WARNING = 0.05;
+
+const PASSWORD = "violet tractor mango 42";
+
+interface Row {
+  name: string;
+  reqPerSec: number;
+  /** autocannon measures latency in whole milliseconds: 0 means below 1 ms. */
+  p99Ms: number;
+  /** reqPerSec divided by the reqPerSec of `comparedTo`. */
+  ratio: number | null;
+  comparedTo: string | null;
+  target: number | null;
+  meetsTarget: boolean | null;
+  /** Share of the machine's CPU time used by processes outside this benchmark while measuring. */
+  otherCpu: number | null;
+  notes: string;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Child processes: every one is tracked, and killed however this process ends.
+
+const children = new Set<ChildProcess>();
+
+function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+/** Temporary folders (the server's database and mail), removed however this process ends. */
+const tempDirs = new Set<string>();
+
+function cleanUpNow(): void {
+  for (const child of children) if (isRunning(child)) child.kill("SIGKILL");
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
+}
+
+process.on("exit", cleanUpNow);
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    cleanUpNow();
+    process.exit(130);
+  });
+}
+
+interface Started {
+  child: ChildProcess;
+  /** Everything the child printed so far (the last 20,000 characters), for error messages. */
+  output(): string;
+}
+
+/**
+ * Runs a TypeScript file with `node --import tsx` (one process, so killing its pid ends it). PORTCULLIS_*
+ * variables of this shell are not passed on: the server gets exactly the configuration given here.
+ */
+function startScript(script: string, args: string[], env: Record<string, string>): Started {
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith("PORTCULLIS_")),
+  );
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+    cwd: ROOT,
+    env: { ...inherited, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  let output = "";
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString("utf8")).slice(-20_000);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  return { child, output: () => output };
+}
+
+async function stopScript(started: Started): Promise<void> {
+  const { child } = started;
+  if (!isRunning(child)) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const inTime = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+  if (!inTime && isRunning(child)) {
+    child.kill("SIGKILL");
+    await exited;
+  }
+}
+
+/** Waits for a child to exit by itself and returns its output; fails on a non-zero exit or a timeout. */
+async function waitForExit(started: Started, timeoutMs: number): Promise<string> {
+  const { child } = started;
+  const code = await new Promise<number | null>((resolve, reject) => {
+    if (!isRunning(child)) return resolve(child.exitCode);
+    const timer = setTimeout(
+      () => reject(new Error(`child did not finish within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    child.once("exit", (exitCode) => {
+      clearTimeout(timer);
+      resolve(exitCode);
+    });
+  });
+  if (code !== 0) throw new Error(`child exited with ${code}:\n${started.output()}`);
+  return started.output();
+}
+
+/** A port nothing listens on right now: bind port 0 on 127.0.0.1, read it, let it go. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => (port ? resolve(port) : reject(new Error("no free port"))));
+    });
+  });
+}
+
+/** Polls `url` until it answers 200; fails if the server process dies or `timeoutMs` passes. */
+async function waitUntilUp(url: string, started: Started, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isRunning(started.child)) throw new Error(`server exited while starting:\n${started.output()}`);
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(100);
+  }
+  throw new Error(`${url} did not answer within ${timeoutMs} ms:\n${started.output()}`);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Other load on the machine (Linux /proc only): the ratios assume nothing else competes for the CPUs.
+
+interface CpuSample {
+  /** Clock ticks of all CPUs: busy (steal included: time another VM had) and in total. */
+  busy: number;
+  total: number;
+  /** Ticks of this process, its reaped children and its running children. */
+  ours: number;
+}
+
+function processTicks(pid: number): number[] {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  // After "pid (comm) ", field 3 (state) is index 0; utime, stime, cutime, cstime are fields 14-17.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return fields.slice(11, 15).map(Number);
+}
+
+function cpuSample(): CpuSample | null {
+  try {
+    const cpu = fs
+      .readFileSync("/proc/stat", "utf8")
+      .split("\n")[0]!
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = cpu;
+    const busy = user + nice + system + irq + softirq + steal;
+    const [utime = 0, stime = 0, cutime = 0, cstime = 0] = processTicks(process.pid);
+    let ours = utime + stime + cutime + cstime;
+    for (const child of children) {
+      if (child.pid === undefined || !isRunning(child)) continue;
+      try {
+        const [childUtime = 0, childStime = 0] = processTicks(child.pid);
+        ours += childUtime + childStime;
+      } catch {
+        // Exited just now: its ticks are in our cutime/cstime at the next sample.
+      }
+    }
+    return { busy, total: busy + idle + iowait, ours };
+  } catch {
+    return null;
+  }
+}
+
+function otherCpuShare(start: CpuSample | null, end: CpuSample | null): number | null {
+  if (!start || !end || end.total <= start.total) return null;
+  const other = end.busy - start.busy - (end.ours - start.ours);
+  return Math.max(0, other / (end.total - start.total));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Load and measurements.
+
+interface LoadResult {
+  reqPerSec: number;
+  p99Ms: number;
+  otherCpu: number | null;
+  notes: string;
+}
+
+/** Runs autocannon with a warm-up; counts only 2xx answers as done requests. */
+async function load(
+  options: autocannon.Options & { connections: number; duration: number },
+  warmupSeconds: number,
+): Promise<LoadResult> {
+  await autocannon({ ...options, duration: warmupSeconds }); // warm-up, not counted
+  const before = cpuSample();
+  const result = await autocannon(options);
+  const otherCpu = otherCpuShare(before, cpuSample());
+  const bad = result.non2xx + result.errors;
+  const statuses = Object.entries(result.statusCodeStats ?? {})
+    .map(([status, stats]) => `${status}:${stats.count ?? 0}`)
+    .join(" ");
+  return {
+    reqPerSec: result["2xx"] / result.duration,
+    p99Ms: result.latency.p99,
+    otherCpu,
+    notes: bad > 0 ? `${result.non2xx} non-2xx, ${result.errors} errors (${statuses})` : "",
+  };
+}
+
+async function measureBaseline(): Promise<LoadResult> {
+  const port = await freePort();
+  const server = startScript("bench/baseline-server.ts", [], { BENCH_PORT: String(port) });
+  try {
+    const url = `http://127.0.0.1:${port}/`;
+    await waitUntilUp(url, server, 20_000);
+    return await load(
+      { url, connections: BASELINE.connections, duration: BASELINE.seconds },
+      BASELINE.warmupSeconds,
+    );
+  } finally {
+    await stopScript(server);
+  }
+}
+
+/** What bench/argon2-rate.ts prints. */
+interface RawArgon2 {
+  perSecond: number;
+  p99Ms: number;
+  verifies: number;
+}
+
+async function measureRawArgon2(): Promise<LoadResult> {
+  const before = cpuSample();
+  const child = startScript("bench/argon2-rate.ts", [], {
+    BENCH_CONCURRENCY: String(RAW_ARGON2.concurrency),
+    BENCH_WARMUP_MS: String(RAW_ARGON2.warmupSeconds * 1000),
+    BENCH_DURATION_MS: String(RAW_ARGON2.seconds * 1000),
+  });
+  try {
+    const output = await waitForExit(child, 60_000);
+    const line = output.trim().split("\n").at(-1) ?? "";
+    const raw = JSON.parse(line) as RawArgon2;
+    return {
+      reqPerSec: raw.perSecond,
+      p99Ms: raw.p99Ms,
+      otherCpu: otherCpuShare(before, cpuSample()),
+      notes: `${raw.verifies} verifies`,
+    };
+  } finally {
+    await stopScript(child);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Portcullis: start, and accounts made through the API as a user would (with the local mail outbox).
+
+interface Portcullis {
+  server: Started;
+  baseUrl: string;
+  dataDir: string;
+}
+
+async function startPortcullis(dataDir: string): Promise<Portcullis> {
+  const port = await freePort();
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const server = startScript("src/cli/main.ts", ["serve"], {
+    PORTCULLIS_ENV: "development",
+    PORTCULLIS_DATABASE_URL: `sqlite:${path.join(dataDir, "portcullis.db")}`,
+    PORTCULLIS_DATA_DIR: dataDir,
+    PORTCULLIS_HOST: "127.0.0.1",
+    PORTCULLIS_PORT: String(port),
+    PORTCULLIS_PUBLIC_URL: baseUrl,
+    PORTCULLIS_BOT_CHECK: "off",
+    PORTCULLIS_LOG_LEVEL: "warn",
+    // The sign-in load comes from one address; it names a different client address per request instead.
+    PORTCULLIS_TRUSTED_PROXIES: "127.0.0.1",
+    // No PORTCULLIS_SMTP_URL: mail goes to <dataDir>/outbox/*.json. No PORTCULLIS_REDIS_URL: limits in SQLite.
+  });
+  await waitUntilUp(`${baseUrl}/readyz`, server, 30_000);
+  return { server, baseUrl, dataDir };
+}
+
+async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+/** The verification link token from the newest email to `email` in the local outbox. */
+async function verificationToken(dataDir: string, email: string, timeoutMs: number): Promise<string> {
+  const folder = path.join(dataDir, "outbox");
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const names = fs.existsSync(folder)
+      ? fs.readdirSync(folder).filter((name) => name.endsWith(".json"))
+      : [];
+    for (const name of names.sort().reverse()) {
+      let message: { to: string; text: string };
+      try {
+        message = JSON.parse(fs.readFileSync(path.join(folder, name), "utf8"));
+      } catch {
+        continue; // still being written: read it on the next round
+      }
+      const token = /\/verify-email\?token=([A-Za-z0-9_-]+)/.exec(message.text)?.[1];
+      if (message.to === email && token) return token;
+    }
+    await sleep(100);
+  }
+  throw new Error(`no verification email to ${email} in ${folder} within ${timeoutMs} ms`);
+}
+
+interface BenchAccount {
+  username: string;
+  password: string;
+  /** The app's device id, known to the account since sign-up, so sign-ins need no device approval. */
+  deviceId: string;
+}
+
+/** Sign-up, the link from the outbox, verification: an account that can sign in. */
+async function createVerifiedAccount(portcullis: Portcullis, n: number): Promise<BenchAccount> {
+  const username = `bench_${process.pid}_${n}`;
+  const email = `${username}@example.test`;
+  const deviceId = randomBytes(32).toString("base64url");
+  // The device that signs up (its device cookie) becomes a known device of the new account.
+  const signUp = await postJson(
+    `${portcullis.baseUrl}/v1/accounts`,
+    { email, username, password: PASSWORD, country: "DE" },
+    { cookie: `portcullis_device=${deviceId}` },
+  );
+  if (signUp.status !== 202)
+    throw new Error(`sign-up failed: ${signUp.status} ${JSON.stringify(signUp.json)}`);
+  const token = await verificationToken(portcullis.dataDir, email, 15_000);
+  const verified = await postJson(`${portcullis.baseUrl}/v1/accounts/verify-email`, { token });
+  if (verified.status !== 200) {
+    throw new Error(`verification failed: ${verified.status} ${JSON.stringify(verified.json)}`);
+  }
+  return { username, password: PASSWORD, deviceId };
+}
+
+async function sessionToken(portcullis: Portcullis, account: BenchAccount): Promise<string> {
+  const signIn = await postJson(`${portcullis.baseUrl}/v1/sign-in`, {
+    identifier: account.username,
+    password: account.password,
+    client: "app",
+    deviceId: account.deviceId,
+  });
+  const token = signIn.json.token;
+  if (signIn.status !== 200 || typeof token !== "string") {
+    throw new Error(`sign-in failed: ${signIn.status} ${JSON.stringify(signIn.json)}`);
+  }
+  return token;
+}
+
+async function measureSessionCheck(portcullis: Portcullis, token: string): Promise<LoadResult> {
+  return load(
+    {
+      url: `${portcullis.baseUrl}/v1/session`,
+      headers: { authorization: `Bearer ${token}` },
+      connections: SESSION_CHECK.connections,
+      duration: SESSION_CHECK.seconds,
+    },
+    SESSION_CHECK.warmupSeconds,
+  );
+}
+
+/**
+ * Every request names a new client address in X-Forwarded-For (10.0.0.1, 10.0.0.2, ...), so the per-IP
+ * limits (100 and 20 per 15 minutes) never apply. The accounts (one per connection) are taken in turn, so
+ * none has more than SIGN_IN.connections password checks in flight: the attempt guard allows 5 per
+ * account at once and answers further ones as wrong guesses.
+ */
+async function measureSignIn(portcullis: Portcullis, accounts: BenchAccount[]): Promise<LoadResult> {
+  let n = 0;
+  const bodies = accounts.map((account) =>
+    JSON.stringify({
+      identifier: account.username,
+      password: account.password,
+      client: "app",
+      deviceId: account.deviceId,
+    }),
+  );
+  return load(
+    {
+      url: portcullis.baseUrl,
+      connections: SIGN_IN.connections,
+      duration: SIGN_IN.seconds,
+      requests: [
+        {
+          method: "POST",
+          path: "/v1/sign-in",
+          setupRequest: (request) => {
+            n += 1;
+            const ip = `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
+            return {
+              ...request,
+              headers: { ...request.headers, "content-type": "application/json", "x-forwarded-for": ip },
+              body: bodies[n % bodies.length],
+            };
+          },
+        },
+      ],
+    },
+    SIGN_IN.warmupSeconds,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Report.
+
+function ratioRow(name: string, measured: LoadResult, base: Row, target: number): Row {
+  const ratio = base.reqPerSec > 0 ? measured.reqPerSec / base.reqPerSec : 0;
+  return { name, ...measured, ratio, comparedTo: base.name, target, meetsTarget: ratio >= target };
+}
+
+function printTable(rows: Row[]): void {
+  const header = ["name", "req/s", "p99 ms", "ratio", "target", "", "other CPU"];
+  const lines = rows.map((row) => [
+    row.name,
+    row.reqPerSec.toFixed(1),
+    row.p99Ms === 0 ? "< 1" : row.p99Ms.toFixed(1),
+    row.ratio === null ? "-" : row.ratio.toFixed(2),
+    row.target === null ? "-" : `>= ${row.target.toFixed(2)}`,
+    row.meetsTarget === null ? "" : row.meetsTarget ? "ok" : "BELOW TARGET",
+    row.otherCpu === null ? "?" : `${Math.round(row.otherCpu * 100)}%`,
+  ]);
+  const widths = header.map((title, i) => Math.max(title.length, ...lines.map((line) => line[i]!.length)));
+  const format = (cells: string[]) =>
+    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ");
+  console.log("");
+  console.log(format(header));
+  console.log(widths.map((width) => "-".repeat(width)).join("  "));
+  for (const line of lines) console.log(format(line));
+  for (const row of rows) {
+    if (row.comparedTo) console.log(`ratio: ${row.name} / ${row.comparedTo}`);
+  }
+  for (const row of rows) if (row.notes) console.log(`note: ${row.name}: ${row.notes}`);
+  const busiest = Math.max(...rows.map((row) => row.otherCpu ?? 0));
+  if (busiest > OTHER_CPU_WARNING) {
+    console.log(
+      `warning: other processes used up to ${Math.round(busiest * 100)}% of the CPUs while measuring ` +
+        "(column 'other CPU'); the ratios are unreliable, run again on a quiet machine.",
+    );
+  }
+  console.log("");
+}
+
+function log(message: string): void {
+  console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const { memoryCostKib, timeCost, parallelism } = defaultSettings.password;
+  log(`${os.cpus().length} CPUs, Node ${process.version}; each number is compared within this run only`);
+
+  log(`baseline: bare Fastify, ${BASELINE.connections} connections, ${BASELINE.seconds} s`);
+  const baseline: Row = {
+    name: "baseline: bare Fastify GET",
+    ...(await measureBaseline()),
+    ratio: null,
+    comparedTo: null,
+    target: null,
+    meetsTarget: null,
+  };
+
+  log(
+    `raw Argon2id verify (m=${memoryCostKib}, t=${timeCost}, p=${parallelism}), ${RAW_ARGON2.concurrency} at once`,
+  );
+  const rawArgon2: Row = {
+    name: "raw Argon2id verify()",
+    ...(await measureRawArgon2()),
+    ratio: null,
+    comparedTo: null,
+    target: null,
+    meetsTarget: null,
+  };
+
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-bench-"));
+  tempDirs.add(dataDir);
+  let portcullis: Portcullis | null = null;
+  let sessionRow: Row;
+  let signInRow: Row;
+  try {
+    log(`Portcullis: starting on SQLite in ${dataDir}`);
+    portcullis = await startPortcullis(dataDir);
+    const server = portcullis;
+    const accounts = await Promise.all(
+      Array.from({ length: SIGN_IN.connections }, (_, i) => createVerifiedAccount(server, i + 1)),
+    );
+    const token = await sessionToken(server, accounts[0]!);
+
+    log(`GET /v1/session: ${SESSION_CHECK.connections} connections, ${SESSION_CHECK.seconds} s`);
+    sessionRow = ratioRow(
+      "GET /v1/session (bearer)",
+      await measureSessionCheck(server, token),
+      baseline,
+      TARGET_SESSION_VS_BASELINE,
+    );
+
+    log(`POST /v1/sign-in: ${SIGN_IN.connections} connections, ${SIGN_IN.seconds} s`);
+    signInRow = ratioRow(
+      "POST /v1/sign-in (password)",
+      await measureSignIn(server, accounts),
+      rawArgon2,
+      TARGET_SIGN_IN_VS_RAW_ARGON2,
+    );
+  } catch (error) {
+    if (portcullis) console.error(`Portcullis server output (last lines):\n${portcullis.server.output()}`);
+    throw error;
+  } finally {
+    if (portcullis) await stopScript(portcullis.server);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    tempDirs.delete(dataDir);
+  }
+
+  const rows = [baseline, sessionRow, rawArgon2, signInRow];
+  printTable(rows);
+
+  fs.mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
+  const report = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, node: process.version },
+    settings: {
+      baseline: BASELINE,
+      sessionCheck: SESSION_CHECK,
+      signIn: SIGN_IN,
+      rawArgon2: RAW_ARGON2,
+      argon2: { memoryCostKib, timeCost, parallelism },
+    },
+    results: rows,
+  };
+  fs.writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
+  log(`written to ${path.relative(ROOT, RESULTS_FILE)}`);
+}
+
+main()
+  .catch((error: unknown) => {
+    console.error(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exitCode = 1;
+  })
+  .finally(cleanUpNow);
