@@ -32,6 +32,7 @@ import { DatabaseRateLimiter, type RateLimiter } from "./protection/rate-limiter
 import { RedisRateLimiter } from "./protection/redis-rate-limiter.js";
 import type { Services } from "./services.js";
 import { DeviceService } from "./sessions/devices.js";
+import { RedisRevocationBus } from "./sessions/revocation.js";
 import { SessionService } from "./sessions/sessions.js";
 import { type Clock, iso, systemClock } from "./support/clock.js";
 import { type GeoLocator, OfflineGeoLocator } from "./support/geo.js";
@@ -120,7 +121,14 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     signals,
   );
   const guard = new AttemptGuard(db, clock, settings.protection);
-  const sessions = new SessionService(db, clock, settings.sessions);
+  // Sessions are cached briefly only where every instance hears of revocations: one SQLite process, or Redis.
+  const revocations = redis
+    ? new RedisRevocationBus(redis, `${options.redisKeyPrefix ?? "portcullis:"}revocations`)
+    : null;
+  const sessions = new SessionService(db, clock, settings.sessions, {
+    cacheTtlMs: storage.engine === "sqlite" || revocations ? settings.sessions.cacheTtlMs : 0,
+    bus: revocations,
+  });
   const devices = new DeviceService(db, clock);
   const tokens = new OneTimeTokens(db, clock);
   const hasher = options.hasher ?? new Argon2idHasher(settings.password);
@@ -153,7 +161,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
 
   const subsystems = new SubsystemService(db, clock);
   const capabilities = new CapabilityService(policy, subsystems, factors, guard);
-  const admin = new AdminService(accounts, guard, subsystems, audit);
+  const admin = new AdminService(accounts, guard, subsystems, sessions, audit);
 
   const signUp = new SignUpService({
     db,
@@ -248,6 +256,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
       await http.close();
       await outbox.stop();
       transport.close?.();
+      revocations?.close();
       redis?.disconnect();
       if (!options.storage) await storage.close();
     },

@@ -4,6 +4,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { type Tier, tiers } from "../capabilities/policy.js";
 import type { MaintenanceWindow, ScheduleInput, SubsystemService } from "../capabilities/subsystems.js";
 import type { AttemptGuard } from "../protection/attempt-guard.js";
+import type { SessionService } from "../sessions/sessions.js";
 import { invalidRequest, notFound } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 
@@ -16,6 +17,7 @@ export class AdminService {
     private readonly accounts: AccountRepository,
     private readonly guard: AttemptGuard,
     private readonly subsystems: SubsystemService,
+    private readonly sessions: SessionService,
     private readonly audit: AuditLog,
   ) {}
 
@@ -28,6 +30,7 @@ export class AdminService {
     const account = await this.accounts.findById(accountId);
     if (!account) throw notFound("That account");
     await this.accounts.setTier(account.id, tier as Tier);
+    await this.sessions.accountChanged(account.id);
     await this.record("account.tier_set", account.id, { from: account.tier, to: tier }, context);
   }
 
@@ -37,6 +40,7 @@ export class AdminService {
     const account = await this.accounts.findById(accountId);
     if (!account) throw notFound("That account");
     await this.accounts.setJurisdiction(account.id, country, region);
+    await this.sessions.accountChanged(account.id);
     await this.record(
       "account.jurisdiction_set",
       account.id,
@@ -47,6 +51,7 @@ export class AdminService {
 
   async liftRestriction(accountId: string, context: RequestContext): Promise<void> {
     if (!(await this.guard.lift(accountId))) throw notFound("That account");
+    await this.sessions.accountChanged(accountId);
     await this.record("account.restriction_lifted", accountId, {}, context);
   }
 

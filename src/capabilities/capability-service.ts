@@ -15,24 +15,39 @@ export class CapabilityService {
     private readonly guard: AttemptGuard,
   ) {}
 
-  async vector(account: Account, client: ClientName): Promise<CapabilityVector> {
-    const [snapshot, hasSecondFactor, guard] = await Promise.all([
+  /**
+   * The vector for an account. `known` is what an authenticated request already read with its session
+   * (for display); gates that move money leave it out, so everything is read fresh.
+   */
+  async vector(
+    account: Account,
+    client: ClientName,
+    known?: { hasSecondFactor: boolean; restricted: boolean },
+  ): Promise<CapabilityVector> {
+    const [snapshot, security] = await Promise.all([
       this.subsystems.snapshot(),
-      this.factors.hasSignInFactor(account.id),
-      this.guard.status(account.id),
+      known ?? this.readSecurity(account),
     ]);
     return evaluateCapabilities({
       account: {
         tier: account.tier,
         country: account.country,
         region: account.region,
-        restricted: account.disabled || guard.permanent,
+        restricted: security.restricted,
       },
       client,
-      security: { hasSecondFactor, holds: [] },
+      security: { hasSecondFactor: security.hasSecondFactor, holds: [] },
       subsystems: snapshot,
       policy: this.policy,
     });
+  }
+
+  private async readSecurity(account: Account) {
+    const [hasSecondFactor, guard] = await Promise.all([
+      this.factors.hasSignInFactor(account.id),
+      this.guard.status(account.id),
+    ]);
+    return { hasSecondFactor, restricted: account.disabled || guard.permanent };
   }
 
   /** A gate: 403 not_eligible with every reason unless the product is allowed right now. */

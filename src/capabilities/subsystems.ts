@@ -1,6 +1,6 @@
-import type { Kysely } from "kysely";
+import type { Kysely, Selectable } from "kysely";
 import { newId } from "../crypto/tokens.js";
-import type { Database } from "../db/schema.js";
+import type { Database, MaintenanceWindowsTable, SubsystemsTable } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import { notFound, Problem } from "../support/problem.js";
@@ -73,23 +73,43 @@ function checkStatus(subsystem: string, status: string): asserts status is Subsy
  * status in force is computed from the clock at each read, never switched by a job.
  */
 export class SubsystemService {
+  /** The rows as last read; the state in force is always computed from them with the current time. */
+  private cached: {
+    readAt: number;
+    rows: Selectable<SubsystemsTable>[];
+    windows: Selectable<MaintenanceWindowsTable>[];
+  } | null = null;
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
+    /** How long rows read may be reused (changes made here clear them at once; other instances' within this). */
+    private readonly cacheTtlMs = 1000,
   ) {}
 
-  async snapshot(): Promise<SubsystemSnapshot> {
+  /** `fresh` reads the rows now, for gates that move money. */
+  async snapshot(options: { fresh?: boolean } = {}): Promise<SubsystemSnapshot> {
     const now = this.clock.now();
-    const [rows, windows] = await Promise.all([
-      this.db.selectFrom("subsystems").selectAll().execute(),
-      this.db
-        .selectFrom("maintenance_windows")
-        .selectAll()
-        .where("cancelled_at", "is", null)
-        .where("ends_at", ">", now)
-        .orderBy("starts_at")
-        .execute(),
-    ]);
+    if (
+      options.fresh ||
+      !this.cached ||
+      now - this.cached.readAt >= this.cacheTtlMs ||
+      now < this.cached.readAt
+    ) {
+      const [rows, windows] = await Promise.all([
+        this.db.selectFrom("subsystems").selectAll().execute(),
+        this.db
+          .selectFrom("maintenance_windows")
+          .selectAll()
+          .where("cancelled_at", "is", null)
+          .where("ends_at", ">", now)
+          .orderBy("starts_at")
+          .execute(),
+      ]);
+      this.cached = { readAt: now, rows, windows };
+    }
+    const rows = this.cached.rows;
+    const windows = this.cached.windows.filter((w) => w.ends_at > now);
     const states = {} as Record<SubsystemId, SubsystemState>;
     for (const row of rows) {
       const id = row.id as SubsystemId;
@@ -126,6 +146,7 @@ export class SubsystemService {
       .set({ status, message, updated_at: this.clock.now() })
       .where("id", "=", subsystem)
       .execute();
+    this.cached = null;
   }
 
   async schedule(input: ScheduleInput): Promise<MaintenanceWindow> {
@@ -160,6 +181,7 @@ export class SubsystemService {
       created_at: this.clock.now(),
     };
     await this.db.insertInto("maintenance_windows").values(row).execute();
+    this.cached = null;
     return {
       id: row.id,
       subsystem: input.subsystem as SubsystemId,
@@ -178,6 +200,7 @@ export class SubsystemService {
       .where("cancelled_at", "is", null)
       .returning("id")
       .executeTakeFirst();
+    this.cached = null;
     return row !== undefined;
   }
 }

@@ -48,6 +48,11 @@ export interface Settings {
     app: { idleMs: number; absoluteMs: number };
     /** How stale last-seen may get before a request writes it again; keeps session checks read-only. */
     touchIntervalMs: number;
+    /**
+     * How long an instance may reuse a session it read (revocations clear it at once, here and, over
+     * Redis, on every instance). Account changes such as a new tier show within this time.
+     */
+    cacheTtlMs: number;
   };
   outbox: {
     pollIntervalMs: number;
@@ -87,6 +92,7 @@ export const defaultSettings: Settings = {
     web: { idleMs: 30 * MINUTE, absoluteMs: 12 * HOUR },
     app: { idleMs: DAY, absoluteMs: 30 * DAY },
     touchIntervalMs: MINUTE,
+    cacheTtlMs: 2000,
   },
   outbox: { pollIntervalMs: 1000, baseBackoffMs: 5000, maxBackoffMs: HOUR, claimMs: MINUTE },
 };

@@ -174,6 +174,8 @@ export class FactorManagement {
     event: string,
     change: string,
   ): Promise<void> {
+    // Other sessions' view of the account (has it a second factor?) is read again.
+    await this.sessions.accountChanged(request.account.id);
     await this.audit.append(
       { event, outcome: "success", accountId: request.account.id, details: { change } },
       request.context,

@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { Account, AccountRepository } from "../accounts/accounts.js";
 import { constantTimeEqual } from "../crypto/tokens.js";
-import type { Session, SessionService } from "../sessions/sessions.js";
+import type { Principal, SessionService } from "../sessions/sessions.js";
 import type { GeoLocator } from "../support/geo.js";
 import { describePlace } from "../support/geo.js";
 import { forbidden, Problem, unauthenticated } from "../support/problem.js";
@@ -9,9 +8,7 @@ import type { RequestContext } from "../support/request-context.js";
 
 export type RouteAuth = "none" | "session" | "admin";
 
-export interface Authenticated {
-  session: Session;
-  account: Account;
+export interface Authenticated extends Principal {
   token: string;
   via: "cookie" | "bearer";
 }
@@ -28,7 +25,6 @@ declare module "fastify" {
 
 export interface AuthOptions {
   sessions: SessionService;
-  accounts: AccountRepository;
   publicUrl: URL;
   adminToken: string | undefined;
 }
@@ -101,8 +97,8 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
     const cookie = bearer ? undefined : request.cookies[cookieName];
     const token = bearer ?? cookie;
     if (!token) throw unauthenticated();
-    const session = await options.sessions.authenticate(token);
-    if (!session) throw unauthenticated();
+    const principal = await options.sessions.authenticate(token);
+    if (!principal || principal.account.disabled) throw unauthenticated();
     if (!bearer && unsafeMethods.has(request.method) && requestOrigin !== origin) {
       throw new Problem(
         403,
@@ -113,9 +109,7 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
         },
       );
     }
-    const account = await options.accounts.findById(session.accountId);
-    if (!account || account.disabled) throw unauthenticated();
-    request.authenticated = { session, account, token, via: bearer ? "bearer" : "cookie" };
+    request.authenticated = { ...principal, token, via: bearer ? "bearer" : "cookie" };
   });
 }
 

@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import fastifyCookie from "@fastify/cookie";
-import fastifyHelmet from "@fastify/helmet";
 import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
@@ -20,6 +19,7 @@ import { registerSecurityRoutes } from "./routes/security.js";
 import { registerSessionRoutes } from "./routes/sessions.js";
 import { registerSignInRoutes } from "./routes/sign-in.js";
 import { ErrorResponse } from "./schemas.js";
+import { registerSecurityHeaders } from "./security-headers.js";
 
 export type App = FastifyInstance<
   RawServerDefault,
@@ -68,11 +68,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   registerErrorHandling(app);
   registerInputHygiene(app);
   await app.register(fastifyCookie);
-  await app.register(fastifyHelmet, {
-    // The API speaks JSON; the portal sets its own policy for its pages.
-    contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], frameAncestors: ["'none'"] } },
-    hsts: config.publicUrl.protocol === "https:",
-  });
+  registerSecurityHeaders(app, config.publicUrl);
   await app.register(fastifySwagger, {
     openapi: {
       info: {
@@ -107,7 +103,6 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
 
   registerAuth(app, {
     sessions: services.sessions,
-    accounts: services.accounts,
     publicUrl: config.publicUrl,
     adminToken: config.adminToken,
   });

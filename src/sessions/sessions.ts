@@ -1,12 +1,23 @@
 import type { Kysely, Selectable } from "kysely";
+import { type Account, toAccount } from "../accounts/accounts.js";
 import type { Settings } from "../config/settings.js";
 import { hashToken, mintToken, newId } from "../crypto/tokens.js";
 import type { Database, SessionsTable } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import type { RequestContext } from "../support/request-context.js";
+import type { Revocation, RevocationBus } from "./revocation.js";
 
 export type ClientApp = "web" | "app" | "pro";
+
+/** Who a session token speaks for: the session, its account, and what capability checks need of it. */
+export interface Principal {
+  session: Session;
+  account: Account;
+  security: { hasSecondFactor: boolean; restricted: boolean };
+}
+
+const CACHE_LIMIT = 10_000;
 export const clientApps: readonly ClientApp[] = ["web", "app", "pro"];
 
 export interface Session {
@@ -75,11 +86,21 @@ const secondFactorMethods = new Set(["totp", "webauthn", "recovery_code", "bypas
  * timeouts per client app are enforced here on every check.
  */
 export class SessionService {
+  /** Token hash → the principal and when it was read. Every revocation empties the matching entries. */
+  private readonly cache = new Map<string, { principal: Principal; cachedAt: number }>();
+  private readonly cacheTtlMs: number;
+  private readonly bus: RevocationBus | null;
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
     private readonly settings: Settings["sessions"],
-  ) {}
+    options: { cacheTtlMs: number; bus: RevocationBus | null } = { cacheTtlMs: 0, bus: null },
+  ) {
+    this.cacheTtlMs = options.cacheTtlMs;
+    this.bus = options.bus;
+    this.bus?.subscribe((revocation) => this.forget(revocation));
+  }
 
   timeouts(client: ClientApp) {
     return client === "web" ? this.settings.web : this.settings.app;
@@ -118,29 +139,129 @@ export class SessionService {
    * The session for a token, or null when unknown, ended or timed out. Writes only when last-seen is
    * older than the touch interval, so most checks are a single indexed read.
    */
-  async authenticate(token: string): Promise<Session | null> {
+  async authenticate(token: string): Promise<Principal | null> {
     if (token.length === 0 || token.length > 128) return null;
-    const row = await this.db
-      .selectFrom("sessions")
-      .selectAll()
-      .where("token_hash", "=", hashToken(token))
-      .executeTakeFirst();
-    if (!row || row.ended_at !== null) return null;
+    const tokenHash = hashToken(token);
     const now = this.clock.now();
-    if (now >= row.expires_at || now >= row.idle_expires_at) return null;
-    const session = toSession(row);
-    if (now - row.last_seen_at >= this.settings.touchIntervalMs) {
-      const idleExpiresAt = Math.min(now + this.timeouts(session.client).idleMs, row.expires_at);
-      await this.db
+    const cached = this.cache.get(tokenHash);
+    let principal: Principal | null;
+    if (cached && now - cached.cachedAt < this.cacheTtlMs) {
+      principal = cached.principal;
+    } else {
+      principal = await this.loadPrincipal(tokenHash);
+      if (principal && this.cacheTtlMs > 0) this.remember(tokenHash, principal, now);
+      else this.cache.delete(tokenHash);
+    }
+    if (!principal) return null;
+    const { session } = principal;
+    if (now >= session.expiresAt || now >= session.idleExpiresAt) return null;
+    if (now - session.lastSeenAt >= this.settings.touchIntervalMs) {
+      const idleExpiresAt = Math.min(now + this.timeouts(session.client).idleMs, session.expiresAt);
+      const touched = await this.db
         .updateTable("sessions")
         .set({ last_seen_at: now, idle_expires_at: idleExpiresAt })
-        .where("id", "=", row.id)
+        .where("id", "=", session.id)
         .where("ended_at", "is", null)
-        .execute();
+        .returning("id")
+        .executeTakeFirst();
+      if (!touched) {
+        this.cache.delete(tokenHash);
+        return null;
+      }
       session.lastSeenAt = now;
       session.idleExpiresAt = idleExpiresAt;
     }
-    return session;
+    return principal;
+  }
+
+  /** The session with its account, in one query; null when unknown or ended. */
+  private async loadPrincipal(tokenHash: string): Promise<Principal | null> {
+    const row = await this.db
+      .selectFrom("sessions as s")
+      .innerJoin("accounts as a", "a.id", "s.account_id")
+      .leftJoin("account_guards as g", "g.account_id", "s.account_id")
+      .selectAll("s")
+      .select([
+        "a.email",
+        "a.email_key",
+        "a.username",
+        "a.password_hash",
+        "a.country",
+        "a.region",
+        "a.tier",
+        "a.email_verified_at",
+        "a.email_sign_in",
+        "a.anti_phishing_code",
+        "a.disabled_at",
+        "a.created_at as account_created_at",
+        "g.permanently_restricted_at",
+      ])
+      .select((eb) =>
+        eb
+          .exists(
+            eb
+              .selectFrom("second_factors as f")
+              .select("f.id")
+              .whereRef("f.account_id", "=", "s.account_id")
+              .where("f.confirmed_at", "is not", null),
+          )
+          .as("has_second_factor"),
+      )
+      .where("s.token_hash", "=", tokenHash)
+      .where("s.ended_at", "is", null)
+      .executeTakeFirst();
+    if (!row) return null;
+    const account = toAccount({
+      id: row.account_id,
+      email: row.email,
+      email_key: row.email_key,
+      username: row.username,
+      password_hash: row.password_hash,
+      country: row.country,
+      region: row.region,
+      tier: row.tier,
+      email_verified_at: row.email_verified_at,
+      email_sign_in: row.email_sign_in,
+      anti_phishing_code: row.anti_phishing_code,
+      disabled_at: row.disabled_at,
+      created_at: row.account_created_at,
+    });
+    return {
+      session: toSession(row),
+      account,
+      security: {
+        hasSecondFactor: Boolean(row.has_second_factor),
+        restricted: account.disabled || row.permanently_restricted_at !== null,
+      },
+    };
+  }
+
+  private remember(tokenHash: string, principal: Principal, now: number): void {
+    if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(tokenHash, { principal, cachedAt: now });
+  }
+
+  /**
+   * The account changed (tier, jurisdiction, factors, restriction): sessions read before the change are
+   * read again, here and on every instance.
+   */
+  async accountChanged(accountId: string): Promise<void> {
+    await this.revoked({ accountId });
+  }
+
+  /** Forget cached sessions here, and tell the other instances to. */
+  private async revoked(revocation: Revocation): Promise<void> {
+    this.forget(revocation);
+    await this.bus?.publish(revocation);
+  }
+
+  private forget({ accountId, sessionId }: Revocation): void {
+    for (const [hash, entry] of this.cache) {
+      const { session } = entry.principal;
+      if (session.accountId === accountId && (sessionId === undefined || session.id === sessionId)) {
+        this.cache.delete(hash);
+      }
+    }
   }
 
   /**
@@ -160,6 +281,7 @@ export class SessionService {
       .returning("id")
       .executeTakeFirst();
     if (!ended) return null;
+    await this.revoked({ accountId: session.accountId, sessionId: session.id });
     const methods = [...new Set([...session.methods, ...addedMethods])];
     const token = mintToken();
     const { idleMs } = this.timeouts(session.client);
@@ -198,6 +320,7 @@ export class SessionService {
       .where("ended_at", "is", null)
       .returning("id")
       .execute();
+    for (const row of rows) await this.revoked({ accountId, sessionId: row.id });
     return rows.length;
   }
 
@@ -225,6 +348,7 @@ export class SessionService {
       .where("ended_at", "is", null)
       .returning("id")
       .executeTakeFirst();
+    if (row) await this.revoked({ accountId, sessionId });
     return row !== undefined;
   }
 
@@ -237,6 +361,7 @@ export class SessionService {
       .where("ended_at", "is", null);
     if (keepSessionId) query = query.where("id", "!=", keepSessionId);
     const rows = await query.returning("id").execute();
+    for (const row of rows) await this.revoked({ accountId, sessionId: row.id });
     return rows.length;
   }
 }

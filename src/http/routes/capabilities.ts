@@ -25,8 +25,8 @@ export function registerCapabilityRoutes(app: App, services: Services): void {
       },
     },
     async (request) => {
-      const { account, session } = caller(request);
-      return { products: await capabilities.vector(account, session.client) };
+      const { account, session, security } = caller(request);
+      return { products: await capabilities.vector(account, session.client, security) };
     },
   );
 

@@ -54,8 +54,8 @@ export function registerSessionRoutes(app: App, services: Services): void {
       },
     },
     async (request) => {
-      const { account, session: current } = caller(request);
-      const vector = await services.capabilities.vector(account, current.client);
+      const { account, session: current, security } = caller(request);
+      const vector = await services.capabilities.vector(account, current.client, security);
       return {
         eligibility: eligibilitySummary(vector),
         account: {

@@ -1,0 +1,35 @@
+import type { FastifyInstance } from "fastify";
+
+/**
+ * Security headers, computed once. Every answer says nosniff, no-store (account data is never cached on
+ * the way) and, behind https, HSTS. Pages additionally get the browser-facing policies @fastify/helmet
+ * would send (CSP, framing, opener and resource policies): they protect documents, not JSON, and sending
+ * them with every API answer cost a sixth of a session check's time in writing headers. helmet itself
+ * rebuilt its middleware on every request, another 3–7%.
+ */
+export function registerSecurityHeaders(app: FastifyInstance, publicUrl: URL): void {
+  const everyAnswer: Record<string, string> = {
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+    ...(publicUrl.protocol === "https:"
+      ? { "strict-transport-security": "max-age=31536000; includeSubDomains" }
+      : {}),
+  };
+  const pages: Record<string, string> = {
+    "content-security-policy":
+      "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+    "origin-agent-cluster": "?1",
+    "referrer-policy": "no-referrer",
+    "x-dns-prefetch-control": "off",
+    "x-frame-options": "DENY",
+    "x-permitted-cross-domain-policies": "none",
+  };
+  app.addHook("onSend", async (_request, reply, payload) => {
+    reply.headers(everyAnswer);
+    const type = reply.getHeader("content-type");
+    if (typeof type === "string" && type.startsWith("text/html")) reply.headers(pages);
+    return payload;
+  });
+}
