@@ -180,25 +180,23 @@ export class SignInService {
     }
 
     const factors = await this.signInFactors(account.id);
-    const flowId = newId();
     const now = deps.clock.now();
-    await deps.db
-      .insertInto("sign_in_flows")
-      .values({
-        id: flowId,
-        account_id: account.id,
-        state: "password_verified",
-        client: input.client,
-        methods: JSON.stringify(["password"]),
-        factors: JSON.stringify(factors),
-        device_id: deps.devices.keyHash(input.deviceKey),
-        ip: context.ip,
-        user_agent: context.userAgent,
-        created_at: now,
-        expires_at: now + deps.settings.signIn.flowTtlMs,
-      })
-      .execute();
-    const flow = await this.load(flowId);
+    const flow: FlowRow = {
+      id: newId(),
+      account_id: account.id,
+      state: "password_verified",
+      client: input.client,
+      methods: JSON.stringify(["password"]),
+      factors: JSON.stringify(factors),
+      device_id: deps.devices.keyHash(input.deviceKey),
+      ip: context.ip,
+      user_agent: context.userAgent,
+      created_at: now,
+      expires_at: now + deps.settings.signIn.flowTtlMs,
+      completed_at: null,
+      session_id: null,
+    };
+    await deps.db.insertInto("sign_in_flows").values(flow).execute();
     if (factors.length > 0) return this.advance(flow, "second_factor", context);
     return this.afterFactors(flow, context);
   }
@@ -302,7 +300,7 @@ export class SignInService {
     if (!deps.settings.signIn.deviceApproval || !flow.device_id)
       return this.advance(flow, "authenticated", context);
     const known = await deps.devices.recognise(flow.account_id, flow.device_id, context);
-    if (known) return this.advance(flow, "authenticated", context);
+    if (known) return this.advance(flow, "authenticated", context, known);
     const result = await this.advance(flow, "device_approval", context);
     const account = await deps.accounts.findById(flow.account_id);
     if (account) {
@@ -330,7 +328,12 @@ export class SignInService {
    * Moves a flow to `to` if it is still in the state it was read in. Reaching authenticated resets the
    * attempt counter and issues the session; the flow is then dead, so its id cannot mint a second one.
    */
-  private async advance(flow: FlowRow, to: FlowState, context: RequestContext): Promise<SignInResult> {
+  private async advance(
+    flow: FlowRow,
+    to: FlowState,
+    context: RequestContext,
+    knownDeviceId?: string,
+  ): Promise<SignInResult> {
     const from = flow.state as FlowState;
     if (!transitions[from]?.includes(to)) {
       throw new Problem(409, "conflict", `A sign-in cannot go from ${from} to ${to}.`);
@@ -354,9 +357,9 @@ export class SignInService {
       throw new Problem(409, "conflict", "This sign-in is waiting for its device approval.");
 
     await deps.guard.recordSuccess(moved.account_id);
-    const deviceId = moved.device_id
-      ? await deps.devices.remember(moved.account_id, moved.device_id, context)
-      : null;
+    const deviceId =
+      knownDeviceId ??
+      (moved.device_id ? await deps.devices.remember(moved.account_id, moved.device_id, context) : null);
     const methods = JSON.parse(moved.methods) as string[];
     const { token, session } = await deps.sessions.issue({
       accountId: moved.account_id,
