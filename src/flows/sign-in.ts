@@ -146,28 +146,17 @@ export class SignInService {
       await deps.signals.record(context.ip, identifier);
       throw invalidCredentials();
     }
-    if (account.disabled) {
-      await deps.audit.append(
-        {
-          event: "sign_in.refused",
-          outcome: "refused",
-          accountId: account.id,
-          details: { reason: "account_disabled" },
-        },
+    const refuse = (reason: string) =>
+      deps.audit.append(
+        { event: "sign_in.refused", outcome: "refused", accountId: account.id, details: { reason } },
         context,
       );
+    if (account.disabled) {
+      await refuse("account_disabled");
       throw invalidCredentials();
     }
     if (!account.emailVerified) {
-      await deps.audit.append(
-        {
-          event: "sign_in.refused",
-          outcome: "refused",
-          accountId: account.id,
-          details: { reason: "email_not_verified" },
-        },
-        context,
-      );
+      await refuse("email_not_verified");
       await this.resendVerification(account);
       throw new Problem(
         403,
