@@ -3,6 +3,8 @@ import { Redis } from "ioredis";
 import pino from "pino";
 import { AccountRepository } from "./accounts/accounts.js";
 import { ActionService } from "./actions/actions.js";
+import { GrantSigner } from "./actions/grants.js";
+import { TransactionService } from "./actions/transaction-service.js";
 import { AdminService } from "./admin/admin-service.js";
 import { AuditLog } from "./audit/audit-log.js";
 import { CapabilityService } from "./capabilities/capability-service.js";
@@ -30,6 +32,9 @@ import { AttemptGuard } from "./protection/attempt-guard.js";
 import { BotCheck, FailureSignals } from "./protection/bot-check.js";
 import { DatabaseRateLimiter, type RateLimiter } from "./protection/rate-limiter.js";
 import { RedisRateLimiter } from "./protection/redis-rate-limiter.js";
+import { SecurityHolds } from "./security/holds.js";
+import { SecuritySettings } from "./security/security-settings.js";
+import { WithdrawalAddressBook } from "./security/withdrawal-addresses.js";
 import type { Services } from "./services.js";
 import { DeviceService } from "./sessions/devices.js";
 import { RedisRevocationBus } from "./sessions/revocation.js";
@@ -146,7 +151,9 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   });
   const recoveryCodes = new RecoveryCodes(db, clock);
   const proofs = new ProofVerifier(protection, hasher, totp, webauthn, recoveryCodes, outbox, audit, clock);
-  const actions = new ActionService(db, clock, factors, proofs, webauthn, sessions, audit, metrics);
+  const grants = new GrantSigner(dataKey, publicUrl.origin);
+  const holds = new SecurityHolds(db, clock);
+  const actions = new ActionService(db, clock, factors, proofs, webauthn, sessions, audit, metrics, grants);
   const factorManagement = new FactorManagement(
     factors,
     totp,
@@ -157,10 +164,33 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     audit,
     outbox,
     clock,
+    holds,
   );
 
   const subsystems = new SubsystemService(db, clock);
-  const capabilities = new CapabilityService(policy, subsystems, factors, guard);
+  const capabilities = new CapabilityService(policy, subsystems, factors, guard, holds, clock);
+  const addresses = new WithdrawalAddressBook(db, clock, actions, tokens, outbox, audit, publicUrl);
+  const transactions = new TransactionService(
+    db,
+    clock,
+    actions,
+    capabilities,
+    addresses,
+    factors,
+    accounts,
+    audit,
+  );
+  const securitySettings = new SecuritySettings(
+    accounts,
+    factors,
+    actions,
+    hasher,
+    holds,
+    sessions,
+    audit,
+    outbox,
+    clock,
+  );
   const admin = new AdminService(accounts, guard, subsystems, sessions, audit);
 
   const signUp = new SignUpService({
@@ -235,6 +265,11 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     subsystems,
     capabilities,
     admin,
+    grants,
+    holds,
+    addresses,
+    transactions,
+    securitySettings,
     signUp,
     signIn,
     geo,

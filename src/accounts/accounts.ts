@@ -17,6 +17,10 @@ export interface Account {
   disabled: boolean;
   passwordHash: string;
   createdAt: number;
+  /** SPEC §8 owner settings. */
+  fundingTwoFactor: boolean;
+  tradingTwoFactor: boolean;
+  tradingPasscodeHash: string | null;
 }
 
 export const emailKey = (email: string) => email.trim().toLowerCase();
@@ -36,6 +40,9 @@ export function toAccount(row: Selectable<AccountsTable>): Account {
     disabled: row.disabled_at !== null,
     passwordHash: row.password_hash,
     createdAt: row.created_at,
+    fundingTwoFactor: row.funding_2fa === 1,
+    tradingTwoFactor: row.trading_2fa === 1,
+    tradingPasscodeHash: row.trading_passcode_hash,
   };
 }
 
@@ -94,6 +101,18 @@ export class AccountRepository {
 
   async setJurisdiction(id: string, country: string, region: string | null): Promise<void> {
     await this.db.updateTable("accounts").set({ country, region }).where("id", "=", id).execute();
+  }
+
+  async setRequirements(id: string, requirements: { funding: boolean; trading: boolean }): Promise<void> {
+    await this.db
+      .updateTable("accounts")
+      .set({ funding_2fa: requirements.funding ? 1 : 0, trading_2fa: requirements.trading ? 1 : 0 })
+      .where("id", "=", id)
+      .execute();
+  }
+
+  async setTradingPasscodeHash(id: string, hash: string): Promise<void> {
+    await this.db.updateTable("accounts").set({ trading_passcode_hash: hash }).where("id", "=", id).execute();
   }
 
   async search(query: string, limit = 50): Promise<Account[]> {

@@ -13,12 +13,19 @@ import { iso } from "../support/clock.js";
 import type { Metrics } from "../support/metrics.js";
 import { expired, invalidCredentials, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
+import { GRANT_TTL_MS, type GrantSigner } from "./grants.js";
+import { transactionTypes } from "./transactions.js";
 
 const ACTION_TTL_MS = 5 * 60_000;
+
+export const isTransaction = (type: string) => (transactionTypes as readonly string[]).includes(type);
 const MAX_FAILED_CONFIRMATIONS = 5;
 
-/** "second_factor": any enrolled factor (TOTP, security key, recovery code); "password" when none is enrolled. */
-export type RequiredProof = "second_factor" | "password";
+/**
+ * "second_factor": any enrolled factor (TOTP, security key, recovery code); "password" when none is
+ * enrolled; "trading_passcode" when the owner set one and the action is a trade or withdrawal.
+ */
+export type RequiredProof = "second_factor" | "password" | "trading_passcode";
 
 export interface ActionView {
   id: string;
@@ -31,6 +38,8 @@ export interface ActionView {
   /** Which second factors can satisfy "second_factor". */
   factors: string[];
   expiresAt: string;
+  /** A confirmed funding or trading action's grant, for the venue's backend to redeem. */
+  grant?: string;
 }
 
 export interface ConfirmInput {
@@ -38,6 +47,7 @@ export interface ConfirmInput {
   totp?: string;
   recoveryCode?: string;
   webauthn?: AuthenticationResponseJSON;
+  tradingPasscode?: string;
 }
 
 /** Canonical JSON: keys sorted at every level, so the same parameters always give the same digest. */
@@ -72,6 +82,7 @@ export class ActionService {
     private readonly sessions: SessionService,
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
+    private readonly grants: GrantSigner,
   ) {}
 
   /**
@@ -109,14 +120,20 @@ export class ActionService {
     });
   }
 
+  /**
+   * A new pending action. `required` defaults to the step-up of a setting change: a second factor, or the
+   * password while none is enrolled.
+   */
   async create(
     account: Account,
     type: string,
     params: Record<string, unknown>,
     summary: string,
+    requiredProofs?: RequiredProof[],
   ): Promise<ActionView> {
     const factors = await this.availableFactors(account.id);
-    const required: RequiredProof[] = factors.length > 0 ? ["second_factor"] : ["password"];
+    const required: RequiredProof[] =
+      requiredProofs ?? (factors.length > 0 ? ["second_factor"] : ["password"]);
     const now = this.clock.now();
     const row = {
       id: newId(),
@@ -131,7 +148,18 @@ export class ActionService {
       expires_at: now + ACTION_TTL_MS,
     };
     await this.db.insertInto("actions").values(row).execute();
-    return this.view({ ...row, failures: 0, confirmed_at: null, used_at: null }, factors);
+    return this.view(
+      {
+        ...row,
+        failures: 0,
+        confirmed_at: null,
+        used_at: null,
+        grant_id: null,
+        grant_expires_at: null,
+        redeemed_at: null,
+      },
+      factors,
+    );
   }
 
   async get(account: Account, actionId: string): Promise<ActionView> {
@@ -161,49 +189,91 @@ export class ActionService {
   ): Promise<{ action: ActionView; rotated: { token: string; session: Session } | null }> {
     const action = await this.pending(account, actionId);
     const required = JSON.parse(action.required) as RequiredProof[];
-    const proof = this.proofFor(required, input, action.id);
-    const result = await this.proofs.verify(account, proof, "step_up", context);
-    if (result.kind !== "passed") {
-      this.metrics.stepUps.inc({ outcome: "failure" });
-      await this.recordFailedConfirmation(action.id);
-      if (proof.kind === "password") throw invalidCredentials();
-      throw invalidCode(result.kind === "failed" ? result.hint : undefined);
+    const methods: string[] = [];
+    for (const proof of this.proofsFor(required, input, action.id)) {
+      const result = await this.proofs.verify(
+        account,
+        proof,
+        isTransaction(action.type) ? "action" : "step_up",
+        context,
+      );
+      if (result.kind !== "passed") {
+        this.metrics.stepUps.inc({ outcome: "failure" });
+        await this.recordFailedConfirmation(action.id);
+        if (proof.kind === "password") throw invalidCredentials();
+        if (proof.kind === "trading_passcode") {
+          throw new Problem(401, "invalid_passcode", "That trading passcode is not right.");
+        }
+        throw invalidCode(result.kind === "failed" ? result.hint : undefined);
+      }
+      methods.push(result.value);
     }
-    const now = this.clock.now();
-    const confirmed = await this.db
-      .updateTable("actions")
-      .set({ state: "confirmed", confirmed_at: now })
-      .where("id", "=", action.id)
-      .where("state", "=", "pending")
-      .where("expires_at", ">", now)
-      .returningAll()
-      .executeTakeFirst();
-    if (!confirmed) throw new Problem(409, "conflict", "This action was already confirmed or cancelled.");
+    const { row: confirmed, grant } = await this.markConfirmed(account, action);
     this.metrics.stepUps.inc({ outcome: "success" });
     await this.audit.append(
       {
         event: "action.confirmed",
         outcome: "success",
         accountId: account.id,
-        details: { actionId: action.id, type: action.type, method: result.value },
+        details: { actionId: action.id, type: action.type, methods },
       },
       context,
     );
-    const rotated = await this.sessions.rotate(session, [result.value]);
-    return { action: this.view(confirmed, await this.availableFactors(account.id)), rotated };
+    const view = {
+      ...this.view(confirmed, await this.availableFactors(account.id)),
+      ...(grant ? { grant } : {}),
+    };
+    // A confirmed setting change is a step-up, a privilege change: the session gets a new token.
+    const rotated = isTransaction(action.type) ? null : await this.sessions.rotate(session, methods);
+    return { action: view, rotated };
   }
 
-  private proofFor(required: RequiredProof[], input: ConfirmInput, actionId: string): Proof {
-    if (required.includes("password")) {
-      if (input.password === undefined) throw this.missingProof("password");
-      return { kind: "password", password: input.password };
-    }
-    if (input.webauthn !== undefined) {
-      return { kind: "webauthn", response: input.webauthn, purpose: "action", subject: actionId };
-    }
-    if (input.totp !== undefined) return { kind: "totp", code: input.totp };
-    if (input.recoveryCode !== undefined) return { kind: "recovery_code", code: input.recoveryCode };
-    throw this.missingProof("totp, webauthn or recoveryCode");
+  /** Confirms a pending action; a funding or trading action gets its grant (60 s, unique id) in the same step. */
+  async markConfirmed(account: Account, action: Selectable<ActionsTable>) {
+    const now = this.clock.now();
+    const grantId = isTransaction(action.type) ? newId() : null;
+    const grantExpiresAt = grantId ? now + GRANT_TTL_MS : null;
+    const row = await this.db
+      .updateTable("actions")
+      .set({ state: "confirmed", confirmed_at: now, grant_id: grantId, grant_expires_at: grantExpiresAt })
+      .where("id", "=", action.id)
+      .where("state", "=", "pending")
+      .where("expires_at", ">", now)
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw new Problem(409, "conflict", "This action was already confirmed or cancelled.");
+    const grant =
+      grantId && grantExpiresAt
+        ? await this.grants.sign({
+            jti: grantId,
+            sub: account.id,
+            act: { id: row.id, type: row.type, digest: row.digest },
+            iat: Math.floor(now / 1000),
+            exp: Math.floor(grantExpiresAt / 1000),
+          })
+        : undefined;
+    return { row, grant };
+  }
+
+  /** Every proof the action requires, from the request; all must be there before any is checked. */
+  private proofsFor(required: RequiredProof[], input: ConfirmInput, actionId: string): Proof[] {
+    return required.map((kind): Proof => {
+      switch (kind) {
+        case "password":
+          if (input.password === undefined) throw this.missingProof("password");
+          return { kind: "password", password: input.password };
+        case "trading_passcode":
+          if (input.tradingPasscode === undefined) throw this.missingProof("tradingPasscode");
+          return { kind: "trading_passcode", passcode: input.tradingPasscode };
+        case "second_factor":
+          if (input.webauthn !== undefined) {
+            return { kind: "webauthn", response: input.webauthn, purpose: "action", subject: actionId };
+          }
+          if (input.totp !== undefined) return { kind: "totp", code: input.totp };
+          if (input.recoveryCode !== undefined) return { kind: "recovery_code", code: input.recoveryCode };
+          throw this.missingProof("totp, webauthn or recoveryCode");
+      }
+    });
   }
 
   private missingProof(field: string) {
@@ -230,7 +300,7 @@ export class ActionService {
       .execute();
   }
 
-  private async load(account: Account, actionId: string): Promise<Selectable<ActionsTable>> {
+  async load(account: Account, actionId: string): Promise<Selectable<ActionsTable>> {
     const row = await this.db
       .selectFrom("actions")
       .selectAll()

@@ -1,8 +1,10 @@
 import type { Account } from "../accounts/accounts.js";
 import type { SecondFactorRepository } from "../factors/second-factors.js";
 import type { AttemptGuard } from "../protection/attempt-guard.js";
+import type { SecurityHolds } from "../security/holds.js";
+import type { Clock } from "../support/clock.js";
 import { Problem } from "../support/problem.js";
-import { type CapabilityVector, evaluateCapabilities } from "./evaluate.js";
+import { type CapabilityVector, evaluateCapabilities, type SecurityHold } from "./evaluate.js";
 import type { ClientName, Policy, Product } from "./policy.js";
 import type { SubsystemService } from "./subsystems.js";
 
@@ -13,6 +15,8 @@ export class CapabilityService {
     private readonly subsystems: SubsystemService,
     private readonly factors: SecondFactorRepository,
     private readonly guard: AttemptGuard,
+    private readonly holds: SecurityHolds,
+    private readonly clock: Clock,
   ) {}
 
   /**
@@ -22,7 +26,7 @@ export class CapabilityService {
   async vector(
     account: Account,
     client: ClientName,
-    known?: { hasSecondFactor: boolean; restricted: boolean },
+    known?: { hasSecondFactor: boolean; restricted: boolean; holds: SecurityHold[] },
   ): Promise<CapabilityVector> {
     const [snapshot, security] = await Promise.all([
       this.subsystems.snapshot(),
@@ -36,18 +40,22 @@ export class CapabilityService {
         restricted: security.restricted,
       },
       client,
-      security: { hasSecondFactor: security.hasSecondFactor, holds: [] },
+      security: {
+        hasSecondFactor: security.hasSecondFactor,
+        holds: security.holds.filter((hold) => hold.until > this.clock.now()),
+      },
       subsystems: snapshot,
       policy: this.policy,
     });
   }
 
   private async readSecurity(account: Account) {
-    const [hasSecondFactor, guard] = await Promise.all([
+    const [hasSecondFactor, guard, holds] = await Promise.all([
       this.factors.hasSignInFactor(account.id),
       this.guard.status(account.id),
+      this.holds.active(account.id),
     ]);
-    return { hasSecondFactor, restricted: account.disabled || guard.permanent };
+    return { hasSecondFactor, restricted: account.disabled || guard.permanent, holds };
   }
 
   /** A gate: 403 not_eligible with every reason unless the product is allowed right now. */

@@ -15,6 +15,7 @@ import { sqlitePath } from "../config/env.js";
 import * as foundation from "./migrations/0001-foundation.js";
 import * as secondFactors from "./migrations/0002-second-factors.js";
 import * as subsystems from "./migrations/0003-subsystems.js";
+import * as transactionAuthorization from "./migrations/0004-transaction-authorization.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -85,6 +86,7 @@ const migrations: Record<string, Migration> = {
   "0001-foundation": foundation,
   "0002-second-factors": secondFactors,
   "0003-subsystems": subsystems,
+  "0004-transaction-authorization": transactionAuthorization,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -20,6 +20,12 @@ export interface AccountsTable {
   anti_phishing_code: string | null;
   disabled_at: number | null;
   created_at: number;
+  /** SPEC §8: a second factor for withdrawals, futures transfers and new deposit addresses. */
+  funding_2fa: Generated<number>;
+  /** SPEC §8: a second factor for placing and cancelling orders. */
+  trading_2fa: Generated<number>;
+  /** Argon2id of the 6-digit trading passcode, when set. */
+  trading_passcode_hash: string | null;
 }
 
 /** The per-account attempt counter of SPEC §4: one row per account, changed only by conditional updates. */
@@ -131,6 +137,33 @@ export interface ActionsTable {
   expires_at: number;
   confirmed_at: number | null;
   used_at: number | null;
+  /** The grant's unique id (jti) once confirmed; it is redeemed once, before grant_expires_at. */
+  grant_id: string | null;
+  grant_expires_at: number | null;
+  redeemed_at: number | null;
+}
+
+export interface SecurityHoldsTable {
+  id: string;
+  account_id: string;
+  /** password_reset, second_factor_removed, trading_passcode_changed, email_changed. */
+  kind: string;
+  created_at: number;
+  until: number;
+}
+
+export interface WithdrawalAddressesTable {
+  id: string;
+  account_id: string;
+  asset: string;
+  address: string;
+  label: string;
+  created_at: number;
+  /** Set when the owner confirms the address from the emailed link. */
+  confirmed_at: number | null;
+  /** The hold before first use ends here. */
+  usable_from: number | null;
+  removed_at: number | null;
 }
 
 export interface SessionsTable {
@@ -241,4 +274,6 @@ export interface Database {
   actions: ActionsTable;
   subsystems: SubsystemsTable;
   maintenance_windows: MaintenanceWindowsTable;
+  security_holds: SecurityHoldsTable;
+  withdrawal_addresses: WithdrawalAddressesTable;
 }

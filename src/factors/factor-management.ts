@@ -7,6 +7,7 @@ import type { ActionService } from "../actions/actions.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Outbox } from "../notify/outbox.js";
 import { securityDetails } from "../notify/templates.js";
+import type { SecurityHolds } from "../security/holds.js";
 import type { SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
 import { notFound, Problem } from "../support/problem.js";
@@ -48,6 +49,7 @@ export class FactorManagement {
     private readonly audit: AuditLog,
     private readonly outbox: Outbox,
     private readonly clock: Clock,
+    private readonly holds: SecurityHolds,
   ) {}
 
   list(account: Account): Promise<SecondFactorView[]> {
@@ -127,6 +129,8 @@ export class FactorManagement {
     const remaining = (await this.factors.listConfirmed(account.id)).filter((f) => f.id !== factorId);
     if (remaining.length > 0 && !remaining.some(isRoaming)) throw roamingRequired();
     if (!(await this.factors.remove(account.id, factorId))) throw notFound("That factor");
+    // SPEC §7: removing a second factor holds withdrawals for 48 hours.
+    await this.holds.place(account.id, "second_factor_removed");
     // With no second factor left, recovery codes would recover nothing; a new first factor makes new ones.
     if (remaining.length === 0) await this.recoveryCodes.clear(account.id);
     await this.record(

@@ -17,6 +17,7 @@ export type Proof =
   | { kind: "password"; password: string }
   | { kind: "totp"; code: string }
   | { kind: "recovery_code"; code: string }
+  | { kind: "trading_passcode"; passcode: string }
   | {
       kind: "webauthn";
       response: AuthenticationResponseJSON;
@@ -61,6 +62,11 @@ export class ProofVerifier {
           case "password":
             return (await this.hasher.verify(account.passwordHash, proof.password))
               ? { ok: true, value: "password" }
+              : { ok: false };
+          case "trading_passcode":
+            return account.tradingPasscodeHash !== null &&
+              (await this.hasher.verify(account.tradingPasscodeHash, proof.passcode))
+              ? { ok: true, value: "trading_passcode" }
               : { ok: false };
           case "totp": {
             const checked = await this.totp.verify(account.id, proof.code);

@@ -4,7 +4,7 @@ import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { Problem } from "../support/problem.js";
 
-export type TokenPurpose = "verify_email" | "reset_password" | "approve_device";
+export type TokenPurpose = "verify_email" | "reset_password" | "approve_device" | "confirm_address";
 
 export interface ConsumedToken {
   accountId: string;

@@ -14,6 +14,7 @@ import { registerAdminRoutes } from "./routes/admin.js";
 import { registerCapabilityRoutes } from "./routes/capabilities.js";
 import { registerDevRoutes } from "./routes/dev.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
+import { registerFundingRoutes } from "./routes/funding.js";
 import { registerPublicRoutes } from "./routes/public.js";
 import { registerSecurityRoutes } from "./routes/security.js";
 import { registerSessionRoutes } from "./routes/sessions.js";
@@ -114,6 +115,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   registerSecurityRoutes(app, services);
   registerCapabilityRoutes(app, services);
   registerActionRoutes(app, services);
+  registerFundingRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerAdminRoutes(app, services);
   registerDevRoutes(app, services);

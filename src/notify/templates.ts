@@ -45,7 +45,14 @@ export type EmailMessage =
   | ({ kind: "approve_device"; link: string; device: string | null } & SecurityEventDetails)
   | ({ kind: "second_factor_failed"; resetLink: string } & SecurityEventDetails)
   | ({ kind: "recovery_code_used"; remaining: number } & SecurityEventDetails)
-  | ({ kind: "security_change"; change: string } & SecurityEventDetails);
+  | ({ kind: "security_change"; change: string } & SecurityEventDetails)
+  | ({
+      kind: "confirm_withdrawal_address";
+      asset: string;
+      address: string;
+      label: string;
+      link: string;
+    } & SecurityEventDetails);
 
 const escapeHtml = (value: string) =>
   value.replace(
@@ -137,6 +144,17 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
           `A recovery code was used to confirm a sign-in or a change. ${message.remaining} unused codes remain.`,
           ...describeRequest(message),
           "If this was not you, contact support at once. Generate new codes in Security when few remain.",
+        ],
+      };
+    case "confirm_withdrawal_address":
+      return {
+        subject: "Confirm a new withdrawal address",
+        lines: [
+          `A ${message.asset} withdrawal address was added to your account: ${message.address} (${message.label}).`,
+          ...describeRequest(message),
+          "If this was you, confirm it (the link works once, for 24 hours). It can be used 48 hours after you confirm:",
+          message.link,
+          "If this was not you, do not click the link and contact support at once: your account may be compromised.",
         ],
       };
     case "security_change":

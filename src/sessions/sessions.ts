@@ -14,7 +14,7 @@ export type ClientApp = "web" | "app" | "pro";
 export interface Principal {
   session: Session;
   account: Account;
-  security: { hasSecondFactor: boolean; restricted: boolean };
+  security: { hasSecondFactor: boolean; restricted: boolean; holds: { kind: string; until: number }[] };
 }
 
 const CACHE_LIMIT = 10_000;
@@ -193,9 +193,31 @@ export class SessionService {
         "a.email_sign_in",
         "a.anti_phishing_code",
         "a.disabled_at",
+        "a.funding_2fa",
+        "a.trading_2fa",
+        "a.trading_passcode_hash",
         "a.created_at as account_created_at",
         "g.permanently_restricted_at",
       ])
+      // The hold that ends last, if any: enough for what a session shows (gates read every hold afresh).
+      .select((eb) =>
+        eb
+          .selectFrom("security_holds as h")
+          .select("h.until")
+          .whereRef("h.account_id", "=", "s.account_id")
+          .orderBy("h.until", "desc")
+          .limit(1)
+          .as("hold_until"),
+      )
+      .select((eb) =>
+        eb
+          .selectFrom("security_holds as h")
+          .select("h.kind")
+          .whereRef("h.account_id", "=", "s.account_id")
+          .orderBy("h.until", "desc")
+          .limit(1)
+          .as("hold_kind"),
+      )
       .select((eb) =>
         eb
           .exists(
@@ -224,6 +246,9 @@ export class SessionService {
       email_sign_in: row.email_sign_in,
       anti_phishing_code: row.anti_phishing_code,
       disabled_at: row.disabled_at,
+      funding_2fa: row.funding_2fa,
+      trading_2fa: row.trading_2fa,
+      trading_passcode_hash: row.trading_passcode_hash,
       created_at: row.account_created_at,
     });
     return {
@@ -232,6 +257,10 @@ export class SessionService {
       security: {
         hasSecondFactor: Boolean(row.has_second_factor),
         restricted: account.disabled || row.permanently_restricted_at !== null,
+        holds:
+          row.hold_until !== null && row.hold_kind !== null
+            ? [{ kind: row.hold_kind, until: Number(row.hold_until) }]
+            : [],
       },
     };
   }

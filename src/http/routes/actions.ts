@@ -10,6 +10,54 @@ export function registerActionRoutes(app: App, services: Services): void {
   const { actions } = services;
   const session = { auth: "session" as const };
 
+  app.post(
+    "/v1/actions",
+    {
+      config: session,
+      schema: {
+        tags: ["actions"],
+        summary: "Start a funding or trading action; the answer says exactly what will be confirmed, and how",
+        body: Type.Object({
+          type: Type.String({ minLength: 1, maxLength: 32 }),
+          params: Type.Record(Type.String({ maxLength: 32 }), Type.Unknown(), { maxProperties: 16 }),
+        }),
+      },
+    },
+    async (request, reply) => {
+      const { account, session: current } = caller(request);
+      const action = await services.transactions.create(
+        account,
+        current.client,
+        request.body.type,
+        request.body.params,
+        requestContext(request, services.geo),
+      );
+      return reply.status(201).send(action);
+    },
+  );
+
+  app.post(
+    "/v1/actions/:id/redeem",
+    {
+      config: { auth: "admin" },
+      schema: {
+        tags: ["actions"],
+        summary: "The venue's backend redeems a confirmed action, exactly once, after a final check",
+        params: ActionParams,
+      },
+    },
+    async (request) => services.transactions.redeem(request.params.id, requestContext(request, services.geo)),
+  );
+
+  app.get(
+    "/.well-known/jwks.json",
+    { schema: { tags: ["public"], summary: "The public keys that sign action grants (EdDSA)" } },
+    async (_request, reply) => {
+      reply.header("cache-control", "public, max-age=300");
+      return services.grants.jwks();
+    },
+  );
+
   app.get(
     "/v1/actions/:id",
     {
@@ -45,6 +93,7 @@ export function registerActionRoutes(app: App, services: Services): void {
           totp: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),
           recoveryCode: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
           webauthn: Type.Optional(Type.Object({}, { additionalProperties: true })),
+          tradingPasscode: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),
         }),
       },
     },
@@ -57,7 +106,7 @@ export function registerActionRoutes(app: App, services: Services): void {
         { ...request.body, webauthn: request.body.webauthn as never },
         requestContext(request, services.geo),
       );
-      if (!rotated) return { state: action.state, action };
+      if (!rotated) return { state: action.state, action, ...(action.grant ? { grant: action.grant } : {}) };
       if (auth.via === "cookie")
         setSessionCookie(reply, services.config.publicUrl, rotated.token, rotated.session.expiresAt);
       return {

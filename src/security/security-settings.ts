@@ -1,0 +1,111 @@
+import type { Account, AccountRepository } from "../accounts/accounts.js";
+import type { ActionService } from "../actions/actions.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { PasswordHasher } from "../factors/password.js";
+import type { SecondFactorRepository } from "../factors/second-factors.js";
+import type { Outbox } from "../notify/outbox.js";
+import { securityDetails } from "../notify/templates.js";
+import type { SessionService } from "../sessions/sessions.js";
+import type { Clock } from "../support/clock.js";
+import { invalidRequest, Problem } from "../support/problem.js";
+import type { RequestContext } from "../support/request-context.js";
+import type { SecurityHolds } from "./holds.js";
+
+/**
+ * The owner's per-action settings (SPEC §8): funding 2FA, trading 2FA and the KuCoin-style trading
+ * passcode. Every change is a step-up action, audited and emailed.
+ */
+export class SecuritySettings {
+  constructor(
+    private readonly accounts: AccountRepository,
+    private readonly factors: SecondFactorRepository,
+    private readonly actions: ActionService,
+    private readonly hasher: PasswordHasher,
+    private readonly holds: SecurityHolds,
+    private readonly sessions: SessionService,
+    private readonly audit: AuditLog,
+    private readonly outbox: Outbox,
+    private readonly clock: Clock,
+  ) {}
+
+  async setRequirements(
+    account: Account,
+    actionId: string | undefined,
+    requirements: { funding: boolean; trading: boolean },
+    context: RequestContext,
+  ): Promise<void> {
+    if ((requirements.funding || requirements.trading) && !(await this.factors.hasSignInFactor(account.id))) {
+      throw new Problem(
+        409,
+        "conflict",
+        "Turn on two-factor authentication before requiring it for funding or trading.",
+      );
+    }
+    const words = (on: boolean) => (on ? "on" : "off");
+    await this.actions.requireStepUp(
+      account,
+      actionId,
+      "set_requirements",
+      requirements,
+      `Funding 2FA ${words(requirements.funding)}, trading 2FA ${words(requirements.trading)}`,
+    );
+    await this.accounts.setRequirements(account.id, requirements);
+    await this.changed(
+      account,
+      "security.requirements_set",
+      `funding 2FA ${words(requirements.funding)}, trading 2FA ${words(requirements.trading)}`,
+      context,
+    );
+  }
+
+  /** A 6-digit passcode, Argon2id at rest; changing an existing one holds withdrawals for 24 hours. */
+  async setTradingPasscode(
+    account: Account,
+    actionId: string | undefined,
+    passcode: string,
+    context: RequestContext,
+  ) {
+    if (!/^\d{6}$/.test(passcode)) {
+      throw invalidRequest("The trading passcode is 6 digits.", [{ field: "passcode", message: "6 digits" }]);
+    }
+    if (/^(\d)\1{5}$/.test(passcode) || "0123456789".includes(passcode) || "9876543210".includes(passcode)) {
+      throw invalidRequest("Choose a passcode that is not a run or a repeat.", [
+        { field: "passcode", message: "too easy to guess" },
+      ]);
+    }
+    const replacing = account.tradingPasscodeHash !== null;
+    await this.actions.requireStepUp(
+      account,
+      actionId,
+      "set_trading_passcode",
+      {},
+      replacing ? "Change the trading passcode" : "Set a trading passcode",
+    );
+    await this.accounts.setTradingPasscodeHash(account.id, await this.hasher.hash(passcode));
+    if (replacing) await this.holds.place(account.id, "trading_passcode_changed");
+    await this.changed(
+      account,
+      "security.trading_passcode_set",
+      replacing ? "changed the trading passcode" : "set a trading passcode",
+      context,
+    );
+  }
+
+  private async changed(
+    account: Account,
+    event: string,
+    change: string,
+    context: RequestContext,
+  ): Promise<void> {
+    await this.sessions.accountChanged(account.id);
+    await this.audit.append(
+      { event, outcome: "success", accountId: account.id, details: { change } },
+      context,
+    );
+    await this.outbox.notify(account, {
+      kind: "security_change",
+      change,
+      ...securityDetails(context, this.clock.now()),
+    });
+  }
+}
