@@ -258,21 +258,20 @@ export class ActionService {
   /** Every proof the action requires, from the request; all must be there before any is checked. */
   private proofsFor(required: RequiredProof[], input: ConfirmInput, actionId: string): Proof[] {
     return required.map((kind): Proof => {
-      switch (kind) {
-        case "password":
-          if (input.password === undefined) throw this.missingProof("password");
-          return { kind: "password", password: input.password };
-        case "trading_passcode":
-          if (input.tradingPasscode === undefined) throw this.missingProof("tradingPasscode");
-          return { kind: "trading_passcode", passcode: input.tradingPasscode };
-        case "second_factor":
-          if (input.webauthn !== undefined) {
-            return { kind: "webauthn", response: input.webauthn, purpose: "action", subject: actionId };
-          }
-          if (input.totp !== undefined) return { kind: "totp", code: input.totp };
-          if (input.recoveryCode !== undefined) return { kind: "recovery_code", code: input.recoveryCode };
-          throw this.missingProof("totp, webauthn or recoveryCode");
+      if (kind === "password") {
+        if (input.password === undefined) throw this.missingProof("password");
+        return { kind: "password", password: input.password };
       }
+      if (kind === "trading_passcode") {
+        if (input.tradingPasscode === undefined) throw this.missingProof("tradingPasscode");
+        return { kind: "trading_passcode", passcode: input.tradingPasscode };
+      }
+      if (input.webauthn !== undefined) {
+        return { kind: "webauthn", response: input.webauthn, purpose: "action", subject: actionId };
+      }
+      if (input.totp !== undefined) return { kind: "totp", code: input.totp };
+      if (input.recoveryCode !== undefined) return { kind: "recovery_code", code: input.recoveryCode };
+      throw this.missingProof("totp, webauthn or recoveryCode");
     });
   }
 

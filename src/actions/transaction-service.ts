@@ -10,7 +10,7 @@ import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import { expired, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
-import type { ActionService, ActionView, RequiredProof } from "./actions.js";
+import { type ActionService, type ActionView, isTransaction, type RequiredProof } from "./actions.js";
 import { describeTransaction, productOf, type TransactionType } from "./transactions.js";
 
 /**
@@ -75,9 +75,12 @@ export class TransactionService {
       .selectAll()
       .where("id", "=", actionId)
       .executeTakeFirst();
-    if (!action || !action.grant_id) throw notFound("That action");
+    // Only funding and trading actions carry grants; setting changes are never redeemed.
+    if (!action || !isTransaction(action.type)) throw notFound("That action");
     if (action.redeemed_at !== null) throw new Problem(409, "conflict", "This action was already redeemed.");
-    if (action.state !== "confirmed") throw new Problem(409, "conflict", "This action is not confirmed.");
+    if (action.state !== "confirmed" || !action.grant_id) {
+      throw new Problem(409, "conflict", "This action is not confirmed.");
+    }
     const now = this.clock.now();
     if (action.grant_expires_at === null || action.grant_expires_at <= now)
       throw expired("This grant has expired.");
