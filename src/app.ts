@@ -22,6 +22,7 @@ import { SecondFactorRepository } from "./factors/second-factors.js";
 import { TotpFactor } from "./factors/totp-factor.js";
 import { WebAuthnFactor } from "./factors/webauthn-factor.js";
 import { OneTimeTokens } from "./flows/one-time-tokens.js";
+import { RecoveryService } from "./flows/recovery.js";
 import { SignInService } from "./flows/sign-in.js";
 import { SignUpService } from "./flows/sign-up.js";
 import { type App, buildHttpServer, redactedLogPaths } from "./http/server.js";
@@ -32,6 +33,7 @@ import { AttemptGuard } from "./protection/attempt-guard.js";
 import { BotCheck, FailureSignals } from "./protection/bot-check.js";
 import { DatabaseRateLimiter, type RateLimiter } from "./protection/rate-limiter.js";
 import { RedisRateLimiter } from "./protection/redis-rate-limiter.js";
+import { GlobalLockService } from "./security/global-lock.js";
 import { SecurityHolds } from "./security/holds.js";
 import { SecuritySettings } from "./security/security-settings.js";
 import { WithdrawalAddressBook } from "./security/withdrawal-addresses.js";
@@ -190,8 +192,11 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     audit,
     outbox,
     clock,
+    proofs,
+    settings.password,
   );
-  const admin = new AdminService(accounts, guard, subsystems, sessions, audit);
+  const globalLock = new GlobalLockService(db, clock, actions, proofs, sessions, audit, outbox);
+  const admin = new AdminService(accounts, guard, subsystems, sessions, audit, clock);
 
   const signUp = new SignUpService({
     db,
@@ -229,6 +234,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     hasher,
     protection,
     guard,
+    holds,
     proofs,
     factors,
     webauthn,
@@ -241,6 +247,23 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     signals,
     limiter,
     metrics,
+    clock,
+    settings,
+    publicUrl,
+  });
+
+  const recovery = new RecoveryService({
+    accounts,
+    hasher,
+    protection,
+    guard,
+    tokens,
+    sessions,
+    holds,
+    outbox,
+    audit,
+    botCheck,
+    limiter,
     clock,
     settings,
     publicUrl,
@@ -270,6 +293,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     addresses,
     transactions,
     securitySettings,
+    globalLock,
+    recovery,
     signUp,
     signIn,
     geo,

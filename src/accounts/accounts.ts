@@ -21,6 +21,8 @@ export interface Account {
   fundingTwoFactor: boolean;
   tradingTwoFactor: boolean;
   tradingPasscodeHash: string | null;
+  masterKeyHash: string | null;
+  globalLock: { since: number; delayDays: number; unlocksAt: number | null } | null;
 }
 
 export const emailKey = (email: string) => email.trim().toLowerCase();
@@ -43,6 +45,15 @@ export function toAccount(row: Selectable<AccountsTable>): Account {
     fundingTwoFactor: row.funding_2fa === 1,
     tradingTwoFactor: row.trading_2fa === 1,
     tradingPasscodeHash: row.trading_passcode_hash,
+    masterKeyHash: row.master_key_hash,
+    globalLock:
+      row.global_lock_since === null
+        ? null
+        : {
+            since: row.global_lock_since,
+            delayDays: row.global_lock_delay_days ?? 0,
+            unlocksAt: row.global_lock_unlocks_at,
+          },
   };
 }
 
@@ -113,6 +124,14 @@ export class AccountRepository {
 
   async setTradingPasscodeHash(id: string, hash: string): Promise<void> {
     await this.db.updateTable("accounts").set({ trading_passcode_hash: hash }).where("id", "=", id).execute();
+  }
+
+  async setMasterKeyHash(id: string, hash: string): Promise<void> {
+    await this.db.updateTable("accounts").set({ master_key_hash: hash }).where("id", "=", id).execute();
+  }
+
+  async setAntiPhishingCode(id: string, code: string): Promise<void> {
+    await this.db.updateTable("accounts").set({ anti_phishing_code: code }).where("id", "=", id).execute();
   }
 
   async search(query: string, limit = 50): Promise<Account[]> {

@@ -7,6 +7,7 @@ import type { ActionsTable, Database } from "../db/schema.js";
 import { invalidCode, type Proof, type ProofVerifier } from "../factors/proofs.js";
 import type { SecondFactorRepository } from "../factors/second-factors.js";
 import type { WebAuthnFactor } from "../factors/webauthn-factor.js";
+import { isLocked, settingsLocked } from "../security/global-lock.js";
 import type { Session, SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
@@ -97,6 +98,8 @@ export class ActionService {
     params: Record<string, unknown>,
     summary: string,
   ): Promise<void> {
+    // SPEC §7: while the Global Settings Lock is on, no setting changes but turning it on (it already is).
+    if (type !== "enable_global_lock" && isLocked(account, this.clock.now())) throw settingsLocked();
     const digest = actionDigest(type, params);
     if (actionId) {
       const now = this.clock.now();

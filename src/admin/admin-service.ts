@@ -4,7 +4,9 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { type Tier, tiers } from "../capabilities/policy.js";
 import type { MaintenanceWindow, ScheduleInput, SubsystemService } from "../capabilities/subsystems.js";
 import type { AttemptGuard } from "../protection/attempt-guard.js";
+import { isLocked, settingsLocked } from "../security/global-lock.js";
 import type { SessionService } from "../sessions/sessions.js";
+import type { Clock } from "../support/clock.js";
 import { invalidRequest, notFound } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 
@@ -19,6 +21,7 @@ export class AdminService {
     private readonly subsystems: SubsystemService,
     private readonly sessions: SessionService,
     private readonly audit: AuditLog,
+    private readonly clock: Clock,
   ) {}
 
   async setTier(accountId: string, tier: string, context: RequestContext): Promise<void> {
@@ -29,6 +32,10 @@ export class AdminService {
     }
     const account = await this.accounts.findById(accountId);
     if (!account) throw notFound("That account");
+    // SPEC §7: raising the verification level is a setting change the Global Settings Lock refuses.
+    if (tiers.indexOf(tier as Tier) > tiers.indexOf(account.tier) && isLocked(account, this.clock.now())) {
+      throw settingsLocked();
+    }
     await this.accounts.setTier(account.id, tier as Tier);
     await this.sessions.accountChanged(account.id);
     await this.record("account.tier_set", account.id, { from: account.tier, to: tier }, context);

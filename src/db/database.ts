@@ -16,6 +16,7 @@ import * as foundation from "./migrations/0001-foundation.js";
 import * as secondFactors from "./migrations/0002-second-factors.js";
 import * as subsystems from "./migrations/0003-subsystems.js";
 import * as transactionAuthorization from "./migrations/0004-transaction-authorization.js";
+import * as globalLock from "./migrations/0005-global-lock-and-recovery.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -87,6 +88,7 @@ const migrations: Record<string, Migration> = {
   "0002-second-factors": secondFactors,
   "0003-subsystems": subsystems,
   "0004-transaction-authorization": transactionAuthorization,
+  "0005-global-lock-and-recovery": globalLock,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

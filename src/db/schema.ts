@@ -26,6 +26,12 @@ export interface AccountsTable {
   trading_2fa: Generated<number>;
   /** Argon2id of the 6-digit trading passcode, when set. */
   trading_passcode_hash: string | null;
+  /** Argon2id of the Master Key (SPEC §7), when set. */
+  master_key_hash: string | null;
+  /** The Global Settings Lock: on since, its unlock waiting period, and when a requested unlock completes. */
+  global_lock_since: number | null;
+  global_lock_delay_days: number | null;
+  global_lock_unlocks_at: number | null;
 }
 
 /** The per-account attempt counter of SPEC §4: one row per account, changed only by conditional updates. */
@@ -186,6 +192,7 @@ export interface SessionsTable {
   expires_at: number;
   ended_at: number | null;
   end_reason: string | null;
+  enrollment_required: Generated<number>;
 }
 
 export interface AuditLogTable {

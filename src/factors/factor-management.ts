@@ -169,6 +169,7 @@ export class FactorManagement {
     endOtherSessions: boolean,
   ): Promise<string[] | undefined> {
     await this.record(request, "factor.added", `added ${what}`);
+    await this.sessions.clearEnrollmentRequired(request.account.id);
     if (endOtherSessions) await this.sessions.endAll(request.account.id, request.sessionId, "ended_others");
     return first ? this.recoveryCodes.regenerate(request.account.id) : undefined;
   }

@@ -18,6 +18,7 @@ export type Proof =
   | { kind: "totp"; code: string }
   | { kind: "recovery_code"; code: string }
   | { kind: "trading_passcode"; passcode: string }
+  | { kind: "master_key"; masterKey: string }
   | {
       kind: "webauthn";
       response: AuthenticationResponseJSON;
@@ -62,6 +63,11 @@ export class ProofVerifier {
           case "password":
             return (await this.hasher.verify(account.passwordHash, proof.password))
               ? { ok: true, value: "password" }
+              : { ok: false };
+          case "master_key":
+            return account.masterKeyHash !== null &&
+              (await this.hasher.verify(account.masterKeyHash, proof.masterKey))
+              ? { ok: true, value: "master_key" }
               : { ok: false };
           case "trading_passcode":
             return account.tradingPasscodeHash !== null &&

@@ -4,7 +4,12 @@ import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { Problem } from "../support/problem.js";
 
-export type TokenPurpose = "verify_email" | "reset_password" | "approve_device" | "confirm_address";
+export type TokenPurpose =
+  | "verify_email"
+  | "reset_password"
+  | "approve_device"
+  | "confirm_address"
+  | "bypass_code";
 
 export interface ConsumedToken {
   accountId: string;
@@ -27,8 +32,8 @@ export class OneTimeTokens {
     ttlMs: number,
     data: Record<string, unknown> | null = null,
     trx?: Transaction<Database>,
+    token: string = mintToken(),
   ): Promise<string> {
-    const token = mintToken();
     const now = this.clock.now();
     await (trx ?? this.db)
       .insertInto("one_time_tokens")
@@ -42,6 +47,22 @@ export class OneTimeTokens {
       })
       .execute();
     return token;
+  }
+
+  /** Checks a token without spending it (a reset that still needs the Master Key); throws as consume does. */
+  async peek(purpose: TokenPurpose, token: string): Promise<ConsumedToken> {
+    const now = this.clock.now();
+    const row = await this.db
+      .selectFrom("one_time_tokens")
+      .select(["account_id", "data", "used_at", "expires_at"])
+      .where("token_hash", "=", hashToken(token))
+      .where("purpose", "=", purpose)
+      .executeTakeFirst();
+    if (!row)
+      throw new Problem(400, "invalid_token", "This link is not valid. Check that you copied all of it.");
+    if (row.used_at !== null) throw new Problem(410, "expired", "This link was already used.");
+    if (row.expires_at <= now) throw new Problem(410, "expired", "This link has expired. Ask for a new one.");
+    return { accountId: row.account_id, data: row.data ? JSON.parse(row.data) : null };
   }
 
   /** Spends the token or throws: 400 invalid_token when unknown, 410 expired when used or out of date. */

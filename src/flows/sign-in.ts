@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Kysely, Selectable } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
@@ -14,6 +15,7 @@ import type { AccountProtection } from "../protection/account-protection.js";
 import type { AttemptGuard } from "../protection/attempt-guard.js";
 import type { BotCheck, FailureSignals } from "../protection/bot-check.js";
 import type { RateLimiter } from "../protection/rate-limiter.js";
+import type { SecurityHolds } from "../security/holds.js";
 import { type DeviceService, deviceLabel } from "../sessions/devices.js";
 import type { ClientApp, Session, SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
@@ -75,6 +77,7 @@ export interface SignInDependencies {
   hasher: PasswordHasher;
   protection: AccountProtection;
   guard: AttemptGuard;
+  holds: SecurityHolds;
   proofs: ProofVerifier;
   factors: SecondFactorRepository;
   webauthn: WebAuthnFactor;
@@ -93,6 +96,9 @@ export interface SignInDependencies {
 }
 
 type FlowRow = Selectable<SignInFlowsTable>;
+
+// Unambiguous characters for a code read from an email and typed by hand.
+const BYPASS_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789";
 
 const enableTwoFactorNotice: Notice = {
   code: "enable_two_factor",
@@ -168,7 +174,7 @@ export class SignInService {
       await deps.accounts.updatePasswordHash(account.id, await deps.hasher.hash(input.password));
     }
 
-    const factors = await this.signInFactors(account.id);
+    const factors = await this.signInFactors(account);
     const now = deps.clock.now();
     const flow: FlowRow = {
       id: newId(),
@@ -208,6 +214,73 @@ export class SignInService {
       .where("id", "=", flow.id)
       .where("state", "=", "second_factor")
       .where("methods", "=", flow.methods)
+      .returningAll()
+      .executeTakeFirst();
+    if (!updated) throw expired("This sign-in has already moved on. Start again.");
+    return this.afterFactors(updated, context);
+  }
+
+  /**
+   * SPEC §7: a lost second factor is bypassed with the Master Key. The right Master Key sends a one-time
+   * code by email; see `completeBypass`.
+   */
+  async startBypass(flowId: string, masterKey: string, context: RequestContext): Promise<void> {
+    const { deps } = this;
+    const flow = await this.loadInState(flowId, "second_factor");
+    const account = await deps.accounts.findById(flow.account_id);
+    if (!account?.masterKeyHash) throw new Problem(409, "conflict", "This account has no Master Key.");
+    const result = await deps.proofs.verify(account, { kind: "master_key", masterKey }, "sign_in", context);
+    if (result.kind !== "passed") {
+      await this.notifyFailedSecondFactor(account, context);
+      throw invalidCode();
+    }
+    const code = Array.from(randomBytes(10), (b) => BYPASS_ALPHABET[b % BYPASS_ALPHABET.length]).join("");
+    await deps.tokens.issue("bypass_code", account.id, 15 * 60_000, { flowId }, undefined, code);
+    await deps.outbox.notify(account, {
+      kind: "bypass_code",
+      code,
+      ...securityDetails(context, deps.clock.now()),
+    });
+  }
+
+  /**
+   * The emailed code completes the sign-in without the lost factor: the old factors and recovery codes
+   * are removed, withdrawals are held 48 hours, and the session may only enroll a new factor.
+   */
+  async completeBypass(flowId: string, code: string, context: RequestContext): Promise<SignInResult> {
+    const { deps } = this;
+    const flow = await this.loadInState(flowId, "second_factor");
+    const account = await deps.accounts.findById(flow.account_id);
+    if (!account) throw notFound("This sign-in");
+    const result = await deps.protection.attempt(
+      account,
+      { factor: "bypass_code", stage: "sign_in" },
+      context,
+      async () => {
+        try {
+          const spent = await deps.tokens.consume("bypass_code", code.trim().toUpperCase());
+          return spent.accountId === account.id && spent.data?.flowId === flowId
+            ? { ok: true, value: null }
+            : { ok: false };
+        } catch {
+          return { ok: false };
+        }
+      },
+    );
+    if (result.kind !== "passed") throw invalidCode();
+    await deps.db.deleteFrom("second_factors").where("account_id", "=", account.id).execute();
+    await deps.db.deleteFrom("recovery_codes").where("account_id", "=", account.id).execute();
+    await deps.holds.place(account.id, "second_factor_reset");
+    await deps.audit.append(
+      { event: "sign_in.second_factor_reset", outcome: "success", accountId: account.id },
+      context,
+    );
+    const methods = [...(JSON.parse(flow.methods) as string[]), "master_key", "bypass_code"];
+    const updated = await deps.db
+      .updateTable("sign_in_flows")
+      .set({ methods: JSON.stringify(methods) })
+      .where("id", "=", flow.id)
+      .where("state", "=", "second_factor")
       .returningAll()
       .executeTakeFirst();
     if (!updated) throw expired("This sign-in has already moved on. Start again.");
@@ -356,6 +429,7 @@ export class SignInService {
       methods,
       deviceId,
       context,
+      enrollmentRequired: methods.includes("bypass_code"),
     });
     await deps.db
       .updateTable("sign_in_flows")
@@ -375,13 +449,14 @@ export class SignInService {
     return { state: "authenticated", flowId: flow.id, session, token, notices };
   }
 
-  private async signInFactors(accountId: string): Promise<SignInFactor[]> {
-    const rows = await this.deps.factors.listConfirmed(accountId);
+  private async signInFactors(account: Account): Promise<SignInFactor[]> {
+    const rows = await this.deps.factors.listConfirmed(account.id);
     const types = new Set(rows.map((r) => r.type));
     const factors: SignInFactor[] = [];
     if (types.has("totp")) factors.push("totp");
     if (types.has("webauthn")) factors.push("webauthn");
     if (factors.length > 0) factors.push("recovery_code");
+    if (factors.length > 0 && account.masterKeyHash) factors.push("master_key");
     return factors;
   }
 

@@ -31,6 +31,21 @@ export interface AuthOptions {
 
 const unsafeMethods = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
+/** What a session that must enroll a new second factor may still do. */
+const enrollmentRoutes = new Set([
+  "GET /v1/session",
+  "DELETE /v1/session",
+  "GET /v1/security",
+  "GET /v1/security/factors",
+  "POST /v1/security/totp",
+  "POST /v1/security/totp/:enrollmentId/confirm",
+  "POST /v1/security/webauthn/options",
+  "POST /v1/security/webauthn",
+  "GET /v1/actions/:id",
+  "POST /v1/actions/:id/confirm",
+  "POST /v1/actions/:id/webauthn/options",
+]);
+
 /** `__Host-` and Secure whenever the public URL is https (SPEC §5); browsers refuse both on plain http. */
 export function sessionCookieName(publicUrl: URL): string {
   return publicUrl.protocol === "https:" ? "__Host-portcullis_session" : "portcullis_session";
@@ -108,6 +123,13 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
           reason: "origin_required",
         },
       );
+    }
+    // A session opened with the Master Key bypass may only enroll a new second factor (SPEC §7).
+    if (
+      principal.session.enrollmentRequired &&
+      !enrollmentRoutes.has(`${request.method} ${request.routeOptions.url}`)
+    ) {
+      throw new Problem(403, "enrollment_required", "Set up a new second factor before anything else.");
     }
     request.authenticated = { ...principal, token, via: bearer ? "bearer" : "cookie" };
   });

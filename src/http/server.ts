@@ -15,6 +15,7 @@ import { registerCapabilityRoutes } from "./routes/capabilities.js";
 import { registerDevRoutes } from "./routes/dev.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerFundingRoutes } from "./routes/funding.js";
+import { registerLockAndRecoveryRoutes } from "./routes/lock-and-recovery.js";
 import { registerPublicRoutes } from "./routes/public.js";
 import { registerSecurityRoutes } from "./routes/security.js";
 import { registerSessionRoutes } from "./routes/sessions.js";
@@ -116,6 +117,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   registerCapabilityRoutes(app, services);
   registerActionRoutes(app, services);
   registerFundingRoutes(app, services);
+  registerLockAndRecoveryRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerAdminRoutes(app, services);
   registerDevRoutes(app, services);

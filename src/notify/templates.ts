@@ -46,6 +46,9 @@ export type EmailMessage =
   | ({ kind: "second_factor_failed"; resetLink: string } & SecurityEventDetails)
   | ({ kind: "recovery_code_used"; remaining: number } & SecurityEventDetails)
   | ({ kind: "security_change"; change: string } & SecurityEventDetails)
+  | ({ kind: "password_reset"; link: string; masterKeyRequired: boolean } & SecurityEventDetails)
+  | { kind: "username_reminder"; username: string; signInLink: string }
+  | ({ kind: "bypass_code"; code: string } & SecurityEventDetails)
   | ({
       kind: "confirm_withdrawal_address";
       asset: string;
@@ -155,6 +158,34 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
           "If this was you, confirm it (the link works once, for 24 hours). It can be used 48 hours after you confirm:",
           message.link,
           "If this was not you, do not click the link and contact support at once: your account may be compromised.",
+        ],
+      };
+    case "password_reset":
+      return {
+        subject: "Reset your password",
+        lines: [
+          "Someone asked to reset the password of your account.",
+          ...describeRequest(message),
+          "To choose a new password, open this link (it works once, for 2 hours):",
+          message.link,
+          ...(message.masterKeyRequired ? ["You will need your Master Key."] : []),
+          "Resetting ends every session and holds withdrawals for 24 hours. If this was not you, ignore this email.",
+        ],
+      };
+    case "username_reminder":
+      return {
+        subject: "Your username",
+        lines: [`Your username is: ${message.username}`, `Sign in: ${message.signInLink}`],
+      };
+    case "bypass_code":
+      return {
+        subject: "Your two-factor bypass code",
+        lines: [
+          "Your Master Key was used to sign in without your second factor. Your sign-in code:",
+          message.code,
+          ...describeRequest(message),
+          "It works once, for 15 minutes. After signing in you must set up a new second factor.",
+          "If this was not you, your password and Master Key are known to someone else: contact support at once.",
         ],
       };
     case "security_change":

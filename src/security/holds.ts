@@ -10,6 +10,7 @@ const HOUR = 3_600_000;
 export const holdLengths = {
   password_reset: 24 * HOUR,
   second_factor_removed: 48 * HOUR,
+  second_factor_reset: 48 * HOUR,
   trading_passcode_changed: 24 * HOUR,
   email_changed: 72 * HOUR,
 } as const;

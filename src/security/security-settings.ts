@@ -1,13 +1,16 @@
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { ActionService } from "../actions/actions.js";
 import type { AuditLog } from "../audit/audit-log.js";
+import type { Settings } from "../config/settings.js";
 import type { PasswordHasher } from "../factors/password.js";
+import { normalizePassword, passwordWeaknesses, weaknessMessages } from "../factors/password.js";
+import type { ProofVerifier } from "../factors/proofs.js";
 import type { SecondFactorRepository } from "../factors/second-factors.js";
 import type { Outbox } from "../notify/outbox.js";
 import { securityDetails } from "../notify/templates.js";
 import type { SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
-import { invalidRequest, Problem } from "../support/problem.js";
+import { invalidCredentials, invalidRequest, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import type { SecurityHolds } from "./holds.js";
 
@@ -26,6 +29,8 @@ export class SecuritySettings {
     private readonly audit: AuditLog,
     private readonly outbox: Outbox,
     private readonly clock: Clock,
+    private readonly proofs: ProofVerifier,
+    private readonly passwordRules: Settings["password"],
   ) {}
 
   async setRequirements(
@@ -87,6 +92,105 @@ export class SecuritySettings {
       account,
       "security.trading_passcode_set",
       replacing ? "changed the trading passcode" : "set a trading passcode",
+      context,
+    );
+  }
+
+  /** ASVS 6.2.3: changing the password needs the current one; every other session ends (SPEC §5). */
+  async changePassword(
+    account: Account,
+    actionId: string | undefined,
+    sessionId: string,
+    input: { currentPassword: string; newPassword: string },
+    context: RequestContext,
+  ): Promise<void> {
+    await this.actions.requireStepUp(account, actionId, "change_password", {}, "Change your password");
+    const current = await this.proofs.verify(
+      account,
+      { kind: "password", password: input.currentPassword },
+      "change_password",
+      context,
+    );
+    if (current.kind !== "passed") throw invalidCredentials();
+    const weaknesses = passwordWeaknesses(
+      input.newPassword,
+      { username: account.username, email: account.email },
+      this.passwordRules,
+    );
+    if (weaknesses.length > 0) {
+      throw new Problem(400, "weak_password", "Choose a stronger password.", {
+        reasons: weaknesses.map((code) => ({ code, message: weaknessMessages[code] })),
+      });
+    }
+    await this.accounts.updatePasswordHash(account.id, await this.hasher.hash(input.newPassword));
+    await this.sessions.endAll(account.id, sessionId, "password_changed");
+    await this.changed(
+      account,
+      "security.password_changed",
+      "changed the password (other sessions were ended)",
+      context,
+    );
+  }
+
+  /** The Master Key (SPEC §7): a separate long passphrase, set or changed only while the lock is off. */
+  async setMasterKey(
+    account: Account,
+    actionId: string | undefined,
+    masterKey: string,
+    context: RequestContext,
+  ) {
+    const length = [...normalizePassword(masterKey)].length;
+    if (length < 16 || length > 256) {
+      throw invalidRequest("The Master Key is 16 to 256 characters: a passphrase you keep offline.", [
+        { field: "masterKey", message: "16 to 256 characters" },
+      ]);
+    }
+    if (await this.hasher.verify(account.passwordHash, masterKey)) {
+      throw invalidRequest("The Master Key must differ from your password.", [
+        { field: "masterKey", message: "not your password" },
+      ]);
+    }
+    const replacing = account.masterKeyHash !== null;
+    await this.actions.requireStepUp(
+      account,
+      actionId,
+      "set_master_key",
+      {},
+      replacing ? "Change the Master Key" : "Set a Master Key",
+    );
+    await this.accounts.setMasterKeyHash(account.id, await this.hasher.hash(masterKey));
+    await this.changed(
+      account,
+      "security.master_key_set",
+      replacing ? "changed the Master Key" : "set a Master Key",
+      context,
+    );
+  }
+
+  /** A code of the owner's choosing, shown in every email Portcullis sends (SPEC §12). */
+  async setAntiPhishingCode(
+    account: Account,
+    actionId: string | undefined,
+    code: string,
+    context: RequestContext,
+  ) {
+    if (!/^[\p{L}\p{N} _-]{4,20}$/u.test(code)) {
+      throw invalidRequest("Use 4 to 20 letters, digits, spaces, '-' or '_'.", [
+        { field: "code", message: "4 to 20 characters" },
+      ]);
+    }
+    await this.actions.requireStepUp(
+      account,
+      actionId,
+      "set_anti_phishing_code",
+      {},
+      "Set the anti-phishing code",
+    );
+    await this.accounts.setAntiPhishingCode(account.id, code);
+    await this.changed(
+      { ...account, antiPhishingCode: code },
+      "security.anti_phishing_code_set",
+      "set the anti-phishing code",
       context,
     );
   }

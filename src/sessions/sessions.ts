@@ -37,6 +37,8 @@ export interface Session {
   lastSeenAt: number;
   expiresAt: number;
   idleExpiresAt: number;
+  /** Opened with the Master Key bypass: nothing but enrolling a new second factor is allowed. */
+  enrollmentRequired: boolean;
 }
 
 export interface IssueSession {
@@ -45,6 +47,7 @@ export interface IssueSession {
   methods: string[];
   deviceId: string | null;
   context: RequestContext;
+  enrollmentRequired?: boolean;
 }
 
 export type EndReason =
@@ -75,11 +78,13 @@ function toSession(row: Selectable<SessionsTable>): Session {
     lastSeenAt: row.last_seen_at,
     expiresAt: row.expires_at,
     idleExpiresAt: row.idle_expires_at,
+    enrollmentRequired: row.enrollment_required === 1,
   };
 }
 
 /** Second-factor methods: a session that used one of these is AAL2 (NIST 800-63B). */
-const secondFactorMethods = new Set(["totp", "webauthn", "recovery_code", "bypass_code"]);
+// The Master Key bypass is knowledge, like the password: it does not make a session AAL2.
+const secondFactorMethods = new Set(["totp", "webauthn", "recovery_code"]);
 
 /**
  * Sessions as rows (SPEC §5): the token is 256 random bits, only its SHA-256 is stored; idle and absolute
@@ -130,6 +135,7 @@ export class SessionService {
       expires_at: now + absoluteMs,
       ended_at: null,
       end_reason: null,
+      enrollment_required: input.enrollmentRequired ? 1 : 0,
     };
     await this.db.insertInto("sessions").values(row).execute();
     return { token, session: toSession(row) };
@@ -196,6 +202,10 @@ export class SessionService {
         "a.funding_2fa",
         "a.trading_2fa",
         "a.trading_passcode_hash",
+        "a.master_key_hash",
+        "a.global_lock_since",
+        "a.global_lock_delay_days",
+        "a.global_lock_unlocks_at",
         "a.created_at as account_created_at",
         "g.permanently_restricted_at",
       ])
@@ -249,6 +259,10 @@ export class SessionService {
       funding_2fa: row.funding_2fa,
       trading_2fa: row.trading_2fa,
       trading_passcode_hash: row.trading_passcode_hash,
+      master_key_hash: row.master_key_hash,
+      global_lock_since: row.global_lock_since,
+      global_lock_delay_days: row.global_lock_delay_days,
+      global_lock_unlocks_at: row.global_lock_unlocks_at,
       created_at: row.account_created_at,
     });
     return {
@@ -335,9 +349,21 @@ export class SessionService {
       expires_at: session.expiresAt,
       ended_at: null,
       end_reason: null,
+      enrollment_required: session.enrollmentRequired ? 1 : 0,
     };
     await this.db.insertInto("sessions").values(row).execute();
     return { token, session: toSession(row) };
+  }
+
+  /** A new second factor was enrolled: sessions opened by the Master Key bypass may do everything again. */
+  async clearEnrollmentRequired(accountId: string): Promise<void> {
+    await this.db
+      .updateTable("sessions")
+      .set({ enrollment_required: 0 })
+      .where("account_id", "=", accountId)
+      .where("enrollment_required", "=", 1)
+      .execute();
+    await this.accountChanged(accountId);
   }
 
   async endForDevice(accountId: string, deviceId: string, reason: EndReason): Promise<number> {

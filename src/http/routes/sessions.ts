@@ -1,5 +1,6 @@
 import { Type } from "typebox";
 import { eligibilitySummary } from "../../capabilities/capability-service.js";
+import { isLocked } from "../../security/global-lock.js";
 import type { Services } from "../../services.js";
 import { describeSession } from "../../sessions/sessions.js";
 import { iso } from "../../support/clock.js";
@@ -61,7 +62,8 @@ export function registerSessionRoutes(app: App, services: Services): void {
         account: {
           id: account.id,
           username: account.username,
-          email: account.email,
+          // SPEC §7: the Global Settings Lock hides the email address.
+          ...(isLocked(account, services.clock.now()) ? {} : { email: account.email }),
           tier: account.tier,
           country: account.country,
           region: account.region,

@@ -116,6 +116,43 @@ export function registerSignInRoutes(app: App, services: Services): void {
   }));
 
   app.post(
+    "/v1/sign-in/:flowId/master-key",
+    {
+      schema: {
+        tags: ["sign-in"],
+        summary: "Second step without the lost factor: the Master Key sends a one-time code by email",
+        params: FlowParams,
+        body: Type.Object({ masterKey: Type.String({ minLength: 1, maxLength: 1024 }) }),
+      },
+    },
+    async (request, reply) => {
+      await signIn.startBypass(request.params.flowId, request.body.masterKey, requestContext(request, geo));
+      return reply.status(202).send({ status: "bypass_code_sent" });
+    },
+  );
+
+  app.post(
+    "/v1/sign-in/:flowId/bypass-code",
+    {
+      schema: {
+        tags: ["sign-in"],
+        summary: "The emailed code: signs in, resets the lost factors, and requires a new one",
+        params: FlowParams,
+        body: Code,
+        response: { 200: SignInResponse },
+      },
+    },
+    async (request, reply) => {
+      const result = await signIn.completeBypass(
+        request.params.flowId,
+        request.body.code,
+        requestContext(request, geo),
+      );
+      return signInResponse(result, reply, services);
+    },
+  );
+
+  app.post(
     "/v1/sign-in/:flowId/webauthn/options",
     {
       schema: {

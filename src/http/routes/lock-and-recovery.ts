@@ -1,0 +1,212 @@
+import { Type } from "typebox";
+import { securityOverview } from "../../security/overview.js";
+import type { Services } from "../../services.js";
+import { caller, requestContext } from "../auth.js";
+import type { App } from "../server.js";
+import { changeRequest } from "./security.js";
+
+const ActionIdHeader = Type.Object({ "x-action-id": Type.Optional(Type.String({ format: "uuid" })) });
+
+export function registerLockAndRecoveryRoutes(app: App, services: Services): void {
+  const { securitySettings, globalLock, recovery, geo } = services;
+  const session = { auth: "session" as const };
+
+  app.get(
+    "/v1/security",
+    {
+      config: session,
+      schema: { tags: ["security"], summary: "The security overview: level, checklist and settings" },
+    },
+    async (request) => {
+      const { account } = caller(request);
+      const [factors, holds] = await Promise.all([
+        services.factorManagement.list(account),
+        services.holds.active(account.id),
+      ]);
+      return securityOverview(account, factors, globalLock.state(account), holds);
+    },
+  );
+
+  app.post(
+    "/v1/security/password",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Change the password (step-up and the current password); other sessions end",
+        headers: ActionIdHeader,
+        body: Type.Object({
+          currentPassword: Type.String({ minLength: 1, maxLength: 1024 }),
+          newPassword: Type.String({ minLength: 1, maxLength: 1024 }),
+        }),
+      },
+    },
+    async (request) => {
+      const change = changeRequest(request, services);
+      await securitySettings.changePassword(
+        change.account,
+        change.actionId,
+        change.sessionId,
+        request.body,
+        change.context,
+      );
+      return { status: "updated" };
+    },
+  );
+
+  app.put(
+    "/v1/security/master-key",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Set or change the Master Key (step-up; refused while the Global Settings Lock is on)",
+        headers: ActionIdHeader,
+        body: Type.Object({ masterKey: Type.String({ minLength: 1, maxLength: 1024 }) }),
+      },
+    },
+    async (request) => {
+      const change = changeRequest(request, services);
+      await securitySettings.setMasterKey(
+        change.account,
+        change.actionId,
+        request.body.masterKey,
+        change.context,
+      );
+      return { status: "updated" };
+    },
+  );
+
+  app.put(
+    "/v1/security/anti-phishing-code",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Set the code shown in every email (step-up)",
+        headers: ActionIdHeader,
+        body: Type.Object({ code: Type.String({ minLength: 1, maxLength: 64 }) }),
+      },
+    },
+    async (request) => {
+      const change = changeRequest(request, services);
+      await securitySettings.setAntiPhishingCode(
+        change.account,
+        change.actionId,
+        request.body.code,
+        change.context,
+      );
+      return { status: "updated" };
+    },
+  );
+
+  app.post(
+    "/v1/security/global-lock",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Turn on the Global Settings Lock with an unlock waiting period (step-up)",
+        headers: ActionIdHeader,
+        body: Type.Object({ unlockDelayDays: Type.Integer({ minimum: 0, maximum: 30 }) }),
+      },
+    },
+    async (request) => {
+      const change = changeRequest(request, services);
+      return globalLock.lock(change.account, change.actionId, request.body.unlockDelayDays, change.context);
+    },
+  );
+
+  app.post(
+    "/v1/security/global-lock/unlock",
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Unlock at once with the Master Key, or ask to unlock after the waiting period",
+        body: Type.Optional(
+          Type.Object({ masterKey: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) }),
+        ),
+      },
+    },
+    async (request) => {
+      const { account } = caller(request);
+      return globalLock.unlock(account, request.body?.masterKey, requestContext(request, geo));
+    },
+  );
+
+  app.delete(
+    "/v1/security/global-lock/unlock",
+    { config: session, schema: { tags: ["security"], summary: "Cancel a pending unlock" } },
+    async (request) => {
+      await globalLock.cancelUnlock(caller(request).account, requestContext(request, geo));
+      return { status: "cancelled" };
+    },
+  );
+
+  app.delete(
+    "/v1/admin/accounts/:id/global-lock",
+    {
+      config: { auth: "admin" },
+      schema: {
+        tags: ["admin"],
+        summary: "Support removes a Global Settings Lock (the 0-day case without a Master Key); audited",
+        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
+      },
+    },
+    async (request) => {
+      await globalLock.remove(request.params.id, requestContext(request, geo));
+      return { status: "removed" };
+    },
+  );
+
+  const Email = Type.String({ minLength: 3, maxLength: 254 });
+  const BotCheck = Type.Optional(Type.String({ maxLength: 8192 }));
+
+  app.post(
+    "/v1/recovery/password",
+    {
+      schema: {
+        tags: ["recovery"],
+        summary: "Ask for a password reset link; the answer is the same whether or not the account exists",
+        body: Type.Object({
+          email: Email,
+          username: Type.String({ minLength: 1, maxLength: 64 }),
+          botCheck: BotCheck,
+        }),
+      },
+    },
+    async (request, reply) =>
+      reply.status(202).send(await recovery.requestPasswordReset(request.body, requestContext(request, geo))),
+  );
+
+  app.post(
+    "/v1/recovery/password/complete",
+    {
+      schema: {
+        tags: ["recovery"],
+        summary:
+          "Set a new password with the emailed link (and the Master Key when set); no session is opened",
+        body: Type.Object({
+          token: Type.String({ minLength: 1, maxLength: 256 }),
+          newPassword: Type.String({ minLength: 1, maxLength: 1024 }),
+          masterKey: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+        }),
+      },
+    },
+    async (request) => recovery.completePasswordReset(request.body, requestContext(request, geo)),
+  );
+
+  app.post(
+    "/v1/recovery/username",
+    {
+      schema: {
+        tags: ["recovery"],
+        summary: "Email the username to the account's address; the answer is the same either way",
+        body: Type.Object({ email: Email, botCheck: BotCheck }),
+      },
+    },
+    async (request, reply) =>
+      reply.status(202).send(await recovery.requestUsername(request.body, requestContext(request, geo))),
+  );
+}

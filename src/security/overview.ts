@@ -1,0 +1,53 @@
+import type { Account } from "../accounts/accounts.js";
+import type { SecurityHold } from "../capabilities/evaluate.js";
+import type { SecondFactorView } from "../factors/second-factors.js";
+import { iso } from "../support/clock.js";
+import type { LockState } from "./global-lock.js";
+
+/**
+ * The security level of SPEC §13's overview: one point each for the password, sign-in 2FA, funding 2FA,
+ * trading 2FA, and the Global Settings Lock with a Master Key — with what to do next.
+ */
+export function securityOverview(
+  account: Account,
+  factors: SecondFactorView[],
+  lock: LockState,
+  holds: SecurityHold[],
+) {
+  const signIn = factors.length > 0;
+  const items = [
+    { id: "password", done: true, title: "A strong password" },
+    {
+      id: "sign_in_2fa",
+      done: signIn,
+      title: "Two-factor authentication for sign-in (authenticator app or security key)",
+    },
+    {
+      id: "funding_2fa",
+      done: account.fundingTwoFactor,
+      title: "Two-factor authentication for withdrawals and funding",
+    },
+    { id: "trading_2fa", done: account.tradingTwoFactor, title: "Two-factor authentication for trading" },
+    {
+      id: "global_settings_lock",
+      done: lock.enabled && account.masterKeyHash !== null,
+      title: "A Master Key and the Global Settings Lock",
+    },
+  ];
+  const level = items.filter((item) => item.done).length;
+  if (lock.enabled) {
+    // SPEC §7: the lock hides the security page's details.
+    return { level, checklist: items, globalLock: lock, hidden: true };
+  }
+  return {
+    level,
+    checklist: items,
+    secondFactors: factors,
+    globalLock: lock,
+    masterKey: { set: account.masterKeyHash !== null },
+    tradingPasscode: { set: account.tradingPasscodeHash !== null },
+    antiPhishingCode: { set: account.antiPhishingCode !== null },
+    requirements: { signIn, funding: account.fundingTwoFactor, trading: account.tradingTwoFactor },
+    holds: holds.map((hold) => ({ kind: hold.kind, until: iso(hold.until) })),
+  };
+}
