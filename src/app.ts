@@ -6,6 +6,8 @@ import { ActionService } from "./actions/actions.js";
 import { GrantSigner } from "./actions/grants.js";
 import { TransactionService } from "./actions/transaction-service.js";
 import { AdminService } from "./admin/admin-service.js";
+import { ApiKeyService } from "./api-keys/api-keys.js";
+import { SignedRequestVerifier } from "./api-keys/signed-requests.js";
 import { AuditLog } from "./audit/audit-log.js";
 import { CapabilityService } from "./capabilities/capability-service.js";
 import { loadPolicy, type Policy } from "./capabilities/policy.js";
@@ -196,6 +198,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     settings.password,
   );
   const globalLock = new GlobalLockService(db, clock, actions, proofs, sessions, audit, outbox);
+  const apiKeys = new ApiKeyService(db, clock, dataKey, actions, capabilities, audit, outbox);
+  const signedRequests = new SignedRequestVerifier(db, dataKey, clock);
   const admin = new AdminService(accounts, guard, subsystems, sessions, audit, clock);
 
   const signUp = new SignUpService({
@@ -295,6 +299,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     securitySettings,
     globalLock,
     recovery,
+    apiKeys,
+    signedRequests,
     signUp,
     signIn,
     geo,

@@ -4,6 +4,8 @@ import type { ActionService } from "./actions/actions.js";
 import type { GrantSigner } from "./actions/grants.js";
 import type { TransactionService } from "./actions/transaction-service.js";
 import type { AdminService } from "./admin/admin-service.js";
+import type { ApiKeyService } from "./api-keys/api-keys.js";
+import type { SignedRequestVerifier } from "./api-keys/signed-requests.js";
 import type { AuditLog } from "./audit/audit-log.js";
 import type { CapabilityService } from "./capabilities/capability-service.js";
 import type { SubsystemService } from "./capabilities/subsystems.js";
@@ -57,6 +59,8 @@ export interface Services {
   securitySettings: SecuritySettings;
   globalLock: GlobalLockService;
   recovery: RecoveryService;
+  apiKeys: ApiKeyService;
+  signedRequests: SignedRequestVerifier;
   signUp: SignUpService;
   signIn: SignInService;
   geo: GeoLocator;

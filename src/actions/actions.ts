@@ -97,6 +97,7 @@ export class ActionService {
     type: string,
     params: Record<string, unknown>,
     summary: string,
+    alsoRequire: RequiredProof[] = [],
   ): Promise<void> {
     // SPEC §7: while the Global Settings Lock is on, no setting changes but turning it on (it already is).
     if (type !== "enable_global_lock" && isLocked(account, this.clock.now())) throw settingsLocked();
@@ -116,7 +117,9 @@ export class ActionService {
         .executeTakeFirst();
       if (spent) return;
     }
-    const action = await this.create(account, type, params, summary);
+    const stepUp: RequiredProof[] =
+      (await this.availableFactors(account.id)).length > 0 ? ["second_factor"] : ["password"];
+    const action = await this.create(account, type, params, summary, [...stepUp, ...alsoRequire]);
     throw new Problem(403, "step_up_required", "Confirm this change with your second factor first.", {
       actionId: action.id,
       action,

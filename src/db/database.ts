@@ -17,6 +17,7 @@ import * as secondFactors from "./migrations/0002-second-factors.js";
 import * as subsystems from "./migrations/0003-subsystems.js";
 import * as transactionAuthorization from "./migrations/0004-transaction-authorization.js";
 import * as globalLock from "./migrations/0005-global-lock-and-recovery.js";
+import * as apiKeys from "./migrations/0006-api-keys.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -89,6 +90,7 @@ const migrations: Record<string, Migration> = {
   "0003-subsystems": subsystems,
   "0004-transaction-authorization": transactionAuthorization,
   "0005-global-lock-and-recovery": globalLock,
+  "0006-api-keys": apiKeys,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

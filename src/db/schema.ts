@@ -263,6 +263,31 @@ export interface MaintenanceWindowsTable {
   cancelled_at: number | null;
 }
 
+export interface ApiKeysTable {
+  id: string;
+  account_id: string;
+  name: string;
+  /** The public key (Kraken's API-Key header). */
+  key: string;
+  /** The signing secret, sealed with the data key (an HMAC check needs it back). */
+  secret_sealed: string;
+  permissions: string;
+  ip_allowlist: string;
+  valid_until: number | null;
+  query_from: number | null;
+  query_to: number | null;
+  nonce_window: Generated<number>;
+  last_nonce: string;
+  created_at: number;
+  last_used_at: number | null;
+  disabled_at: number | null;
+}
+
+export interface ApiKeyNoncesTable {
+  key_id: string;
+  nonce: string;
+}
+
 export interface Database {
   accounts: AccountsTable;
   account_guards: AccountGuardsTable;
@@ -283,4 +308,6 @@ export interface Database {
   maintenance_windows: MaintenanceWindowsTable;
   security_holds: SecurityHoldsTable;
   withdrawal_addresses: WithdrawalAddressesTable;
+  api_keys: ApiKeysTable;
+  api_key_nonces: ApiKeyNoncesTable;
 }

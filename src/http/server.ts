@@ -11,6 +11,7 @@ import { registerAccountRoutes } from "./routes/accounts.js";
 import { registerActionRoutes } from "./routes/actions.js";
 import { registerActivityRoutes } from "./routes/activity.js";
 import { registerAdminRoutes } from "./routes/admin.js";
+import { registerApiKeyRoutes } from "./routes/api-keys.js";
 import { registerCapabilityRoutes } from "./routes/capabilities.js";
 import { registerDevRoutes } from "./routes/dev.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
@@ -117,6 +118,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   registerCapabilityRoutes(app, services);
   registerActionRoutes(app, services);
   registerFundingRoutes(app, services);
+  registerApiKeyRoutes(app, services);
   registerLockAndRecoveryRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerAdminRoutes(app, services);

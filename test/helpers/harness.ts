@@ -202,9 +202,9 @@ export class Harness {
     });
   }
 
-  /** Signs in as an app client and returns the bearer token. */
-  async sessionToken(user: TestUser): Promise<string> {
-    const response = await this.signIn(user.username, user.password, { client: "app" });
+  /** Signs in as an app client (or another) and returns the bearer token. */
+  async sessionToken(user: TestUser, client: "app" | "pro" = "app"): Promise<string> {
+    const response = await this.signIn(user.username, user.password, { client });
     if (response.statusCode !== 200) throw new Error(`sign-in failed: ${response.body}`);
     return response.json().token as string;
   }

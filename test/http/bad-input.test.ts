@@ -298,6 +298,31 @@ const routes: RouteSpec[] = [
   },
   { method: "GET", path: "/v1/withdrawal-addresses", auth: "session", bare: "clean" },
   { method: "GET", path: "/v1/security", auth: "session", bare: "clean" },
+  { method: "GET", path: "/v1/api-keys", auth: "session", bare: "clean" },
+  {
+    method: "POST",
+    path: "/v1/api-keys",
+    auth: "session",
+    bare: "4xx",
+    body: {
+      base: () => ({ name: "bot", permissions: ["funds_withdraw"] }),
+      required: ["name", "permissions"],
+      optional: ["ipAllowlist", "validUntil", "queryFrom", "queryTo", "nonceWindow"],
+    },
+  },
+  { method: "DELETE", path: "/v1/api-keys/:id", auth: "session", bare: "4xx", params: { id: uuidLike } },
+  {
+    method: "POST",
+    path: "/v1/gateway/check",
+    auth: "admin",
+    bare: "4xx",
+    body: {
+      // Well-formed but for a public path, which the check endpoint does not take.
+      base: () => ({ path: "/0/public/Time", headers: {}, body: "nonce=1", ip: "203.0.113.7" }),
+      required: ["path", "headers", "body", "ip"],
+      optional: [],
+    },
+  },
   {
     method: "POST",
     path: "/v1/security/password",
