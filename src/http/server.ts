@@ -16,6 +16,7 @@ import { registerCapabilityRoutes } from "./routes/capabilities.js";
 import { registerDevRoutes } from "./routes/dev.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerFundingRoutes } from "./routes/funding.js";
+import { registerGatewayRoutes } from "./routes/gateway.js";
 import { registerLockAndRecoveryRoutes } from "./routes/lock-and-recovery.js";
 import { registerPublicRoutes } from "./routes/public.js";
 import { registerSecurityRoutes } from "./routes/security.js";
@@ -119,6 +120,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   registerActionRoutes(app, services);
   registerFundingRoutes(app, services);
   registerApiKeyRoutes(app, services);
+  registerGatewayRoutes(app, services);
   registerLockAndRecoveryRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerAdminRoutes(app, services);

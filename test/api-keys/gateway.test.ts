@@ -1,0 +1,122 @@
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import ccxt from "ccxt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { totpCode } from "../../src/factors/totp.js";
+import { enrollTotp, withStepUp } from "../helpers/factors.js";
+import { Harness } from "../helpers/harness.js";
+import { engines } from "../helpers/storage.js";
+
+/** The venue's own private API, as small as a test needs: it records what Portcullis passes on. */
+class Upstream {
+  readonly seen: { path: string; headers: IncomingMessage["headers"]; body: string }[] = [];
+  private server: Server | null = null;
+  url = "";
+  async start(): Promise<void> {
+    this.server = createServer((request, response) => {
+      let body = "";
+      request.on("data", (chunk) => {
+        body += chunk;
+      });
+      request.on("end", () => {
+        this.seen.push({ path: request.url ?? "", headers: request.headers, body });
+        response.setHeader("content-type", "application/json");
+        const path = request.url ?? "";
+        if (path === "/0/private/BalanceEx") {
+          response.end(
+            JSON.stringify({
+              error: [],
+              result: {
+                XXBT: { balance: "1.2500000000", hold_trade: "0.2500000000" },
+                ZUSD: { balance: "3100.5000", hold_trade: "0" },
+              },
+            }),
+          );
+        } else {
+          response.end(JSON.stringify({ error: [], result: {} }));
+        }
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()));
+  }
+}
+
+describe.each(engines)("the authenticating gateway on %s (SPEC §11)", (engine) => {
+  let h: Harness;
+  const upstream = new Upstream();
+  let base = "";
+  beforeAll(async () => {
+    await upstream.start();
+    h = await Harness.create(engine, { env: { PORTCULLIS_UPSTREAM_URL: upstream.url } });
+    await h.app.http.listen({ port: 0, host: "127.0.0.1" });
+    base = `http://127.0.0.1:${(h.app.http.server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await h.close();
+    await upstream.stop();
+  });
+
+  const keyFor = async (body: Record<string, unknown>) => {
+    const user = await h.createVerifiedUser();
+    const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
+    h.clock.advance(30_000);
+    const created = await withStepUp(
+      h,
+      enrolled.token,
+      "POST",
+      "/v1/api-keys",
+      { totp: totpCode(enrolled.secret, h.clock.now()) },
+      { body },
+    );
+    expect(created.response.statusCode, created.response.body).toBe(201);
+    return { key: created.response.json(), accountId: await h.accountId(user) };
+  };
+
+  it("lets ccxt's kraken class fetch the balance through the gateway, passing the caller's identity on", async () => {
+    const { key, accountId } = await keyFor({ name: "ccxt", permissions: ["funds_query"] });
+    const kraken = new ccxt.kraken({
+      apiKey: key.key,
+      secret: key.secret,
+      urls: { api: { public: base, private: base } },
+    });
+    const balance = await kraken.fetchBalance();
+    expect(balance.total).toMatchObject({ BTC: 1.25, USD: 3100.5 });
+    expect(balance.free).toMatchObject({ BTC: 1, USD: 3100.5 });
+    const forwarded = upstream.seen.find((s) => s.path === "/0/private/BalanceEx")!;
+    expect(forwarded.headers).toMatchObject({
+      "x-portcullis-account": accountId,
+      "x-portcullis-key": key.id,
+      "x-portcullis-permissions": "funds_query",
+    });
+    expect(forwarded.body).toMatch(/^nonce=\d+$/);
+    expect(forwarded.headers["api-sign"]).toBeUndefined();
+
+    const info = await kraken.privatePostGetApiKeyInfo();
+    expect(info).toMatchObject({ error: [], result: { name: "ccxt", permissions: ["funds_query"] } });
+
+    const impostor = new ccxt.kraken({
+      enableRateLimit: false,
+      apiKey: key.key,
+      secret: Buffer.alloc(64, 9).toString("base64"),
+      urls: { api: { public: base, private: base } },
+    });
+    await expect(impostor.fetchBalance()).rejects.toThrow(/Invalid signature/);
+    await expect(
+      kraken.privatePostAddOrder({ pair: "XBTUSD", type: "buy", ordertype: "market", volume: "1" }),
+    ).rejects.toThrow(/Permission denied/);
+  });
+
+  it("answers refused requests in Kraken's shape with a 4xx status", async () => {
+    const response = await fetch(`${base}/0/private/Balance`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "API-Key": "nope", "API-Sign": "nope" },
+      body: "nonce=1",
+    });
+    expect(response.status).toBe(401);
+    expect(await response.json()).toEqual({ error: ["EAPI:Invalid key"], result: {} });
+  });
+});
