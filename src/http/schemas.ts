@@ -20,3 +20,6 @@ export const SessionSummary = Type.Object({
 export const Client = Type.Union([Type.Literal("web"), Type.Literal("app"), Type.Literal("pro")]);
 
 export const Notice = Type.Object({ code: Type.String(), message: Type.String() });
+
+/** A setting change repeats its request with the confirmed action's id (API.md "Step-up"). */
+export const ActionIdHeader = Type.Object({ "x-action-id": Type.Optional(Type.String({ format: "uuid" })) });

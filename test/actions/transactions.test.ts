@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { totpCode } from "../../src/factors/totp.js";
-import { enrollTotp, withStepUp } from "../helpers/factors.js";
+import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, PUBLIC_URL } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
 import { SoftwareAuthenticator } from "../helpers/software-authenticator.js";
@@ -30,11 +30,7 @@ describe.each(engines)("funding and trading actions on %s (SPEC §8)", (engine) 
     }
   };
 
-  /** The next TOTP code nobody has used yet: half a minute on. */
-  const nextCode = (secret: Uint8Array) => {
-    h.clock.advance(30_000);
-    return totpCode(secret, h.clock.now());
-  };
+  const nextCode = (secret: Uint8Array) => nextTotpCode(h, secret);
 
   /** A trader with an authenticator app and a BTC address that is confirmed and past its hold. */
   const trader = async () => {

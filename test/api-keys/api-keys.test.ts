@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { krakenSignature } from "../../src/api-keys/signed-requests.js";
 import { totpCode } from "../../src/factors/totp.js";
-import { enrollTotp, withStepUp } from "../helpers/factors.js";
+import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
@@ -16,10 +16,7 @@ describe.each(engines)("API keys and Kraken-signed requests on %s (SPEC §11)", 
     await h.close();
   });
 
-  const nextCode = (secret: Uint8Array) => {
-    h.clock.advance(30_000);
-    return totpCode(secret, h.clock.now());
-  };
+  const nextCode = (secret: Uint8Array) => nextTotpCode(h, secret);
 
   const owner = async () => {
     const user = await h.createVerifiedUser();

@@ -63,6 +63,12 @@ export async function enrollTotp(
   };
 }
 
+/** The next TOTP code nobody has used yet: the clock moves half a minute on (each step is accepted once). */
+export function nextTotpCode(h: Harness, secret: Uint8Array): string {
+  h.clock.advance(30_000);
+  return totpCode(secret, h.clock.now());
+}
+
 export function base32Decode(input: string): Uint8Array {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
   let bits = "";

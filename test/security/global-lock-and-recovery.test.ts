@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { totpCode } from "../../src/factors/totp.js";
-import { enrollTotp, withStepUp } from "../helpers/factors.js";
+import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, type TestUser } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
 import { engines } from "../helpers/storage.js";
@@ -18,10 +18,7 @@ describe.each(engines)("Master Key, Global Settings Lock and recovery on %s (SPE
     await h.close();
   });
 
-  const nextCode = (secret: Uint8Array) => {
-    h.clock.advance(30_000);
-    return totpCode(secret, h.clock.now());
-  };
+  const nextCode = (secret: Uint8Array) => nextTotpCode(h, secret);
 
   /** A trader with an authenticator app, a Master Key, a pending withdrawal address and (optionally) the lock on. */
   const secured = async (options: { lockDays?: number } = {}) => {

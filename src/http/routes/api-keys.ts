@@ -1,6 +1,7 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { caller, requestContext } from "../auth.js";
+import { ActionIdHeader } from "../schemas.js";
 import type { App } from "../server.js";
 import { changeRequest } from "./security.js";
 
@@ -24,7 +25,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       schema: {
         tags: ["api-keys"],
         summary: "Create an API key (step-up, and the trading passcode when set); the secret is shown once",
-        headers: Type.Object({ "x-action-id": Type.Optional(Type.String({ format: "uuid" })) }),
+        headers: ActionIdHeader,
         body: Type.Object({
           name: Type.String({ minLength: 1, maxLength: 64 }),
           permissions: Type.Array(Type.String({ maxLength: 32 }), { maxItems: 16 }),

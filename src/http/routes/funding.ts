@@ -1,10 +1,9 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { caller, requestContext } from "../auth.js";
+import { ActionIdHeader } from "../schemas.js";
 import type { App } from "../server.js";
 import { changeRequest } from "./security.js";
-
-const ActionIdHeader = Type.Object({ "x-action-id": Type.Optional(Type.String({ format: "uuid" })) });
 
 export function registerFundingRoutes(app: App, services: Services): void {
   const { addresses, securitySettings, geo } = services;

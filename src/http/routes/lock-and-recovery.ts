@@ -2,10 +2,9 @@ import { Type } from "typebox";
 import { securityOverview } from "../../security/overview.js";
 import type { Services } from "../../services.js";
 import { caller, requestContext } from "../auth.js";
+import { ActionIdHeader } from "../schemas.js";
 import type { App } from "../server.js";
 import { changeRequest } from "./security.js";
-
-const ActionIdHeader = Type.Object({ "x-action-id": Type.Optional(Type.String({ format: "uuid" })) });
 
 export function registerLockAndRecoveryRoutes(app: App, services: Services): void {
   const { securitySettings, globalLock, recovery, geo } = services;

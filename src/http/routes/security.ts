@@ -3,9 +3,9 @@ import { Type } from "typebox";
 import type { ChangeRequest } from "../../factors/factor-management.js";
 import type { Services } from "../../services.js";
 import { type Authenticated, caller, requestContext } from "../auth.js";
+import { ActionIdHeader } from "../schemas.js";
 import type { App } from "../server.js";
 
-const ActionIdHeader = Type.Object({ "x-action-id": Type.Optional(Type.String({ format: "uuid" })) });
 const EndOthers = Type.Optional(
   Type.Boolean({ description: "Also end every other session of this account" }),
 );
