@@ -95,15 +95,33 @@ const migrations: Record<string, Migration> = {
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
-export async function migrateToLatest({ db, engine }: Storage): Promise<string[]> {
-  // On PostgreSQL the migrator must be told its schema: otherwise it finds its bookkeeping tables in any
-  // schema of the database (another deployment's, another test's) and skips creating its own.
-  const migrationTableSchema =
-    engine === "postgres"
-      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
-      : undefined;
+/** PostgreSQL advisory lock held while migrating, and by anything that drops schemas ("port"). */
+export const MIGRATION_LOCK = 0x706f7274;
+
+async function runMigrations(
+  db: Kysely<Database>,
+  migrationTableSchema: string | undefined,
+): Promise<string[]> {
   const migrator = new Migrator({ db, provider, ...(migrationTableSchema ? { migrationTableSchema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error;
   return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}
+
+export async function migrateToLatest({ db, engine }: Storage): Promise<string[]> {
+  if (engine === "sqlite") return runMigrations(db, undefined);
+  // On PostgreSQL the migrator reads the catalogue of every schema in the database, so it must be told its
+  // own (else it finds another deployment's bookkeeping tables), and a schema dropped meanwhile would
+  // break that read: migrations run on one connection holding an advisory lock that schema droppers take
+  // too. Instances starting together thereby migrate one after another.
+  return db.connection().execute(async (connection) => {
+    await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(connection);
+    try {
+      const schema = (await sql<{ schema: string }>`select current_schema() as schema`.execute(connection))
+        .rows[0]?.schema;
+      return await runMigrations(connection, schema);
+    } finally {
+      await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(connection);
+    }
+  });
 }

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { type Engine, openStorage, type Storage } from "../../src/db/database.js";
+import { type Engine, MIGRATION_LOCK, openStorage, type Storage } from "../../src/db/database.js";
 
 export const engines: Engine[] = ["sqlite", "postgres"];
 
@@ -56,7 +56,10 @@ export async function openTestStorage(engine: Engine): Promise<TestStorage> {
       await storage.close().catch(() => {});
       const cleanup = new pg.Client({ connectionString: postgresUrl });
       await cleanup.connect();
+      // Not while any suite is migrating: the migrator reads every schema's catalogue entries.
+      await cleanup.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
       await cleanup.query(`drop schema if exists ${schema} cascade`);
+      await cleanup.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
       await cleanup.end();
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
