@@ -199,7 +199,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   );
   const globalLock = new GlobalLockService(db, clock, actions, proofs, sessions, audit, outbox);
   const apiKeys = new ApiKeyService(db, clock, dataKey, actions, capabilities, audit, outbox);
-  const signedRequests = new SignedRequestVerifier(db, dataKey, clock);
+  const signedRequests = new SignedRequestVerifier(db, dataKey, clock, audit, metrics);
   const admin = new AdminService(accounts, guard, subsystems, sessions, audit, clock);
 
   const signUp = new SignUpService({

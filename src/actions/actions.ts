@@ -5,7 +5,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { newId, sha256Hex } from "../crypto/tokens.js";
 import type { ActionsTable, Database } from "../db/schema.js";
 import { invalidCode, type Proof, type ProofVerifier } from "../factors/proofs.js";
-import type { SecondFactorRepository } from "../factors/second-factors.js";
+import { type SecondFactorRepository, secondFactorNames } from "../factors/second-factors.js";
 import type { WebAuthnFactor } from "../factors/webauthn-factor.js";
 import { isLocked, settingsLocked } from "../security/global-lock.js";
 import type { Session, SessionService } from "../sessions/sessions.js";
@@ -326,13 +326,7 @@ export class ActionService {
   }
 
   private async availableFactors(accountId: string): Promise<string[]> {
-    const rows = await this.factors.listConfirmed(accountId);
-    const types = new Set(rows.map((r) => r.type));
-    const factors: string[] = [];
-    if (types.has("totp")) factors.push("totp");
-    if (types.has("webauthn")) factors.push("webauthn");
-    if (factors.length > 0) factors.push("recovery_code");
-    return factors;
+    return secondFactorNames(await this.factors.listConfirmed(accountId));
   }
 
   private view(row: Selectable<ActionsTable>, factors: string[]): ActionView {

@@ -1,9 +1,11 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { BlockList, isIPv4, isIPv6 } from "node:net";
 import type { Kysely } from "kysely";
+import type { AuditLog } from "../audit/audit-log.js";
 import type { DataKey } from "../crypto/data-key.js";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
+import type { Metrics } from "../support/metrics.js";
 import { methodPermissions, type Permission } from "./permissions.js";
 
 export type KrakenError =
@@ -22,6 +24,7 @@ export interface SignedRequest {
   /** The body exactly as sent (form-encoded or JSON): the signature covers it byte for byte. */
   body: string;
   ip: string;
+  userAgent: string | null;
 }
 
 export type Verdict =
@@ -84,9 +87,28 @@ export class SignedRequestVerifier {
     private readonly db: Kysely<Database>,
     private readonly dataKey: DataKey,
     private readonly clock: Clock,
+    private readonly audit: AuditLog,
+    private readonly metrics: Metrics,
   ) {}
 
+  /** Every decision is counted and audited (SPEC §12: "every API-key use decision"), wherever it is asked for. */
   async verify(request: SignedRequest): Promise<Verdict> {
+    const verdict = await this.decide(request);
+    this.metrics.apiKeyDecisions.inc({ outcome: verdict.allow ? "allow" : verdict.error });
+    await this.audit.append(
+      {
+        event: "api_key.request",
+        outcome: verdict.allow ? "success" : "refused",
+        accountId: verdict.accountId ?? null,
+        actor: verdict.keyId ? `api_key:${verdict.keyId}` : "anonymous",
+        details: verdict.allow ? { method: verdict.method } : { error: verdict.error, path: request.path },
+      },
+      { ip: request.ip, userAgent: request.userAgent, location: null, country: null, city: null },
+    );
+    return verdict;
+  }
+
+  private async decide(request: SignedRequest): Promise<Verdict> {
     const method = request.path.replace(/^\/0\/private\//, "");
     if (!request.apiKey || request.apiKey.length > 128) return { allow: false, error: "EAPI:Invalid key" };
     const row = await this.db

@@ -30,6 +30,19 @@ export function isRoaming(
   return transports.some((t) => t === "usb" || t === "nfc" || t === "ble");
 }
 
+/**
+ * The second factors an account can present, in the names of API.md: an authenticator app, security
+ * keys, and — once either exists — recovery codes.
+ */
+export function secondFactorNames(rows: Pick<Selectable<SecondFactorsTable>, "type">[]): SignInFactor[] {
+  const types = new Set(rows.map((r) => r.type));
+  const names: SignInFactor[] = [];
+  if (types.has("totp")) names.push("totp");
+  if (types.has("webauthn")) names.push("webauthn");
+  if (names.length > 0) names.push("recovery_code");
+  return names;
+}
+
 /** Reads and removals of enrolled second factors, whatever their type. */
 export class SecondFactorRepository {
   constructor(private readonly db: Kysely<Database>) {}

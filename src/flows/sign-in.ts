@@ -7,7 +7,11 @@ import { newId } from "../crypto/tokens.js";
 import type { Database, SignInFlowsTable } from "../db/schema.js";
 import type { PasswordHasher } from "../factors/password.js";
 import { invalidCode, type Proof, type ProofVerifier } from "../factors/proofs.js";
-import type { SecondFactorRepository, SignInFactor } from "../factors/second-factors.js";
+import {
+  type SecondFactorRepository,
+  type SignInFactor,
+  secondFactorNames,
+} from "../factors/second-factors.js";
 import type { WebAuthnFactor } from "../factors/webauthn-factor.js";
 import type { Outbox } from "../notify/outbox.js";
 import { securityDetails } from "../notify/templates.js";
@@ -450,12 +454,7 @@ export class SignInService {
   }
 
   private async signInFactors(account: Account): Promise<SignInFactor[]> {
-    const rows = await this.deps.factors.listConfirmed(account.id);
-    const types = new Set(rows.map((r) => r.type));
-    const factors: SignInFactor[] = [];
-    if (types.has("totp")) factors.push("totp");
-    if (types.has("webauthn")) factors.push("webauthn");
-    if (factors.length > 0) factors.push("recovery_code");
+    const factors = secondFactorNames(await this.deps.factors.listConfirmed(account.id));
     if (factors.length > 0 && account.masterKeyHash) factors.push("master_key");
     return factors;
   }

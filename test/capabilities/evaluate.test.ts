@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type CapabilityInput, evaluateCapabilities } from "../../src/capabilities/evaluate.js";
-import { type ClientName, defaultPolicy, type Tier } from "../../src/capabilities/policy.js";
+import { type ClientName, defaultPolicy, subsystemIds, type Tier } from "../../src/capabilities/policy.js";
 import type {
   SubsystemSnapshot,
   SubsystemState,
@@ -12,17 +12,7 @@ const NOW = Date.parse("2026-06-01T12:00:00Z");
 function snapshot(
   overrides: Partial<Record<string, { status: SubsystemStatus; until?: number }>> = {},
 ): SubsystemSnapshot {
-  const ids = [
-    "website",
-    "api",
-    "spot_engine",
-    "futures_engine",
-    "funding.crypto",
-    "funding.ach",
-    "funding.wire",
-    "funding.card",
-    "signups",
-  ];
+  const ids = subsystemIds;
   const states = Object.fromEntries(
     ids.map((id) => [
       id,

@@ -93,18 +93,8 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         apiSign: headers["api-sign"],
         body: request.body.body,
         ip: request.body.ip,
+        userAgent: null,
       });
-      services.metrics.apiKeyDecisions.inc({ outcome: verdict.allow ? "allow" : verdict.error });
-      await services.audit.append(
-        {
-          event: "api_key.request",
-          outcome: verdict.allow ? "success" : "refused",
-          accountId: verdict.accountId ?? null,
-          actor: verdict.keyId ? `api_key:${verdict.keyId}` : "anonymous",
-          details: verdict.allow ? { method: verdict.method } : { error: verdict.error },
-        },
-        { ip: request.body.ip, userAgent: null, location: null, country: null, city: null },
-      );
       return verdict.allow
         ? {
             allow: true,

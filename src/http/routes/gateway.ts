@@ -81,24 +81,8 @@ export function registerGatewayRoutes(app: App, services: Services): void {
           apiSign: header("api-sign"),
           body,
           ip: request.ip,
+          userAgent: header("user-agent") ?? null,
         });
-        services.metrics.apiKeyDecisions.inc({ outcome: verdict.allow ? "allow" : verdict.error });
-        await services.audit.append(
-          {
-            event: "api_key.request",
-            outcome: verdict.allow ? "success" : "refused",
-            accountId: verdict.accountId ?? null,
-            actor: verdict.keyId ? `api_key:${verdict.keyId}` : "anonymous",
-            details: verdict.allow ? { method: verdict.method } : { error: verdict.error, path },
-          },
-          {
-            ip: request.ip,
-            userAgent: header("user-agent") ?? null,
-            location: null,
-            country: null,
-            city: null,
-          },
-        );
         if (!verdict.allow) return krakenError(reply, verdict.error);
 
         if (verdict.method === "GetApiKeyInfo") {
