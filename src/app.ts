@@ -7,6 +7,8 @@ import { GrantSigner } from "./actions/grants.js";
 import { TransactionService } from "./actions/transaction-service.js";
 import { AdminService } from "./admin/admin-service.js";
 import { ApiKeyService } from "./api-keys/api-keys.js";
+import { ApiApprovals } from "./api-keys/approvals.js";
+import { ApiLockout } from "./api-keys/lockout.js";
 import { SignedRequestVerifier } from "./api-keys/signed-requests.js";
 import { AuditLog } from "./audit/audit-log.js";
 import { CapabilityService } from "./capabilities/capability-service.js";
@@ -198,8 +200,20 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     settings.password,
   );
   const globalLock = new GlobalLockService(db, clock, actions, proofs, sessions, audit, outbox);
-  const apiKeys = new ApiKeyService(db, clock, dataKey, actions, capabilities, audit, outbox);
-  const signedRequests = new SignedRequestVerifier(db, dataKey, clock, audit, metrics);
+  const apiKeys = new ApiKeyService(db, clock, dataKey, actions, capabilities, audit, outbox, "Portcullis");
+  const approvals = new ApiApprovals(db, clock, actions);
+  const apiLockout = new ApiLockout(db, clock);
+  const signedRequests = new SignedRequestVerifier(
+    db,
+    dataKey,
+    clock,
+    audit,
+    metrics,
+    accounts,
+    capabilities,
+    apiLockout,
+    approvals,
+  );
   const admin = new AdminService(accounts, guard, subsystems, sessions, audit, clock);
 
   const signUp = new SignUpService({
@@ -300,6 +314,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     globalLock,
     recovery,
     apiKeys,
+    approvals,
     signedRequests,
     signUp,
     signIn,
@@ -309,7 +324,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const http = await buildHttpServer(services, { logger: logger || false });
 
   const housekeeping = setInterval(() => {
-    void Promise.all([limiter.prune(24 * 3_600_000), botCheck.prune()]).catch(() => {});
+    void Promise.all([limiter.prune(24 * 3_600_000), botCheck.prune(), apiLockout.prune()]).catch(() => {});
   }, 10 * 60_000);
   housekeeping.unref();
   if (options.startWorkers) outbox.start();

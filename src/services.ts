@@ -5,6 +5,7 @@ import type { GrantSigner } from "./actions/grants.js";
 import type { TransactionService } from "./actions/transaction-service.js";
 import type { AdminService } from "./admin/admin-service.js";
 import type { ApiKeyService } from "./api-keys/api-keys.js";
+import type { ApiApprovals } from "./api-keys/approvals.js";
 import type { SignedRequestVerifier } from "./api-keys/signed-requests.js";
 import type { AuditLog } from "./audit/audit-log.js";
 import type { CapabilityService } from "./capabilities/capability-service.js";
@@ -60,6 +61,7 @@ export interface Services {
   globalLock: GlobalLockService;
   recovery: RecoveryService;
   apiKeys: ApiKeyService;
+  approvals: ApiApprovals;
   signedRequests: SignedRequestVerifier;
   signUp: SignUpService;
   signIn: SignInService;

@@ -20,6 +20,10 @@ import { transactionTypes } from "./transactions.js";
 const ACTION_TTL_MS = 5 * 60_000;
 
 export const isTransaction = (type: string) => (transactionTypes as readonly string[]).includes(type);
+/** A Kraken-signed request held for its owner's approval (SPEC §11): it moves money, like a transaction. */
+export const API_APPROVAL = "api_request";
+/** Confirming these is consent to one movement of money, not a privilege change of the session. */
+const movesMoney = (type: string) => isTransaction(type) || type === API_APPROVAL;
 const MAX_FAILED_CONFIRMATIONS = 5;
 
 /**
@@ -136,6 +140,7 @@ export class ActionService {
     params: Record<string, unknown>,
     summary: string,
     requiredProofs?: RequiredProof[],
+    ttlMs = ACTION_TTL_MS,
   ): Promise<ActionView> {
     const factors = await this.availableFactors(account.id);
     const required: RequiredProof[] =
@@ -151,7 +156,7 @@ export class ActionService {
       required: JSON.stringify(required),
       state: "pending",
       created_at: now,
-      expires_at: now + ACTION_TTL_MS,
+      expires_at: now + ttlMs,
     };
     await this.db.insertInto("actions").values(row).execute();
     return this.view(
@@ -200,7 +205,7 @@ export class ActionService {
       const result = await this.proofs.verify(
         account,
         proof,
-        isTransaction(action.type) ? "action" : "step_up",
+        movesMoney(action.type) ? "action" : "step_up",
         context,
       );
       if (result.kind !== "passed") {
@@ -230,7 +235,7 @@ export class ActionService {
       ...(grant ? { grant } : {}),
     };
     // A confirmed setting change is a step-up, a privilege change: the session gets a new token.
-    const rotated = isTransaction(action.type) ? null : await this.sessions.rotate(session, methods);
+    const rotated = movesMoney(action.type) ? null : await this.sessions.rotate(session, methods);
     return { action: view, rotated };
   }
 

@@ -9,6 +9,7 @@ import { isCidr } from "../config/env.js";
 import type { DataKey } from "../crypto/data-key.js";
 import { newId } from "../crypto/tokens.js";
 import type { ApiKeysTable, Database } from "../db/schema.js";
+import { newTotpSecret, otpauthUri, toBase32 } from "../factors/totp.js";
 import type { Outbox } from "../notify/outbox.js";
 import { securityDetails } from "../notify/templates.js";
 import type { Clock } from "../support/clock.js";
@@ -16,16 +17,34 @@ import { iso } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
 import { invalidRequest, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
+import { parseDecimal } from "./approvals.js";
 import { permissions as knownPermissions, type Permission } from "./permissions.js";
 
-export interface NewApiKey {
-  name: string;
-  permissions: string[];
+export type KeyOtp = { type: "static"; password: string } | { type: "totp" };
+
+/** What a key is created with, or changed to (PATCH: absent fields keep their value, null clears). */
+export interface ApiKeyInput {
+  name?: string;
+  permissions?: string[];
   ipAllowlist?: string[];
-  validUntil?: string;
-  queryFrom?: string;
-  queryTo?: string;
+  validUntil?: string | null;
+  queryFrom?: string | null;
+  queryTo?: string | null;
   nonceWindow?: number;
+  otp?: KeyOtp | null;
+  approvalThreshold?: string | null;
+}
+
+/** A key's restrictions, checked and normalised: what is stored and what the owner confirms. */
+interface KeySettings {
+  name: string;
+  permissions: Permission[];
+  ipAllowlist: string[];
+  validUntil: number | null;
+  queryFrom: number | null;
+  queryTo: number | null;
+  nonceWindow: number;
+  approvalThreshold: string | null;
 }
 
 function describe(row: Selectable<ApiKeysTable>) {
@@ -39,23 +58,29 @@ function describe(row: Selectable<ApiKeysTable>) {
     queryFrom: row.query_from === null ? null : iso(row.query_from),
     queryTo: row.query_to === null ? null : iso(row.query_to),
     nonceWindow: row.nonce_window,
+    otp: row.otp_type,
+    approvalThreshold: row.approval_threshold,
     createdAt: iso(row.created_at),
     lastUsedAt: row.last_used_at === null ? null : iso(row.last_used_at),
   };
 }
 
-function time(field: string, value: string | undefined): number | null {
-  if (value === undefined) return null;
+function time(field: string, value: string | null): number | null {
+  if (value === null) return null;
   const ms = Date.parse(value);
   if (Number.isNaN(ms))
     throw invalidRequest(`${field} must be an ISO-8601 time.`, [{ field, message: "ISO-8601 time" }]);
   return ms;
 }
 
+const fieldError = (field: string, message: string, hint: string) =>
+  invalidRequest(message, [{ field, message: hint }]);
+
 /**
- * API keys (SPEC §11). Creating one is an action — a step-up, plus the trading passcode when set — and so
- * refused under the Global Settings Lock; the secret (64 random bytes) is shown once and kept sealed with
- * the data key, bound to the key's id. Deleting a key needs no step-up: revocation must be quick.
+ * API keys (SPEC §11). Creating or changing one is an action — a step-up, plus the trading passcode when
+ * set — and so refused under the Global Settings Lock; the secret (64 random bytes) is shown once and
+ * kept sealed with the data key, bound to the key's id. Deleting a key needs no step-up: revocation must
+ * be quick.
  */
 export class ApiKeyService {
   constructor(
@@ -66,85 +91,142 @@ export class ApiKeyService {
     private readonly capabilities: CapabilityService,
     private readonly audit: AuditLog,
     private readonly outbox: Outbox,
+    private readonly issuer: string,
   ) {}
+
+  /** Checks every field against SPEC §11, on top of the key's current settings when it is a change. */
+  private settings(input: ApiKeyInput, current: KeySettings | null): KeySettings {
+    const name = input.name ?? current?.name ?? "";
+    if (!/^[\p{L}\p{N} _.-]{1,32}$/u.test(name))
+      throw fieldError(
+        "name",
+        "The name is 1 to 32 letters, digits, spaces, '.', '_' or '-'.",
+        "1 to 32 characters",
+      );
+    const permissions: string[] = [...new Set(input.permissions ?? current?.permissions ?? [])].sort();
+    const unknown = permissions.filter((p) => !(knownPermissions as readonly string[]).includes(p));
+    if (unknown.length)
+      throw fieldError(
+        "permissions",
+        `Unknown permissions: ${unknown.join(", ")}.`,
+        knownPermissions.join(", "),
+      );
+    const ipAllowlist = [...new Set(input.ipAllowlist ?? current?.ipAllowlist ?? [])];
+    const badCidr = ipAllowlist.find((cidr) => !isCidr(cidr));
+    if (badCidr !== undefined || ipAllowlist.length > 32)
+      throw fieldError(
+        "ipAllowlist",
+        `"${badCidr ?? "…"}" is not an IP address or CIDR (at most 32 entries).`,
+        "IPv4 or IPv6 CIDRs",
+      );
+    if (permissions.includes("funds_withdraw") && ipAllowlist.length === 0)
+      throw fieldError(
+        "ipAllowlist",
+        "A key that may withdraw needs an IP allowlist.",
+        "required with funds_withdraw",
+      );
+    const validUntil =
+      input.validUntil === undefined ? (current?.validUntil ?? null) : time("validUntil", input.validUntil);
+    if (validUntil !== null && validUntil <= this.clock.now() && input.validUntil !== undefined)
+      throw fieldError("validUntil", "validUntil must be in the future.", "in the future");
+    const queryFrom =
+      input.queryFrom === undefined ? (current?.queryFrom ?? null) : time("queryFrom", input.queryFrom);
+    const queryTo = input.queryTo === undefined ? (current?.queryTo ?? null) : time("queryTo", input.queryTo);
+    if (queryFrom !== null && queryTo !== null && queryFrom > queryTo)
+      throw fieldError("queryTo", "queryTo must not be before queryFrom.", "after queryFrom");
+    const nonceWindow = input.nonceWindow ?? current?.nonceWindow ?? 0;
+    if (!Number.isInteger(nonceWindow) || nonceWindow < 0 || nonceWindow > 1_000_000_000)
+      throw fieldError("nonceWindow", "nonceWindow is a whole number from 0.", "0 to 1000000000");
+    const approvalThreshold =
+      input.approvalThreshold === undefined ? (current?.approvalThreshold ?? null) : input.approvalThreshold;
+    if (approvalThreshold !== null) {
+      const parsed = parseDecimal(approvalThreshold);
+      if (!parsed || parsed.digits === 0n)
+        throw fieldError(
+          "approvalThreshold",
+          'approvalThreshold is a positive decimal string such as "10000".',
+          "positive decimal string",
+        );
+    }
+    if (input.otp?.type === "static" && !/^\S{8,128}$/.test(input.otp.password))
+      throw fieldError(
+        "otp.password",
+        "The key's password is 8 to 128 characters without spaces.",
+        "8 to 128 characters",
+      );
+    return {
+      name,
+      permissions: permissions as Permission[],
+      ipAllowlist,
+      validUntil,
+      queryFrom,
+      queryTo,
+      nonceWindow,
+      approvalThreshold,
+    };
+  }
+
+  /** What the owner confirms: the settings as shown, and the OTP's type only (never a password). */
+  private actionParams(settings: KeySettings, otp: KeyOtp | null | undefined, keyId?: string) {
+    const at = (ms: number | null) => (ms === null ? null : iso(ms));
+    return {
+      ...(keyId ? { keyId } : {}),
+      ...settings,
+      validUntil: at(settings.validUntil),
+      queryFrom: at(settings.queryFrom),
+      queryTo: at(settings.queryTo),
+      ...(otp === undefined ? {} : { otp: otp?.type ?? null }),
+    };
+  }
+
+  /** The key's own second factor, sealed for the verifier; a TOTP seed is shown to the owner once. */
+  private sealOtp(keyId: string, otp: KeyOtp, label: string) {
+    if (otp.type === "static")
+      return { sealed: this.dataKey.seal(otp.password, `${keyId}:otp`), shown: { type: "static" as const } };
+    const seed = newTotpSecret();
+    return {
+      sealed: this.dataKey.seal(Buffer.from(seed), `${keyId}:otp`),
+      shown: {
+        type: "totp" as const,
+        secret: toBase32(seed),
+        otpauthUri: otpauthUri(seed, this.issuer, label),
+      },
+    };
+  }
 
   async create(
     account: Account,
     client: ClientName,
     actionId: string | undefined,
-    input: NewApiKey,
+    input: ApiKeyInput,
     context: RequestContext,
   ) {
-    if (!/^[\p{L}\p{N} _.-]{1,32}$/u.test(input.name)) {
-      throw invalidRequest("The name is 1 to 32 letters, digits, spaces, '.', '_' or '-'.", [
-        { field: "name", message: "1 to 32 characters" },
-      ]);
-    }
-    const chosen = [...new Set(input.permissions)];
-    const unknown = chosen.filter((p) => !(knownPermissions as readonly string[]).includes(p));
-    if (unknown.length) {
-      throw invalidRequest(`Unknown permissions: ${unknown.join(", ")}.`, [
-        { field: "permissions", message: knownPermissions.join(", ") },
-      ]);
-    }
-    const allowlist = [...new Set(input.ipAllowlist ?? [])];
-    const badCidr = allowlist.find((cidr) => !isCidr(cidr));
-    if (badCidr !== undefined || allowlist.length > 32) {
-      throw invalidRequest(`"${badCidr ?? "…"}" is not an IP address or CIDR (at most 32 entries).`, [
-        { field: "ipAllowlist", message: "IPv4 or IPv6 CIDRs" },
-      ]);
-    }
-    if (chosen.includes("funds_withdraw") && allowlist.length === 0) {
-      throw invalidRequest("A key that may withdraw needs an IP allowlist.", [
-        { field: "ipAllowlist", message: "required with funds_withdraw" },
-      ]);
-    }
-    const validUntil = time("validUntil", input.validUntil);
-    if (validUntil !== null && validUntil <= this.clock.now()) {
-      throw invalidRequest("validUntil must be in the future.", [
-        { field: "validUntil", message: "in the future" },
-      ]);
-    }
-    const nonceWindow = input.nonceWindow ?? 0;
-    if (!Number.isInteger(nonceWindow) || nonceWindow < 0 || nonceWindow > 1_000_000_000) {
-      throw invalidRequest("nonceWindow is a whole number from 0.", [
-        { field: "nonceWindow", message: "0 to 1000000000" },
-      ]);
-    }
+    const settings = this.settings(input, null);
     await this.capabilities.assertAllowed(account, client, "api");
-    const params = {
-      name: input.name,
-      permissions: chosen.sort(),
-      ipAllowlist: allowlist,
-      validUntil: input.validUntil,
-      queryFrom: input.queryFrom,
-      queryTo: input.queryTo,
-      nonceWindow,
-    };
     const passcode: RequiredProof[] = account.tradingPasscodeHash ? ["trading_passcode"] : [];
     await this.actions.requireStepUp(
       account,
       actionId,
       "create_api_key",
-      params,
-      `Create API key "${input.name}" (${chosen.join(", ") || "no permissions"})`,
+      this.actionParams(settings, input.otp ?? null),
+      `Create API key "${settings.name}" (${settings.permissions.join(", ") || "no permissions"})`,
       passcode,
     );
 
     const id = newId();
     const secret = randomBytes(64).toString("base64");
+    const otp = input.otp
+      ? this.sealOtp(id, input.otp, `${account.username} API key ${settings.name}`)
+      : null;
     const row = {
       id,
       account_id: account.id,
-      name: input.name,
+      name: settings.name,
       key: randomBytes(42).toString("base64"),
       secret_sealed: this.dataKey.seal(secret, id),
-      permissions: JSON.stringify(params.permissions),
-      ip_allowlist: JSON.stringify(allowlist),
-      valid_until: validUntil,
-      query_from: time("queryFrom", input.queryFrom),
-      query_to: time("queryTo", input.queryTo),
-      nonce_window: nonceWindow,
+      ...this.columns(settings),
+      otp_type: input.otp?.type ?? null,
+      otp_sealed: otp?.sealed ?? null,
       last_nonce: "0".repeat(20),
       created_at: this.clock.now(),
       last_used_at: null,
@@ -157,9 +239,87 @@ export class ApiKeyService {
         throw new Problem(409, "conflict", "You already have a key with that name.");
       throw error;
     }
-    await this.record(account, "api_key.created", `created API key "${input.name}"`, context, { keyId: id });
-    // The secret leaves the server this once.
-    return { ...describe(row), secret };
+    await this.record(account, "api_key.created", `created API key "${settings.name}"`, context, {
+      keyId: id,
+    });
+    // The secret (and a TOTP seed) leave the server this once.
+    return {
+      ...describe({ ...row, rate_level: 0, rate_at: 0 }),
+      secret,
+      ...(otp ? { otp: otp.shown } : {}),
+    };
+  }
+
+  /** Changes a key's name, permissions or restrictions: an action like creation. */
+  async update(
+    account: Account,
+    keyId: string,
+    actionId: string | undefined,
+    input: ApiKeyInput,
+    context: RequestContext,
+  ) {
+    const current = await this.db
+      .selectFrom("api_keys")
+      .selectAll()
+      .where("id", "=", keyId)
+      .where("account_id", "=", account.id)
+      .where("disabled_at", "is", null)
+      .executeTakeFirst();
+    if (!current) throw notFound("That API key");
+    const before = describe(current);
+    const settings = this.settings(input, {
+      ...before,
+      validUntil: current.valid_until,
+      queryFrom: current.query_from,
+      queryTo: current.query_to,
+    });
+    const passcode: RequiredProof[] = account.tradingPasscodeHash ? ["trading_passcode"] : [];
+    await this.actions.requireStepUp(
+      account,
+      actionId,
+      "update_api_key",
+      this.actionParams(settings, input.otp, keyId),
+      `Change API key "${before.name}" (${settings.permissions.join(", ") || "no permissions"})`,
+      passcode,
+    );
+    const otp = input.otp
+      ? this.sealOtp(keyId, input.otp, `${account.username} API key ${settings.name}`)
+      : null;
+    let row: Selectable<ApiKeysTable> | undefined;
+    try {
+      row = await this.db
+        .updateTable("api_keys")
+        .set({
+          name: settings.name,
+          ...this.columns(settings),
+          ...(input.otp === undefined
+            ? {}
+            : { otp_type: input.otp?.type ?? null, otp_sealed: otp?.sealed ?? null }),
+        })
+        .where("id", "=", keyId)
+        .where("disabled_at", "is", null)
+        .returningAll()
+        .executeTakeFirst();
+    } catch (error) {
+      if (isUniqueViolation(error))
+        throw new Problem(409, "conflict", "You already have a key with that name.");
+      throw error;
+    }
+    if (!row) throw notFound("That API key");
+    await this.record(account, "api_key.updated", `changed API key "${settings.name}"`, context, { keyId });
+    return { ...describe(row), ...(otp ? { otp: otp.shown } : {}) };
+  }
+
+  private columns(settings: KeySettings) {
+    return {
+      permissions: JSON.stringify(settings.permissions),
+      ip_allowlist: JSON.stringify(settings.ipAllowlist),
+      valid_until: settings.validUntil,
+      query_from: settings.queryFrom,
+      query_to: settings.queryTo,
+      nonce_window: settings.nonceWindow,
+      approval_threshold: settings.approvalThreshold,
+    };
   }
 
   async list(accountId: string) {

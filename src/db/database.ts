@@ -18,6 +18,7 @@ import * as subsystems from "./migrations/0003-subsystems.js";
 import * as transactionAuthorization from "./migrations/0004-transaction-authorization.js";
 import * as globalLock from "./migrations/0005-global-lock-and-recovery.js";
 import * as apiKeys from "./migrations/0006-api-keys.js";
+import * as apiKeyLimits from "./migrations/0007-api-key-limits.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -91,6 +92,7 @@ const migrations: Record<string, Migration> = {
   "0004-transaction-authorization": transactionAuthorization,
   "0005-global-lock-and-recovery": globalLock,
   "0006-api-keys": apiKeys,
+  "0007-api-key-limits": apiKeyLimits,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -281,6 +281,20 @@ export interface ApiKeysTable {
   created_at: number;
   last_used_at: number | null;
   disabled_at: number | null;
+  /** Kraken's call counter: its level at `rate_at`, decaying by the account tier's rate since then. */
+  rate_level: Generated<number>;
+  rate_at: Generated<number>;
+  otp_type: "static" | "totp" | null;
+  otp_sealed: string | null;
+  approval_threshold: string | null;
+}
+
+export interface ApiLockoutsTable {
+  /** "key:<API-Key header>" or "ip:<address>". */
+  subject: string;
+  failures: number;
+  window_start: number;
+  locked_until: number;
 }
 
 export interface ApiKeyNoncesTable {
@@ -310,4 +324,5 @@ export interface Database {
   withdrawal_addresses: WithdrawalAddressesTable;
   api_keys: ApiKeysTable;
   api_key_nonces: ApiKeyNoncesTable;
+  api_lockouts: ApiLockoutsTable;
 }

@@ -23,3 +23,12 @@ export const Notice = Type.Object({ code: Type.String(), message: Type.String() 
 
 /** A setting change repeats its request with the confirmed action's id (API.md "Step-up"). */
 export const ActionIdHeader = Type.Object({ "x-action-id": Type.Optional(Type.String({ format: "uuid" })) });
+
+/** The proofs that confirm an action or an approval (API.md "Step-up"). */
+export const ConfirmBody = Type.Object({
+  password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  totp: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),
+  recoveryCode: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  webauthn: Type.Optional(Type.Object({}, { additionalProperties: true })),
+  tradingPasscode: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),
+});

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KrakenClient } from "../../src/client/kraken-client.js";
 import { totpCode } from "../../src/factors/totp.js";
 import { enrollTotp, withStepUp } from "../helpers/factors.js";
 import { Harness } from "../helpers/harness.js";
@@ -108,6 +109,29 @@ describe.each(engines)("the authenticating gateway on %s (SPEC §11)", (engine) 
     await expect(
       kraken.privatePostAddOrder({ pair: "XBTUSD", type: "buy", ordertype: "market", volume: "1" }),
     ).rejects.toThrow(/Permission denied/);
+  });
+
+  it("answers the repository's own client over HTTP: rate limit 429, approvals with their id", async () => {
+    const { key } = await keyFor({
+      name: "own-client",
+      permissions: ["funds_query", "trades_modify"],
+      approvalThreshold: "100",
+    });
+    const client = new KrakenClient({ baseUrl: base, key: key.key, secret: key.secret, json: true });
+    const held = await client.private("AddOrder", {
+      pair: "XBTUSD",
+      type: "buy",
+      ordertype: "limit",
+      price: "100",
+      volume: "2",
+    });
+    expect(held.status).toBe(403);
+    expect(held.error).toEqual(["EGeneral:Approval required"]);
+    expect(held.result).toMatchObject({ approval_id: expect.any(String), expires_at: expect.any(String) });
+    expect(upstream.seen.some((s) => s.body.includes('"volume":"2"'))).toBe(false);
+    let answer = await client.private("Balance");
+    while (answer.error.length === 0) answer = await client.private("Balance");
+    expect(answer).toMatchObject({ status: 429, error: ["EAPI:Rate limit exceeded"] });
   });
 
   it("answers refused requests in Kraken's shape with a 4xx status", async () => {

@@ -17,7 +17,7 @@ export type StepUpProof =
 export async function withStepUp(
   h: Harness,
   token: string,
-  method: "POST" | "DELETE" | "PUT",
+  method: "POST" | "DELETE" | "PUT" | "PATCH",
   url: string,
   proof: StepUpProof | ((actionId: string, token: string) => Promise<StepUpProof>),
   options: Omit<RequestOptions, "token"> = {},

@@ -12,7 +12,7 @@ import { engines } from "../helpers/storage.js";
  * validation and the handlers are reached; then fast-check throws arbitrary JSON at the public flows.
  */
 
-type Method = "GET" | "POST" | "PUT" | "DELETE";
+type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 type Auth = "none" | "session" | "admin";
 /** "4xx": the request is wrong and must be refused. "clean": any answer below 500 is fine (the route ignores it). */
 type Expect = "4xx" | "clean";
@@ -311,10 +311,39 @@ const routes: RouteSpec[] = [
     body: {
       base: () => ({ name: "bot", permissions: ["funds_withdraw"] }),
       required: ["name", "permissions"],
-      optional: ["ipAllowlist", "validUntil", "queryFrom", "queryTo", "nonceWindow"],
+      optional: [
+        "ipAllowlist",
+        "validUntil",
+        "queryFrom",
+        "queryTo",
+        "nonceWindow",
+        "otp",
+        "approvalThreshold",
+      ],
+    },
+  },
+  {
+    method: "PATCH",
+    path: "/v1/api-keys/:id",
+    auth: "session",
+    bare: "4xx",
+    params: { id: uuidLike },
+    body: {
+      base: () => ({ name: "renamed", permissions: ["funds_query"] }),
+      required: [],
+      optional: ["name", "permissions", "ipAllowlist", "validUntil", "otp", "approvalThreshold"],
     },
   },
   { method: "DELETE", path: "/v1/api-keys/:id", auth: "session", bare: "4xx", params: { id: uuidLike } },
+  { method: "GET", path: "/v1/approvals", auth: "session", bare: "clean" },
+  {
+    method: "POST",
+    path: "/v1/approvals/:id/confirm",
+    auth: "session",
+    bare: "4xx",
+    params: { id: uuidLike },
+    body: { base: () => ({ totp: "123456" }), required: [], optional: ["totp", "recoveryCode", "webauthn"] },
+  },
   {
     method: "POST",
     path: "/v1/gateway/check",
@@ -324,7 +353,7 @@ const routes: RouteSpec[] = [
       // Well-formed but for a public path, which the check endpoint does not take.
       base: () => ({ path: "/0/public/Time", headers: {}, body: "nonce=1", ip: "203.0.113.7" }),
       required: ["path", "headers", "body", "ip"],
-      optional: [],
+      optional: ["method"],
     },
   },
   {

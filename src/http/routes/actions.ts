@@ -2,6 +2,7 @@ import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { iso } from "../../support/clock.js";
 import { caller, requestContext, setSessionCookie } from "../auth.js";
+import { ConfirmBody } from "../schemas.js";
 import type { App } from "../server.js";
 
 const ActionParams = Type.Object({ id: Type.String({ format: "uuid" }) });
@@ -88,13 +89,7 @@ export function registerActionRoutes(app: App, services: Services): void {
         tags: ["actions"],
         summary: "Confirm an action with the proof it requires; a second factor renews the session token",
         params: ActionParams,
-        body: Type.Object({
-          password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
-          totp: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),
-          recoveryCode: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-          webauthn: Type.Optional(Type.Object({}, { additionalProperties: true })),
-          tradingPasscode: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),
-        }),
+        body: ConfirmBody,
       },
     },
     async (request, reply) => {

@@ -1,9 +1,32 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { caller, requestContext } from "../auth.js";
-import { ActionIdHeader } from "../schemas.js";
+import { ActionIdHeader, ConfirmBody } from "../schemas.js";
 import type { App } from "../server.js";
+import { identityHeaders } from "./gateway.js";
 import { changeRequest } from "./security.js";
+
+const Time = Type.Union([Type.String({ format: "date-time" }), Type.Null()]);
+
+/** A key's fields, all optional: POST requires name and permissions, PATCH changes what it names. */
+const KeyFields = {
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  permissions: Type.Array(Type.String({ maxLength: 32 }), { maxItems: 16 }),
+  ipAllowlist: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 })),
+  validUntil: Type.Optional(Time),
+  queryFrom: Type.Optional(Time),
+  queryTo: Type.Optional(Time),
+  nonceWindow: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
+  otp: Type.Optional(
+    Type.Union([
+      Type.Object({ type: Type.Literal("static"), password: Type.String({ minLength: 1, maxLength: 256 }) }),
+      Type.Object({ type: Type.Literal("totp") }),
+      Type.Null(),
+    ]),
+  ),
+  approvalThreshold: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 40 }), Type.Null()])),
+};
+const KeyParams = Type.Object({ id: Type.String({ format: "uuid" }) });
 
 export function registerApiKeyRoutes(app: App, services: Services): void {
   const { apiKeys, signedRequests, geo } = services;
@@ -27,13 +50,9 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         summary: "Create an API key (step-up, and the trading passcode when set); the secret is shown once",
         headers: ActionIdHeader,
         body: Type.Object({
+          ...KeyFields,
           name: Type.String({ minLength: 1, maxLength: 64 }),
-          permissions: Type.Array(Type.String({ maxLength: 32 }), { maxItems: 16 }),
-          ipAllowlist: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 })),
-          validUntil: Type.Optional(Type.String({ format: "date-time" })),
-          queryFrom: Type.Optional(Type.String({ format: "date-time" })),
-          queryTo: Type.Optional(Type.String({ format: "date-time" })),
-          nonceWindow: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
+          permissions: KeyFields.permissions,
         }),
       },
     },
@@ -50,6 +69,64 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
     },
   );
 
+  app.patch(
+    "/v1/api-keys/:id",
+    {
+      config: session,
+      schema: {
+        tags: ["api-keys"],
+        summary:
+          "Change a key's name, permissions or restrictions (step-up, and the trading passcode when set)",
+        headers: ActionIdHeader,
+        params: KeyParams,
+        body: Type.Object(
+          { ...KeyFields, permissions: Type.Optional(KeyFields.permissions) },
+          { minProperties: 1 },
+        ),
+      },
+    },
+    async (request) => {
+      const change = changeRequest(request, services);
+      return apiKeys.update(change.account, request.params.id, change.actionId, request.body, change.context);
+    },
+  );
+
+  app.get(
+    "/v1/approvals",
+    {
+      config: session,
+      schema: {
+        tags: ["api-keys"],
+        summary: "Signed requests held above a key's approval threshold, waiting for the owner",
+      },
+    },
+    async (request) => ({ approvals: await services.approvals.pending(caller(request).account) }),
+  );
+
+  app.post(
+    "/v1/approvals/:id/confirm",
+    {
+      config: session,
+      schema: {
+        tags: ["api-keys"],
+        summary: "Approve a held request with a second factor; the bot then resubmits it with approval_id",
+        params: KeyParams,
+        body: ConfirmBody,
+      },
+    },
+    async (request) => {
+      const auth = caller(request);
+      const { action } = await services.approvals.confirm(
+        auth.account,
+        auth.session,
+        request.params.id,
+        { ...request.body, webauthn: request.body.webauthn as never },
+        requestContext(request, geo),
+      );
+      return { state: action.state, approval: action };
+    },
+  );
+
   app.delete(
     "/v1/api-keys/:id",
     {
@@ -57,7 +134,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       schema: {
         tags: ["api-keys"],
         summary: "Delete an API key at once",
-        params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+        params: KeyParams,
       },
     },
     async (request) => {
@@ -74,6 +151,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         tags: ["gateway"],
         summary: "Verify a Kraken-signed request for a venue that runs its own proxy (ext_authz style)",
         body: Type.Object({
+          method: Type.Optional(Type.Literal("POST")),
           path: Type.String({ minLength: 1, maxLength: 200, pattern: "^/0/private/[A-Za-z/]+$" }),
           headers: Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 1024 }), {
             maxProperties: 64,
@@ -101,8 +179,9 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
             accountId: verdict.accountId,
             keyId: verdict.keyId,
             permissions: verdict.permissions,
+            headers: identityHeaders(verdict),
           }
-        : { allow: false, error: verdict.error };
+        : { allow: false, error: verdict.error, ...(verdict.approval ? { approval: verdict.approval } : {}) };
     },
   );
 }

@@ -1,21 +1,40 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { KrakenError } from "../../api-keys/signed-requests.js";
+import type { Allowed, KrakenError } from "../../api-keys/signed-requests.js";
 import type { Services } from "../../services.js";
 import type { App } from "../server.js";
 
 /** HTTP statuses for Kraken's error strings: the body keeps Kraken's shape, the status says 4xx/5xx. */
-const statusOf: Record<KrakenError | "EService:Unavailable", number> = {
+const statusOf: Record<KrakenError, number> = {
   "EAPI:Invalid key": 401,
   "EAPI:Invalid signature": 401,
   "EAPI:Invalid nonce": 401,
+  "EAPI:Rate limit exceeded": 429,
   "EGeneral:Permission denied": 403,
   "EGeneral:Unknown method": 404,
   "EGeneral:Invalid arguments": 400,
+  "EGeneral:Temporary lockout": 429,
+  "EGeneral:Approval required": 403,
+  "EAuth:Account temporary disabled": 403,
   "EService:Unavailable": 503,
 };
 
-function krakenError(reply: FastifyReply, error: keyof typeof statusOf) {
-  return reply.status(statusOf[error]).send({ error: [error], result: {} });
+function krakenError(reply: FastifyReply, error: KrakenError, result: Record<string, unknown> = {}) {
+  return reply.status(statusOf[error]).send({ error: [error], result });
+}
+
+/** What the venue's upstream learns about the caller: who, with which key, allowed what. */
+export function identityHeaders(verdict: Allowed): Record<string, string> {
+  const headers: Record<string, string> = {
+    "x-portcullis-account": verdict.accountId,
+    "x-portcullis-key": verdict.keyId,
+    "x-portcullis-permissions": verdict.permissions.join(","),
+  };
+  // The key's history window (SPEC §11 query_from/query_to), in Kraken's unix seconds, for the venue to
+  // bound what it returns.
+  if (verdict.queryFrom !== null)
+    headers["x-portcullis-query-from"] = String(Math.floor(verdict.queryFrom / 1000));
+  if (verdict.queryTo !== null) headers["x-portcullis-query-to"] = String(Math.floor(verdict.queryTo / 1000));
+  return headers;
 }
 
 /**
@@ -83,7 +102,13 @@ export function registerGatewayRoutes(app: App, services: Services): void {
           ip: request.ip,
           userAgent: header("user-agent") ?? null,
         });
-        if (!verdict.allow) return krakenError(reply, verdict.error);
+        if (!verdict.allow) {
+          // A request over the key's approval threshold names what the owner approves in the portal.
+          const held = verdict.approval
+            ? { approval_id: verdict.approval.id, expires_at: verdict.approval.expiresAt }
+            : {};
+          return krakenError(reply, verdict.error, held);
+        }
 
         if (verdict.method === "GetApiKeyInfo") {
           const key = (await services.apiKeys.list(verdict.accountId)).find((k) => k.id === verdict.keyId);
@@ -103,9 +128,7 @@ export function registerGatewayRoutes(app: App, services: Services): void {
             method: "POST",
             headers: {
               "content-type": header("content-type") ?? "application/x-www-form-urlencoded",
-              "x-portcullis-account": verdict.accountId,
-              "x-portcullis-key": verdict.keyId,
-              "x-portcullis-permissions": verdict.permissions.join(","),
+              ...identityHeaders(verdict),
             },
             body,
             signal: AbortSignal.timeout(10_000),

@@ -1,0 +1,360 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KrakenClient, type Params } from "../../src/client/kraken-client.js";
+import { totpCode } from "../../src/factors/totp.js";
+import { base32Decode, enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
+import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
+import { engines } from "../helpers/storage.js";
+
+const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+describe.each(engines)("API key limits, second factors and approvals on %s (SPEC §11)", (engine) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.create(engine);
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  let ipCounter = 0;
+  const nextIp = () => `198.18.${Math.floor(ipCounter / 250)}.${(ipCounter++ % 250) + 1}`;
+
+  const owner = async (country = "GB") => {
+    const user = await h.createVerifiedUser({ country });
+    const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
+    let token = enrolled.token;
+    const change = async (method: "POST" | "PATCH", url: string, body: Record<string, unknown>) => {
+      const result = await withStepUp(
+        h,
+        token,
+        method,
+        url,
+        { totp: nextTotpCode(h, enrolled.secret) },
+        { body },
+      );
+      token = result.token;
+      return result.response;
+    };
+    const createKey = async (body: Record<string, unknown>) => {
+      const response = await change("POST", "/v1/api-keys", body);
+      expect(response.statusCode, response.body).toBe(201);
+      return response.json() as { id: string; key: string; secret: string; otp?: { secret: string } };
+    };
+    return {
+      user,
+      secret: enrolled.secret,
+      token: () => token,
+      change,
+      createKey,
+      accountId: await h.accountId(user),
+    };
+  };
+
+  /** A Kraken-signed request, built by the repository's client, checked through the venue's endpoint. */
+  const check = async (
+    client: KrakenClient,
+    method: string,
+    params: Params = {},
+    ip = nextIp(),
+  ): Promise<{
+    allow: boolean;
+    error?: string;
+    approval?: { id: string };
+    headers?: Record<string, string>;
+  }> => {
+    const signed = client.sign(method, params);
+    const response = await h.request("POST", "/v1/gateway/check", {
+      headers: service,
+      body: { method: "POST", path: signed.path, headers: signed.headers, body: signed.body, ip },
+    });
+    expect(response.statusCode, response.body).toBe(200);
+    return response.json();
+  };
+  const clientFor = (key: { key: string; secret: string }, otp?: string | (() => string)) =>
+    new KrakenClient({
+      baseUrl: "http://unused.invalid",
+      key: key.key,
+      secret: key.secret,
+      ...(otp ? { otp } : {}),
+    });
+
+  it("refuses a burst beyond the tier's ceiling and recovers at the tier's decay rate (fake clock)", async () => {
+    const starter = await owner();
+    const key = await starter.createKey({ name: "burst", permissions: ["funds_query", "ledger_query"] });
+    const client = clientFor(key);
+    // Starter: ceiling 15, decays 0.33 per second.
+    for (let i = 0; i < 15; i += 1) expect((await check(client, "Balance")).allow).toBe(true);
+    expect(await check(client, "Balance")).toEqual({ allow: false, error: "EAPI:Rate limit exceeded" });
+    h.clock.advance(2_000); // 0.66 decayed: still no room for a call of cost 1
+    expect((await check(client, "Balance")).error).toBe("EAPI:Rate limit exceeded");
+    h.clock.advance(1_100); // 3.1 s in all: 1.02 decayed
+    expect((await check(client, "Balance")).allow).toBe(true);
+    expect((await check(client, "Balance")).error).toBe("EAPI:Rate limit exceeded");
+    // A ledger query costs 2: it needs twice the room.
+    h.clock.advance(3_100);
+    expect((await check(client, "Ledgers")).error).toBe("EAPI:Rate limit exceeded");
+    h.clock.advance(3_100);
+    expect((await check(client, "Ledgers")).allow).toBe(true);
+
+    // Pro: ceiling 20, decays 1 per second.
+    const pro = await owner();
+    await h.request("PUT", `/v1/admin/accounts/${pro.accountId}/verification`, {
+      headers: service,
+      body: { tier: "pro" },
+    });
+    const proClient = clientFor(await pro.createKey({ name: "pro-burst", permissions: ["funds_query"] }));
+    for (let i = 0; i < 20; i += 1) expect((await check(proClient, "Balance")).allow).toBe(true);
+    expect((await check(proClient, "Balance")).error).toBe("EAPI:Rate limit exceeded");
+    h.clock.advance(1_000);
+    expect((await check(proClient, "Balance")).allow).toBe(true);
+    expect((await check(proClient, "Balance")).error).toBe("EAPI:Rate limit exceeded");
+  });
+
+  it("lets exactly the ceiling's worth of 40 parallel calls through", async () => {
+    const { createKey } = await owner();
+    // A nonce window: parallel requests arrive in any order.
+    const client = clientFor(
+      await createKey({ name: "parallel", permissions: ["funds_query"], nonceWindow: 1000 }),
+    );
+    const signed = Array.from({ length: 40 }, () => client.sign("Balance"));
+    const results = await Promise.all(
+      signed.map((s) =>
+        h.request("POST", "/v1/gateway/check", {
+          headers: service,
+          body: { path: s.path, headers: s.headers, body: s.body, ip: nextIp() },
+        }),
+      ),
+    );
+    const answers = results.map((r) => r.json());
+    expect(answers.filter((a) => a.allow)).toHaveLength(15);
+    expect(answers.filter((a) => a.error === "EAPI:Rate limit exceeded")).toHaveLength(25);
+  });
+
+  it("locks a key or an IP out for 15 minutes after 10 bad signatures", async () => {
+    const { createKey } = await owner();
+    const key = await createKey({ name: "target", permissions: ["funds_query"] });
+    const good = clientFor(key);
+    const forger = clientFor({ key: key.key, secret: Buffer.alloc(64, 3).toString("base64") });
+    // Ten bad signatures for this key, each from another address: the key is locked out.
+    for (let i = 0; i < 10; i += 1)
+      expect((await check(forger, "Balance")).error).toBe("EAPI:Invalid signature");
+    expect((await check(good, "Balance")).error).toBe("EGeneral:Temporary lockout");
+    h.clock.advance(15 * 60_000);
+    expect((await check(good, "Balance")).allow).toBe(true);
+
+    // Ten unknown keys from one address: that address is locked out, for every key.
+    const other = clientFor(await createKey({ name: "bystander", permissions: ["funds_query"] }));
+    const attacker = "192.0.2.66";
+    for (let i = 0; i < 10; i += 1) {
+      const stranger = clientFor({ key: `unknown-${i}`, secret: key.secret });
+      expect((await check(stranger, "Balance", {}, attacker)).error).toBe("EAPI:Invalid key");
+    }
+    expect((await check(other, "Balance", {}, attacker)).error).toBe("EGeneral:Temporary lockout");
+    expect((await check(other, "Balance")).allow).toBe(true);
+    const audit = await h.request("GET", `/v1/admin/audit?limit=5`, { headers: service });
+    expect(JSON.stringify(audit.json())).toContain("EGeneral:Temporary lockout");
+  });
+
+  it("asks the capability function: a restricted account, a product out of reach, the API in maintenance", async () => {
+    const gb = await owner("GB");
+    const client = clientFor(
+      await gb.createKey({ name: "trader", permissions: ["funds_query", "trades_modify", "funds_earn"] }),
+    );
+    expect(
+      (
+        await check(client, "AddOrder", {
+          pair: "XBTUSD",
+          type: "buy",
+          ordertype: "limit",
+          price: "1",
+          volume: "1",
+        })
+      ).allow,
+    ).toBe(true);
+    // Margin needs Intermediate verification (SPEC §9 defaults): a starter's leveraged order is refused.
+    expect(
+      (
+        await check(client, "AddOrder", {
+          pair: "XBTUSD",
+          type: "buy",
+          ordertype: "limit",
+          price: "1",
+          volume: "1",
+          leverage: "2",
+        })
+      ).error,
+    ).toBe("EGeneral:Permission denied");
+    const maintenance = await h.request("PUT", "/v1/admin/subsystems/api", {
+      headers: service,
+      body: { status: "maintenance", message: "Upgrading" },
+    });
+    expect(maintenance.statusCode, maintenance.body).toBe(200);
+    try {
+      expect((await check(client, "Balance")).error).toBe("EService:Unavailable");
+    } finally {
+      const back = await h.request("PUT", "/v1/admin/subsystems/api", {
+        headers: service,
+        body: { status: "operational" },
+      });
+      expect(back.statusCode, back.body).toBe(200);
+    }
+    expect((await check(client, "Balance")).allow).toBe(true);
+
+    await h.services.storage.db
+      .updateTable("accounts")
+      .set({ disabled_at: h.clock.now() })
+      .where("id", "=", gb.accountId)
+      .execute();
+    expect((await check(client, "Balance")).error).toBe("EAuth:Account temporary disabled");
+  });
+
+  it("requires the key's own second factor: a static password or a TOTP code, sent as otp", async () => {
+    const { createKey } = await owner();
+    const staticKey = await createKey({
+      name: "static-2fa",
+      permissions: ["funds_query"],
+      otp: { type: "static", password: "correct-horse-battery" },
+    });
+    expect(staticKey.otp).toEqual({ type: "static" });
+    expect((await check(clientFor(staticKey), "Balance")).error).toBe("EAPI:Invalid key");
+    expect((await check(clientFor(staticKey, "wrong-password"), "Balance")).error).toBe("EAPI:Invalid key");
+    expect((await check(clientFor(staticKey, "correct-horse-battery"), "Balance")).allow).toBe(true);
+
+    const totpKey = await createKey({
+      name: "totp-2fa",
+      permissions: ["funds_query"],
+      otp: { type: "totp" },
+    });
+    const seed = base32Decode(totpKey.otp!.secret);
+    expect((await check(clientFor(totpKey, "000000"), "Balance")).error).toBe("EAPI:Invalid key");
+    const withCode = clientFor(totpKey, () => totpCode(seed, h.clock.now()));
+    expect((await check(withCode, "Balance")).allow).toBe(true);
+    expect((await check(withCode, "Balance")).allow).toBe(true);
+  });
+
+  it("keeps history queries within the key's query window and tells the venue the window", async () => {
+    const { createKey } = await owner();
+    const from = Date.UTC(2026, 0, 1);
+    const to = Date.UTC(2026, 5, 30);
+    const client = clientFor(
+      await createKey({
+        name: "auditor",
+        permissions: ["ledger_query"],
+        queryFrom: new Date(from).toISOString(),
+        queryTo: new Date(to).toISOString(),
+      }),
+    );
+    const inside = await check(client, "Ledgers", { start: from / 1000 + 60, end: to / 1000 - 60 });
+    expect(inside.allow).toBe(true);
+    expect(inside.headers).toMatchObject({
+      "x-portcullis-query-from": String(from / 1000),
+      "x-portcullis-query-to": String(to / 1000),
+    });
+    expect((await check(client, "Ledgers", { start: from / 1000 - 1 })).error).toBe(
+      "EGeneral:Permission denied",
+    );
+    expect((await check(client, "Ledgers", { end: to / 1000 + 1 })).error).toBe("EGeneral:Permission denied");
+  });
+
+  it("holds requests above the approval threshold until the owner approves them with a second factor", async () => {
+    const trader = await owner();
+    const key = await trader.createKey({
+      name: "big-bot",
+      permissions: ["trades_modify"],
+      approvalThreshold: "1000",
+    });
+    const client = clientFor(key);
+    const small = { pair: "XBTUSD", type: "buy", ordertype: "limit", price: "500", volume: "1.5" };
+    const large = { ...small, volume: "2.5" };
+    expect((await check(client, "AddOrder", small)).allow).toBe(true);
+    const held = await check(client, "AddOrder", large);
+    expect(held).toMatchObject({ allow: false, error: "EGeneral:Approval required" });
+    const approvalId = held.approval!.id;
+    // A market order's notional is not known here: it is held too.
+    expect(
+      (await check(client, "AddOrder", { pair: "XBTUSD", type: "buy", ordertype: "market", volume: "0.1" }))
+        .error,
+    ).toBe("EGeneral:Approval required");
+
+    const listed = await h.request("GET", "/v1/approvals", { token: trader.token() });
+    const approval = listed.json().approvals.find((a: { id: string }) => a.id === approvalId);
+    expect(approval.summary).toContain('API key "big-bot": AddOrder');
+    expect(approval.summary).toContain("1250");
+    // Resubmitting before the approval is confirmed does not pass.
+    expect((await check(client, "AddOrder", { ...large, approval_id: approvalId })).error).toBe(
+      "EGeneral:Invalid arguments",
+    );
+    const wrong = await h.request("POST", `/v1/approvals/${approvalId}/confirm`, {
+      token: trader.token(),
+      body: { totp: "000000" },
+    });
+    expect(wrong.statusCode).toBe(401);
+    const confirmed = await h.request("POST", `/v1/approvals/${approvalId}/confirm`, {
+      token: trader.token(),
+      body: { totp: nextTotpCode(h, trader.secret) },
+    });
+    expect(confirmed.statusCode, confirmed.body).toBe(200);
+    // The approval covers exactly the request that was held, once.
+    expect((await check(client, "AddOrder", { ...large, volume: "9", approval_id: approvalId })).error).toBe(
+      "EGeneral:Invalid arguments",
+    );
+    expect((await check(client, "AddOrder", { ...large, approval_id: approvalId })).allow).toBe(true);
+    expect((await check(client, "AddOrder", { ...large, approval_id: approvalId })).error).toBe(
+      "EGeneral:Invalid arguments",
+    );
+  });
+
+  it("spends an approval once, whatever the number of parallel resubmissions", async () => {
+    const trader = await owner();
+    const client = clientFor(
+      await trader.createKey({
+        name: "withdrawer",
+        permissions: ["funds_withdraw"],
+        ipAllowlist: ["198.18.0.0/15"],
+        approvalThreshold: "1",
+      }),
+    );
+    const withdrawal = { asset: "XBT", key: "cold", amount: "2" };
+    const held = await check(client, "Withdraw", withdrawal);
+    expect(held.error).toBe("EGeneral:Approval required");
+    await h.request("POST", `/v1/approvals/${held.approval!.id}/confirm`, {
+      token: trader.token(),
+      body: { totp: nextTotpCode(h, trader.secret) },
+    });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        check(client, "Withdraw", { ...withdrawal, approval_id: held.approval!.id }),
+      ),
+    );
+    expect(results.filter((r) => r.allow)).toHaveLength(1);
+  });
+
+  it("changes a key only after a step-up, and the change takes effect at once", async () => {
+    const trader = await owner();
+    const key = await trader.createKey({ name: "evolving", permissions: ["funds_query"] });
+    const client = clientFor(key);
+    expect((await check(client, "OpenOrders")).error).toBe("EGeneral:Permission denied");
+    const direct = await h.request("PATCH", `/v1/api-keys/${key.id}`, {
+      token: trader.token(),
+      body: { permissions: ["funds_query", "trades_query_open"] },
+    });
+    expect(direct.json().error.code).toBe("step_up_required");
+    expect(direct.json().error.action.summary).toContain("trades_query_open");
+    const changed = await trader.change("PATCH", `/v1/api-keys/${key.id}`, {
+      permissions: ["funds_query", "trades_query_open"],
+      name: "evolved",
+    });
+    expect(changed.statusCode, changed.body).toBe(200);
+    expect(changed.json()).toMatchObject({
+      name: "evolved",
+      permissions: ["funds_query", "trades_query_open"],
+    });
+    expect((await check(client, "OpenOrders")).allow).toBe(true);
+    const withdraw = await h.request("PATCH", `/v1/api-keys/${key.id}`, {
+      token: trader.token(),
+      body: { permissions: ["funds_withdraw"] },
+    });
+    expect(withdraw.statusCode).toBe(400);
+    expect(withdraw.json().error.details[0].field).toBe("ipAllowlist");
+  });
+});
