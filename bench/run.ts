@@ -6,6 +6,9 @@
  *   2. session check   GET /v1/session with a bearer token        ratio to 1, target >= 0.70
  *   3. raw Argon2id    verify() of @node-rs/argon2, same params   (in a child process, nothing else loaded)
  *   4. sign-in         POST /v1/sign-in with the correct password  ratio to 3, target >= 0.85
+ *   5. bare HMAC       Kraken's API-Sign computed in a loop, in this process (SHA-256 + HMAC-SHA512)
+ *   6. gateway check   POST /v1/gateway/check with a Kraken-signed request   ratio to 1, target >= 0.60,
+ *                      and to 5 (how much of a bare signature check the whole decision keeps)
  *
  * Accounts are made through the API (sign-up, the link from the development mail outbox, verification),
  * each signing up with the device id it later signs in with, so no device approval is asked.
@@ -21,6 +24,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import autocannon from "autocannon";
+import { krakenSignature } from "../src/client/kraken-client.js";
 import { defaultSettings } from "../src/config/settings.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -33,7 +37,12 @@ const SESSION_CHECK = { connections: 10, warmupSeconds: 2, seconds: 8 };
 const SIGN_IN = { connections: 4, warmupSeconds: 2, seconds: 10 };
 const RAW_ARGON2 = { concurrency: SIGN_IN.connections, warmupSeconds: 1, seconds: 8 };
 
+const GATEWAY_CHECK = { connections: 10, warmupSeconds: 2, seconds: 8 };
+const BARE_HMAC = { seconds: 3 };
+
 const TARGET_SESSION_VS_BASELINE = 0.7;
+const TARGET_GATEWAY_VS_BASELINE = 0.6;
+const ADMIN_TOKEN = randomBytes(32).toString("base64url");
 const TARGET_SIGN_IN_VS_RAW_ARGON2 = 0.85;
 /** Above this share of CPU time used by other processes during a measurement, the table warns. */
 const OTHER_CPU_WARNING = 0.05;
@@ -320,6 +329,7 @@ async function startPortcullis(dataDir: string): Promise<Portcullis> {
     PORTCULLIS_LOG_LEVEL: "warn",
     // The sign-in load comes from one address; it names a different client address per request instead.
     PORTCULLIS_TRUSTED_PROXIES: "127.0.0.1",
+    PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
     // No PORTCULLIS_SMTP_URL: mail goes to <dataDir>/outbox/*.json. No PORTCULLIS_REDIS_URL: limits in SQLite.
   });
   await waitUntilUp(`${baseUrl}/readyz`, server, 30_000);
@@ -391,11 +401,15 @@ async function createVerifiedAccount(portcullis: Portcullis, n: number): Promise
   return { username, password: PASSWORD, deviceId };
 }
 
-async function sessionToken(portcullis: Portcullis, account: BenchAccount): Promise<string> {
+async function sessionToken(
+  portcullis: Portcullis,
+  account: BenchAccount,
+  client: "app" | "pro" = "app",
+): Promise<string> {
   const signIn = await postJson(`${portcullis.baseUrl}/v1/sign-in`, {
     identifier: account.username,
     password: account.password,
-    client: "app",
+    client,
     deviceId: account.deviceId,
   });
   const token = signIn.json.token;
@@ -458,6 +472,113 @@ async function measureSignIn(portcullis: Portcullis, accounts: BenchAccount[]): 
   );
 }
 
+/**
+ * An API key made as its owner makes one: POST /v1/api-keys answers step_up_required, the action is
+ * confirmed with the password (no second factor enrolled), and the request is repeated with its id. The
+ * nonce window lets the load's connections deliver their nonces in any order.
+ */
+async function createApiKey(portcullis: Portcullis, token: string): Promise<{ key: string; secret: string }> {
+  const auth = { authorization: `Bearer ${token}` };
+  const body = { name: "bench", permissions: ["funds_query"], nonceWindow: 1_000_000_000 };
+  const first = await postJson(`${portcullis.baseUrl}/v1/api-keys`, body, auth);
+  const actionId = (first.json.error as { actionId?: string } | undefined)?.actionId;
+  if (first.status !== 403 || !actionId) throw new Error(`no step-up: ${JSON.stringify(first.json)}`);
+  const confirmed = await postJson(
+    `${portcullis.baseUrl}/v1/actions/${actionId}/confirm`,
+    { password: PASSWORD },
+    auth,
+  );
+  const renewed = (confirmed.json.token as string | undefined) ?? token;
+  const created = await postJson(`${portcullis.baseUrl}/v1/api-keys`, body, {
+    authorization: `Bearer ${renewed}`,
+    "x-action-id": actionId,
+  });
+  if (created.status !== 201) throw new Error(`key not created: ${JSON.stringify(created.json)}`);
+  return { key: created.json.key as string, secret: created.json.secret as string };
+}
+
+/** Kraken's signature computed back to back: what verifying a signature costs with nothing around it. */
+function measureBareHmac(secret: string): LoadResult {
+  const path = "/0/private/Balance";
+  let nonce = BigInt(Date.now()) * 1000n;
+  const started = performance.now();
+  const deadline = started + BARE_HMAC.seconds * 1000;
+  let count = 0;
+  while (performance.now() < deadline) {
+    for (let i = 0; i < 1000; i += 1) {
+      nonce += 1n;
+      krakenSignature(secret, path, nonce.toString(), `nonce=${nonce}`);
+    }
+    count += 1000;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return { reqPerSec: count / seconds, p99Ms: 0, otherCpu: null, notes: `${count} signatures, one core` };
+}
+
+/**
+ * The venue's check endpoint, each request a fresh Kraken-signed Balance call (signed by the load
+ * generator). Every answer is a full decision — key, IP, signature, nonce, permission, the capability
+ * function, the call counter, an audit entry — and the key's counter soon answers "EAPI:Rate limit
+ * exceeded", the last check: the table counts decisions, and notes how many allowed.
+ */
+async function measureGatewayCheck(
+  portcullis: Portcullis,
+  apiKey: { key: string; secret: string },
+): Promise<LoadResult> {
+  let nonce = BigInt(Date.now()) * 1000n;
+  let allowed = 0;
+  let decisions = 0;
+  const path = "/0/private/Balance";
+  const result = await load(
+    {
+      url: portcullis.baseUrl,
+      connections: GATEWAY_CHECK.connections,
+      duration: GATEWAY_CHECK.seconds,
+      requests: [
+        {
+          method: "POST",
+          path: "/v1/gateway/check",
+          setupRequest: (request) => {
+            nonce += 1n;
+            const body = `nonce=${nonce}`;
+            return {
+              ...request,
+              headers: {
+                ...request.headers,
+                "content-type": "application/json",
+                authorization: `Bearer ${ADMIN_TOKEN}`,
+              },
+              body: JSON.stringify({
+                path,
+                headers: {
+                  "API-Key": apiKey.key,
+                  "API-Sign": krakenSignature(apiKey.secret, path, nonce.toString(), body),
+                },
+                body,
+                ip: "203.0.113.9",
+              }),
+            };
+          },
+          onResponse: (_status, body) => {
+            decisions += 1;
+            if (body.startsWith('{"allow":true')) allowed += 1;
+          },
+        },
+      ],
+    },
+    GATEWAY_CHECK.warmupSeconds,
+  );
+  const refusedOtherwise = decisions - allowed;
+  return {
+    ...result,
+    notes:
+      `${allowed} allowed, ${refusedOtherwise} refused (rate limit) in warm-up and run; ${result.notes}`.replace(
+        /; $/,
+        "",
+      ),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Report.
 
@@ -472,7 +593,7 @@ function printTable(rows: Row[]): void {
     row.name,
     row.reqPerSec.toFixed(1),
     row.p99Ms === 0 ? "< 1" : row.p99Ms.toFixed(1),
-    row.ratio === null ? "-" : row.ratio.toFixed(2),
+    row.ratio === null ? "-" : row.ratio < 0.1 ? row.ratio.toPrecision(2) : row.ratio.toFixed(2),
     row.target === null ? "-" : `>= ${row.target.toFixed(2)}`,
     row.meetsTarget === null ? "" : row.meetsTarget ? "ok" : "BELOW TARGET",
     row.otherCpu === null ? "?" : `${Math.round(row.otherCpu * 100)}%`,
@@ -534,6 +655,8 @@ async function main(): Promise<void> {
   let portcullis: Portcullis | null = null;
   let sessionRow: Row;
   let signInRow: Row;
+  let bareHmacRow: Row;
+  let gatewayRows: Row[];
   try {
     log(`Portcullis: starting on SQLite in ${dataDir}`);
     portcullis = await startPortcullis(dataDir);
@@ -558,6 +681,28 @@ async function main(): Promise<void> {
       rawArgon2,
       TARGET_SIGN_IN_VS_RAW_ARGON2,
     );
+
+    const apiKey = await createApiKey(server, await sessionToken(server, accounts[0]!, "pro"));
+    log(`bare HMAC: Kraken's API-Sign in a loop, ${BARE_HMAC.seconds} s`);
+    bareHmacRow = {
+      name: "bare Kraken signature (HMAC)",
+      ...measureBareHmac(apiKey.secret),
+      ratio: null,
+      comparedTo: null,
+      target: null,
+      meetsTarget: null,
+    };
+    log(`POST /v1/gateway/check: ${GATEWAY_CHECK.connections} connections, ${GATEWAY_CHECK.seconds} s`);
+    const gateway = await measureGatewayCheck(server, apiKey);
+    gatewayRows = [
+      ratioRow("POST /v1/gateway/check", gateway, baseline, TARGET_GATEWAY_VS_BASELINE),
+      {
+        ...ratioRow("POST /v1/gateway/check", gateway, bareHmacRow, 0),
+        target: null,
+        meetsTarget: null,
+        notes: "",
+      },
+    ];
   } catch (error) {
     if (portcullis) console.error(`Portcullis server output (last lines):\n${portcullis.server.output()}`);
     throw error;
@@ -567,7 +712,7 @@ async function main(): Promise<void> {
     tempDirs.delete(dataDir);
   }
 
-  const rows = [baseline, sessionRow, rawArgon2, signInRow];
+  const rows = [baseline, sessionRow, rawArgon2, signInRow, bareHmacRow, ...gatewayRows];
   printTable(rows);
 
   fs.mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
@@ -580,6 +725,7 @@ async function main(): Promise<void> {
       sessionCheck: SESSION_CHECK,
       signIn: SIGN_IN,
       rawArgon2: RAW_ARGON2,
+      gatewayCheck: GATEWAY_CHECK,
       argon2: { memoryCostKib, timeCost, parallelism },
     },
     results: rows,
