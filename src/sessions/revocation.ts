@@ -13,13 +13,20 @@ export interface Revocation {
 export interface RevocationBus {
   publish(revocation: Revocation): Promise<void>;
   subscribe(handler: (revocation: Revocation) => void): void;
+  /**
+   * A counter every revocation anywhere raises before it is published. A cached session is served only
+   * while the counter still reads what it read before the session was loaded, so a revocation made on
+   * another instance is honoured on the very next request, whether or not its message has arrived.
+   * Null when it cannot be read: then nothing is served from the cache.
+   */
+  generation(): Promise<string | null>;
   close(): void;
 }
 
 /**
- * Revocations over Redis pub/sub, so a session ended on one instance is refused by the others on their
- * next request. The database stays the record: a lost message only means another instance may serve a
- * cached session until its short cache time runs out.
+ * Revocations over Redis: a generation counter that every instance reads before serving a cached session
+ * (so a session ended on one instance is refused by the others on their next request), and pub/sub so
+ * the others drop their cached copies at once. The database stays the record.
  */
 export class RedisRevocationBus implements RevocationBus {
   private readonly subscriber: Redis;
@@ -45,7 +52,17 @@ export class RedisRevocationBus implements RevocationBus {
   }
 
   async publish(revocation: Revocation): Promise<void> {
+    // The counter must move, or other instances would go on serving what they cached: fail loudly.
+    await this.redis.incr(`${this.channel}:generation`);
     await this.redis.publish(this.channel, JSON.stringify(revocation)).catch(() => 0);
+  }
+
+  async generation(): Promise<string | null> {
+    try {
+      return (await this.redis.get(`${this.channel}:generation`)) ?? "0";
+    } catch {
+      return null;
+    }
   }
 
   subscribe(handler: (revocation: Revocation) => void): void {

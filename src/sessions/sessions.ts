@@ -92,7 +92,10 @@ const secondFactorMethods = new Set(["totp", "webauthn", "recovery_code"]);
  */
 export class SessionService {
   /** Token hash → the principal and when it was read. Every revocation empties the matching entries. */
-  private readonly cache = new Map<string, { principal: Principal; cachedAt: number }>();
+  private readonly cache = new Map<
+    string,
+    { principal: Principal; cachedAt: number; generation: string | null }
+  >();
   private readonly cacheTtlMs: number;
   private readonly bus: RevocationBus | null;
 
@@ -150,12 +153,20 @@ export class SessionService {
     const tokenHash = hashToken(token);
     const now = this.clock.now();
     const cached = this.cache.get(tokenHash);
+    // With other instances, the revocation generation is read before the session: whatever is revoked
+    // after this read raises it, and the next check then reads the session again.
+    const generation = this.bus && this.cacheTtlMs > 0 ? await this.bus.generation() : null;
+    const stillValid =
+      cached !== undefined &&
+      now - cached.cachedAt < this.cacheTtlMs &&
+      (this.bus === null || (generation !== null && generation === cached.generation));
     let principal: Principal | null;
-    if (cached && now - cached.cachedAt < this.cacheTtlMs) {
+    if (stillValid) {
       principal = cached.principal;
     } else {
       principal = await this.loadPrincipal(tokenHash);
-      if (principal && this.cacheTtlMs > 0) this.remember(tokenHash, principal, now);
+      if (principal && this.cacheTtlMs > 0 && (this.bus === null || generation !== null))
+        this.remember(tokenHash, principal, now, generation);
       else this.cache.delete(tokenHash);
     }
     if (!principal) return null;
@@ -279,9 +290,9 @@ export class SessionService {
     };
   }
 
-  private remember(tokenHash: string, principal: Principal, now: number): void {
+  private remember(tokenHash: string, principal: Principal, now: number, generation: string | null): void {
     if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(tokenHash, { principal, cachedAt: now });
+    this.cache.set(tokenHash, { principal, cachedAt: now, generation });
   }
 
   /**

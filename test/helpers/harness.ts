@@ -6,12 +6,12 @@ import type pino from "pino";
 import { createPortcullis, type Portcullis } from "../../src/app.js";
 import { loadEnvConfig } from "../../src/config/env.js";
 import { type SettingsOverrides, withSettings } from "../../src/config/settings.js";
-import type { Engine } from "../../src/db/database.js";
+import { type Engine, openStorage, type Storage } from "../../src/db/database.js";
 import type { PasswordHasher } from "../../src/factors/password.js";
 import type { MailTransport } from "../../src/notify/transports.js";
 import { FakeClock } from "../../src/support/clock.js";
 import { linkToken, SmtpCapture } from "./smtp.js";
-import { openTestStorage, redisUrl, type TestStorage } from "./storage.js";
+import { openTestStorage, postgresUrl, redisUrl, type TestStorage } from "./storage.js";
 
 export async function waitUntilReady(redis: { status: string }, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -76,6 +76,10 @@ export class Harness {
     readonly clock: FakeClock,
     readonly smtp: SmtpCapture,
     readonly storage: TestStorage,
+    private readonly options: HarnessOptions,
+    private readonly redisKeyPrefix: string,
+    /** A twin shares the first instance's storage, mail and clock, and closes only itself. */
+    private readonly isTwin = false,
   ) {}
 
   static async create(engine: Engine, options: HarnessOptions = {}): Promise<Harness> {
@@ -83,6 +87,54 @@ export class Harness {
     const smtp = new SmtpCapture();
     await smtp.start();
     const clock = new FakeClock(Date.now());
+    const redisKeyPrefix = `portcullis-test:${randomBytes(6).toString("hex")}:`;
+    const app = await Harness.instance(storage, storage.storage, smtp, clock, options, redisKeyPrefix).catch(
+      async (error: unknown) => {
+        // Leave no schema or server behind when start-up fails.
+        await smtp.stop();
+        await storage.dispose();
+        throw error;
+      },
+    );
+    return new Harness(engine, app, clock, smtp, storage, options, redisKeyPrefix);
+  }
+
+  /**
+   * Another instance of the same deployment (PostgreSQL only: SQLite is one server process): its own
+   * connection pool and caches, the same database schema, Redis prefix, mail server, clock and data key.
+   */
+  async twin(): Promise<Harness> {
+    if (!this.storage.schema) throw new Error("several instances need PostgreSQL");
+    const pool = openStorage(postgresUrl, { schema: this.storage.schema });
+    const app = await Harness.instance(
+      this.storage,
+      pool,
+      this.smtp,
+      this.clock,
+      this.options,
+      this.redisKeyPrefix,
+    );
+    const view: TestStorage = { ...this.storage, storage: pool, dispose: () => pool.close() };
+    return new Harness(
+      this.engine,
+      app,
+      this.clock,
+      this.smtp,
+      view,
+      this.options,
+      this.redisKeyPrefix,
+      true,
+    );
+  }
+
+  private static async instance(
+    storage: TestStorage,
+    pool: Storage,
+    smtp: SmtpCapture,
+    clock: FakeClock,
+    options: HarnessOptions,
+    redisKeyPrefix: string,
+  ): Promise<Portcullis> {
     const config = loadEnvConfig({
       PORTCULLIS_DATABASE_URL: storage.url,
       PORTCULLIS_DATA_DIR: storage.dataDir,
@@ -102,19 +154,14 @@ export class Harness {
       config,
       settings,
       clock,
-      storage: storage.storage,
+      storage: pool,
       logger: options.logger ?? false,
       transport: options.transport,
       hasher: options.hasher,
-      redisKeyPrefix: `portcullis-test:${randomBytes(6).toString("hex")}:`,
-    }).catch(async (error: unknown) => {
-      // Leave no schema or server behind when start-up fails.
-      await smtp.stop();
-      await storage.dispose();
-      throw error;
+      redisKeyPrefix,
     });
     if (app.services.redis) await waitUntilReady(app.services.redis);
-    return new Harness(engine, app, clock, smtp, storage);
+    return app;
   }
 
   get services() {
@@ -127,7 +174,7 @@ export class Harness {
 
   async close(): Promise<void> {
     await this.app.close();
-    await this.smtp.stop();
+    if (!this.isTwin) await this.smtp.stop();
     await this.storage.dispose();
   }
 

@@ -1,0 +1,140 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KrakenClient } from "../../src/client/kraken-client.js";
+import { CountingHasher } from "../helpers/counting-hasher.js";
+import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
+import { ADMIN_TOKEN, Harness, newUser } from "../helpers/harness.js";
+import { linkToken } from "../helpers/smtp.js";
+
+const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+/**
+ * Two instances of one deployment — PostgreSQL and Redis shared, each instance with its own connection
+ * pool, session cache and Redis connections — with requests dealt out in turn, as a round-robin load
+ * balancer would. (SQLite is one server process by design: several instances need PostgreSQL.)
+ */
+describe("two instances on PostgreSQL + Redis behind a round-robin (SPEC §4, §5, §11)", () => {
+  const hasher = new CountingHasher();
+  let a: Harness;
+  let b: Harness;
+  let turn = 0;
+  /** The next instance in turn. */
+  const next = () => (turn++ % 2 === 0 ? a : b);
+  let ipCounter = 0;
+  const freshIp = () => `198.51.${Math.floor(ipCounter / 250)}.${(ipCounter++ % 250) + 1}`;
+
+  beforeAll(async () => {
+    a = await Harness.create("postgres", { redis: true, hasher });
+    b = await a.twin();
+  });
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+  });
+
+  it("restricts an account exactly at the limit when 5 wrong passwords arrive in parallel on each instance", async () => {
+    const user = await a.createVerifiedUser();
+    const accountId = await a.accountId(user);
+    const botChecks = await Promise.all(Array.from({ length: 10 }, () => next().botCheck()));
+    hasher.reset();
+    const responses = await Promise.all(
+      botChecks.map((botCheck, i) =>
+        (i % 2 === 0 ? a : b).request("POST", "/v1/sign-in", {
+          body: { identifier: user.username, password: "a wrong guess, in parallel", botCheck },
+          ip: freshIp(),
+        }),
+      ),
+    );
+    expect(responses.map((r) => r.statusCode)).toEqual(Array(10).fill(401));
+    // Five real checks in all, whichever instance ran them; the sixth to tenth were refused unchecked.
+    expect(hasher.realVerifications).toBe(5);
+    const guard = await a.db
+      .selectFrom("account_guards")
+      .selectAll()
+      .where("account_id", "=", accountId)
+      .executeTakeFirstOrThrow();
+    expect(guard.consecutive_failures).toBe(5);
+    expect(guard.restrictions).toBe(1);
+    // The right password is now refused on both instances.
+    for (const instance of [a, b]) {
+      const right = await instance.signIn(user.username, user.password, { ip: freshIp() });
+      expect(right.statusCode).toBe(401);
+    }
+  });
+
+  it("refuses on one instance the session ended on the other, on the very next request", async () => {
+    const user = await a.createVerifiedUser();
+    const token = await a.sessionToken(user);
+    // Both instances read, and cache, the session.
+    for (const instance of [a, b, a, b]) {
+      expect((await instance.request("GET", "/v1/session", { token })).statusCode).toBe(200);
+    }
+    // B no longer hears published revocations: only the generation it reads from Redis can tell it.
+    (b.services.sessions as unknown as { bus: { close(): void } }).bus.close();
+    expect((await a.request("DELETE", "/v1/session", { token })).statusCode).toBe(200);
+    expect((await b.request("GET", "/v1/session", { token })).statusCode).toBe(401);
+    expect((await a.request("GET", "/v1/session", { token })).statusCode).toBe(401);
+  });
+
+  it("spends a single-use link once when it is opened on both instances at the same time", async () => {
+    const user = newUser();
+    expect((await a.signUp(user)).statusCode).toBe(202);
+    await a.deliverMail();
+    const token = linkToken(await a.smtp.waitFor(user.email, /Verify your email/), "/verify-email");
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        next().request("POST", "/v1/accounts/verify-email", { body: { token } }),
+      ),
+    );
+    expect(answers.filter((r) => r.statusCode === 200)).toHaveLength(1);
+    expect(answers.every((r) => r.statusCode < 500)).toBe(true);
+  });
+
+  describe("with an API key", () => {
+    let key: { id: string; key: string; secret: string };
+    beforeAll(async () => {
+      const user = await a.createVerifiedUser();
+      const enrolled = await enrollTotp(a, await a.sessionToken(user, "pro"), { password: user.password });
+      const created = await withStepUp(
+        b,
+        enrolled.token,
+        "POST",
+        "/v1/api-keys",
+        { totp: nextTotpCode(a, enrolled.secret) },
+        { body: { name: "cluster", permissions: ["funds_query"], nonceWindow: 1000 } },
+      );
+      expect(created.response.statusCode, created.response.body).toBe(201);
+      key = created.response.json();
+    });
+
+    const check = (instance: Harness, signed: ReturnType<KrakenClient["sign"]>) =>
+      instance
+        .request("POST", "/v1/gateway/check", {
+          headers: service,
+          body: { path: signed.path, headers: signed.headers, body: signed.body, ip: freshIp() },
+        })
+        .then((r) => r.json() as { allow: boolean; error?: string });
+
+    it("refuses on one instance a nonce used on the other", async () => {
+      const client = new KrakenClient({ baseUrl: "http://unused.invalid", key: key.key, secret: key.secret });
+      const signed = client.sign("Balance");
+      expect((await check(a, signed)).allow).toBe(true);
+      expect(await check(b, signed)).toEqual({ allow: false, error: "EAPI:Invalid nonce" });
+      // And of 30 parallel copies of one request dealt to both instances, exactly one passes.
+      const copy = client.sign("Balance");
+      a.clock.advance(60_000); // let the call counter decay fully
+      const results = await Promise.all(Array.from({ length: 30 }, () => check(next(), copy)));
+      expect(results.filter((r) => r.allow)).toHaveLength(1);
+    });
+
+    it("keeps one call counter for the key across instances", async () => {
+      // Past the temporary lockout the replayed copies above earned the key.
+      a.clock.advance(16 * 60_000);
+      const client = new KrakenClient({ baseUrl: "http://unused.invalid", key: key.key, secret: key.secret });
+      const signed = Array.from({ length: 40 }, () => client.sign("Balance"));
+      const results = await Promise.all(signed.map((s) => check(next(), s)));
+      // Starter tier: a ceiling of 15 calls, wherever they arrive.
+      expect(results.filter((r) => r.allow)).toHaveLength(15);
+      expect(results.filter((r) => r.error === "EAPI:Rate limit exceeded")).toHaveLength(25);
+    });
+  });
+});
