@@ -227,6 +227,7 @@ export class ApiKeyService {
       ...this.columns(settings),
       otp_type: input.otp?.type ?? null,
       otp_sealed: otp?.sealed ?? null,
+      otp_last_step: null,
       last_nonce: "0".repeat(20),
       created_at: this.clock.now(),
       last_used_at: null,

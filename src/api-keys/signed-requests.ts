@@ -232,7 +232,7 @@ export class SignedRequestVerifier {
     if (given.length !== expected.length || !timingSafeEqual(given, expected))
       return refuse("EAPI:Invalid signature");
     if (!(await this.claimNonce(row.id, nonce, row.nonce_window))) return refuse("EAPI:Invalid nonce");
-    if (!this.otpMatches(row, params.otp, now)) return refuse("EAPI:Invalid key");
+    if (!(await this.otpAccepted(row, params.otp, now))) return refuse("EAPI:Invalid key");
 
     if (!(method in methodPermissions)) return refuse("EGeneral:Unknown method");
     const keyPermissions = JSON.parse(row.permissions) as Permission[];
@@ -278,17 +278,26 @@ export class SignedRequestVerifier {
   }
 
   /**
-   * The key's own second factor, sent as `otp`: a static password or a TOTP code (±1 step). A TOTP code
-   * is not single-use here — a bot calls more often than every 30 seconds, and the nonce already makes
-   * each request single-use.
+   * The key's own second factor, sent as `otp`: a static password (constant-time) or a TOTP code within
+   * one step either side, accepted once (RFC 6238 §5.2): the step is claimed by a conditional UPDATE, so
+   * of parallel requests carrying one code exactly one passes. A bot that calls more often than every 30
+   * seconds uses a static password.
    */
-  private otpMatches(row: Selectable<ApiKeysTable>, otp: unknown, now: number): boolean {
+  private async otpAccepted(row: Selectable<ApiKeysTable>, otp: unknown, now: number): Promise<boolean> {
     if (row.otp_type === null || row.otp_sealed === null) return true;
     if (typeof otp !== "string" || otp.length === 0 || otp.length > 256) return false;
     const secret = this.dataKey.open(row.otp_sealed, `${row.id}:otp`);
     if (row.otp_type === "static") return sameSecret(otp, secret.toString("utf8"));
     const match = matchTotp(new Uint8Array(secret), otp, now);
-    return match !== null && "step" in match;
+    if (match === null || !("step" in match)) return false;
+    const claimed = await this.db
+      .updateTable("api_keys")
+      .set({ otp_last_step: match.step })
+      .where("id", "=", row.id)
+      .where((eb) => eb.or([eb("otp_last_step", "is", null), eb("otp_last_step", "<", match.step)]))
+      .returning("id")
+      .executeTakeFirst();
+    return claimed !== undefined;
   }
 
   /**

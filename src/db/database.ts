@@ -19,6 +19,7 @@ import * as transactionAuthorization from "./migrations/0004-transaction-authori
 import * as globalLock from "./migrations/0005-global-lock-and-recovery.js";
 import * as apiKeys from "./migrations/0006-api-keys.js";
 import * as apiKeyLimits from "./migrations/0007-api-key-limits.js";
+import * as apiKeyOtpStep from "./migrations/0008-api-key-otp-step.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -93,6 +94,7 @@ const migrations: Record<string, Migration> = {
   "0005-global-lock-and-recovery": globalLock,
   "0006-api-keys": apiKeys,
   "0007-api-key-limits": apiKeyLimits,
+  "0008-api-key-otp-step": apiKeyOtpStep,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -286,6 +286,8 @@ export interface ApiKeysTable {
   rate_at: Generated<number>;
   otp_type: "static" | "totp" | null;
   otp_sealed: string | null;
+  /** The TOTP step last accepted for the key's own second factor: each code works once. */
+  otp_last_step: number | null;
   approval_threshold: string | null;
 }
 

@@ -229,7 +229,11 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     expect((await check(clientFor(totpKey, "000000"), "Balance")).error).toBe("EAPI:Invalid key");
     const withCode = clientFor(totpKey, () => totpCode(seed, h.clock.now()));
     expect((await check(withCode, "Balance")).allow).toBe(true);
-    expect((await check(withCode, "Balance")).allow).toBe(true);
+    // Each code once (RFC 6238 §5.2), however many requests carry it at the same time.
+    expect((await check(withCode, "Balance")).error).toBe("EAPI:Invalid key");
+    h.clock.advance(30_000);
+    const parallel = await Promise.all(Array.from({ length: 20 }, () => check(withCode, "Balance")));
+    expect(parallel.filter((r) => r.allow)).toHaveLength(1);
   });
 
   it("keeps history queries within the key's query window and tells the venue the window", async () => {
