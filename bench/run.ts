@@ -24,6 +24,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import autocannon from "autocannon";
+import pg from "pg";
 import { krakenSignature } from "../src/client/kraken-client.js";
 import { defaultSettings } from "../src/config/settings.js";
 
@@ -43,6 +44,8 @@ const BARE_HMAC = { seconds: 3 };
 const TARGET_SESSION_VS_BASELINE = 0.7;
 const TARGET_GATEWAY_VS_BASELINE = 0.6;
 const ADMIN_TOKEN = randomBytes(32).toString("base64url");
+const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 const TARGET_SIGN_IN_VS_RAW_ARGON2 = 0.85;
 /** Above this share of CPU time used by other processes during a measurement, the table warns. */
 const OTHER_CPU_WARNING = 0.05;
@@ -315,12 +318,20 @@ interface Portcullis {
   dataDir: string;
 }
 
-async function startPortcullis(dataDir: string): Promise<Portcullis> {
+/** Where a Portcullis instance keeps its state: SQLite in its data folder, or a shared PostgreSQL + Redis. */
+interface Backing {
+  databaseUrl?: string;
+  redisUrl?: string;
+}
+
+async function startPortcullis(dataDir: string, backing: Backing = {}): Promise<Portcullis> {
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const server = startScript("src/cli/main.ts", ["serve"], {
     PORTCULLIS_ENV: "development",
-    PORTCULLIS_DATABASE_URL: `sqlite:${path.join(dataDir, "portcullis.db")}`,
+    PORTCULLIS_DATABASE_URL: backing.databaseUrl ?? `sqlite:${path.join(dataDir, "portcullis.db")}`,
+    ...(backing.redisUrl ? { PORTCULLIS_REDIS_URL: backing.redisUrl } : {}),
+    // Instances of one deployment share the data folder: its data key seals secrets for all of them.
     PORTCULLIS_DATA_DIR: dataDir,
     PORTCULLIS_HOST: "127.0.0.1",
     PORTCULLIS_PORT: String(port),
@@ -330,10 +341,29 @@ async function startPortcullis(dataDir: string): Promise<Portcullis> {
     // The sign-in load comes from one address; it names a different client address per request instead.
     PORTCULLIS_TRUSTED_PROXIES: "127.0.0.1",
     PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
-    // No PORTCULLIS_SMTP_URL: mail goes to <dataDir>/outbox/*.json. No PORTCULLIS_REDIS_URL: limits in SQLite.
+    // No PORTCULLIS_SMTP_URL: mail goes to <dataDir>/outbox/*.json.
   });
   await waitUntilUp(`${baseUrl}/readyz`, server, 30_000);
   return { server, baseUrl, dataDir };
+}
+
+/** A schema of its own in the local PostgreSQL for this run, dropped at the end. */
+async function createPostgresSchema(): Promise<{ url: string; drop(): Promise<void> }> {
+  const schema = `bench_${process.pid}_${randomBytes(3).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_URL });
+  await admin.connect();
+  await admin.query(`create schema ${schema}`);
+  await admin.end();
+  const url = `${POSTGRES_URL}${POSTGRES_URL.includes("?") ? "&" : "?"}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  return {
+    url,
+    async drop() {
+      const cleanup = new pg.Client({ connectionString: POSTGRES_URL });
+      await cleanup.connect();
+      await cleanup.query(`drop schema if exists ${schema} cascade`);
+      await cleanup.end();
+    },
+  };
 }
 
 async function postJson(
@@ -419,26 +449,30 @@ async function sessionToken(
   return token;
 }
 
-async function measureSessionCheck(portcullis: Portcullis, token: string): Promise<LoadResult> {
-  return load(
-    {
-      url: `${portcullis.baseUrl}/v1/session`,
-      headers: { authorization: `Bearer ${token}` },
-      connections: SESSION_CHECK.connections,
-      duration: SESSION_CHECK.seconds,
-    },
+async function measureSessionCheck(servers: Portcullis[], token: string): Promise<LoadResult> {
+  return loadSpread(
+    servers,
+    SESSION_CHECK.connections,
     SESSION_CHECK.warmupSeconds,
+    (server, connections) => ({
+      url: `${server.baseUrl}/v1/session`,
+      headers: { authorization: `Bearer ${token}` },
+      connections,
+      duration: SESSION_CHECK.seconds,
+    }),
   );
 }
 
 /**
- * Every request names a new client address in X-Forwarded-For (10.0.0.1, 10.0.0.2, ...), so the per-IP
- * limits (100 and 20 per 15 minutes) never apply. The accounts (one per connection) are taken in turn, so
- * none has more than SIGN_IN.connections password checks in flight: the attempt guard allows 5 per
- * account at once and answers further ones as wrong guesses.
+ * Every request names a new client address in X-Forwarded-For (from a random /16 per run, so counters
+ * kept in a shared Redis by earlier runs never apply), so the per-IP limits (100 and 20 per 15 minutes)
+ * never apply. The accounts (one per connection) are taken in turn, so none has more than
+ * SIGN_IN.connections password checks in flight: the attempt guard allows 5 per account at once and
+ * answers further ones as wrong guesses.
  */
-async function measureSignIn(portcullis: Portcullis, accounts: BenchAccount[]): Promise<LoadResult> {
+async function measureSignIn(servers: Portcullis[], accounts: BenchAccount[]): Promise<LoadResult> {
   let n = 0;
+  const prefix = `10.${1 + Math.floor(Math.random() * 250)}`;
   const bodies = accounts.map((account) =>
     JSON.stringify({
       identifier: account.username,
@@ -447,29 +481,52 @@ async function measureSignIn(portcullis: Portcullis, accounts: BenchAccount[]): 
       deviceId: account.deviceId,
     }),
   );
-  return load(
-    {
-      url: portcullis.baseUrl,
-      connections: SIGN_IN.connections,
-      duration: SIGN_IN.seconds,
-      requests: [
-        {
-          method: "POST",
-          path: "/v1/sign-in",
-          setupRequest: (request) => {
-            n += 1;
-            const ip = `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
-            return {
-              ...request,
-              headers: { ...request.headers, "content-type": "application/json", "x-forwarded-for": ip },
-              body: bodies[n % bodies.length],
-            };
-          },
+  return loadSpread(servers, SIGN_IN.connections, SIGN_IN.warmupSeconds, (server, connections) => ({
+    url: server.baseUrl,
+    connections,
+    duration: SIGN_IN.seconds,
+    requests: [
+      {
+        method: "POST",
+        path: "/v1/sign-in",
+        setupRequest: (request) => {
+          n += 1;
+          const ip = `${prefix}.${(n >> 8) & 255}.${n & 255}`;
+          return {
+            ...request,
+            headers: { ...request.headers, "content-type": "application/json", "x-forwarded-for": ip },
+            body: bodies[n % bodies.length],
+          };
         },
-      ],
-    },
-    SIGN_IN.warmupSeconds,
-  );
+      },
+    ],
+  }));
+}
+
+/**
+ * One load over several instances at once, as a round-robin balancer would spread it: the connections
+ * are shared out, each instance gets its own autocannon, and the answers per second are added up.
+ */
+async function loadSpread(
+  servers: Portcullis[],
+  connections: number,
+  warmupSeconds: number,
+  optionsFor: (
+    server: Portcullis,
+    connections: number,
+  ) => autocannon.Options & { connections: number; duration: number },
+): Promise<LoadResult> {
+  const share = Math.max(1, Math.floor(connections / servers.length));
+  const results = await Promise.all(servers.map((server) => load(optionsFor(server, share), warmupSeconds)));
+  return {
+    reqPerSec: results.reduce((sum, r) => sum + r.reqPerSec, 0),
+    p99Ms: Math.max(...results.map((r) => r.p99Ms)),
+    otherCpu: results[0]!.otherCpu,
+    notes: results
+      .map((r) => r.notes)
+      .filter(Boolean)
+      .join("; "),
+  };
 }
 
 /**
@@ -619,8 +676,128 @@ function printTable(rows: Row[]): void {
   console.log("");
 }
 
+const REPORT_FILE = path.join(ROOT, "bench", "REPORT.md");
+
+/** Portcullis beside another system: the ratio of throughputs and whether p99 latency is lower. */
+interface Comparison {
+  name: string;
+  ours: Row;
+  theirs: Row;
+  /** Throughput ratio Portcullis / other to reach. */
+  target: number;
+}
+
+/** bench/REPORT.md: every figure of this run, the ratios, and how to reproduce them. */
+function writeReport(
+  rows: Row[],
+  comparisons: Comparison[],
+  memory: { name: string; rssMb: number }[],
+  startedAt: Date,
+): void {
+  const cpus = os.cpus();
+  const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(1));
+  const ratio = (r: number) => (r < 0.1 ? r.toPrecision(2) : r.toFixed(2));
+  const lines = [
+    "# Benchmark report",
+    "",
+    "Written by `npm run bench`; every figure below comes from one run on one machine, so only the",
+    "ratios between them mean anything. Regenerate it with the same command.",
+    "",
+    `- Run: ${startedAt.toISOString()}`,
+    `- Machine: ${cpus.length} × ${cpus[0]?.model ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+    `- Argon2id: m=${defaultSettings.password.memoryCostKib} KiB, t=${defaultSettings.password.timeCost}, p=${defaultSettings.password.parallelism} (both systems)`,
+    "",
+    "## Throughput",
+    "",
+    "| measurement | req/s | p99 ms | ratio | to | target | other CPU |",
+    "| --- | ---: | ---: | ---: | --- | --- | ---: |",
+    ...rows.map(
+      (row) =>
+        `| ${row.name} | ${fmt(row.reqPerSec)} | ${row.p99Ms === 0 ? "< 1" : row.p99Ms} | ${row.ratio === null ? "–" : ratio(row.ratio)} | ${row.comparedTo ?? "–"} | ${row.target === null ? "–" : `≥ ${row.target} ${row.meetsTarget ? "(met)" : "(not met)"}`} | ${row.otherCpu === null ? "?" : `${Math.round(row.otherCpu * 100)}%`} |`,
+    ),
+    "",
+  ];
+  if (comparisons.length) {
+    lines.push(
+      "## Side by side",
+      "",
+      "| measurement | Portcullis req/s | other req/s | ratio | target | p99 Portcullis / other |",
+      "| --- | ---: | ---: | ---: | --- | --- |",
+      ...comparisons.map((c) => {
+        const r = c.theirs.reqPerSec > 0 ? c.ours.reqPerSec / c.theirs.reqPerSec : 0;
+        const p99 = `${c.ours.p99Ms} / ${c.theirs.p99Ms} ms ${c.ours.p99Ms < c.theirs.p99Ms ? "(lower)" : "(not lower)"}`;
+        return `| ${c.name} | ${fmt(c.ours.reqPerSec)} | ${fmt(c.theirs.reqPerSec)} | ${ratio(r)} | ≥ ${c.target} ${r >= c.target ? "(met)" : "(not met)"} | ${p99} |`;
+      }),
+      "",
+    );
+  }
+  if (memory.length) {
+    lines.push(
+      "## Memory",
+      "",
+      "| server | RSS after a session-check load, 100,000 sessions stored |",
+      "| --- | ---: |",
+      ...memory.map((m) => `| ${m.name} | ${m.rssMb.toFixed(0)} MB |`),
+      "",
+    );
+  }
+  const notes = rows.filter((row) => row.notes).map((row) => `- ${row.name}: ${row.notes}`);
+  if (notes.length) lines.push("## Notes", "", ...notes, "");
+  lines.push(
+    "## How to reproduce",
+    "",
+    "```",
+    "npm ci",
+    "npm run bench",
+    "```",
+    "",
+    "PostgreSQL and Redis must run locally (as for the tests): `BENCH_POSTGRES_URL` (default",
+    "`postgres://postgres@127.0.0.1:5432/test`, a schema of its own per run) and `BENCH_REDIS_URL`",
+    "(default `redis://127.0.0.1:6379`) point elsewhere. Each server runs in a child process on",
+    "127.0.0.1 and autocannon loads it from the parent after an uncounted warm-up; the load generator",
+    "shares the machine, so a column 'other CPU' above 5% marks a figure as unreliable.",
+    "",
+  );
+  fs.writeFileSync(REPORT_FILE, `${lines.join("\n")}`);
+}
+
 function log(message: string): void {
   console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+}
+
+/**
+ * Starts a deployment — one instance on SQLite, or `instances` sharing a fresh PostgreSQL schema and the
+ * local Redis — makes the sign-in accounts through the API, runs `measure`, and takes everything down.
+ */
+async function deployment<T>(
+  kind: string,
+  instances: number,
+  measure: (servers: Portcullis[], accounts: BenchAccount[]) => Promise<T>,
+): Promise<T> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-bench-"));
+  tempDirs.add(dataDir);
+  const postgres = kind === "SQLite" ? null : await createPostgresSchema();
+  const servers: Portcullis[] = [];
+  try {
+    log(`Portcullis: starting ${kind}`);
+    const backing: Backing = postgres ? { databaseUrl: postgres.url, redisUrl: REDIS_URL } : {};
+    // One after another: the first migrates the schema.
+    for (let i = 0; i < instances; i += 1) servers.push(await startPortcullis(dataDir, backing));
+    const first = servers[0]!;
+    const accounts = await Promise.all(
+      Array.from({ length: SIGN_IN.connections }, (_, i) => createVerifiedAccount(first, i + 1)),
+    );
+    return await measure(servers, accounts);
+  } catch (error) {
+    for (const server of servers)
+      console.error(`Portcullis server output (last lines):\n${server.server.output()}`);
+    throw error;
+  } finally {
+    for (const server of servers) await stopScript(server.server);
+    await postgres?.drop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    tempDirs.delete(dataDir);
+  }
 }
 
 async function main(): Promise<void> {
@@ -650,69 +827,82 @@ async function main(): Promise<void> {
     meetsTarget: null,
   };
 
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-bench-"));
-  tempDirs.add(dataDir);
-  let portcullis: Portcullis | null = null;
-  let sessionRow: Row;
-  let signInRow: Row;
-  let bareHmacRow: Row;
-  let gatewayRows: Row[];
-  try {
-    log(`Portcullis: starting on SQLite in ${dataDir}`);
-    portcullis = await startPortcullis(dataDir);
-    const server = portcullis;
-    const accounts = await Promise.all(
-      Array.from({ length: SIGN_IN.connections }, (_, i) => createVerifiedAccount(server, i + 1)),
-    );
-    const token = await sessionToken(server, accounts[0]!);
+  const rows: Row[] = [baseline, rawArgon2];
+  const plain = (name: string, result: LoadResult): Row => ({
+    name,
+    ...result,
+    ratio: null,
+    comparedTo: null,
+    target: null,
+    meetsTarget: null,
+  });
 
+  // 1. The default deployment: one process on SQLite.
+  const sqlite = await deployment("SQLite", 1, async ([server], accounts) => {
+    const token = await sessionToken(server!, accounts[0]!);
     log(`GET /v1/session: ${SESSION_CHECK.connections} connections, ${SESSION_CHECK.seconds} s`);
-    sessionRow = ratioRow(
+    const session = ratioRow(
       "GET /v1/session (bearer)",
-      await measureSessionCheck(server, token),
+      await measureSessionCheck([server!], token),
       baseline,
       TARGET_SESSION_VS_BASELINE,
     );
-
     log(`POST /v1/sign-in: ${SIGN_IN.connections} connections, ${SIGN_IN.seconds} s`);
-    signInRow = ratioRow(
+    const signIn = ratioRow(
       "POST /v1/sign-in (password)",
-      await measureSignIn(server, accounts),
+      await measureSignIn([server!], accounts),
       rawArgon2,
       TARGET_SIGN_IN_VS_RAW_ARGON2,
     );
-
-    const apiKey = await createApiKey(server, await sessionToken(server, accounts[0]!, "pro"));
+    const apiKey = await createApiKey(server!, await sessionToken(server!, accounts[0]!, "pro"));
     log(`bare HMAC: Kraken's API-Sign in a loop, ${BARE_HMAC.seconds} s`);
-    bareHmacRow = {
-      name: "bare Kraken signature (HMAC)",
-      ...measureBareHmac(apiKey.secret),
-      ratio: null,
-      comparedTo: null,
-      target: null,
-      meetsTarget: null,
-    };
+    const bareHmac = plain("bare Kraken signature (HMAC)", measureBareHmac(apiKey.secret));
     log(`POST /v1/gateway/check: ${GATEWAY_CHECK.connections} connections, ${GATEWAY_CHECK.seconds} s`);
-    const gateway = await measureGatewayCheck(server, apiKey);
-    gatewayRows = [
-      ratioRow("POST /v1/gateway/check", gateway, baseline, TARGET_GATEWAY_VS_BASELINE),
-      {
-        ...ratioRow("POST /v1/gateway/check", gateway, bareHmacRow, 0),
-        target: null,
-        meetsTarget: null,
-        notes: "",
-      },
-    ];
-  } catch (error) {
-    if (portcullis) console.error(`Portcullis server output (last lines):\n${portcullis.server.output()}`);
-    throw error;
-  } finally {
-    if (portcullis) await stopScript(portcullis.server);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    tempDirs.delete(dataDir);
+    const gateway = await measureGatewayCheck(server!, apiKey);
+    return {
+      session,
+      signIn,
+      gatewayRows: [
+        bareHmac,
+        ratioRow("POST /v1/gateway/check", gateway, baseline, TARGET_GATEWAY_VS_BASELINE),
+        {
+          ...ratioRow("POST /v1/gateway/check", gateway, bareHmac, 0),
+          target: null,
+          meetsTarget: null,
+          notes: "",
+        },
+      ],
+    };
+  });
+  rows.push(sqlite.session, sqlite.signIn, ...sqlite.gatewayRows);
+
+  // 2. Scaled out: PostgreSQL + Redis, with one instance and then two sharing the load.
+  for (const instances of [1, 2]) {
+    const label = `PostgreSQL + Redis, ${instances} instance${instances > 1 ? "s" : ""}`;
+    const measured = await deployment(label, instances, async (servers, accounts) => {
+      const token = await sessionToken(servers[0]!, accounts[0]!);
+      log(`${label}: GET /v1/session`);
+      const session = ratioRow(
+        `GET /v1/session, ${label}`,
+        await measureSessionCheck(servers, token),
+        baseline,
+        0,
+      );
+      log(`${label}: POST /v1/sign-in`);
+      const signIn = ratioRow(
+        `POST /v1/sign-in, ${label}`,
+        await measureSignIn(servers, accounts),
+        rawArgon2,
+        0,
+      );
+      return { session, signIn };
+    });
+    for (const row of [measured.session, measured.signIn])
+      rows.push({ ...row, target: null, meetsTarget: null });
   }
 
-  const rows = [baseline, sessionRow, rawArgon2, signInRow, bareHmacRow, ...gatewayRows];
+  const comparisons: Comparison[] = [];
+  const memory: { name: string; rssMb: number }[] = [];
   printTable(rows);
 
   fs.mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
@@ -731,7 +921,8 @@ async function main(): Promise<void> {
     results: rows,
   };
   fs.writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
-  log(`written to ${path.relative(ROOT, RESULTS_FILE)}`);
+  writeReport(rows, comparisons, memory, startedAt);
+  log(`written to ${path.relative(ROOT, RESULTS_FILE)} and ${path.relative(ROOT, REPORT_FILE)}`);
 }
 
 main()
