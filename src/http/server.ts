@@ -18,6 +18,7 @@ import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerFundingRoutes } from "./routes/funding.js";
 import { registerGatewayRoutes } from "./routes/gateway.js";
 import { registerLockAndRecoveryRoutes } from "./routes/lock-and-recovery.js";
+import { registerPortalRoutes } from "./routes/portal.js";
 import { registerPublicRoutes } from "./routes/public.js";
 import { registerSecurityRoutes } from "./routes/security.js";
 import { registerSessionRoutes } from "./routes/sessions.js";
@@ -125,6 +126,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   registerDeviceRoutes(app, services);
   registerAdminRoutes(app, services);
   registerDevRoutes(app, services);
+  await registerPortalRoutes(app, services);
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

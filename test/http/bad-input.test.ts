@@ -526,6 +526,8 @@ const routes: RouteSpec[] = [
   { method: "GET", path: "/readyz", auth: "none", bare: "clean" },
   { method: "GET", path: "/metrics", auth: "none", bare: "clean" },
   { method: "GET", path: "/openapi.json", auth: "none", bare: "clean" },
+  // The portal: its assets and, for page addresses that accept HTML, its one page (routes/portal.ts).
+  { method: "GET", path: "/*", auth: "none", bare: "clean" },
 ];
 
 /** Registered only in development without SMTP (the local mailbox). */
