@@ -1,0 +1,243 @@
+import { useCallback, useEffect, useState } from "react";
+import { api } from "../api.js";
+import { navigate } from "../router.js";
+import { useSession } from "../session.js";
+import { Card, ErrorMessage, formatTime, useTask } from "../ui.js";
+
+interface SessionRow {
+  id: string;
+  client: string;
+  aal: number;
+  methods: string[];
+  ip: string;
+  location: string | null;
+  userAgent: string | null;
+  lastSeenAt: string;
+  createdAt: string;
+  current: boolean;
+}
+
+interface DeviceRow {
+  id: string;
+  label: string | null;
+  ip: string | null;
+  location: string | null;
+  createdAt: string;
+  lastSeenAt: string;
+  current: boolean;
+}
+
+interface ActivityRow {
+  id: number;
+  at: string;
+  event: string;
+  outcome: string;
+  ip: string | null;
+  location: string | null;
+  userAgent: string | null;
+}
+
+/** "Chrome on Linux" from a user agent, enough to recognise one's own browser. */
+export function describeAgent(agent: string | null): string {
+  if (!agent) return "Unknown browser";
+  const browser = /Edg\//.test(agent)
+    ? "Edge"
+    : /Firefox\//.test(agent)
+      ? "Firefox"
+      : /Chrome\//.test(agent)
+        ? "Chrome"
+        : /Safari\//.test(agent)
+          ? "Safari"
+          : agent.split(" ")[0]!;
+  const system = /Windows/.test(agent)
+    ? "Windows"
+    : /Android/.test(agent)
+      ? "Android"
+      : /iPhone|iPad/.test(agent)
+        ? "iOS"
+        : /Mac OS X/.test(agent)
+          ? "macOS"
+          : /Linux/.test(agent)
+            ? "Linux"
+            : "";
+  return system ? `${browser} on ${system}` : browser;
+}
+
+function useList<T>(path: string, key: string) {
+  const [items, setItems] = useState<T[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const reload = useCallback(async () => {
+    try {
+      const body = await api<Record<string, T[]>>("GET", path);
+      setItems(body[key] ?? []);
+    } catch (caught) {
+      setError(caught);
+    }
+  }, [path, key]);
+  useEffect(() => {
+    void reload();
+  }, [reload]);
+  return { items, error, reload };
+}
+
+export function SessionsCard() {
+  const { items, error, reload } = useList<SessionRow>("/v1/sessions", "sessions");
+  const task = useTask();
+  async function end(id: string) {
+    if ((await task.run(() => api("DELETE", `/v1/sessions/${id}`))) !== undefined) await reload();
+  }
+  async function endOthers() {
+    if ((await task.run(() => api("DELETE", "/v1/sessions"))) !== undefined) await reload();
+  }
+  return (
+    <Card title="Sessions" id="sessions">
+      <ErrorMessage error={error ?? task.error} />
+      {items ? (
+        <ul className="rows" aria-label="Active sessions">
+          {items.map((session) => (
+            <li key={session.id}>
+              <div>
+                <strong>{describeAgent(session.userAgent)}</strong>{" "}
+                {session.current ? <span className="badge ok">This session</span> : null}
+                <br />
+                <small className="muted">
+                  {session.location ?? "Unknown place"} · {session.ip} · last seen{" "}
+                  {formatTime(session.lastSeenAt)}
+                </small>
+              </div>
+              {session.current ? null : (
+                <button
+                  type="button"
+                  className="quiet"
+                  onClick={() => void end(session.id)}
+                  disabled={task.busy}
+                >
+                  End session <span className="visually-hidden">{describeAgent(session.userAgent)}</span>
+                </button>
+              )}
+            </li>
+          ))}
+        </ul>
+      ) : (
+        <p aria-busy="true">Loading…</p>
+      )}
+      {items && items.length > 1 ? (
+        <button type="button" onClick={() => void endOthers()} disabled={task.busy}>
+          End all other sessions
+        </button>
+      ) : null}
+    </Card>
+  );
+}
+
+export function DevicesCard() {
+  const { items, error, reload } = useList<DeviceRow>("/v1/devices", "devices");
+  const { refresh } = useSession();
+  const task = useTask();
+  async function remove(id: string) {
+    if ((await task.run(() => api("DELETE", `/v1/devices/${id}`))) !== undefined) await reload();
+  }
+  async function disconnectAll() {
+    if ((await task.run(() => api("DELETE", "/v1/devices"))) === undefined) return;
+    await refresh();
+    navigate("/sign-in");
+  }
+  return (
+    <Card title="Devices" id="devices">
+      <p>Devices that have signed in to your account. A removed device needs approval by email next time.</p>
+      <ErrorMessage error={error ?? task.error} />
+      {items ? (
+        <ul className="rows" aria-label="Known devices">
+          {items.map((device) => (
+            <li key={device.id}>
+              <div>
+                <strong>{device.label ?? "Device"}</strong>{" "}
+                {device.current ? <span className="badge ok">This device</span> : null}
+                <br />
+                <small className="muted">
+                  {device.location ?? "Unknown place"} · first seen {formatTime(device.createdAt)} · last seen{" "}
+                  {formatTime(device.lastSeenAt)}
+                </small>
+              </div>
+              <button
+                type="button"
+                className="quiet"
+                onClick={() => void remove(device.id)}
+                disabled={task.busy}
+              >
+                Remove <span className="visually-hidden">{device.label ?? "device"}</span>
+              </button>
+            </li>
+          ))}
+        </ul>
+      ) : (
+        <p aria-busy="true">Loading…</p>
+      )}
+      <button type="button" className="danger" onClick={() => void disconnectAll()} disabled={task.busy}>
+        Disconnect all devices
+      </button>
+    </Card>
+  );
+}
+
+const eventNames: Record<string, string> = {
+  "sign_in.password": "Password entered",
+  "sign_in.totp": "Authenticator code",
+  "sign_in.webauthn": "Security key",
+  "sign_in.recovery_code": "Recovery code",
+  "sign_in.refused": "Sign-in refused",
+  "sign_in.completed": "Signed in",
+  "step_up.password": "Confirmed with password",
+  "step_up.totp": "Confirmed with authenticator code",
+  "step_up.webauthn": "Confirmed with security key",
+  "step_up.recovery_code": "Confirmed with recovery code",
+  "device.approved": "Device approved",
+  "device.removed": "Device removed",
+  "device.disconnect_all": "All devices disconnected",
+  "factor.added": "Second factor added",
+  "factor.removed": "Second factor removed",
+  "recovery_codes.regenerated": "New recovery codes",
+  "account.restricted": "Account restricted",
+  "account.created": "Account created",
+  "account.email_verified": "Email verified",
+  "session.ended": "Session ended",
+  "session.ended_others": "Other sessions ended",
+};
+
+export function ActivityCard() {
+  const { items, error } = useList<ActivityRow>("/v1/activity?limit=20", "items");
+  return (
+    <Card title="Recent activity" id="activity">
+      <ErrorMessage error={error} />
+      {items ? (
+        <div className="table-wrap">
+          <table>
+            <caption className="visually-hidden">Your latest sign-ins and security events</caption>
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">What</th>
+                <th scope="col">Result</th>
+                <th scope="col">Where</th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((entry) => (
+                <tr key={entry.id}>
+                  <td>{formatTime(entry.at)}</td>
+                  <td>{eventNames[entry.event] ?? entry.event}</td>
+                  <td className={entry.outcome === "success" ? "" : "refused"}>{entry.outcome}</td>
+                  <td>
+                    {entry.location ?? "Unknown place"} · {describeAgent(entry.userAgent)}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : (
+        <p aria-busy="true">Loading…</p>
+      )}
+    </Card>
+  );
+}

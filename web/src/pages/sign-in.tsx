@@ -1,0 +1,335 @@
+import { startAuthentication } from "@simplewebauthn/browser";
+import { type FormEvent, useEffect, useRef, useState } from "react";
+import { ApiError, api, type SignInState } from "../api.js";
+import { BotCheck, type BotCheckHandle } from "../bot-check.js";
+import { Link, navigate } from "../router.js";
+import { useSession } from "../session.js";
+import { ErrorMessage, Field, Notice, useTask } from "../ui.js";
+
+const factorLabels: Record<string, string> = {
+  totp: "Authenticator app",
+  webauthn: "Security key or passkey",
+  recovery_code: "Recovery code",
+  master_key: "Master Key",
+};
+
+/** Notices the sign-in answered with ("turn on two-factor authentication"), shown once on the dashboard. */
+export const signInNoticesKey = "portcullis.sign-in-notices";
+
+/**
+ * Sign-in as the server's state machine has it (SPEC §2): password, then a second factor when the account
+ * has one, then device approval for a new device; the page shows whichever step the server says is next.
+ */
+export function SignInPage() {
+  const { refresh } = useSession();
+  const [flow, setFlow] = useState<SignInState | null>(null);
+  const [expired, setExpired] = useState(false);
+
+  async function advance(next: SignInState) {
+    if (next.state === "authenticated") {
+      if (next.notices?.length) sessionStorage.setItem(signInNoticesKey, JSON.stringify(next.notices));
+      await refresh();
+      const target = new URLSearchParams(location.search).get("next");
+      navigate(target?.startsWith("/") && !target.startsWith("//") ? target : "/", { replace: true });
+      return;
+    }
+    setFlow(next);
+  }
+
+  function restart(error: unknown) {
+    if (error instanceof ApiError && error.code === "expired") {
+      setFlow(null);
+      setExpired(true);
+    }
+  }
+
+  return (
+    <div className="narrow">
+      <h1>Sign in</h1>
+      {expired && !flow ? <Notice tone="warning">That sign-in took too long. Start again.</Notice> : null}
+      {!flow ? <PasswordStep onNext={advance} /> : null}
+      {flow?.state === "second_factor" ? (
+        <SecondFactorStep flow={flow} onNext={advance} onError={restart} />
+      ) : null}
+      {flow?.state === "device_approval" ? <DeviceApprovalStep flow={flow} onNext={advance} /> : null}
+    </div>
+  );
+}
+
+function PasswordStep({ onNext }: { onNext: (state: SignInState) => Promise<void> }) {
+  const [identifier, setIdentifier] = useState("");
+  const [password, setPassword] = useState("");
+  const botCheck = useRef<BotCheckHandle>(null);
+  const task = useTask();
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    await task.run(async () => {
+      try {
+        const state = await api<SignInState>("POST", "/v1/sign-in", {
+          body: { identifier: identifier.trim(), password, botCheck: await botCheck.current!.solve() },
+        });
+        await onNext(state);
+      } finally {
+        // Each bot-check answer is single-use.
+        botCheck.current?.renew();
+      }
+    });
+  }
+
+  return (
+    <>
+      {/* noValidate: the bot-check widget marks its checkbox required while it solves, which would
+          silently block the submit; solve() waits for it instead, and the server checks every field. */}
+      <form onSubmit={submit} aria-label="Sign in" noValidate>
+        <Field
+          label="Username"
+          name="identifier"
+          autoComplete="username"
+          value={identifier}
+          onChange={setIdentifier}
+          autoFocus
+        />
+        <Field
+          label="Password"
+          name="password"
+          type="password"
+          autoComplete="current-password"
+          value={password}
+          onChange={setPassword}
+        />
+        <BotCheck handle={botCheck} />
+        <ErrorMessage error={task.error} />
+        <button type="submit" className="primary" disabled={task.busy}>
+          Sign in
+        </button>
+      </form>
+      <ul className="links">
+        <li>
+          <Link href="/forgot-password">Forgot your password?</Link>
+        </li>
+        <li>
+          <Link href="/forgot-username">Forgot your username?</Link>
+        </li>
+        <li>
+          New here? <Link href="/sign-up">Create an account</Link>
+        </li>
+      </ul>
+    </>
+  );
+}
+
+function SecondFactorStep(props: {
+  flow: SignInState;
+  onNext: (state: SignInState) => Promise<void>;
+  onError: (error: unknown) => void;
+}) {
+  const factors = props.flow.factors ?? [];
+  const [factor, setFactor] = useState(factors.includes("totp") ? "totp" : (factors[0] ?? "totp"));
+  const [code, setCode] = useState("");
+  const [masterKey, setMasterKey] = useState("");
+  const [bypassSent, setBypassSent] = useState(false);
+  const task = useTask();
+  const base = `/v1/sign-in/${props.flow.flowId}`;
+
+  async function run(request: () => Promise<SignInState>) {
+    await task.run(async () => {
+      try {
+        await props.onNext(await request());
+      } catch (error) {
+        props.onError(error);
+        throw error;
+      }
+    });
+  }
+
+  function submit(event: FormEvent) {
+    event.preventDefault();
+    if (factor === "totp") void run(() => api("POST", `${base}/totp`, { body: { code: code.trim() } }));
+    if (factor === "recovery_code")
+      void run(() => api("POST", `${base}/recovery-code`, { body: { code: code.trim() } }));
+    if (factor === "master_key" && !bypassSent) {
+      void task
+        .run(() => api("POST", `${base}/master-key`, { body: { masterKey } }))
+        .then((sent) => {
+          if (sent !== undefined) setBypassSent(true);
+        });
+    }
+    if (factor === "master_key" && bypassSent)
+      void run(() => api("POST", `${base}/bypass-code`, { body: { code: code.trim() } }));
+  }
+
+  async function signWithKey() {
+    await run(async () => {
+      const optionsJSON = await api<Parameters<typeof startAuthentication>[0]["optionsJSON"]>(
+        "POST",
+        `${base}/webauthn/options`,
+      );
+      const response = await startAuthentication({ optionsJSON });
+      return api<SignInState>("POST", `${base}/webauthn`, { body: { response } });
+    });
+  }
+
+  return (
+    <form onSubmit={submit} aria-label="Second factor">
+      <p>Your account is protected by a second factor.</p>
+      {factors.length > 1 ? (
+        <fieldset className="choice">
+          <legend>Confirm with</legend>
+          {factors.map((kind) => (
+            <label key={kind}>
+              <input
+                type="radio"
+                name="factor"
+                value={kind}
+                checked={factor === kind}
+                onChange={() => {
+                  setFactor(kind);
+                  setCode("");
+                  task.setError(null);
+                }}
+              />{" "}
+              {factorLabels[kind] ?? kind}
+            </label>
+          ))}
+        </fieldset>
+      ) : null}
+      {factor === "totp" ? (
+        <Field
+          key="totp"
+          label="Code from your authenticator app"
+          name="code"
+          inputMode="numeric"
+          autoComplete="one-time-code"
+          value={code}
+          onChange={setCode}
+          autoFocus
+        />
+      ) : null}
+      {factor === "recovery_code" ? (
+        <Field
+          key="recovery"
+          label="Recovery code"
+          name="code"
+          autoComplete="off"
+          value={code}
+          onChange={setCode}
+          hint="Each recovery code works once. Using one emails you a notice."
+          autoFocus
+        />
+      ) : null}
+      {factor === "webauthn" ? (
+        <p>
+          <button type="button" className="primary" onClick={() => void signWithKey()} disabled={task.busy}>
+            Use security key or passkey
+          </button>
+        </p>
+      ) : null}
+      {factor === "master_key" && !bypassSent ? (
+        <Field
+          label="Master Key"
+          name="masterKey"
+          type="password"
+          autoComplete="off"
+          value={masterKey}
+          onChange={setMasterKey}
+          hint="Lost your second factor? Your Master Key sends a one-time code to your email. You will then set up a new factor."
+        />
+      ) : null}
+      {factor === "master_key" && bypassSent ? (
+        <>
+          <Notice tone="success">We emailed you a one-time code.</Notice>
+          <Field
+            label="Code from the email"
+            name="code"
+            autoComplete="one-time-code"
+            value={code}
+            onChange={setCode}
+            autoFocus
+          />
+        </>
+      ) : null}
+      <ErrorMessage error={task.error} />
+      {factor !== "webauthn" ? (
+        <button type="submit" className="primary" disabled={task.busy}>
+          {factor === "master_key" && !bypassSent ? "Email me a code" : "Continue"}
+        </button>
+      ) : null}
+    </form>
+  );
+}
+
+/** The device-approval wait (SPEC §2 step 3): the emailed link approves; this page polls and continues. */
+function DeviceApprovalStep(props: { flow: SignInState; onNext: (state: SignInState) => Promise<void> }) {
+  const [error, setError] = useState<unknown>(null);
+  const { flow } = props;
+  // The latest callback, without restarting the polling loop when the parent renders.
+  const onNext = useRef(props.onNext);
+  onNext.current = props.onNext;
+  useEffect(() => {
+    let stopped = false;
+    const poll = async () => {
+      while (!stopped) {
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        if (stopped) return;
+        try {
+          const state = await api<SignInState>("GET", `/v1/sign-in/${flow.flowId}`);
+          if (state.state !== "device_approval") {
+            stopped = true;
+            await onNext.current(state);
+          }
+        } catch (caught) {
+          setError(caught);
+          if (caught instanceof ApiError && caught.status !== 503 && caught.status !== 0) return;
+        }
+      }
+    };
+    void poll();
+    return () => {
+      stopped = true;
+    };
+  }, [flow.flowId]);
+  return (
+    <section aria-live="polite">
+      <h2>Approve this device</h2>
+      <p>
+        This browser has not signed in to your account before. We emailed you an{" "}
+        <strong>Approve device</strong> link, valid for 20 minutes. Open it on any device; this page continues
+        by itself.
+      </p>
+      <p className="waiting" aria-busy="true">
+        Waiting for approval…
+      </p>
+      <ErrorMessage error={error} />
+    </section>
+  );
+}
+
+export function ApproveDevicePage() {
+  const token = new URLSearchParams(location.search).get("token") ?? "";
+  const [done, setDone] = useState(false);
+  const task = useTask();
+  async function approve() {
+    if ((await task.run(() => api("POST", "/v1/devices/approve", { body: { token } }))) !== undefined)
+      setDone(true);
+  }
+  return (
+    <div className="narrow">
+      <h1>Approve a new device</h1>
+      {done ? (
+        <Notice tone="success">Approved. The browser that is waiting signs in now.</Notice>
+      ) : (
+        <>
+          <p>
+            Someone who knows your password is signing in from a new device. Approve it only if that is you.
+            If it is not, change your password now.
+          </p>
+          <ErrorMessage error={task.error} />
+          <button type="button" className="primary" onClick={() => void approve()} disabled={task.busy}>
+            Approve this device
+          </button>
+        </>
+      )}
+    </div>
+  );
+}
