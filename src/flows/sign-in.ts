@@ -423,6 +423,13 @@ export class SignInService {
       throw new Problem(409, "conflict", "This sign-in is waiting for its device approval.");
 
     await deps.guard.recordSuccess(moved.account_id);
+    // SPEC §12: the owner hears of a sign-in from a device the account had not seen — unless this very
+    // sign-in already emailed a device approval, which said as much.
+    const newDevice =
+      knownDeviceId === undefined &&
+      from !== "device_approved" &&
+      (moved.device_id === null ||
+        (await deps.devices.recognise(moved.account_id, moved.device_id, context)) === null);
     const deviceId =
       knownDeviceId ??
       (moved.device_id ? await deps.devices.remember(moved.account_id, moved.device_id, context) : null);
@@ -449,6 +456,17 @@ export class SignInService {
       },
       context,
     );
+    if (newDevice) {
+      const account = await deps.accounts.findById(moved.account_id);
+      if (account) {
+        await deps.outbox.notify(account, {
+          kind: "new_sign_in",
+          sessionsLink: new URL("/security/sessions", deps.publicUrl).href,
+          resetLink: new URL("/forgot-password", deps.publicUrl).href,
+          ...securityDetails(context, now),
+        });
+      }
+    }
     const notices = session.aal < 2 ? [enableTwoFactorNotice] : [];
     return { state: "authenticated", flowId: flow.id, session, token, notices };
   }

@@ -44,6 +44,7 @@ export type EmailMessage =
     } & SecurityEventDetails)
   | ({ kind: "approve_device"; link: string; device: string | null } & SecurityEventDetails)
   | ({ kind: "second_factor_failed"; resetLink: string } & SecurityEventDetails)
+  | ({ kind: "new_sign_in"; sessionsLink: string; resetLink: string } & SecurityEventDetails)
   | ({ kind: "recovery_code_used"; remaining: number } & SecurityEventDetails)
   | ({ kind: "security_change"; change: string } & SecurityEventDetails)
   | ({ kind: "password_reset"; link: string; masterKeyRequired: boolean } & SecurityEventDetails)
@@ -138,6 +139,16 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
           ...describeRequest(message),
           "If this was you, no action is needed. If it was not, your password is known to someone else:",
           `change it now: ${message.resetLink}`,
+        ],
+      };
+    case "new_sign_in":
+      return {
+        subject: "New sign-in to your account",
+        lines: [
+          "Your account was signed in to from a device it had not seen before.",
+          ...describeRequest(message),
+          `If this was you, no action is needed. If it was not, end that session at ${message.sessionsLink}`,
+          `and change your password now: ${message.resetLink}`,
         ],
       };
     case "recovery_code_used":

@@ -9,6 +9,41 @@ import { engines } from "../helpers/storage.js";
 const MINUTE = 60_000;
 const newDevice = () => randomBytes(32).toString("base64url");
 
+describe.each(engines)("new sign-in emails on %s (SPEC §12)", (engine) => {
+  let h: Harness;
+  beforeAll(async () => {
+    // Without device approval, the email is what tells the owner of a device never seen before.
+    h = await Harness.create(engine, { settings: { signIn: { deviceApproval: false } } });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("tells the owner of a sign-in from a device the account had not seen, once per device", async () => {
+    const user = await h.createVerifiedUser();
+    const device = newDevice();
+    const from = async (cookie: string) =>
+      h.request("POST", "/v1/sign-in", {
+        body: { identifier: user.username, password: user.password, botCheck: await h.botCheck() },
+        headers: {
+          cookie: `portcullis_device=${cookie}`,
+          "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+        },
+      });
+    const count = () =>
+      h.smtp.messages.filter((m) => m.to.includes(user.email) && /New sign-in/.test(m.subject)).length;
+    expect((await from(device)).statusCode).toBe(200);
+    await h.deliverMail();
+    const email = await h.smtp.waitFor(user.email, /New sign-in to your account/);
+    expect(email.text).toContain("had not seen before");
+    expect(email.text).toContain("/security/sessions");
+    // The same browser again: known now, no email.
+    expect((await from(device)).statusCode).toBe(200);
+    await h.deliverMail();
+    expect(count()).toBe(1);
+  });
+});
+
 describe.each(engines)("device approval on %s (SPEC §2 step 3, §5)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
