@@ -37,10 +37,7 @@ export function watchPageErrors(page: Page): string[] {
   page.on("console", (message) => {
     const text = message.text();
     // An answer of 401 or 404 is how the API says "signed out" or "nothing here"; the page handles it.
-    // The development mailbox is a server-rendered page with an inline <style>, which the page CSP blocks.
-    const fromMailbox = message.location().url.includes("/dev/mailbox");
-    if (message.type() === "error" && !text.startsWith("Failed to load resource") && !fromMailbox)
-      errors.push(text);
+    if (message.type() === "error" && !text.startsWith("Failed to load resource")) errors.push(text);
   });
   return errors;
 }

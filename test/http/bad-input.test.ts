@@ -534,6 +534,7 @@ const routes: RouteSpec[] = [
 const devRoutes: RouteSpec[] = [
   { method: "GET", path: "/dev/mailbox.json", auth: "none", bare: "clean" },
   { method: "GET", path: "/dev/mailbox", auth: "none", bare: "clean" },
+  { method: "GET", path: "/dev/mailbox.css", auth: "none", bare: "clean" },
 ];
 
 /** Every "METHOD /path" the router knows, read from Fastify's own route tree. */
