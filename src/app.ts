@@ -117,7 +117,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const silent = { warn: () => {} };
   const outbox = new Outbox(db, transport, clock, settings.outbox, config.mailFrom, logger || silent);
   const accounts = new AccountRepository(db);
-  const audit = new AuditLog(db, clock);
+  const audit = new AuditLog(db, clock, dataKey.derive("audit-chain"));
   const redis = config.redisUrl ? connectRedis(config.redisUrl) : null;
   const limiter: RateLimiter = redis
     ? new RedisRateLimiter(redis, clock, options.redisKeyPrefix)

@@ -1,5 +1,5 @@
+import { createHmac } from "node:crypto";
 import type { Kysely } from "kysely";
-import { sha256Hex } from "../crypto/tokens.js";
 import type { AuditLogTable, Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import type { RequestContext } from "../support/request-context.js";
@@ -37,8 +37,12 @@ export interface VerifyResult {
 
 const GENESIS = "0".repeat(64);
 
-/** The hash of an entry covers the previous hash and every field, in a fixed order (SPEC §12). */
-export function entryHash(row: Omit<AuditLogTable, "hash">): string {
+/**
+ * The hash of an entry covers the previous hash and every field, in a fixed order (SPEC §12). It is an
+ * HMAC-SHA256 under a key derived from the data key, which lives outside the database: someone who can
+ * write to the database but does not hold the key cannot rewrite an entry and recompute the chain.
+ */
+export function entryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): string {
   const body = JSON.stringify([
     row.seq,
     row.at,
@@ -51,7 +55,7 @@ export function entryHash(row: Omit<AuditLogTable, "hash">): string {
     row.outcome,
     row.details,
   ]);
-  return sha256Hex(`${row.prev_hash}\n${body}`);
+  return createHmac("sha256", chainKey).update(`${row.prev_hash}\n${body}`).digest("hex");
 }
 
 interface Pending {
@@ -80,6 +84,8 @@ export class AuditLog {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
+    /** The HMAC key of the chain: `dataKey.derive("audit-chain")`. */
+    private readonly chainKey: Buffer,
   ) {}
 
   append(event: AuditEvent, context: RequestContext | null): Promise<number> {
@@ -134,7 +140,7 @@ export class AuditLog {
       const chained = rows.map((row) => {
         seq += 1;
         const linked = { ...row, seq, prev_hash: prevHash };
-        prevHash = entryHash(linked);
+        prevHash = entryHash(linked, this.chainKey);
         return { ...linked, hash: prevHash };
       });
       await trx.insertInto("audit_log").values(chained).execute();
@@ -195,7 +201,7 @@ export class AuditLog {
         }
         if (row.prev_hash !== previousHash) return bad("does not link to the previous entry");
         const { hash, ...body } = row;
-        if (entryHash(body) !== hash) return bad("contents changed");
+        if (entryHash(body, this.chainKey) !== hash) return bad("contents changed");
         previousHash = hash;
         expectedSeq += 1;
         checked += 1;

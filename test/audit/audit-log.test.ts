@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { sql } from "kysely";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { entryHash } from "../../src/audit/audit-log.js";
 import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
@@ -67,6 +68,30 @@ describe.each(engines)("the audit log on %s (SPEC §12)", (engine) => {
     const cli = await cliVerify();
     expect(cli.code).toBe(1);
     expect(cli.stdout).toContain("BROKEN at entry 3");
+  });
+
+  it("finds an entry rewritten with the whole chain recomputed by someone without the data key", async () => {
+    // Someone with write access to the database alone: edits entry 3 and recomputes every hash after it,
+    // and the head, with a key of their own (or plain SHA-256, which is the same thing to them).
+    const rows = await h.db.selectFrom("audit_log").selectAll().orderBy("seq").execute();
+    const forgedKey = Buffer.alloc(32, 7);
+    let previous = rows[1]!.hash;
+    for (const row of rows.slice(2)) {
+      const body = { ...row, prev_hash: previous, outcome: row.seq === 3 ? "success" : row.outcome };
+      const { hash: _old, ...unsigned } = body;
+      const hash = entryHash(unsigned, forgedKey);
+      await h.db
+        .updateTable("audit_log")
+        .set({ outcome: body.outcome, prev_hash: previous, hash })
+        .where("seq", "=", row.seq)
+        .execute();
+      previous = hash;
+    }
+    await h.db.updateTable("audit_head").set({ last_hash: previous }).where("id", "=", 1).execute();
+    expect(await verify()).toMatchObject({
+      ok: false,
+      firstBadEntry: { seq: 3, reason: "contents changed" },
+    });
   });
 
   it("finds a deleted entry, in the middle or at the end", async () => {

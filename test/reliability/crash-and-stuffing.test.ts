@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createPortcullis } from "../../src/app.js";
 import { AuditLog } from "../../src/audit/audit-log.js";
 import { loadEnvConfig } from "../../src/config/env.js";
+import { loadDataKey } from "../../src/crypto/data-key.js";
 import { openStorage } from "../../src/db/database.js";
 import { systemClock } from "../../src/support/clock.js";
 import { Harness, newUser } from "../helpers/harness.js";
@@ -107,7 +108,9 @@ describe.each(engines)("kill -9 during sign-ins on %s", (engine) => {
 
     const db = openStorage(storage.url);
     try {
-      const audit = new AuditLog(db.db, systemClock);
+      // The chain is keyed with the deployment's data key, kept in its data folder in development.
+      const dataKey = loadDataKey(undefined, storage.dataDir);
+      const audit = new AuditLog(db.db, systemClock, dataKey.derive("audit-chain"));
       const verified = await audit.verify();
       expect(verified.ok, JSON.stringify(verified)).toBe(true);
       const entries = await audit.list({ events: ["sign_in.password"], limit: 10_000 });
