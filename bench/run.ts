@@ -27,6 +27,8 @@ import autocannon from "autocannon";
 import pg from "pg";
 import { krakenSignature } from "../src/client/kraken-client.js";
 import { defaultSettings } from "../src/config/settings.js";
+import { measureBetterAuth } from "./better-auth.js";
+import { insertPortcullisSessions, MEMORY_LOAD, readRssMb, STORED_SESSIONS } from "./session-memory.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const RESULTS_FILE = path.join(ROOT, "bench", "results", "latest.json");
@@ -200,6 +202,27 @@ function processTicks(pid: number): number[] {
   return fields.slice(11, 15).map(Number);
 }
 
+/**
+ * CPU ticks of the local PostgreSQL and Redis servers: in the scaled-out phases they are part of the
+ * system being measured, not other load (in the SQLite phases they idle).
+ */
+function serviceTicks(): number {
+  let ticks = 0;
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      if (comm !== "postgres" && comm !== "redis-server") continue;
+      const [utime = 0, stime = 0] = processTicks(Number(entry));
+      ticks += utime + stime;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return ticks;
+}
+
 function cpuSample(): CpuSample | null {
   try {
     const cpu = fs
@@ -213,6 +236,7 @@ function cpuSample(): CpuSample | null {
     const busy = user + nice + system + irq + softirq + steal;
     const [utime = 0, stime = 0, cutime = 0, cstime = 0] = processTicks(process.pid);
     let ours = utime + stime + cutime + cstime;
+    ours += serviceTicks();
     for (const child of children) {
       if (child.pid === undefined || !isRunning(child)) continue;
       try {
@@ -838,7 +862,8 @@ async function main(): Promise<void> {
   });
 
   // 1. The default deployment: one process on SQLite.
-  const sqlite = await deployment("SQLite", 1, async ([server], accounts) => {
+  const sqlite = await deployment("SQLite", 1, async (servers, accounts) => {
+    const server = servers[0];
     const token = await sessionToken(server!, accounts[0]!);
     log(`GET /v1/session: ${SESSION_CHECK.connections} connections, ${SESSION_CHECK.seconds} s`);
     const session = ratioRow(
@@ -859,7 +884,25 @@ async function main(): Promise<void> {
     const bareHmac = plain("bare Kraken signature (HMAC)", measureBareHmac(apiKey.secret));
     log(`POST /v1/gateway/check: ${GATEWAY_CHECK.connections} connections, ${GATEWAY_CHECK.seconds} s`);
     const gateway = await measureGatewayCheck(server!, apiKey);
+
+    // Memory with 100,000 stored sessions: stop, store them, start again, load, read the RSS.
+    log(`memory: ${STORED_SESSIONS.toLocaleString("en-US")} stored sessions, then GET /v1/session`);
+    await stopScript(server!.server);
+    insertPortcullisSessions(path.join(server!.dataDir, "portcullis.db"), STORED_SESSIONS);
+    const restarted = await startPortcullis(server!.dataDir);
+    servers.push(restarted);
+    await load(
+      {
+        url: `${restarted.baseUrl}/v1/session`,
+        headers: { authorization: `Bearer ${token}` },
+        connections: MEMORY_LOAD.connections,
+        duration: MEMORY_LOAD.seconds,
+      },
+      MEMORY_LOAD.warmupSeconds,
+    );
+    const rssMb = readRssMb(restarted.server.child.pid!);
     return {
+      rssMb,
       session,
       signIn,
       gatewayRows: [
@@ -901,9 +944,61 @@ async function main(): Promise<void> {
       rows.push({ ...row, target: null, meetsTarget: null });
   }
 
-  const comparisons: Comparison[] = [];
-  const memory: { name: string; rssMb: number }[] = [];
+  // 3. Better Auth on the same engine (SQLite), with the same Argon2id parameters and the same loads.
+  const betterAuthDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-bench-better-auth-"));
+  tempDirs.add(betterAuthDir);
+  let betterAuth: Awaited<ReturnType<typeof measureBetterAuth>>;
+  try {
+    betterAuth = await measureBetterAuth({
+      startScript,
+      stopScript,
+      waitUntilUp,
+      freePort,
+      load,
+      tempDir: betterAuthDir,
+      sessionCheck: SESSION_CHECK,
+      signIn: SIGN_IN,
+      log,
+    });
+  } finally {
+    fs.rmSync(betterAuthDir, { recursive: true, force: true });
+    tempDirs.delete(betterAuthDir);
+  }
+  const betterAuthSession = ratioRow(
+    "Better Auth: GET /api/auth/get-session (cookie)",
+    betterAuth.sessionCheck,
+    baseline,
+    0,
+  );
+  const betterAuthSignIn = ratioRow(
+    "Better Auth: POST /api/auth/sign-in/email",
+    betterAuth.signIn,
+    rawArgon2,
+    0,
+  );
+  rows.push(
+    { ...betterAuthSession, target: null, meetsTarget: null },
+    { ...betterAuthSignIn, target: null, meetsTarget: null, notes: betterAuth.notes },
+  );
+  const comparisons: Comparison[] = [
+    { name: "session check (SQLite)", ours: sqlite.session, theirs: betterAuthSession, target: 2 },
+    { name: "password sign-in (SQLite)", ours: sqlite.signIn, theirs: betterAuthSignIn, target: 1 },
+  ];
+  const memory = [
+    { name: "Portcullis (SQLite)", rssMb: sqlite.rssMb },
+    { name: "Better Auth (SQLite)", rssMb: betterAuth.rssAt100kSessionsMb },
+  ];
   printTable(rows);
+  for (const c of comparisons) {
+    const r = c.ours.reqPerSec / c.theirs.reqPerSec;
+    console.log(
+      `${c.name}: Portcullis / Better Auth = ${r.toFixed(2)} (target >= ${c.target}: ${r >= c.target ? "ok" : "BELOW TARGET"}), p99 ${c.ours.p99Ms} vs ${c.theirs.p99Ms} ms`,
+    );
+  }
+  for (const m of memory)
+    console.log(
+      `RSS at ${STORED_SESSIONS.toLocaleString("en-US")} stored sessions: ${m.name} ${m.rssMb.toFixed(0)} MB`,
+    );
 
   fs.mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
   const report = {
@@ -919,6 +1014,13 @@ async function main(): Promise<void> {
       argon2: { memoryCostKib, timeCost, parallelism },
     },
     results: rows,
+    comparisons: comparisons.map((c) => ({
+      name: c.name,
+      ratio: c.ours.reqPerSec / c.theirs.reqPerSec,
+      target: c.target,
+      p99Ms: { portcullis: c.ours.p99Ms, other: c.theirs.p99Ms },
+    })),
+    memory,
   };
   fs.writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
   writeReport(rows, comparisons, memory, startedAt);
