@@ -236,6 +236,32 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     expect(parallel.filter((r) => r.allow)).toHaveLength(1);
   });
 
+  it("never writes the key, its secret, a signature or the key's password to the audit log", async () => {
+    const { createKey } = await owner();
+    const key = await createKey({
+      name: "quiet",
+      permissions: ["funds_query"],
+      otp: { type: "static", password: "do-not-log-this-password" },
+    });
+    const client = clientFor(key, "do-not-log-this-password");
+    const signed = client.sign("Balance");
+    await check(client, "Balance");
+    await check(clientFor(key, "a-wrong-password-also-secret"), "Balance");
+    await check(clientFor({ key: key.key, secret: Buffer.alloc(64, 1).toString("base64") }), "Balance");
+    const rows = await h.db.selectFrom("audit_log").select(["details", "actor", "user_agent"]).execute();
+    const everything = JSON.stringify(rows);
+    expect(everything).toContain("api_key:");
+    for (const secret of [
+      key.key,
+      key.secret,
+      signed.headers["API-Sign"],
+      "do-not-log-this-password",
+      "a-wrong-password-also-secret",
+    ]) {
+      expect(everything).not.toContain(secret);
+    }
+  });
+
   it("keeps history queries within the key's query window and tells the venue the window", async () => {
     const { createKey } = await owner();
     const from = Date.UTC(2026, 0, 1);

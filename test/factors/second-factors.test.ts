@@ -136,6 +136,90 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect(email.text).toContain("9 unused codes remain");
   });
 
+  it("spends a recovery code once under 20 parallel sign-ins, and new codes replace the old set", async () => {
+    const { user, recoveryCodes, secret, token } = await userWithTotp();
+    // Twenty sign-ins waiting at the second factor (started one by one: parallel password checks of one
+    // account are capped at five in flight), then one recovery code sent to all of them at once.
+    const flows: { flowId: string }[] = [];
+    for (let i = 0; i < 20; i += 1) flows.push(await startSignIn(user));
+    const code = recoveryCodes![0]!;
+    const answers = await Promise.all(
+      flows.map((flow) =>
+        h.request("POST", `/v1/sign-in/${flow.flowId}/recovery-code`, { body: { code }, ip: freshIp() }),
+      ),
+    );
+    expect(answers.filter((r) => r.statusCode === 200)).toHaveLength(1);
+    expect(answers.filter((r) => r.statusCode === 401)).toHaveLength(19);
+
+    // The 19 refusals restricted the account for 15 minutes (SPEC §4): let that pass.
+    h.clock.advance(16 * 60_000);
+    const regenerated = await withStepUp(h, token, "POST", "/v1/security/recovery-codes", {
+      totp: totpCode(secret, h.clock.now()),
+    });
+    expect(regenerated.response.statusCode, regenerated.response.body).toBe(200);
+    const fresh = regenerated.response.json().codes as string[];
+    expect(fresh).toHaveLength(10);
+    const old = await h.request("POST", `/v1/sign-in/${(await startSignIn(user)).flowId}/recovery-code`, {
+      body: { code: recoveryCodes![5]! },
+    });
+    expect(old.statusCode).toBe(401);
+    const next = await h.request("POST", `/v1/sign-in/${(await startSignIn(user)).flowId}/recovery-code`, {
+      body: { code: fresh[0]! },
+    });
+    expect(next.statusCode, next.body).toBe(200);
+  });
+
+  it("lets a step-up action expire after 5 minutes, and spends a confirmed one once", async () => {
+    const { secret, token } = await userWithTotp();
+    const first = await h.request("POST", "/v1/security/recovery-codes", { token });
+    expect(first.json().error.code).toBe("step_up_required");
+    const stale = first.json().error.actionId as string;
+    h.clock.advance(5 * 60_000 + 1_000);
+    const late = await h.request("POST", `/v1/actions/${stale}/confirm`, {
+      token,
+      body: { totp: totpCode(secret, h.clock.now()) },
+    });
+    expect(late.statusCode).toBe(410);
+    expect(late.json().error.code).toBe("expired");
+
+    h.clock.advance(30_000);
+    const done = await withStepUp(h, token, "POST", "/v1/security/recovery-codes", {
+      totp: totpCode(secret, h.clock.now()),
+    });
+    expect(done.response.statusCode).toBe(200);
+    // The very same request with the same, now spent, action id asks for a new confirmation.
+    const again = await h.request("POST", "/v1/security/recovery-codes", {
+      token: done.token,
+      headers: { "x-action-id": done.actionId },
+    });
+    expect(again.statusCode).toBe(403);
+    expect(again.json().error.code).toBe("step_up_required");
+    expect(again.json().error.actionId).not.toBe(done.actionId);
+  });
+
+  it("keeps TOTP seeds sealed and recovery codes only as hashes", async () => {
+    const { user, recoveryCodes } = await userWithTotp();
+    const accountId = await h.accountId(user);
+    const factor = await h.db
+      .selectFrom("second_factors")
+      .select("totp_secret")
+      .where("account_id", "=", accountId)
+      .executeTakeFirstOrThrow();
+    expect(factor.totp_secret).toMatch(/^v1\.[0-9a-f]{8}\./);
+    const codes = await h.db
+      .selectFrom("recovery_codes")
+      .select("code_hash")
+      .where("account_id", "=", accountId)
+      .execute();
+    expect(codes).toHaveLength(10);
+    const stored = JSON.stringify(codes);
+    for (const code of recoveryCodes!) {
+      expect(stored).not.toContain(code);
+      expect(stored).not.toContain(code.replace(/-/g, ""));
+    }
+    for (const { code_hash } of codes) expect(code_hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
   it("signs in with a security key, and refuses a replay, another origin and a cloned key's counter", async () => {
     const user = await h.createVerifiedUser();
     const key = new SoftwareAuthenticator(PUBLIC_URL);
