@@ -1,6 +1,7 @@
 import { Secret, TOTP } from "otpauth";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KrakenClient } from "../../src/client/kraken-client.js";
 import { newUser } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 import {
@@ -207,6 +208,51 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     expect(grant.split(".")).toHaveLength(3);
     const claims = JSON.parse(Buffer.from(grant.split(".")[1]!, "base64url").toString("utf8"));
     expect(JSON.stringify(claims)).toContain("withdraw");
+  });
+
+  it("creates an API key after a step-up, shows its secret once, and approves a held order", async () => {
+    await page.goto("/api-keys");
+    await settled(page);
+    await page.getByLabel("Name").fill("market-maker");
+    await page.getByLabel("Create and modify orders").check();
+    await page.getByLabel("Approval threshold").fill("100");
+    await page.getByRole("button", { name: "Create key" }).click();
+    const stepUp = page.getByRole("dialog");
+    await stepUp
+      .getByText(/Create API key "market-maker"/)
+      .first()
+      .waitFor();
+    await stepUp.getByRole("button", { name: "Confirm with security key or passkey" }).click();
+    const secret = (await page.getByTestId("api-secret").textContent())!.trim();
+    const key = (await page.locator("dd.mono").first().textContent())!.trim();
+    expect(Buffer.from(secret, "base64")).toHaveLength(64);
+
+    // A bot signs an order above the threshold exactly as a Kraken client would: it is held.
+    const bot = new KrakenClient({ baseUrl: server.url, key, secret });
+    const order = { pair: "XBTUSD", type: "buy", ordertype: "limit", price: "100", volume: "2" };
+    const held = await bot.private("AddOrder", order);
+    expect(held.error).toEqual(["EGeneral:Approval required"]);
+    const approvalId = (held.result as { approval_id: string }).approval_id;
+
+    await page.getByRole("button", { name: "I have copied it" }).click();
+    await page.goto("/api-keys");
+    await settled(page);
+    const waiting = page.getByRole("list", { name: "Waiting for approval" });
+    await waiting.getByText(/API key "market-maker": AddOrder/).waitFor();
+    await shot(page, "api-key-approval");
+    await waiting.getByRole("button", { name: "Approve" }).click();
+    await page
+      .getByRole("dialog")
+      .getByRole("button", { name: "Confirm with security key or passkey" })
+      .click();
+    await page.getByText("Nothing is waiting for approval.").waitFor();
+
+    // Resubmitted with the approval id, the order passes every check and goes on to the venue's upstream
+    // (none in this test: 503), once; a second resubmission is refused.
+    const approved = await bot.private("AddOrder", { ...order, approval_id: approvalId });
+    expect(approved.error).toEqual(["EService:Unavailable"]);
+    const again = await bot.private("AddOrder", { ...order, approval_id: approvalId });
+    expect(again.error).toEqual(["EGeneral:Invalid arguments"]);
   });
 
   it("turns on the Global Settings Lock and sees a setting change refused", async () => {
