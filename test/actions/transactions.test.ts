@@ -1,7 +1,6 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { totpCode } from "../../src/factors/totp.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, PUBLIC_URL } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";

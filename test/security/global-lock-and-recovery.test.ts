@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { totpCode } from "../../src/factors/totp.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, type TestUser } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
