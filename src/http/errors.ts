@@ -46,14 +46,30 @@ export function frameworkError(error: FastifyError, _request: FastifyRequest, re
   return send(reply, new Problem(400, "invalid_request", "The address could not be decoded."));
 }
 
+/** Writes a refused request to the audit log (ASVS 16.3.2); must not throw. */
+export type RefusalRecorder = (problem: Problem, request: FastifyRequest) => Promise<void>;
+
+/**
+ * Failed authorization worth an audit entry: every 403 but the step-up request (the normal way a change
+ * asks for confirmation) and a refused operator token. A missing or expired session (401 on the
+ * account routes) is the ordinary signed-out case and is not recorded.
+ */
+function isRecordedRefusal(problem: Problem, request: FastifyRequest): boolean {
+  if (problem.status === 403) return problem.code !== "step_up_required";
+  return problem.status === 401 && request.routeOptions.config?.auth === "admin";
+}
+
 /**
  * The one place errors become responses: a Problem keeps its status and code; validation and parsing
  * failures become 4xx; an unreachable dependency becomes 503; anything else is our bug, logged, and
  * answered 500 without internals.
  */
-export function registerErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    if (error instanceof Problem) return send(reply, error);
+export function registerErrorHandling(app: FastifyInstance, refusals?: RefusalRecorder): void {
+  app.setErrorHandler(async (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    if (error instanceof Problem) {
+      if (refusals && isRecordedRefusal(error, request)) await refusals(error, request);
+      return send(reply, error);
+    }
     if (error.validation) {
       const details = (error.validation as ValidationIssue[]).map((issue) => ({
         field: fieldOf(issue, error.validationContext),

@@ -4,7 +4,7 @@ import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
 import type { Services } from "../services.js";
-import { registerAuth } from "./auth.js";
+import { registerAuth, requestContext } from "./auth.js";
 import { frameworkError, registerErrorHandling } from "./errors.js";
 import { registerInputHygiene } from "./input-hygiene.js";
 import { registerAccountRoutes } from "./routes/accounts.js";
@@ -70,7 +70,23 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     frameworkErrors: frameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  registerErrorHandling(app);
+  registerErrorHandling(app, async (problem, request) => {
+    const account = request.authenticated?.account.id ?? null;
+    await services.audit
+      .append(
+        {
+          event: "access.refused",
+          outcome: "refused",
+          accountId: account,
+          actor:
+            request.routeOptions.config?.auth === "admin" ? "operator" : account ? "account" : "anonymous",
+          details: { code: problem.code, method: request.method, route: request.routeOptions.url ?? null },
+        },
+        requestContext(request, services.geo),
+      )
+      // The refusal is answered whatever happens to its audit entry; an outage shows on /readyz.
+      .catch((error: unknown) => request.log.warn({ err: error }, "could not audit a refused request"));
+  });
   registerInputHygiene(app);
   await app.register(fastifyCookie);
   registerSecurityHeaders(app, config.publicUrl);

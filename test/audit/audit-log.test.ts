@@ -59,6 +59,30 @@ describe.each(engines)("the audit log on %s (SPEC §12)", (engine) => {
     expect(cli.stdout).toContain(`${entries.length} entries checked`);
   });
 
+  it("records refused access (a wrong operator token, another site's request), but not a step-up request", async () => {
+    await h.request("GET", "/v1/admin/audit", {
+      headers: { authorization: "Bearer not-the-operator-token" },
+    });
+    const user = await h.createVerifiedUser();
+    const token = await h.sessionToken(user);
+    const cookieFromElsewhere = await h.request("DELETE", "/v1/sessions", {
+      token,
+      headers: { origin: "https://evil.example" },
+    });
+    expect(cookieFromElsewhere.statusCode).toBe(403);
+    // The step-up request itself is the normal way to ask for confirmation: not a refusal to record.
+    const stepUp = await h.request("POST", "/v1/security/totp", { token });
+    expect(stepUp.json().error.code).toBe("step_up_required");
+
+    const refused = await h.services.audit.list({ events: ["access.refused"], limit: 10 });
+    expect(refused.map((e) => e.details)).toEqual([
+      { code: "forbidden", method: "DELETE", route: "/v1/sessions" },
+      { code: "unauthenticated", method: "GET", route: "/v1/admin/audit" },
+    ]);
+    expect(refused[1]).toMatchObject({ actor: "operator", outcome: "refused", ip: "203.0.113.10" });
+    expect((await verify()).ok).toBe(true);
+  });
+
   it("finds an edited entry", async () => {
     await sql`update audit_log set outcome = 'success' where seq = 3`.execute(h.db);
     expect(await verify()).toMatchObject({
