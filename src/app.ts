@@ -200,7 +200,17 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     settings.password,
   );
   const globalLock = new GlobalLockService(db, clock, actions, proofs, sessions, audit, outbox);
-  const apiKeys = new ApiKeyService(db, clock, dataKey, actions, capabilities, audit, outbox, "Portcullis");
+  const apiKeys = new ApiKeyService(
+    db,
+    clock,
+    dataKey,
+    actions,
+    capabilities,
+    audit,
+    outbox,
+    accounts,
+    "Portcullis",
+  );
   const approvals = new ApiApprovals(db, clock, actions);
   const apiLockout = new ApiLockout(db, clock);
   const signedRequests = new SignedRequestVerifier(

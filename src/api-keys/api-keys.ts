@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Kysely, Selectable } from "kysely";
-import type { Account } from "../accounts/accounts.js";
+import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { ActionService, RequiredProof } from "../actions/actions.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { CapabilityService } from "../capabilities/capability-service.js";
@@ -91,6 +91,7 @@ export class ApiKeyService {
     private readonly capabilities: CapabilityService,
     private readonly audit: AuditLog,
     private readonly outbox: Outbox,
+    private readonly accounts: AccountRepository,
     private readonly issuer: string,
   ) {}
 
@@ -332,6 +333,39 @@ export class ApiKeyService {
       .orderBy("created_at")
       .execute();
     return rows.map(describe);
+  }
+
+  /**
+   * An operator disables a key (SPEC §14), e.g. one seen abused: it stops working at once, and the owner
+   * is told by email.
+   */
+  async disableByOperator(keyId: string, context: RequestContext): Promise<void> {
+    const row = await this.db
+      .updateTable("api_keys")
+      .set({ disabled_at: this.clock.now() })
+      .where("id", "=", keyId)
+      .where("disabled_at", "is", null)
+      .returning(["name", "account_id"])
+      .executeTakeFirst();
+    if (!row) throw notFound("That API key");
+    await this.audit.append(
+      {
+        event: "api_key.disabled",
+        outcome: "success",
+        accountId: row.account_id,
+        actor: "operator",
+        details: { keyId },
+      },
+      context,
+    );
+    const owner = await this.accounts.findById(row.account_id);
+    if (owner) {
+      await this.outbox.notify(owner, {
+        kind: "security_change",
+        change: `support disabled API key "${row.name}"`,
+        ...securityDetails(context, this.clock.now()),
+      });
+    }
   }
 
   async revoke(account: Account, keyId: string, context: RequestContext): Promise<void> {

@@ -196,6 +196,36 @@ accounts
     }),
   );
 
+accounts
+  .command("remove-global-lock <account>")
+  .description("Remove an account's Global Settings Lock (the 0-day case without a Master Key); audited")
+  .action((reference: string) =>
+    withServices(async (services) => {
+      await services.globalLock.remove(await accountId(services, reference), cliContext);
+      print(`Global Settings Lock removed for ${reference}`);
+    }),
+  );
+
+const apiKeys = program.command("api-keys").description("API keys");
+apiKeys
+  .command("list <account>")
+  .description("An account's API keys as JSON lines (never their secrets)")
+  .action((reference: string) =>
+    withServices(async (services) => {
+      for (const key of await services.apiKeys.list(await accountId(services, reference)))
+        print(JSON.stringify(key));
+    }),
+  );
+apiKeys
+  .command("disable <keyId>")
+  .description("Disable an API key at once; audited, and the owner is told")
+  .action((keyId: string) =>
+    withServices(async (services) => {
+      await services.apiKeys.disableByOperator(keyId, cliContext);
+      print(`API key ${keyId} disabled`);
+    }),
+  );
+
 const subsystems = program.command("subsystems").description("Subsystem status");
 subsystems
   .command("list")

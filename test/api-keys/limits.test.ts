@@ -1,3 +1,5 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient, type Params } from "../../src/client/kraken-client.js";
 import { totpCode } from "../../src/factors/totp.js";
@@ -6,6 +8,7 @@ import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
 const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const run = promisify(execFile);
 
 describe.each(engines)("API key limits, second factors and approvals on %s (SPEC §11)", (engine) => {
   let h: Harness;
@@ -357,6 +360,60 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
       ),
     );
     expect(results.filter((r) => r.allow)).toHaveLength(1);
+  });
+
+  it("lets an operator list and disable a key, through the admin API and the CLI, and tells the owner", async () => {
+    const trader = await owner();
+    const first = await trader.createKey({ name: "abused", permissions: ["funds_query"] });
+    const second = await trader.createKey({ name: "also-abused", permissions: ["funds_query"] });
+    const listed = await h.request("GET", `/v1/admin/accounts/${trader.accountId}/api-keys`, {
+      headers: service,
+    });
+    expect(listed.json().apiKeys.map((k: { name: string }) => k.name)).toEqual(["abused", "also-abused"]);
+    expect(listed.body).not.toContain(first.secret);
+
+    const disabled = await h.request("DELETE", `/v1/admin/api-keys/${first.id}`, { headers: service });
+    expect(disabled.json()).toEqual({ status: "disabled" });
+    expect((await check(clientFor(first), "Balance")).error).toBe("EAPI:Invalid key");
+    expect(
+      (await h.request("DELETE", `/v1/admin/api-keys/${first.id}`, { headers: service })).statusCode,
+    ).toBe(404);
+    await h.deliverMail();
+    await h.smtp.waitFor(trader.user.email, /security/i);
+    expect(
+      h.smtp.messages.some(
+        (m) => m.to.includes(trader.user.email) && m.text.includes('support disabled API key "abused"'),
+      ),
+    ).toBe(true);
+    const audit = await h.services.audit.list({
+      events: ["api_key.disabled"],
+      accountId: trader.accountId,
+      limit: 5,
+    });
+    expect(audit[0]).toMatchObject({ actor: "operator", details: { keyId: first.id } });
+
+    // The same from the command line, against the same database.
+    const env = {
+      ...process.env,
+      PORTCULLIS_DATABASE_URL: h.storage.url,
+      PORTCULLIS_DATA_DIR: h.storage.dataDir,
+    };
+    const cli = (...args: string[]) =>
+      run(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { env });
+    const lines = (await cli("api-keys", "list", trader.user.username)).stdout.trim().split("\n");
+    expect(lines.map((line) => JSON.parse(line).name)).toEqual(["also-abused"]);
+    expect((await cli("api-keys", "disable", second.id)).stdout).toContain(`API key ${second.id} disabled`);
+    expect((await check(clientFor(second), "Balance")).error).toBe("EAPI:Invalid key");
+
+    // Support removes a Global Settings Lock for an owner who lost everything (the 0-day case).
+    await h.db
+      .updateTable("accounts")
+      .set({ global_lock_since: h.clock.now(), global_lock_delay_days: 7 })
+      .where("id", "=", trader.accountId)
+      .execute();
+    expect((await cli("accounts", "remove-global-lock", trader.user.username)).stdout).toContain("removed");
+    const account = await h.services.accounts.findById(trader.accountId);
+    expect(account?.globalLock).toBeNull();
   });
 
   it("changes a key only after a step-up, and the change takes effect at once", async () => {

@@ -337,6 +337,14 @@ const routes: RouteSpec[] = [
   { method: "DELETE", path: "/v1/api-keys/:id", auth: "session", bare: "4xx", params: { id: uuidLike } },
   { method: "GET", path: "/v1/approvals", auth: "session", bare: "clean" },
   {
+    method: "GET",
+    path: "/v1/admin/accounts/:id/api-keys",
+    auth: "admin",
+    bare: "clean",
+    params: { id: uuidLike },
+  },
+  { method: "DELETE", path: "/v1/admin/api-keys/:id", auth: "admin", bare: "4xx", params: { id: uuidLike } },
+  {
     method: "POST",
     path: "/v1/approvals/:id/confirm",
     auth: "session",

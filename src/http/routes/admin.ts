@@ -2,6 +2,7 @@ import { Type } from "typebox";
 import { describeWindow } from "../../capabilities/subsystems.js";
 import type { Services } from "../../services.js";
 import { iso } from "../../support/clock.js";
+import { notFound } from "../../support/problem.js";
 
 import { requestContext } from "../auth.js";
 import type { App } from "../server.js";
@@ -61,6 +62,39 @@ export function registerAdminRoutes(app: App, services: Services): void {
   );
 
   const AccountParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+  app.get(
+    "/v1/admin/accounts/:id/api-keys",
+    {
+      config: admin,
+      schema: {
+        tags: ["admin"],
+        summary: "An account's API keys (never their secrets)",
+        params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+      },
+    },
+    async (request) => {
+      const account = await services.accounts.findById(request.params.id);
+      if (!account) throw notFound("That account");
+      return { apiKeys: await services.apiKeys.list(account.id) };
+    },
+  );
+
+  app.delete(
+    "/v1/admin/api-keys/:id",
+    {
+      config: admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Disable an API key at once (audited; the owner is told)",
+        params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+      },
+    },
+    async (request) => {
+      await services.apiKeys.disableByOperator(request.params.id, requestContext(request, services.geo));
+      return { status: "disabled" };
+    },
+  );
 
   app.put(
     "/v1/admin/accounts/:id/verification",
