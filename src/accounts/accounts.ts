@@ -106,6 +106,17 @@ export class AccountRepository {
     await this.db.updateTable("accounts").set({ password_hash: passwordHash }).where("id", "=", id).execute();
   }
 
+  /** Disables (with the time) or enables an account; false when there is no such account. */
+  async setDisabled(id: string, disabledAt: number | null): Promise<boolean> {
+    const row = await this.db
+      .updateTable("accounts")
+      .set({ disabled_at: disabledAt })
+      .where("id", "=", id)
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   async setTier(id: string, tier: Tier): Promise<void> {
     await this.db.updateTable("accounts").set({ tier }).where("id", "=", id).execute();
   }

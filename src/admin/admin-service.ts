@@ -62,6 +62,23 @@ export class AdminService {
     await this.record("account.restriction_lifted", accountId, {}, context);
   }
 
+  /**
+   * Disables an account (its sign-ins answer like a wrong password, every session ends at once and API
+   * keys stop working through the capability function), or enables it again.
+   */
+  async setDisabled(accountId: string, disabled: boolean, context: RequestContext): Promise<void> {
+    if (!(await this.accounts.setDisabled(accountId, disabled ? this.clock.now() : null)))
+      throw notFound("That account");
+    const ended = disabled ? await this.sessions.endAll(accountId, null, "account_disabled") : 0;
+    await this.sessions.accountChanged(accountId);
+    await this.record(
+      disabled ? "account.disabled" : "account.enabled",
+      accountId,
+      { sessionsEnded: ended },
+      context,
+    );
+  }
+
   async setSubsystemStatus(
     subsystem: string,
     status: string,

@@ -196,6 +196,22 @@ accounts
     }),
   );
 
+for (const [command, disabled] of [
+  ["disable", true],
+  ["enable", false],
+] as const) {
+  accounts
+    .command(`${command} <account>`)
+    .description(
+      disabled ? "Disable an account: every session ends at once; audited" : "Enable a disabled account",
+    )
+    .action((reference: string) =>
+      withServices(async (services) => {
+        await services.admin.setDisabled(await accountId(services, reference), disabled, cliContext);
+        print(`${reference} ${command}d`);
+      }),
+    );
+}
 accounts
   .command("remove-global-lock <account>")
   .description("Remove an account's Global Settings Lock (the 0-day case without a Master Key); audited")

@@ -414,6 +414,12 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     expect((await cli("accounts", "remove-global-lock", trader.user.username)).stdout).toContain("removed");
     const account = await h.services.accounts.findById(trader.accountId);
     expect(account?.globalLock).toBeNull();
+
+    // Disabling an account from the command line; enabling it again.
+    expect((await cli("accounts", "disable", trader.user.username)).stdout).toContain("disabled");
+    expect((await h.services.accounts.findById(trader.accountId))?.disabled).toBe(true);
+    expect((await cli("accounts", "enable", trader.user.username)).stdout).toContain("enabled");
+    expect((await h.services.accounts.findById(trader.accountId))?.disabled).toBe(false);
   });
 
   it("changes a key only after a step-up, and the change takes effect at once", async () => {

@@ -337,6 +337,14 @@ const routes: RouteSpec[] = [
   { method: "DELETE", path: "/v1/api-keys/:id", auth: "session", bare: "4xx", params: { id: uuidLike } },
   { method: "GET", path: "/v1/approvals", auth: "session", bare: "clean" },
   {
+    method: "PUT",
+    path: "/v1/admin/accounts/:id/disabled",
+    auth: "admin",
+    bare: "4xx",
+    params: { id: uuidLike },
+    body: { base: () => ({ disabled: true }), required: ["disabled"], optional: [] },
+  },
+  {
     method: "GET",
     path: "/v1/admin/accounts/:id/api-keys",
     auth: "admin",

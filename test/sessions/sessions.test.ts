@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashToken } from "../../src/crypto/tokens.js";
-import { Harness, PUBLIC_URL, sessionCookie, type TestUser } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, PUBLIC_URL, sessionCookie, type TestUser } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
 const MINUTE = 60_000;
@@ -152,5 +152,57 @@ describe("session cookies behind https", () => {
     } finally {
       await h.close();
     }
+  });
+});
+
+describe.each(engines)("an account disabled by an operator on %s (SPEC §14)", (engine) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.create(engine);
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+  const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+  it("ends every session at once, answers sign-in like a wrong password, and can be enabled again", async () => {
+    const user = await h.createVerifiedUser();
+    const accountId = await h.accountId(user);
+    const token = await h.sessionToken(user);
+    // Read (and cached) before the account is disabled.
+    expect((await h.request("GET", "/v1/session", { token })).statusCode).toBe(200);
+    const disabled = await h.request("PUT", `/v1/admin/accounts/${accountId}/disabled`, {
+      headers: operator,
+      body: { disabled: true },
+    });
+    expect(disabled.json()).toEqual({ status: "disabled" });
+    expect((await h.request("GET", "/v1/session", { token })).statusCode).toBe(401);
+    const ended = await h.db
+      .selectFrom("sessions")
+      .select("end_reason")
+      .where("account_id", "=", accountId)
+      .execute();
+    expect(ended.map((s) => s.end_reason)).toEqual(["account_disabled"]);
+    const refused = await h.signIn(user.username, user.password);
+    const wrong = await h.signIn(user.username, "not the password at all");
+    expect(refused.statusCode).toBe(401);
+    expect(refused.body).toBe(wrong.body);
+    const audit = await h.services.audit.list({ events: ["account.disabled"], accountId, limit: 1 });
+    expect(audit[0]).toMatchObject({ actor: "operator", details: { sessionsEnded: 1 } });
+
+    await h.request("PUT", `/v1/admin/accounts/${accountId}/disabled`, {
+      headers: operator,
+      body: { disabled: false },
+    });
+    expect((await h.signIn(user.username, user.password)).statusCode).toBe(200);
+    const missing = await h.request(
+      "PUT",
+      "/v1/admin/accounts/7d444840-9dc0-11d1-b245-5ffdce74fad2/disabled",
+      {
+        headers: operator,
+        body: { disabled: true },
+      },
+    );
+    expect(missing.statusCode).toBe(404);
   });
 });

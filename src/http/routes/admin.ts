@@ -63,6 +63,27 @@ export function registerAdminRoutes(app: App, services: Services): void {
 
   const AccountParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
+  app.put(
+    "/v1/admin/accounts/:id/disabled",
+    {
+      config: admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Disable an account (every session ends at once) or enable it again (audited)",
+        params: AccountParams,
+        body: Type.Object({ disabled: Type.Boolean() }),
+      },
+    },
+    async (request) => {
+      await services.admin.setDisabled(
+        request.params.id,
+        request.body.disabled,
+        requestContext(request, services.geo),
+      );
+      return { status: request.body.disabled ? "disabled" : "enabled" };
+    },
+  );
+
   app.get(
     "/v1/admin/accounts/:id/api-keys",
     {
