@@ -443,6 +443,11 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
       permissions: ["funds_query", "trades_query_open"],
     });
     expect((await check(client, "OpenOrders")).allow).toBe(true);
+    // The owner is told of both, by email (SPEC §12).
+    await h.deliverMail();
+    const told = h.smtp.messages.filter((m) => m.to.includes(trader.user.email)).map((m) => m.text);
+    expect(told.some((text) => text.includes('created API key "evolving"'))).toBe(true);
+    expect(told.some((text) => text.includes('changed API key "evolved"'))).toBe(true);
     const withdraw = await h.request("PATCH", `/v1/api-keys/${key.id}`, {
       token: trader.token(),
       body: { permissions: ["funds_withdraw"] },

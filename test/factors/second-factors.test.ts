@@ -270,6 +270,52 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect(audit).toHaveLength(1);
   });
 
+  it("refuses assertions of the wrong type, for another RP ID, without user presence, with an altered signature or an expired challenge — and audits each factor attempt", async () => {
+    const user = await h.createVerifiedUser();
+    const key = new SoftwareAuthenticator(PUBLIC_URL);
+    const options = await withStepUp(h, await h.sessionToken(user), "POST", "/v1/security/webauthn/options", {
+      password: user.password,
+    });
+    const registered = await h.request("POST", "/v1/security/webauthn", {
+      token: options.token,
+      body: { response: key.register(options.response.json()), name: "YubiKey" },
+    });
+    expect(registered.statusCode, registered.body).toBe(200);
+
+    /** One sign-in answered with `tamper`; fewer than five per account between successes (SPEC §4). */
+    const attempt = async (flowId: string, tamper: Parameters<SoftwareAuthenticator["assert"]>[1]) => {
+      const challenge = (await h.request("POST", `/v1/sign-in/${flowId}/webauthn/options`)).json();
+      return h.request("POST", `/v1/sign-in/${flowId}/webauthn`, {
+        body: { response: key.assert(challenge, tamper) },
+      });
+    };
+    const first = await startSignIn(user);
+    expect((await attempt(first.flowId, { type: "webauthn.create" })).statusCode).toBe(401);
+    expect((await attempt(first.flowId, { rpId: "evil.example" })).statusCode).toBe(401);
+    expect((await attempt(first.flowId, { flags: 0x04 })).statusCode).toBe(401);
+    expect((await attempt(first.flowId, {})).statusCode).toBe(200);
+
+    const second = await startSignIn(user);
+    expect((await attempt(second.flowId, { corruptSignature: true })).statusCode).toBe(401);
+    const stale = (await h.request("POST", `/v1/sign-in/${second.flowId}/webauthn/options`)).json();
+    h.clock.advance(5 * 60_000 + 1_000);
+    const late = await h.request("POST", `/v1/sign-in/${second.flowId}/webauthn`, {
+      body: { response: key.assert(stale) },
+    });
+    expect(late.statusCode).toBe(401);
+    expect((await attempt(second.flowId, {})).statusCode).toBe(200);
+
+    // Every second-factor attempt is in the audit log with its outcome (ASVS 16.3.1).
+    const entries = await h.services.audit.list({
+      accountId: await h.accountId(user),
+      events: ["sign_in.webauthn"],
+      limit: 20,
+    });
+    expect(entries.filter((e) => e.outcome === "failure")).toHaveLength(5);
+    expect(entries.filter((e) => e.outcome === "success")).toHaveLength(2);
+    expect(entries.every((e) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(e.at))).toBe(true);
+  });
+
   it("keeps a credential id to one account", async () => {
     const key = new SoftwareAuthenticator(PUBLIC_URL);
     const register = async (user: TestUser) => {

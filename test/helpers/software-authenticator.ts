@@ -15,6 +15,18 @@ const sha256 = (data: Uint8Array | string) => createHash("sha256").update(data).
  * counter. It answers registration and assertion options exactly as a browser would pass a real key's
  * answers to the server, so WebAuthn runs end to end without a browser.
  */
+/** What a test may get wrong on purpose in an assertion, as an attacker or a broken client would. */
+export interface Tamper {
+  origin?: string;
+  /** clientDataJSON.type: "webauthn.get" unless set. */
+  type?: string;
+  /** The RP ID whose SHA-256 starts authenticatorData. */
+  rpId?: string;
+  /** The authenticatorData flags byte (UP = 0x01, UV = 0x04). */
+  flags?: number;
+  corruptSignature?: boolean;
+}
+
 export class SoftwareAuthenticator {
   readonly credentialId = randomBytes(16);
   private readonly privateKey: KeyObject;
@@ -86,10 +98,7 @@ export class SoftwareAuthenticator {
     };
   }
 
-  assert(
-    options: PublicKeyCredentialRequestOptionsJSON,
-    tamper: { origin?: string } = {},
-  ): AuthenticationResponseJSON {
+  assert(options: PublicKeyCredentialRequestOptionsJSON, tamper: Tamper = {}): AuthenticationResponseJSON {
     this.signCount += 1;
     return this.assertWithCount(options, this.signCount, tamper);
   }
@@ -98,11 +107,11 @@ export class SoftwareAuthenticator {
   assertWithCount(
     options: PublicKeyCredentialRequestOptionsJSON,
     count: number,
-    tamper: { origin?: string } = {},
+    tamper: Tamper = {},
   ): AuthenticationResponseJSON {
     const clientDataJSON = Buffer.from(
       JSON.stringify({
-        type: "webauthn.get",
+        type: tamper.type ?? "webauthn.get",
         challenge: options.challenge,
         origin: tamper.origin ?? this.origin,
       }),
@@ -110,13 +119,16 @@ export class SoftwareAuthenticator {
     const counter = Buffer.alloc(4);
     counter.writeUInt32BE(count);
     const authData = Buffer.concat([
-      sha256(options.rpId ?? new URL(this.origin).hostname),
-      Buffer.from([0x01 | 0x04]),
+      sha256(tamper.rpId ?? options.rpId ?? new URL(this.origin).hostname),
+      // User present (0x01) and user verified (0x04), unless the test says otherwise.
+      Buffer.from([tamper.flags ?? 0x01 | 0x04]),
       counter,
     ]);
     const signature = createSign("sha256")
       .update(Buffer.concat([authData, sha256(clientDataJSON)]))
       .sign(this.privateKey);
+    // A signature made, then altered on the way: one bit of its last byte flipped.
+    if (tamper.corruptSignature) signature[signature.length - 1]! ^= 0x01;
     return {
       id: this.id,
       rawId: this.id,

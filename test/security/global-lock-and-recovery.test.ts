@@ -404,5 +404,10 @@ describe.each(engines)("Master Key, Global Settings Lock and recovery on %s (SPE
     expect(changed.response.statusCode, changed.response.body).toBe(200);
     expect((await h.request("GET", "/v1/session", { token: other })).statusCode).toBe(401);
     expect((await h.request("GET", "/v1/session", { token: changed.token })).statusCode).toBe(200);
+    // The owner is told (SPEC §12), with where the change came from.
+    await h.deliverMail();
+    const email = await h.smtp.waitFor(user.email, /A security setting of your account changed/);
+    expect(email.text).toContain("changed the password (other sessions were ended)");
+    expect(email.text).toContain("203.0.113.10");
   });
 });
