@@ -134,6 +134,19 @@ describe.each(engines)("the authenticating gateway on %s (SPEC §11)", (engine) 
     expect(answer).toMatchObject({ status: 429, error: ["EAPI:Rate limit exceeded"] });
   });
 
+  it("takes the key and signature from the headers only, never from the query string", async () => {
+    const { key } = await keyFor({ name: "query-string", permissions: ["funds_query"] });
+    const signed = new KrakenClient({ baseUrl: base, key: key.key, secret: key.secret }).sign("Balance");
+    const query = new URLSearchParams({ "API-Key": key.key, "API-Sign": signed.headers["API-Sign"] });
+    const response = await fetch(`${base}${signed.path}?${query}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: signed.body,
+    });
+    expect(response.status).toBe(401);
+    expect(await response.json()).toEqual({ error: ["EAPI:Invalid key"], result: {} });
+  });
+
   it("answers refused requests in Kraken's shape with a 4xx status", async () => {
     const response = await fetch(`${base}/0/private/Balance`, {
       method: "POST",

@@ -228,6 +228,15 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
       permissions: ["funds_query"],
       otp: { type: "totp" },
     });
+    // Both kept sealed under the data key, bound to the key's row; never as given.
+    const stored = await h.db
+      .selectFrom("api_keys")
+      .select(["id", "otp_sealed"])
+      .where("id", "in", [staticKey.id, totpKey.id])
+      .execute();
+    for (const row of stored) expect(row.otp_sealed).toMatch(/^v1\.[0-9a-f]{8}\./);
+    expect(JSON.stringify(stored)).not.toContain("correct-horse-battery");
+    expect(JSON.stringify(stored)).not.toContain(totpKey.otp!.secret);
     const seed = base32Decode(totpKey.otp!.secret);
     expect((await check(clientFor(totpKey, "000000"), "Balance")).error).toBe("EAPI:Invalid key");
     const withCode = clientFor(totpKey, () => totpCode(seed, h.clock.now()));

@@ -1,7 +1,9 @@
 import { Writable } from "node:stream";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KrakenClient } from "../../src/client/kraken-client.js";
 import { redactedLogPaths } from "../../src/http/server.js";
+import { withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, sessionCookie } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
@@ -99,6 +101,29 @@ describe("logs", () => {
       const web = await h.signIn(user.username, user.password);
       await h.request("GET", "/v1/sessions", { cookie: sessionCookie(web) });
       await h.request("POST", "/v1/sign-in", { body: { identifier: user.username, password: "bad {json" } });
+      // An API key, and a Kraken-signed request with it (headers API-Key and API-Sign).
+      const created = await withStepUp(
+        h,
+        await h.sessionToken(user, "pro"),
+        "POST",
+        "/v1/api-keys",
+        { password: user.password },
+        {
+          body: {
+            name: "logged",
+            permissions: ["funds_query"],
+            otp: { type: "static", password: "key-password-9" },
+          },
+        },
+      );
+      const apiKey = created.response.json() as { key: string; secret: string };
+      const signed = new KrakenClient({
+        baseUrl: "http://unused.invalid",
+        key: apiKey.key,
+        secret: apiKey.secret,
+        otp: "key-password-9",
+      }).sign("Balance");
+      await h.request("POST", signed.path, { headers: signed.headers, body: signed.body });
       const requestLogs = lines.join("");
       expect(lines.length).toBeGreaterThan(5);
       // Request logs carry no headers or bodies; anything that does log them is censored.
@@ -108,7 +133,16 @@ describe("logs", () => {
       );
       expect(lines.at(-1)).toContain('"authorization":"[redacted]"');
       expect(lines.at(-1)).toContain('"cookie":"[redacted]"');
-      for (const secret of [user.password, token, sessionCookie(web), botCheck.slice(0, 40)]) {
+      for (const secret of [
+        user.password,
+        token,
+        sessionCookie(web),
+        botCheck.slice(0, 40),
+        apiKey.key,
+        apiKey.secret,
+        signed.headers["API-Sign"],
+        "key-password-9",
+      ]) {
         expect(requestLogs).not.toContain(secret);
         expect(lines.join("")).not.toContain(secret);
       }
