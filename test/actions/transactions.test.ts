@@ -290,6 +290,9 @@ describe.each(engines)("funding and trading actions on %s (SPEC §8)", (engine) 
     const early = await withdraw(token, addressId);
     expect(early.statusCode).toBe(423);
     expect(early.json().error).toMatchObject({ code: "on_hold", until });
+    // A refusal by a hold is in the audit log, like any refused access (ASVS 16.3.2).
+    const refused = await h.services.audit.list({ events: ["access.refused"], limit: 5 });
+    expect(refused[0]).toMatchObject({ outcome: "refused", details: { code: "on_hold", method: "POST" } });
     h.clock.advance(1000);
     expect((await withdraw(token, addressId)).statusCode).toBe(201);
     const listed = (await h.request("GET", "/v1/withdrawal-addresses", { token })).json().addresses;

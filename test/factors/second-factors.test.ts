@@ -159,6 +159,12 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect(regenerated.response.statusCode, regenerated.response.body).toBe(200);
     const fresh = regenerated.response.json().codes as string[];
     expect(fresh).toHaveLength(10);
+    await h.deliverMail();
+    await h.smtp.waitFor(user.email, /A security setting of your account changed/);
+    const told = h.smtp.to(user.email).map((m) => m.text);
+    expect(
+      told.some((text) => text.includes("created new recovery codes (the old ones no longer work)")),
+    ).toBe(true);
     const old = await h.request("POST", `/v1/sign-in/${(await startSignIn(user)).flowId}/recovery-code`, {
       body: { code: recoveryCodes![5]! },
     });
@@ -402,7 +408,12 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect(reused.statusCode).toBe(403);
     expect(reused.json().error.code).toBe("step_up_required");
     expect((await h.request("GET", "/v1/security/factors", { token })).json().factors).toHaveLength(1);
-    expect(user.username).toBeTruthy();
+    // The owner is told which factor went (SPEC §12).
+    await h.deliverMail();
+    await h.smtp.waitFor(user.email, /A security setting of your account changed/);
+    expect(h.smtp.to(user.email).some((m) => m.text.includes('removed security key "Backup key"'))).toBe(
+      true,
+    );
   });
 
   it("does not let a security-key assertion made for one action confirm another", async () => {
