@@ -1,4 +1,4 @@
-import { createHash, randomInt, timingSafeEqual } from "node:crypto";
+import { randomInt, timingSafeEqual } from "node:crypto";
 import { BlockList, isIPv4, isIPv6 } from "node:net";
 import type { Kysely, Selectable } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
@@ -8,6 +8,7 @@ import type { Capability, CapabilityVector } from "../capabilities/evaluate.js";
 import type { Product } from "../capabilities/policy.js";
 import { krakenSignature } from "../client/kraken-client.js";
 import type { DataKey } from "../crypto/data-key.js";
+import { constantTimeEqual } from "../crypto/tokens.js";
 import type { ApiKeysTable, Database } from "../db/schema.js";
 import { matchTotp } from "../factors/totp.js";
 import type { Clock } from "../support/clock.js";
@@ -16,8 +17,6 @@ import type { ApiApprovals } from "./approvals.js";
 import { chargeCall } from "./call-counter.js";
 import { type ApiLockout, lockoutSubjects } from "./lockout.js";
 import { callCost, methodPermissions, type Permission } from "./permissions.js";
-
-export { krakenSignature };
 
 export type KrakenError =
   | "EAPI:Invalid key"
@@ -106,11 +105,6 @@ function allowed(ip: string, cidrs: string[]): boolean {
   }
   const address = ip.startsWith("::ffff:") && isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
   return list.check(address, isIPv6(address) ? "ipv6" : "ipv4");
-}
-
-/** Constant-time equality of two strings of any length (their SHA-256 digests are compared). */
-function sameSecret(a: string, b: string): boolean {
-  return timingSafeEqual(createHash("sha256").update(a).digest(), createHash("sha256").update(b).digest());
 }
 
 /** Which product a method uses, beside the API itself: what the capability function must allow. */
@@ -287,7 +281,7 @@ export class SignedRequestVerifier {
     if (row.otp_type === null || row.otp_sealed === null) return true;
     if (typeof otp !== "string" || otp.length === 0 || otp.length > 256) return false;
     const secret = this.dataKey.open(row.otp_sealed, `${row.id}:otp`);
-    if (row.otp_type === "static") return sameSecret(otp, secret.toString("utf8"));
+    if (row.otp_type === "static") return constantTimeEqual(otp, secret.toString("utf8"));
     const match = matchTotp(new Uint8Array(secret), otp, now);
     if (match === null || !("step" in match)) return false;
     const claimed = await this.db

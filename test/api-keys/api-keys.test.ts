@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { krakenSignature } from "../../src/api-keys/signed-requests.js";
+import { krakenSignature } from "../../src/client/kraken-client.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
