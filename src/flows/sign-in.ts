@@ -424,15 +424,19 @@ export class SignInService {
 
     await deps.guard.recordSuccess(moved.account_id);
     // SPEC §12: the owner hears of a sign-in from a device the account had not seen — unless this very
-    // sign-in already emailed a device approval, which said as much.
-    const newDevice =
-      knownDeviceId === undefined &&
-      from !== "device_approved" &&
-      (moved.device_id === null ||
-        (await deps.devices.recognise(moved.account_id, moved.device_id, context)) === null);
-    const deviceId =
-      knownDeviceId ??
-      (moved.device_id ? await deps.devices.remember(moved.account_id, moved.device_id, context) : null);
+    // sign-in already emailed a device approval, which said as much. One device write either way: a known
+    // device is recognised (its last-seen updated), only an unknown one is remembered.
+    let deviceId = knownDeviceId ?? null;
+    let newDevice = false;
+    if (deviceId === null && moved.device_id !== null) {
+      deviceId = await deps.devices.recognise(moved.account_id, moved.device_id, context);
+      if (deviceId === null) {
+        newDevice = from !== "device_approved";
+        deviceId = await deps.devices.remember(moved.account_id, moved.device_id, context);
+      }
+    } else if (deviceId === null) {
+      newDevice = from !== "device_approved";
+    }
     const methods = JSON.parse(moved.methods) as string[];
     const { token, session } = await deps.sessions.issue({
       accountId: moved.account_id,
