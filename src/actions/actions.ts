@@ -177,6 +177,22 @@ export class ActionService {
     return this.view(await this.load(account, actionId), await this.availableFactors(account.id));
   }
 
+  /** The account's unexpired pending actions of one type, newest first (at most 100). */
+  async pendingOfType(account: Account, type: string): Promise<ActionView[]> {
+    const rows = await this.db
+      .selectFrom("actions")
+      .selectAll()
+      .where("account_id", "=", account.id)
+      .where("type", "=", type)
+      .where("state", "=", "pending")
+      .where("expires_at", ">", this.clock.now())
+      .orderBy("created_at", "desc")
+      .limit(100)
+      .execute();
+    const factors = await this.availableFactors(account.id);
+    return rows.map((row) => this.view(row, factors));
+  }
+
   /**
    * Assertion options whose challenge is derived from the action's id and digest (dynamic linking): a
    * signature made for this action cannot confirm any other, nor this one with other parameters.

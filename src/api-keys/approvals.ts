@@ -177,17 +177,7 @@ export class ApiApprovals {
 
   /** This account's requests waiting for approval, newest first. */
   async pending(account: Account): Promise<ActionView[]> {
-    const rows = await this.db
-      .selectFrom("actions")
-      .select("id")
-      .where("account_id", "=", account.id)
-      .where("type", "=", API_APPROVAL)
-      .where("state", "=", "pending")
-      .where("expires_at", ">", this.clock.now())
-      .orderBy("created_at", "desc")
-      .limit(100)
-      .execute();
-    return Promise.all(rows.map((row) => this.actions.get(account, row.id)));
+    return this.actions.pendingOfType(account, API_APPROVAL);
   }
 }
 
