@@ -1,9 +1,9 @@
-import net from "node:net";
 import { createPortcullis, type Portcullis } from "../../src/app.js";
 import { loadEnvConfig } from "../../src/config/env.js";
 import { withSettings } from "../../src/config/settings.js";
 import type { Engine } from "../../src/db/database.js";
 import type { Clock } from "../../src/support/clock.js";
+import { freePort } from "../helpers/free-port.js";
 import { ADMIN_TOKEN } from "../helpers/harness.js";
 import { openTestStorage, type TestStorage } from "../helpers/storage.js";
 
@@ -16,14 +16,6 @@ export class ShiftedClock implements Clock {
   advance(ms: number): void {
     this.offset += ms;
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 export interface PortalServer {

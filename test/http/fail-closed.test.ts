@@ -1,45 +1,24 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPortcullis, type Portcullis } from "../../src/app.js";
-import { loadEnvConfig } from "../../src/config/env.js";
-import { withSettings } from "../../src/config/settings.js";
-import { openStorage, type Storage } from "../../src/db/database.js";
-import { Harness, PUBLIC_URL, waitUntilReady } from "../helpers/harness.js";
-import { openTestStorage, postgresUrl, redisUrl, type TestStorage } from "../helpers/storage.js";
+import type { Portcullis } from "../../src/app.js";
+import { Harness, waitUntilReady } from "../helpers/harness.js";
+import { portcullisBehindPostgresProxy } from "../helpers/postgres-behind-proxy.js";
+import { redisUrl } from "../helpers/storage.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 
 /** PostgreSQL disappears mid-run: every request that needs it answers 503 (fail closed), then recovers. */
 describe("with PostgreSQL unreachable", () => {
   let proxy: TcpProxy;
-  let owner: TestStorage;
   let app: Portcullis;
-  let storage: Storage;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    owner = await openTestStorage("postgres");
-    const target = new URL(postgresUrl);
-    proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
-    const viaProxy = new URL(postgresUrl);
-    viaProxy.port = String(proxy.port);
-    storage = openStorage(viaProxy.href, { schema: owner.schema });
-    app = await createPortcullis({
-      config: loadEnvConfig({
-        PORTCULLIS_DATABASE_URL: viaProxy.href,
-        PORTCULLIS_DATA_DIR: owner.dataDir,
-        PORTCULLIS_PUBLIC_URL: PUBLIC_URL,
-        PORTCULLIS_BOT_CHECK: "off",
-      }),
-      settings: withSettings({ signIn: { deviceApproval: false } }),
-      storage,
-      logger: false,
-    });
+    ({ app, proxy, close } = await portcullisBehindPostgresProxy({
+      settings: { signIn: { deviceApproval: false } },
+    }));
   });
 
   afterAll(async () => {
-    await app.close();
-    await storage.close();
-    await proxy.stop();
-    await owner.dispose();
+    await close();
   });
 
   const request = (method: "GET" | "POST", url: string, body?: unknown, token?: string) =>

@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPortcullis } from "../../src/app.js";
 import { AuditLog } from "../../src/audit/audit-log.js";
@@ -7,16 +6,9 @@ import { loadEnvConfig } from "../../src/config/env.js";
 import { loadDataKey } from "../../src/crypto/data-key.js";
 import { openStorage } from "../../src/db/database.js";
 import { systemClock } from "../../src/support/clock.js";
+import { freePort } from "../helpers/free-port.js";
 import { Harness, newUser } from "../helpers/harness.js";
 import { engines, openTestStorage, type TestStorage } from "../helpers/storage.js";
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 const PASSWORD = "violet tractor mango 42";
 const context = { ip: "127.0.0.1", userAgent: null, location: null, country: null, city: null };

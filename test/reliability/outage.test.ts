@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPortcullis, type Portcullis } from "../../src/app.js";
-import { loadEnvConfig } from "../../src/config/env.js";
-import { openStorage, type Storage } from "../../src/db/database.js";
-import { PUBLIC_URL } from "../helpers/harness.js";
+import type { Portcullis } from "../../src/app.js";
+import type { Storage } from "../../src/db/database.js";
+import { portcullisBehindPostgresProxy } from "../helpers/postgres-behind-proxy.js";
 import { SmtpCapture } from "../helpers/smtp.js";
-import { openTestStorage, postgresUrl, type TestStorage } from "../helpers/storage.js";
-import { TcpProxy } from "../helpers/tcp-proxy.js";
+import type { TcpProxy } from "../helpers/tcp-proxy.js";
 
 /**
  * PostgreSQL goes away in the middle of a stream of sign-ups and comes back: requests during the outage
@@ -15,38 +13,20 @@ import { TcpProxy } from "../helpers/tcp-proxy.js";
  */
 describe("PostgreSQL stopped mid-run", () => {
   let proxy: TcpProxy;
-  let owner: TestStorage;
   let storage: Storage;
   let app: Portcullis;
+  let close: () => Promise<void>;
   const smtp = new SmtpCapture();
 
   beforeAll(async () => {
     await smtp.start();
-    owner = await openTestStorage("postgres");
-    const target = new URL(postgresUrl);
-    proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
-    const viaProxy = new URL(postgresUrl);
-    viaProxy.port = String(proxy.port);
-    storage = openStorage(viaProxy.href, { schema: owner.schema });
-    app = await createPortcullis({
-      config: loadEnvConfig({
-        PORTCULLIS_DATABASE_URL: viaProxy.href,
-        PORTCULLIS_DATA_DIR: owner.dataDir,
-        PORTCULLIS_PUBLIC_URL: PUBLIC_URL,
-        PORTCULLIS_BOT_CHECK: "off",
-        PORTCULLIS_SMTP_URL: smtp.url,
-      }),
-      storage,
-      logger: false,
-    });
+    ({ app, proxy, storage, close } = await portcullisBehindPostgresProxy({
+      env: { PORTCULLIS_SMTP_URL: smtp.url },
+    }));
   });
 
   afterAll(async () => {
-    await app.close();
-    await storage.close();
-    await proxy.stop();
-    await owner.dispose();
+    await close();
     await smtp.stop();
   });
 
