@@ -10,6 +10,7 @@ import { ApiKeyService } from "./api-keys/api-keys.js";
 import { ApiApprovals } from "./api-keys/approvals.js";
 import { ApiLockout } from "./api-keys/lockout.js";
 import { SignedRequestVerifier } from "./api-keys/signed-requests.js";
+import { WebSocketTokens } from "./api-keys/ws-tokens.js";
 import { AuditLog } from "./audit/audit-log.js";
 import { CapabilityService } from "./capabilities/capability-service.js";
 import { loadPolicy, type Policy } from "./capabilities/policy.js";
@@ -224,6 +225,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     apiLockout,
     approvals,
   );
+  const webSocketTokens = new WebSocketTokens(db, clock);
   const admin = new AdminService(accounts, guard, subsystems, sessions, audit, clock);
 
   const signUp = new SignUpService({
@@ -326,6 +328,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     apiKeys,
     approvals,
     signedRequests,
+    webSocketTokens,
     signUp,
     signIn,
     geo,
@@ -334,7 +337,12 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const http = await buildHttpServer(services, { logger: logger || false });
 
   const housekeeping = setInterval(() => {
-    void Promise.all([limiter.prune(24 * 3_600_000), botCheck.prune(), apiLockout.prune()]).catch(() => {});
+    void Promise.all([
+      limiter.prune(24 * 3_600_000),
+      botCheck.prune(),
+      apiLockout.prune(),
+      webSocketTokens.prune(),
+    ]).catch(() => {});
   }, 10 * 60_000);
   housekeeping.unref();
   if (options.startWorkers) outbox.start();
