@@ -8,6 +8,7 @@ import { TransactionService } from "./actions/transaction-service.js";
 import { AdminService } from "./admin/admin-service.js";
 import { ApiKeyService } from "./api-keys/api-keys.js";
 import { ApiApprovals } from "./api-keys/approvals.js";
+import { DatabaseGatewayState } from "./api-keys/gateway-state.js";
 import { ApiLockout } from "./api-keys/lockout.js";
 import { SignedRequestVerifier } from "./api-keys/signed-requests.js";
 import { WebSocketTokens } from "./api-keys/ws-tokens.js";
@@ -222,7 +223,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     metrics,
     accounts,
     capabilities,
-    apiLockout,
+    new DatabaseGatewayState(db, apiLockout),
     approvals,
   );
   const webSocketTokens = new WebSocketTokens(db, clock);

@@ -19,9 +19,9 @@ import type { Clock } from "../support/clock.js";
 import type { Metrics } from "../support/metrics.js";
 import { plainAddress } from "../support/network.js";
 import type { ApiApprovals } from "./approvals.js";
-import { chargeCall } from "./call-counter.js";
+import type { GatewayState } from "./gateway-state.js";
 import { allPostOnly, cancelMethods, orderEntryMethods, productOf, unknownField } from "./kraken-requests.js";
-import { type ApiLockout, keySubject, sourceSubjects } from "./lockout.js";
+import { keySubject, sourceSubjects } from "./lockout.js";
 import { callCost, methodPermissions, type Permission } from "./permissions.js";
 import {
   BodyError,
@@ -31,7 +31,7 @@ import {
   withoutGatewayFields,
   withParams,
 } from "./request-body.js";
-import { chargeTrading, type KnownOrder, tradingCharges, tradingMethods } from "./trading-limiter.js";
+import { type KnownOrder, tradingCharges, tradingMethods } from "./trading-limiter.js";
 
 export type KrakenError =
   | "EAPI:Invalid key"
@@ -91,7 +91,6 @@ type Counted = "source" | "key" | null;
 type Decision = Allowed | (Refused & { counted?: Counted });
 
 const U64_MAX = 18446744073709551615n;
-const pad = (n: bigint) => n.toString().padStart(20, "0");
 
 /**
  * The nonce of a request as sent (the string is what the client signed, leading zeros and all) and its
@@ -200,15 +199,15 @@ export class SignedRequestVerifier {
     private readonly metrics: Metrics,
     private readonly accounts: AccountRepository,
     private readonly capabilities: CapabilityService,
-    private readonly lockout: ApiLockout,
+    private readonly state: GatewayState,
     private readonly approvals: ApiApprovals,
   ) {}
 
   async verify(request: SignedRequest): Promise<Verdict> {
     const decision = await this.decide(request);
     const { counted, ...verdict } = decision as Refused & { counted?: Counted };
-    if (counted === "source") await this.lockout.recordFailure(sourceSubjects(request.apiKey, request.ip));
-    if (counted === "key" && verdict.keyId) await this.lockout.recordFailure([keySubject(verdict.keyId)]);
+    if (counted === "source") await this.state.recordFailure(sourceSubjects(request.apiKey, request.ip));
+    if (counted === "key" && verdict.keyId) await this.state.recordFailure([keySubject(verdict.keyId)]);
     const result = verdict as Verdict;
     this.metrics.apiKeyDecisions.inc({ outcome: result.allow ? "allow" : result.error });
     await this.audit.append(
@@ -244,7 +243,7 @@ export class SignedRequestVerifier {
           .where("disabled_at", "is", null)
           .executeTakeFirst()
       : undefined;
-    const locked = await this.lockout.lockedOut(row ? [...source, keySubject(row.id)] : source);
+    const locked = await this.state.lockedOut(row ? [...source, keySubject(row.id)] : source);
     if (source.some((subject) => locked.has(subject)))
       return { allow: false, error: "EGeneral:Temporary lockout", ...(row ? { keyId: row.id } : {}) };
     if (!row) return { allow: false, error: "EAPI:Invalid key", counted: "source" };
@@ -290,7 +289,7 @@ export class SignedRequestVerifier {
 
     // From here on the sender holds the key's secret.
     if (locked.has(keySubject(row.id))) return refuse("EGeneral:Temporary lockout");
-    if (!(await this.claimNonce(row.id, nonce.value, row.nonce_window)))
+    if (!(await this.state.claimNonce(row.id, nonce.value, row.nonce_window)))
       return refuse("EAPI:Invalid nonce", "key");
     if (!(await this.otpAccepted(row, body.params.otp, now))) return refuse("EAPI:Invalid key", "key");
 
@@ -365,7 +364,7 @@ export class SignedRequestVerifier {
     now: number,
   ): Promise<KrakenError | null> {
     if (!tradingMethods.includes(method)) {
-      return (await chargeCall(this.db, keyId, account.tier, callCost(method), now))
+      return (await this.state.chargeCalls(keyId, account.tier, callCost(method), now))
         ? null
         : "EAPI:Rate limit exceeded";
     }
@@ -373,10 +372,10 @@ export class SignedRequestVerifier {
       this.knownOrders(keyId, txids),
     );
     for (const charge of charges) {
-      if (!(await chargeTrading(this.db, keyId, account.tier, charge, now)))
+      if (!(await this.state.chargeTrading(keyId, account.tier, charge, now)))
         return "EOrder:Rate limit exceeded";
     }
-    if (unknownOrders > 0 && !(await chargeCall(this.db, keyId, account.tier, unknownOrders, now)))
+    if (unknownOrders > 0 && !(await this.state.chargeCalls(keyId, account.tier, unknownOrders, now)))
       return "EAPI:Rate limit exceeded";
     return null;
   }
@@ -425,75 +424,6 @@ export class SignedRequestVerifier {
     if (row.otp_type === "static") return constantTimeEqual(otp, secret.toString("utf8"));
     const match = matchTotp(new Uint8Array(secret), otp, now);
     if (match === null || !("step" in match)) return false;
-    const claimed = await this.db
-      .updateTable("api_keys")
-      .set({ otp_last_step: match.step })
-      .where("id", "=", row.id)
-      .where((eb) => eb.or([eb("otp_last_step", "is", null), eb("otp_last_step", "<", match.step)]))
-      .returning("id")
-      .executeTakeFirst();
-    return claimed !== undefined;
-  }
-
-  /**
-   * Nonces rise per key. With a window of 0 a nonce must exceed the highest seen (one conditional UPDATE
-   * that also raises the floor). With a window, a nonce above the floor is accepted once (a unique row),
-   * and the floor rises to the highest seen less the window — it never moves down, so widening the window
-   * later cannot reopen nonces already refused or used. Both are exact across instances: the database
-   * decides.
-   */
-  private async claimNonce(keyId: string, nonce: bigint, window: number): Promise<boolean> {
-    const padded = pad(nonce);
-    if (window === 0) {
-      const row = await this.db
-        .updateTable("api_keys")
-        .set({ last_nonce: padded, nonce_floor: padded })
-        .where("id", "=", keyId)
-        .where("last_nonce", "<", padded)
-        .where("nonce_floor", "<", padded)
-        .returning("id")
-        .executeTakeFirst();
-      return row !== undefined;
-    }
-    const inserted = await this.db
-      .insertInto("api_key_nonces")
-      .values({ key_id: keyId, nonce: padded })
-      .onConflict((oc) => oc.columns(["key_id", "nonce"]).doNothing())
-      .returning("nonce")
-      .executeTakeFirst();
-    if (!inserted) return false;
-    // Read the floor after claiming the row: rows are cleared only once the floor has passed them, so a
-    // used nonce whose row was cleared is always caught here, whatever ran in between.
-    const { nonce_floor, last_nonce } = await this.db
-      .selectFrom("api_keys")
-      .select(["nonce_floor", "last_nonce"])
-      .where("id", "=", keyId)
-      .executeTakeFirstOrThrow();
-    if (padded <= nonce_floor) return false;
-    const highest = padded > last_nonce ? padded : last_nonce;
-    const floor = BigInt(highest) - BigInt(window);
-    const newFloor = pad(floor > 0n ? floor : 0n);
-    await this.db
-      .updateTable("api_keys")
-      .set((eb) => ({
-        last_nonce: eb.case().when("last_nonce", "<", padded).then(padded).else(eb.ref("last_nonce")).end(),
-        nonce_floor: eb
-          .case()
-          .when("nonce_floor", "<", newFloor)
-          .then(newFloor)
-          .else(eb.ref("nonce_floor"))
-          .end(),
-      }))
-      .where("id", "=", keyId)
-      .execute();
-    // Rows at or below the floor can never be used again: clear them, after the floor was raised.
-    if (nonce % 32n === 0n) {
-      await this.db
-        .deleteFrom("api_key_nonces")
-        .where("key_id", "=", keyId)
-        .where("nonce", "<=", newFloor)
-        .execute();
-    }
-    return true;
+    return this.state.claimOtpStep(row.id, match.step);
   }
 }

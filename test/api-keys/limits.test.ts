@@ -156,7 +156,9 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
       expect((await check(forger, "Balance", {}, `2001:db8:66:1::${(i + 1).toString(16)}`)).error).toBe(
         "EAPI:Invalid signature",
       );
-    expect((await check(good, "Balance", {}, "2001:db8:66:1:ffff::1")).error).toBe("EGeneral:Temporary lockout");
+    expect((await check(good, "Balance", {}, "2001:db8:66:1:ffff::1")).error).toBe(
+      "EGeneral:Temporary lockout",
+    );
     expect((await check(good, "Balance", {}, "2001:db8:66:2::1")).allow).toBe(true);
 
     // Ten unknown keys from one address: that address is locked out, for every key.
@@ -346,7 +348,9 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
 
     const listed = await h.request("GET", "/v1/approvals", { token: trader.token() });
     const approval = listed.json().approvals.find((a: { id: string }) => a.id === approvalId);
-    expect(approval.summary).toContain('API key "big-bot" — AddOrder: pair XBTUSD; side buy; type limit; volume 2.5; price 500');
+    expect(approval.summary).toContain(
+      'API key "big-bot" — AddOrder: pair XBTUSD; side buy; type limit; volume 2.5; price 500',
+    );
     expect(approval.summary).toContain("BTC 2, USD 1000");
     // Resubmitting before the approval is confirmed does not pass.
     expect((await check(client, "AddOrder", { ...large, approval_id: approvalId })).error).toBe(
