@@ -8,8 +8,10 @@ import { TransactionService } from "./actions/transaction-service.js";
 import { AdminService } from "./admin/admin-service.js";
 import { ApiKeyService } from "./api-keys/api-keys.js";
 import { ApiApprovals } from "./api-keys/approvals.js";
-import { DatabaseGatewayState } from "./api-keys/gateway-state.js";
+import { GatewayCache } from "./api-keys/gateway-cache.js";
+import { DatabaseGatewayState, type GatewayState } from "./api-keys/gateway-state.js";
 import { ApiLockout } from "./api-keys/lockout.js";
+import { MemoryGatewayState } from "./api-keys/memory-gateway-state.js";
 import { SignedRequestVerifier } from "./api-keys/signed-requests.js";
 import { WebSocketTokens } from "./api-keys/ws-tokens.js";
 import { AuditLog } from "./audit/audit-log.js";
@@ -214,16 +216,21 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     "Portcullis",
   );
   const approvals = new ApiApprovals(db, clock, actions);
-  const apiLockout = new ApiLockout(db, clock);
+  // One SQLite process decides the gateway's hot state in memory; instances sharing PostgreSQL decide it
+  // in the database, where every rule is one conditional statement.
+  const gatewayState: GatewayState =
+    storage.engine === "sqlite"
+      ? new MemoryGatewayState(db, clock)
+      : new DatabaseGatewayState(db, new ApiLockout(db, clock));
   const signedRequests = new SignedRequestVerifier(
     db,
     dataKey,
     clock,
     audit,
     metrics,
-    accounts,
+    new GatewayCache(db, dataKey, accounts, (account) => capabilities.securityInputs(account)),
     capabilities,
-    new DatabaseGatewayState(db, apiLockout),
+    gatewayState,
     approvals,
   );
   const webSocketTokens = new WebSocketTokens(db, clock);
@@ -341,7 +348,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     void Promise.all([
       limiter.prune(24 * 3_600_000),
       botCheck.prune(),
-      apiLockout.prune(),
+      gatewayState.prune(),
       webSocketTokens.prune(),
     ]).catch(() => {});
   }, 10 * 60_000);

@@ -24,6 +24,8 @@ export interface GatewayState {
   chargeCalls(keyId: string, tier: Tier, cost: number, now: number): Promise<boolean>;
   /** Charges one pair's trading counter; false when it would pass the tier's ceiling. */
   chargeTrading(keyId: string, tier: Tier, charge: TradingCharge, now: number): Promise<boolean>;
+  /** Housekeeping: forgets lockout subjects that have stopped counting. */
+  prune(): Promise<void>;
 }
 
 /** The gateway's hot state in the database: each rule one conditional statement, exact across instances. */
@@ -39,6 +41,10 @@ export class DatabaseGatewayState implements GatewayState {
 
   recordFailure(subjects: string[]): Promise<void> {
     return this.lockout.recordFailure(subjects);
+  }
+
+  prune(): Promise<void> {
+    return this.lockout.prune();
   }
 
   async claimOtpStep(keyId: string, step: number): Promise<boolean> {

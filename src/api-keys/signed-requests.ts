@@ -1,16 +1,16 @@
 import { timingSafeEqual } from "node:crypto";
 import { BlockList, isIPv6 } from "node:net";
 import type { Kysely, Selectable } from "kysely";
-import type { Account, AccountRepository } from "../accounts/accounts.js";
+import type { Account } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
-import type { CapabilityService } from "../capabilities/capability-service.js";
+import type { CapabilityService, SecurityInputs } from "../capabilities/capability-service.js";
 import {
   type Capability,
   type Reason,
   type TradingIntent,
   tradingRefusal,
 } from "../capabilities/evaluate.js";
-import { krakenSignature } from "../client/kraken-client.js";
+import { krakenSignatureBytes } from "../client/kraken-client.js";
 import type { DataKey } from "../crypto/data-key.js";
 import { constantTimeEqual } from "../crypto/tokens.js";
 import type { ApiKeysTable, Database } from "../db/schema.js";
@@ -19,6 +19,7 @@ import type { Clock } from "../support/clock.js";
 import type { Metrics } from "../support/metrics.js";
 import { plainAddress } from "../support/network.js";
 import type { ApiApprovals } from "./approvals.js";
+import type { GatewayCache } from "./gateway-cache.js";
 import type { GatewayState } from "./gateway-state.js";
 import { allPostOnly, cancelMethods, orderEntryMethods, productOf, unknownField } from "./kraken-requests.js";
 import { keySubject, sourceSubjects } from "./lockout.js";
@@ -197,7 +198,7 @@ export class SignedRequestVerifier {
     private readonly clock: Clock,
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
-    private readonly accounts: AccountRepository,
+    private readonly cache: GatewayCache,
     private readonly capabilities: CapabilityService,
     private readonly state: GatewayState,
     private readonly approvals: ApiApprovals,
@@ -235,18 +236,13 @@ export class SignedRequestVerifier {
 
     const apiKey = request.apiKey && request.apiKey.length <= 128 ? request.apiKey : undefined;
     const source = sourceSubjects(apiKey, request.ip);
-    const row = apiKey
-      ? await this.db
-          .selectFrom("api_keys")
-          .selectAll()
-          .where("key", "=", apiKey)
-          .where("disabled_at", "is", null)
-          .executeTakeFirst()
-      : undefined;
+    await this.cache.refresh();
+    const cached = apiKey ? await this.cache.key(apiKey) : null;
+    const row = cached?.row;
     const locked = await this.state.lockedOut(row ? [...source, keySubject(row.id)] : source);
     if (source.some((subject) => locked.has(subject)))
       return { allow: false, error: "EGeneral:Temporary lockout", ...(row ? { keyId: row.id } : {}) };
-    if (!row) return { allow: false, error: "EAPI:Invalid key", counted: "source" };
+    if (!cached || !row) return { allow: false, error: "EAPI:Invalid key", counted: "source" };
 
     const refuse = (
       error: KrakenError,
@@ -274,15 +270,7 @@ export class SignedRequestVerifier {
     }
     const nonce = nonceOf(body.params.nonce);
     if (!nonce) return refuse("EAPI:Invalid nonce", "source");
-    const expected = Buffer.from(
-      krakenSignature(
-        this.dataKey.open(row.secret_sealed, row.id).toString("utf8"),
-        request.path,
-        nonce.sent,
-        request.body,
-      ),
-      "base64",
-    );
+    const expected = krakenSignatureBytes(cached.hmacKey, request.path, nonce.sent, request.body);
     const given = Buffer.from(request.apiSign ?? "", "base64");
     if (given.length !== expected.length || !timingSafeEqual(given, expected))
       return refuse("EAPI:Invalid signature", "source");
@@ -298,9 +286,10 @@ export class SignedRequestVerifier {
     if (needed && !keyPermissions.includes(needed)) return refuse("EGeneral:Permission denied");
     if (unknownField(method, body.params) !== null) return refuse("EGeneral:Invalid arguments");
 
-    const account = await this.accounts.findById(row.account_id);
-    if (!account) return refuse("EAPI:Invalid key");
-    const capabilityRefusal = await this.checkCapabilities(account, method, body);
+    const gate = await this.cache.gateInputs(row.account_id);
+    if (!gate) return refuse("EAPI:Invalid key");
+    const { account } = gate;
+    const capabilityRefusal = await this.checkCapabilities(account, gate.security, method, body);
     if (capabilityRefusal) return refuse(capabilityRefusal);
 
     const bounded = boundedHistory(row, method, body);
@@ -335,10 +324,11 @@ export class SignedRequestVerifier {
    */
   private async checkCapabilities(
     account: Account,
+    security: SecurityInputs,
     method: string,
     body: ParsedBody,
   ): Promise<KrakenError | null> {
-    const vector = await this.capabilities.vector(account, "api");
+    const vector = await this.capabilities.vector(account, "api", security);
     if (!vector.api.allowed) return capabilityError(vector.api.reasons);
     const product = productOf(method, body.params);
     if (!product) return null;

@@ -308,6 +308,12 @@ export interface ApiOrdersTable {
   placed_at: number;
 }
 
+export interface CacheGenerationsTable {
+  /** "api_keys" or "accounts": raised by triggers whenever what the gateway caches changes. */
+  name: string;
+  value: number;
+}
+
 export interface ApiWsTokensTable {
   token_hash: string;
   key_id: string;
@@ -355,4 +361,5 @@ export interface Database {
   api_trading_counters: ApiTradingCountersTable;
   api_orders: ApiOrdersTable;
   api_ws_tokens: ApiWsTokensTable;
+  cache_generations: CacheGenerationsTable;
 }
