@@ -110,7 +110,14 @@ async function runMigrations(
   db: Kysely<Database>,
   migrationTableSchema: string | undefined,
 ): Promise<string[]> {
-  const migrator = new Migrator({ db, provider, ...(migrationTableSchema ? { migrationTableSchema } : {}) });
+  // Migrations are independent of each other: a database that took a later-numbered one first (built
+  // between releases) still takes the others.
+  const migrator = new Migrator({
+    db,
+    provider,
+    allowUnorderedMigrations: true,
+    ...(migrationTableSchema ? { migrationTableSchema } : {}),
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error;
   return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
