@@ -20,6 +20,7 @@ import * as globalLock from "./migrations/0005-global-lock-and-recovery.js";
 import * as apiKeys from "./migrations/0006-api-keys.js";
 import * as apiKeyLimits from "./migrations/0007-api-key-limits.js";
 import * as apiKeyOtpStep from "./migrations/0008-api-key-otp-step.js";
+import * as stepUpSession from "./migrations/0010-step-up-session.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -95,6 +96,7 @@ const migrations: Record<string, Migration> = {
   "0006-api-keys": apiKeys,
   "0007-api-key-limits": apiKeyLimits,
   "0008-api-key-otp-step": apiKeyOtpStep,
+  "0010-step-up-session": stepUpSession,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -122,8 +122,8 @@ export class AttemptGuard {
   }
 
   /** Support lifts a restriction, temporary or permanent (audited by the caller). */
-  async lift(accountId: string): Promise<boolean> {
-    const row = await this.db
+  async lift(accountId: string, db: Kysely<Database> = this.db): Promise<boolean> {
+    const row = await db
       .updateTable("account_guards")
       .set({
         consecutive_failures: 0,

@@ -123,12 +123,8 @@ export class DeviceService {
     return row !== undefined;
   }
 
-  async removeAll(accountId: string): Promise<number> {
-    const rows = await this.db
-      .deleteFrom("devices")
-      .where("account_id", "=", accountId)
-      .returning("id")
-      .execute();
+  async removeAll(accountId: string, db: Kysely<Database> = this.db): Promise<number> {
+    const rows = await db.deleteFrom("devices").where("account_id", "=", accountId).returning("id").execute();
     return rows.length;
   }
 }
