@@ -276,6 +276,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     holds,
     proofs,
     factors,
+    recoveryCodes,
     webauthn,
     devices,
     sessions,

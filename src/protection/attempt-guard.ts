@@ -112,8 +112,8 @@ export class AttemptGuard {
   }
 
   /** A fully successful sign-in: the owner is back, every count starts again. */
-  async recordSuccess(accountId: string): Promise<void> {
-    await this.db
+  async recordSuccess(accountId: string, db: Kysely<Database> = this.db): Promise<void> {
+    await db
       .updateTable("account_guards")
       .set({ consecutive_failures: 0, window_failures: 0, restrictions: 0, restricted_until: null })
       .where("account_id", "=", accountId)

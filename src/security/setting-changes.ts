@@ -139,16 +139,6 @@ export class SettingChanges {
           throw new StepUpNeeded();
         }
         const done = await apply(trx);
-        await this.audit.append(
-          {
-            event: done.event,
-            outcome: "success",
-            accountId: account.id,
-            details: { ...(done.change ? { change: done.change } : {}), ...done.details },
-          },
-          context,
-          trx,
-        );
         const recipient = done.recipient ?? account;
         const at = this.clock.now();
         if (done.change) {
@@ -159,6 +149,17 @@ export class SettingChanges {
           );
         }
         for (const email of done.emails ?? []) await this.outbox.notify(recipient, email, trx);
+        // Last: the chain head's row lock is held from here to the commit, so kept as short as can be.
+        await this.audit.append(
+          {
+            event: done.event,
+            outcome: "success",
+            accountId: account.id,
+            details: { ...(done.change ? { change: done.change } : {}), ...done.details },
+          },
+          context,
+          trx,
+        );
         return done;
       });
     } catch (error) {

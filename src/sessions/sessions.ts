@@ -114,7 +114,10 @@ export class SessionService {
     return client === "web" ? this.settings.web : this.settings.app;
   }
 
-  async issue(input: IssueSession): Promise<{ token: string; session: Session }> {
+  async issue(
+    input: IssueSession,
+    db: Kysely<Database> = this.db,
+  ): Promise<{ token: string; session: Session }> {
     const token = mintToken();
     const now = this.clock.now();
     const { idleMs, absoluteMs } = this.timeouts(input.client);
@@ -140,7 +143,7 @@ export class SessionService {
       end_reason: null,
       enrollment_required: input.enrollmentRequired ? 1 : 0,
     };
-    await this.db.insertInto("sessions").values(row).execute();
+    await db.insertInto("sessions").values(row).execute();
     return { token, session: toSession(row) };
   }
 
