@@ -248,13 +248,27 @@ export class ActionService {
     }
     // Consent to one movement of money stays with its action; a setting change's step-up is bound to the
     // session: it rotates, and this action (and any confirmed before, not yet spent) moves with it.
+    // The confirmation and its audit entry commit together (with the rotation, for a step-up).
+    const confirmWithin = async (trx: Transaction<Database>, sessionId: string) => {
+      const result = await this.markConfirmed(account, action, sessionId, trx);
+      await this.audit.append(
+        {
+          event: "action.confirmed",
+          outcome: "success",
+          accountId: account.id,
+          details: { actionId: action.id, type: action.type, methods },
+        },
+        context,
+        trx,
+      );
+      return result;
+    };
     let confirmation: Awaited<ReturnType<ActionService["markConfirmed"]>> | undefined;
     let rotated: { token: string; session: Session } | null = null;
     if (movesMoney(action.type)) {
-      confirmation = await this.markConfirmed(account, action, session.id);
+      confirmation = await this.db.transaction().execute((trx) => confirmWithin(trx, session.id));
     } else {
       rotated = await this.sessions.rotate(session, methods, async (trx, next) => {
-        confirmation = await this.markConfirmed(account, action, next.id, trx);
         await trx
           .updateTable("actions")
           .set({ session_id: next.id })
@@ -262,20 +276,12 @@ export class ActionService {
           .where("session_id", "=", session.id)
           .where("state", "=", "confirmed")
           .execute();
+        confirmation = await confirmWithin(trx, next.id);
       });
       if (!rotated) throw new Problem(401, "unauthenticated", "This session has ended. Sign in again.");
     }
     const { row: confirmed, grant } = confirmation!;
     this.metrics.stepUps.inc({ outcome: "success" });
-    await this.audit.append(
-      {
-        event: "action.confirmed",
-        outcome: "success",
-        accountId: account.id,
-        details: { actionId: action.id, type: action.type, methods },
-      },
-      context,
-    );
     const view = {
       ...this.view(confirmed, await this.availableFactors(account.id)),
       ...(grant ? { grant } : {}),
