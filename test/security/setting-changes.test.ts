@@ -148,7 +148,10 @@ describe.each(engines)("one path for every owner setting change on %s", (engine)
     });
     expect(added.statusCode).toBe(202);
     await h.deliverMail();
-    const link = linkToken(await h.smtp.waitFor(user.email, /Confirm a new withdrawal address/), "/confirm-address");
+    const link = linkToken(
+      await h.smtp.waitFor(user.email, /Confirm a new withdrawal address/),
+      "/confirm-address",
+    );
     await step("POST", "/v1/security/global-lock", { unlockDelayDays: 1 });
     const refused = await h.request("POST", "/v1/withdrawal-addresses/confirm", { body: { token: link } });
     expect(refused.statusCode, refused.body).toBe(403);
