@@ -41,9 +41,11 @@ import { AttemptGuard } from "./protection/attempt-guard.js";
 import { BotCheck, FailureSignals } from "./protection/bot-check.js";
 import { DatabaseRateLimiter, type RateLimiter } from "./protection/rate-limiter.js";
 import { RedisRateLimiter } from "./protection/redis-rate-limiter.js";
+import { DisconnectAll } from "./security/disconnect-all.js";
 import { GlobalLockService } from "./security/global-lock.js";
 import { SecurityHolds } from "./security/holds.js";
 import { SecuritySettings } from "./security/security-settings.js";
+import { SettingChanges } from "./security/setting-changes.js";
 import { WithdrawalAddressBook } from "./security/withdrawal-addresses.js";
 import type { Services } from "./services.js";
 import { DeviceService } from "./sessions/devices.js";
@@ -164,22 +166,20 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const grants = new GrantSigner(dataKey, publicUrl.origin);
   const holds = new SecurityHolds(db, clock);
   const actions = new ActionService(db, clock, factors, proofs, webauthn, sessions, audit, metrics, grants);
+  const changes = new SettingChanges(db, clock, actions, accounts, sessions, audit, outbox);
   const factorManagement = new FactorManagement(
     factors,
     totp,
     webauthn,
     recoveryCodes,
-    actions,
+    changes,
     sessions,
-    audit,
-    outbox,
-    clock,
     holds,
   );
 
   const subsystems = new SubsystemService(db, clock);
   const capabilities = new CapabilityService(policy, subsystems, factors, guard, holds, clock);
-  const addresses = new WithdrawalAddressBook(db, clock, actions, tokens, outbox, audit, publicUrl);
+  const addresses = new WithdrawalAddressBook(db, clock, changes, tokens, audit, accounts, publicUrl);
   const transactions = new TransactionService(
     db,
     clock,
@@ -193,28 +193,39 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const securitySettings = new SecuritySettings(
     accounts,
     factors,
-    actions,
+    changes,
     hasher,
     holds,
     sessions,
-    audit,
-    outbox,
-    clock,
     proofs,
     settings.password,
   );
-  const globalLock = new GlobalLockService(db, clock, actions, proofs, sessions, audit, outbox);
+  const globalLock = new GlobalLockService(
+    db,
+    clock,
+    changes,
+    accounts,
+    factors,
+    webauthn,
+    proofs,
+    sessions,
+    audit,
+    outbox,
+  );
   const apiKeys = new ApiKeyService(
     db,
     clock,
     dataKey,
-    actions,
+    changes,
     capabilities,
     audit,
     outbox,
     accounts,
     "Portcullis",
+    tokens,
+    publicUrl,
   );
+  const disconnectAll = new DisconnectAll(changes, devices, sessions, apiKeys);
   const approvals = new ApiApprovals(db, clock, actions);
   // One SQLite process decides the gateway's hot state in memory; instances sharing PostgreSQL decide it
   // in the database, where every rule is one conditional statement.
@@ -275,6 +286,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     holds,
     proofs,
     factors,
+    recoveryCodes,
     webauthn,
     devices,
     sessions,
@@ -291,6 +303,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   });
 
   const recovery = new RecoveryService({
+    db,
+    apiKeys,
     accounts,
     hasher,
     protection,
@@ -332,6 +346,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     transactions,
     securitySettings,
     globalLock,
+    disconnectAll,
     recovery,
     apiKeys,
     approvals,

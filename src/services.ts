@@ -22,6 +22,7 @@ import type { Outbox } from "./notify/outbox.js";
 import type { LocalOutboxTransport } from "./notify/transports.js";
 import type { AttemptGuard } from "./protection/attempt-guard.js";
 import type { BotCheck } from "./protection/bot-check.js";
+import type { DisconnectAll } from "./security/disconnect-all.js";
 import type { GlobalLockService } from "./security/global-lock.js";
 import type { SecurityHolds } from "./security/holds.js";
 import type { SecuritySettings } from "./security/security-settings.js";
@@ -60,6 +61,7 @@ export interface Services {
   transactions: TransactionService;
   securitySettings: SecuritySettings;
   globalLock: GlobalLockService;
+  disconnectAll: DisconnectAll;
   recovery: RecoveryService;
   apiKeys: ApiKeyService;
   approvals: ApiApprovals;

@@ -61,8 +61,8 @@ export function toAccount(row: Selectable<AccountsTable>): Account {
 export class AccountRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async findById(id: string): Promise<Account | null> {
-    const row = await this.db.selectFrom("accounts").selectAll().where("id", "=", id).executeTakeFirst();
+  async findById(id: string, db: Kysely<Database> = this.db): Promise<Account | null> {
+    const row = await db.selectFrom("accounts").selectAll().where("id", "=", id).executeTakeFirst();
     return row ? toAccount(row) : null;
   }
 
@@ -102,8 +102,8 @@ export class AccountRepository {
       .execute();
   }
 
-  async updatePasswordHash(id: string, passwordHash: string): Promise<void> {
-    await this.db.updateTable("accounts").set({ password_hash: passwordHash }).where("id", "=", id).execute();
+  async updatePasswordHash(id: string, passwordHash: string, db: Kysely<Database> = this.db): Promise<void> {
+    await db.updateTable("accounts").set({ password_hash: passwordHash }).where("id", "=", id).execute();
   }
 
   /** Disables (with the time) or enables an account; false when there is no such account. */
@@ -125,24 +125,96 @@ export class AccountRepository {
     await this.db.updateTable("accounts").set({ country, region }).where("id", "=", id).execute();
   }
 
-  async setRequirements(id: string, requirements: { funding: boolean; trading: boolean }): Promise<void> {
-    await this.db
+  async setRequirements(
+    id: string,
+    requirements: { funding: boolean; trading: boolean },
+    db: Kysely<Database> = this.db,
+  ): Promise<void> {
+    await db
       .updateTable("accounts")
       .set({ funding_2fa: requirements.funding ? 1 : 0, trading_2fa: requirements.trading ? 1 : 0 })
       .where("id", "=", id)
       .execute();
   }
 
-  async setTradingPasscodeHash(id: string, hash: string): Promise<void> {
-    await this.db.updateTable("accounts").set({ trading_passcode_hash: hash }).where("id", "=", id).execute();
+  async setTradingPasscodeHash(id: string, hash: string, db: Kysely<Database> = this.db): Promise<void> {
+    await db.updateTable("accounts").set({ trading_passcode_hash: hash }).where("id", "=", id).execute();
   }
 
-  async setMasterKeyHash(id: string, hash: string): Promise<void> {
-    await this.db.updateTable("accounts").set({ master_key_hash: hash }).where("id", "=", id).execute();
+  async setMasterKeyHash(id: string, hash: string, db: Kysely<Database> = this.db): Promise<void> {
+    await db.updateTable("accounts").set({ master_key_hash: hash }).where("id", "=", id).execute();
   }
 
-  async setAntiPhishingCode(id: string, code: string): Promise<void> {
-    await this.db.updateTable("accounts").set({ anti_phishing_code: code }).where("id", "=", id).execute();
+  async setAntiPhishingCode(id: string, code: string, db: Kysely<Database> = this.db): Promise<void> {
+    await db.updateTable("accounts").set({ anti_phishing_code: code }).where("id", "=", id).execute();
+  }
+
+  /**
+   * Inside a setting change's transaction: true when the Global Settings Lock is off at `now`. The row is
+   * written (to itself), so it stays locked until the commit: turning the lock on waits for a change in
+   * flight, and a change waits for the lock being turned on, then sees it.
+   */
+  async holdIfUnlocked(id: string, now: number, db: Kysely<Database>): Promise<boolean> {
+    const row = await db
+      .updateTable("accounts")
+      .set((eb) => ({ global_lock_since: eb.ref("global_lock_since") }))
+      .where("id", "=", id)
+      .where((eb) =>
+        eb.or([
+          eb("global_lock_since", "is", null),
+          eb.and([eb("global_lock_unlocks_at", "is not", null), eb("global_lock_unlocks_at", "<=", now)]),
+        ]),
+      )
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Turns the lock on; false when it already is on at `now`. */
+  async enableGlobalLock(id: string, delayDays: number, now: number, db: Kysely<Database>): Promise<boolean> {
+    const row = await db
+      .updateTable("accounts")
+      .set({ global_lock_since: now, global_lock_delay_days: delayDays, global_lock_unlocks_at: null })
+      .where("id", "=", id)
+      .where((eb) =>
+        eb.or([
+          eb("global_lock_since", "is", null),
+          eb.and([eb("global_lock_unlocks_at", "is not", null), eb("global_lock_unlocks_at", "<=", now)]),
+        ]),
+      )
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /**
+   * Sets when a lock that is on at `now` opens: a time (an unlock request), null (a cancelled one), or
+   * `"now"` (removed: the Master Key, or support). False when the lock is not on, or not in the state
+   * `pending` asks for (true: an unlock must be pending; false: none may be).
+   */
+  async setGlobalLockOpening(
+    id: string,
+    opening: number | null | "now",
+    now: number,
+    db: Kysely<Database>,
+    pending?: boolean,
+  ): Promise<boolean> {
+    let query = db
+      .updateTable("accounts")
+      .set(
+        opening === "now"
+          ? { global_lock_since: null, global_lock_delay_days: null, global_lock_unlocks_at: null }
+          : { global_lock_unlocks_at: opening },
+      )
+      .where("id", "=", id)
+      .where("global_lock_since", "is not", null)
+      .where((eb) =>
+        eb.or([eb("global_lock_unlocks_at", "is", null), eb("global_lock_unlocks_at", ">", now)]),
+      );
+    if (pending === true) query = query.where("global_lock_unlocks_at", "is not", null);
+    if (pending === false) query = query.where("global_lock_unlocks_at", "is", null);
+    const row = await query.returning("id").executeTakeFirst();
+    return row !== undefined;
   }
 
   async search(query: string, limit = 50): Promise<Account[]> {

@@ -1,5 +1,5 @@
 import type { AuthenticationResponseJSON } from "@simplewebauthn/server";
-import type { Kysely, Selectable } from "kysely";
+import type { Kysely, Selectable, Transaction } from "kysely";
 import type { Account } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { newId, sha256Hex } from "../crypto/tokens.js";
@@ -7,7 +7,6 @@ import type { ActionsTable, Database } from "../db/schema.js";
 import { invalidCode, type Proof, type ProofVerifier } from "../factors/proofs.js";
 import { type SecondFactorRepository, secondFactorNames } from "../factors/second-factors.js";
 import type { WebAuthnFactor } from "../factors/webauthn-factor.js";
-import { isLocked, settingsLocked } from "../security/global-lock.js";
 import type { Session, SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
@@ -74,8 +73,9 @@ export function actionDigest(type: string, params: Record<string, unknown>): str
 /**
  * Actions (API.md "Step-up"): the server builds what is to be confirmed from the request, keeps a digest
  * of its canonical parameters, and lets it happen only once it is confirmed with the required proof and
- * then presented again (`X-Action-Id`) with the very same parameters. Every setting change goes through
- * `requireStepUp`; confirming with a second factor is a privilege change, so the session gets a new token.
+ * then presented again (`X-Action-Id`) with the very same parameters, by the session that confirmed it.
+ * Every owner setting change asks for and spends its step-up through SettingChanges; confirming one is a
+ * privilege change, so the session gets a new token.
  */
 export class ActionService {
   constructor(
@@ -91,36 +91,17 @@ export class ActionService {
   ) {}
 
   /**
-   * Lets a setting change through when `actionId` names a confirmed, unused action of this account for
-   * exactly this type and these parameters (and spends it); otherwise answers 403 step_up_required with
-   * a new action to confirm.
+   * Answers 403 step_up_required with a new action to confirm: a second factor (the password while none
+   * is enrolled), plus `alsoRequire`. The setting change is made once that action is confirmed and
+   * presented again (`spend`).
    */
-  async requireStepUp(
+  async demandStepUp(
     account: Account,
-    actionId: string | undefined,
     type: string,
     params: Record<string, unknown>,
     summary: string,
-    alsoRequire: RequiredProof[] = [],
-  ): Promise<void> {
-    // SPEC §7: while the Global Settings Lock is on, no setting changes but turning it on (it already is).
-    if (type !== "enable_global_lock" && isLocked(account, this.clock.now())) throw settingsLocked();
-    const digest = actionDigest(type, params);
-    if (actionId) {
-      const now = this.clock.now();
-      const spent = await this.db
-        .updateTable("actions")
-        .set({ state: "used", used_at: now })
-        .where("id", "=", actionId)
-        .where("account_id", "=", account.id)
-        .where("type", "=", type)
-        .where("digest", "=", digest)
-        .where("state", "=", "confirmed")
-        .where("expires_at", ">", now)
-        .returning("id")
-        .executeTakeFirst();
-      if (spent) return;
-    }
+    alsoRequire: readonly RequiredProof[] = [],
+  ): Promise<never> {
     const stepUp: RequiredProof[] =
       (await this.availableFactors(account.id)).length > 0 ? ["second_factor"] : ["password"];
     const action = await this.create(account, type, params, summary, [...stepUp, ...alsoRequire]);
@@ -128,6 +109,35 @@ export class ActionService {
       actionId: action.id,
       action,
     });
+  }
+
+  /**
+   * Spends, in the setting change's transaction, the confirmed and unused action `actionId` of this
+   * account for exactly this type and these parameters, confirmed by this very session (or the one it
+   * rotated from). False when there is none: another session of the account cannot spend it.
+   */
+  async spend(
+    trx: Transaction<Database>,
+    accountId: string,
+    sessionId: string,
+    actionId: string,
+    type: string,
+    params: Record<string, unknown>,
+  ): Promise<boolean> {
+    const now = this.clock.now();
+    const spent = await trx
+      .updateTable("actions")
+      .set({ state: "used", used_at: now })
+      .where("id", "=", actionId)
+      .where("account_id", "=", accountId)
+      .where("session_id", "=", sessionId)
+      .where("type", "=", type)
+      .where("digest", "=", actionDigest(type, params))
+      .where("state", "=", "confirmed")
+      .where("expires_at", ">", now)
+      .returning("id")
+      .executeTakeFirst();
+    return spent !== undefined;
   }
 
   /**
@@ -168,6 +178,7 @@ export class ActionService {
         grant_id: null,
         grant_expires_at: null,
         redeemed_at: null,
+        session_id: null,
       },
       factors,
     );
@@ -235,34 +246,68 @@ export class ActionService {
       }
       methods.push(result.value);
     }
-    const { row: confirmed, grant } = await this.markConfirmed(account, action);
+    // Consent to one movement of money stays with its action; a setting change's step-up is bound to the
+    // session: it rotates, and this action (and any confirmed before, not yet spent) moves with it.
+    // The confirmation and its audit entry commit together (with the rotation, for a step-up).
+    const confirmWithin = async (trx: Transaction<Database>, sessionId: string) => {
+      const result = await this.markConfirmed(account, action, sessionId, trx);
+      await this.audit.append(
+        {
+          event: "action.confirmed",
+          outcome: "success",
+          accountId: account.id,
+          details: { actionId: action.id, type: action.type, methods },
+        },
+        context,
+        trx,
+      );
+      return result;
+    };
+    let confirmation: Awaited<ReturnType<ActionService["markConfirmed"]>> | undefined;
+    let rotated: { token: string; session: Session } | null = null;
+    if (movesMoney(action.type)) {
+      confirmation = await this.db.transaction().execute((trx) => confirmWithin(trx, session.id));
+    } else {
+      rotated = await this.sessions.rotate(session, methods, async (trx, next) => {
+        await trx
+          .updateTable("actions")
+          .set({ session_id: next.id })
+          .where("account_id", "=", account.id)
+          .where("session_id", "=", session.id)
+          .where("state", "=", "confirmed")
+          .execute();
+        confirmation = await confirmWithin(trx, next.id);
+      });
+      if (!rotated) throw new Problem(401, "unauthenticated", "This session has ended. Sign in again.");
+    }
+    const { row: confirmed, grant } = confirmation!;
     this.metrics.stepUps.inc({ outcome: "success" });
-    await this.audit.append(
-      {
-        event: "action.confirmed",
-        outcome: "success",
-        accountId: account.id,
-        details: { actionId: action.id, type: action.type, methods },
-      },
-      context,
-    );
     const view = {
       ...this.view(confirmed, await this.availableFactors(account.id)),
       ...(grant ? { grant } : {}),
     };
-    // A confirmed setting change is a step-up, a privilege change: the session gets a new token.
-    const rotated = movesMoney(action.type) ? null : await this.sessions.rotate(session, methods);
     return { action: view, rotated };
   }
 
   /** Confirms a pending action; a funding or trading action gets its grant (60 s, unique id) in the same step. */
-  async markConfirmed(account: Account, action: Selectable<ActionsTable>) {
+  async markConfirmed(
+    account: Account,
+    action: Selectable<ActionsTable>,
+    sessionId: string | null = null,
+    db: Kysely<Database> = this.db,
+  ) {
     const now = this.clock.now();
     const grantId = isTransaction(action.type) ? newId() : null;
     const grantExpiresAt = grantId ? now + GRANT_TTL_MS : null;
-    const row = await this.db
+    const row = await db
       .updateTable("actions")
-      .set({ state: "confirmed", confirmed_at: now, grant_id: grantId, grant_expires_at: grantExpiresAt })
+      .set({
+        state: "confirmed",
+        confirmed_at: now,
+        grant_id: grantId,
+        grant_expires_at: grantExpiresAt,
+        session_id: sessionId,
+      })
       .where("id", "=", action.id)
       .where("state", "=", "pending")
       .where("expires_at", ">", now)

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { Kysely, Selectable } from "kysely";
-import type { Account, AccountRepository } from "../accounts/accounts.js";
-import type { ActionService, RequiredProof } from "../actions/actions.js";
+import type { Kysely, Selectable, Transaction } from "kysely";
+import type { AccountRepository } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { CapabilityService } from "../capabilities/capability-service.js";
 import type { ClientName } from "../capabilities/policy.js";
@@ -10,8 +9,11 @@ import type { DataKey } from "../crypto/data-key.js";
 import { newId } from "../crypto/tokens.js";
 import type { ApiKeysTable, Database } from "../db/schema.js";
 import { newTotpSecret, otpauthUri, toBase32 } from "../factors/totp.js";
+import type { OneTimeTokens } from "../flows/one-time-tokens.js";
 import type { Outbox } from "../notify/outbox.js";
+import type { EmailMessage } from "../notify/templates.js";
 import { securityDetails } from "../notify/templates.js";
+import type { ChangeRequest, SettingChanges } from "../security/setting-changes.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
@@ -20,6 +22,9 @@ import type { RequestContext } from "../support/request-context.js";
 import { thresholdsOf } from "./approvals.js";
 import { ASSET_CODE, normaliseAsset, parseDecimal, type Thresholds } from "./kraken-requests.js";
 import { permissions as knownPermissions, type Permission } from "./permissions.js";
+
+/** How long the "disable all your API keys" link in a reset or "disconnect all" email works. */
+const DISABLE_LINK_TTL_MS = 7 * 86_400_000;
 
 export type KeyOtp = { type: "static"; password: string } | { type: "totp" };
 
@@ -114,12 +119,14 @@ export class ApiKeyService {
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
     private readonly dataKey: DataKey,
-    private readonly actions: ActionService,
+    private readonly changes: SettingChanges,
     private readonly capabilities: CapabilityService,
     private readonly audit: AuditLog,
     private readonly outbox: Outbox,
     private readonly accounts: AccountRepository,
     private readonly issuer: string,
+    private readonly tokens: OneTimeTokens,
+    private readonly publicUrl: URL,
   ) {}
 
   /** Checks every field against SPEC §11, on top of the key's current settings when it is a change. */
@@ -215,71 +222,55 @@ export class ApiKeyService {
     };
   }
 
-  async create(
-    account: Account,
-    client: ClientName,
-    actionId: string | undefined,
-    input: ApiKeyInput,
-    context: RequestContext,
-  ) {
+  async create(request: ChangeRequest, client: ClientName, input: ApiKeyInput) {
+    const { account } = request;
     const settings = this.settings(input, null);
     await this.capabilities.assertAllowed(account, client, "api");
-    const passcode: RequiredProof[] = account.tradingPasscodeHash ? ["trading_passcode"] : [];
-    await this.actions.requireStepUp(
-      account,
-      actionId,
-      "create_api_key",
-      this.actionParams(settings, input.otp ?? null),
-      `Create API key "${settings.name}" (${settings.permissions.join(", ") || "no permissions"})`,
-      passcode,
-    );
-
-    const id = newId();
-    const secret = randomBytes(64).toString("base64");
-    const otp = input.otp
-      ? this.sealOtp(id, input.otp, `${account.username} API key ${settings.name}`)
-      : null;
-    const row = {
-      id,
-      account_id: account.id,
-      name: settings.name,
-      key: randomBytes(42).toString("base64"),
-      secret_sealed: this.dataKey.seal(secret, id),
-      ...this.columns(settings),
-      otp_type: input.otp?.type ?? null,
-      otp_sealed: otp?.sealed ?? null,
-      otp_last_step: null,
-      last_nonce: "0".repeat(20),
-      created_at: this.clock.now(),
-      last_used_at: null,
-      disabled_at: null,
+    const stepUp = {
+      type: "create_api_key",
+      params: this.actionParams(settings, input.otp ?? null),
+      summary: `Create API key "${settings.name}" (${settings.permissions.join(", ") || "no permissions"})`,
+      alsoRequire: account.tradingPasscodeHash ? (["trading_passcode"] as const) : [],
     };
-    try {
-      await this.db.insertInto("api_keys").values(row).execute();
-    } catch (error) {
-      if (isUniqueViolation(error))
-        throw new Problem(409, "conflict", "You already have a key with that name.");
-      throw error;
-    }
-    await this.record(account, "api_key.created", `created API key "${settings.name}"`, context, {
-      keyId: id,
+    return this.changes.run(request, { stepUp }, async (trx) => {
+      const id = newId();
+      const secret = randomBytes(64).toString("base64");
+      const otp = input.otp
+        ? this.sealOtp(id, input.otp, `${account.username} API key ${settings.name}`)
+        : null;
+      const row = {
+        id,
+        account_id: account.id,
+        name: settings.name,
+        key: randomBytes(42).toString("base64"),
+        secret_sealed: this.dataKey.seal(secret, id),
+        ...this.columns(settings),
+        otp_type: input.otp?.type ?? null,
+        otp_sealed: otp?.sealed ?? null,
+        otp_last_step: null,
+        last_nonce: "0".repeat(20),
+        created_at: this.clock.now(),
+        last_used_at: null,
+        disabled_at: null,
+      };
+      await this.uniqueName(trx.insertInto("api_keys").values(row).execute());
+      return {
+        // The secret (and a TOTP seed) leave the server this once.
+        result: {
+          ...describe({ ...row, rate_level: 0, rate_at: 0, nonce_floor: row.last_nonce }),
+          secret,
+          ...(otp ? { otp: otp.shown } : {}),
+        },
+        event: "api_key.created",
+        details: { keyId: id },
+        change: `created API key "${settings.name}"`,
+      };
     });
-    // The secret (and a TOTP seed) leave the server this once.
-    return {
-      ...describe({ ...row, rate_level: 0, rate_at: 0, nonce_floor: row.last_nonce }),
-      secret,
-      ...(otp ? { otp: otp.shown } : {}),
-    };
   }
 
   /** Changes a key's name, permissions or restrictions: an action like creation. */
-  async update(
-    account: Account,
-    keyId: string,
-    actionId: string | undefined,
-    input: ApiKeyInput,
-    context: RequestContext,
-  ) {
+  async update(request: ChangeRequest, keyId: string, input: ApiKeyInput) {
+    const { account } = request;
     const current = await this.db
       .selectFrom("api_keys")
       .selectAll()
@@ -295,41 +286,51 @@ export class ApiKeyService {
       queryFrom: current.query_from,
       queryTo: current.query_to,
     });
-    const passcode: RequiredProof[] = account.tradingPasscodeHash ? ["trading_passcode"] : [];
-    await this.actions.requireStepUp(
-      account,
-      actionId,
-      "update_api_key",
-      this.actionParams(settings, input.otp, keyId),
-      `Change API key "${before.name}" (${settings.permissions.join(", ") || "no permissions"})`,
-      passcode,
-    );
-    const otp = input.otp
-      ? this.sealOtp(keyId, input.otp, `${account.username} API key ${settings.name}`)
-      : null;
-    let row: Selectable<ApiKeysTable> | undefined;
+    const stepUp = {
+      type: "update_api_key",
+      params: this.actionParams(settings, input.otp, keyId),
+      summary: `Change API key "${before.name}" (${settings.permissions.join(", ") || "no permissions"})`,
+      alsoRequire: account.tradingPasscodeHash ? (["trading_passcode"] as const) : [],
+    };
+    return this.changes.run(request, { stepUp }, async (trx) => {
+      const otp = input.otp
+        ? this.sealOtp(keyId, input.otp, `${account.username} API key ${settings.name}`)
+        : null;
+      const row = await this.uniqueName(
+        trx
+          .updateTable("api_keys")
+          .set({
+            name: settings.name,
+            ...this.columns(settings),
+            ...(input.otp === undefined
+              ? {}
+              : { otp_type: input.otp?.type ?? null, otp_sealed: otp?.sealed ?? null }),
+          })
+          .where("id", "=", keyId)
+          .where("account_id", "=", account.id)
+          .where("disabled_at", "is", null)
+          .returningAll()
+          .executeTakeFirst(),
+      );
+      if (!row) throw notFound("That API key");
+      return {
+        result: { ...describe(row), ...(otp ? { otp: otp.shown } : {}) },
+        event: "api_key.updated",
+        details: { keyId },
+        change: `changed API key "${settings.name}"`,
+      };
+    });
+  }
+
+  /** A second key of the same name is a conflict the owner can fix, not a failure. */
+  private async uniqueName<T>(write: Promise<T>): Promise<T> {
     try {
-      row = await this.db
-        .updateTable("api_keys")
-        .set({
-          name: settings.name,
-          ...this.columns(settings),
-          ...(input.otp === undefined
-            ? {}
-            : { otp_type: input.otp?.type ?? null, otp_sealed: otp?.sealed ?? null }),
-        })
-        .where("id", "=", keyId)
-        .where("disabled_at", "is", null)
-        .returningAll()
-        .executeTakeFirst();
+      return await write;
     } catch (error) {
       if (isUniqueViolation(error))
         throw new Problem(409, "conflict", "You already have a key with that name.");
       throw error;
     }
-    if (!row) throw notFound("That API key");
-    await this.record(account, "api_key.updated", `changed API key "${settings.name}"`, context, { keyId });
-    return { ...describe(row), ...(otp ? { otp: otp.shown } : {}) };
   }
 
   private columns(settings: KeySettings) {
@@ -389,31 +390,119 @@ export class ApiKeyService {
     }
   }
 
-  async revoke(account: Account, keyId: string, context: RequestContext): Promise<void> {
-    const row = await this.db
-      .updateTable("api_keys")
-      .set({ disabled_at: this.clock.now() })
-      .where("id", "=", keyId)
-      .where("account_id", "=", account.id)
-      .where("disabled_at", "is", null)
-      .returning("name")
-      .executeTakeFirst();
-    if (!row) throw notFound("That API key");
-    await this.record(account, "api_key.revoked", `deleted API key "${row.name}"`, context, { keyId });
+  /** Deleting a key needs no step-up and works under the Global Settings Lock: revocation must be quick. */
+  async revoke(request: ChangeRequest, keyId: string): Promise<void> {
+    const { account } = request;
+    await this.changes.run(request, { stepUp: null, whileLocked: "allowed" }, async (trx) => {
+      const row = await trx
+        .updateTable("api_keys")
+        .set({ disabled_at: this.clock.now() })
+        .where("id", "=", keyId)
+        .where("account_id", "=", account.id)
+        .where("disabled_at", "is", null)
+        .returning("name")
+        .executeTakeFirst();
+      if (!row) throw notFound("That API key");
+      return {
+        result: null,
+        event: "api_key.revoked",
+        details: { keyId },
+        change: `deleted API key "${row.name}"`,
+      };
+    });
   }
 
-  private async record(
-    account: Account,
-    event: string,
-    change: string,
-    context: RequestContext,
-    details: Record<string, unknown>,
-  ) {
-    await this.audit.append({ event, outcome: "success", accountId: account.id, details }, context);
-    await this.outbox.notify(account, {
-      kind: "security_change",
-      change,
-      ...securityDetails(context, this.clock.now()),
+  /** Deletes every key of the owner at once ("Delete all keys"); how many were deleted. */
+  async revokeAll(request: ChangeRequest): Promise<number> {
+    return this.changes.run(request, { stepUp: null, whileLocked: "allowed" }, async (trx) => {
+      const keys = await this.disableAllWithin(trx, request.account.id);
+      return {
+        result: keys.length,
+        event: "api_key.revoked_all",
+        details: { keyIds: keys.map((k) => k.id) },
+        ...(keys.length > 0
+          ? { change: `deleted every API key (${keys.map((k) => `"${k.name}"`).join(", ")})` }
+          : {}),
+      };
     });
+  }
+
+  /**
+   * After a password reset or "disconnect all", which end sessions but not keys: the email naming every
+   * key that still works, with one single-use link that disables them all (issued in the caller's
+   * transaction). Null when no key works.
+   */
+  async stillActiveNotice(
+    trx: Transaction<Database>,
+    accountId: string,
+    context: RequestContext,
+  ): Promise<EmailMessage | null> {
+    const keys = await this.activeNames(accountId, trx);
+    if (keys.length === 0) return null;
+    const token = await this.tokens.issue("disable_api_keys", accountId, DISABLE_LINK_TTL_MS, null, trx);
+    const link = new URL("/disable-api-keys", this.publicUrl);
+    link.searchParams.set("token", token);
+    return {
+      kind: "api_keys_still_active",
+      keys,
+      link: link.href,
+      ...securityDetails(context, this.clock.now()),
+    };
+  }
+
+  /** The emailed link: every key of its account stops working; the link is spent. */
+  async disableByLink(token: string, context: RequestContext): Promise<{ disabled: number }> {
+    const keys = await this.db.transaction().execute(async (trx) => {
+      const { accountId } = await this.tokens.consume("disable_api_keys", token, trx);
+      const disabled = await this.disableAllWithin(trx, accountId);
+      await this.audit.append(
+        {
+          event: "api_key.revoked_all",
+          outcome: "success",
+          accountId,
+          details: { keyIds: disabled.map((k) => k.id), via: "email_link" },
+        },
+        context,
+        trx,
+      );
+      const account = await this.accounts.findById(accountId, trx);
+      if (account && disabled.length > 0) {
+        await this.outbox.notify(
+          account,
+          {
+            kind: "security_change",
+            change: `disabled every API key from the emailed link (${disabled.map((k) => `"${k.name}"`).join(", ")})`,
+            ...securityDetails(context, this.clock.now()),
+          },
+          trx,
+        );
+      }
+      return disabled;
+    });
+    this.outbox.nudge();
+    return { disabled: keys.length };
+  }
+
+  /** The owner's keys that still work: what a reset or "disconnect all" email names. */
+  async activeNames(accountId: string, db: Kysely<Database> = this.db): Promise<string[]> {
+    const rows = await db
+      .selectFrom("api_keys")
+      .select("name")
+      .where("account_id", "=", accountId)
+      .where("disabled_at", "is", null)
+      .orderBy("created_at")
+      .execute();
+    return rows.map((row) => row.name);
+  }
+
+  /** Disables every working key of the account in the caller's transaction; the keys disabled. */
+  async disableAllWithin(trx: Kysely<Database>, accountId: string): Promise<{ id: string; name: string }[]> {
+    return trx
+      .updateTable("api_keys")
+      .set({ disabled_at: this.clock.now() })
+      .where("account_id", "=", accountId)
+      .where("disabled_at", "is", null)
+      .returning(["id", "name"])
+      .execute();
   }
 }

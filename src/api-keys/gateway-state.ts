@@ -101,8 +101,10 @@ export class DatabaseGatewayState implements GatewayState {
       .where("id", "=", keyId)
       .executeTakeFirstOrThrow();
     if (padded <= nonce_floor) return false;
-    const highest = padded > last_nonce ? padded : last_nonce;
-    const floor = BigInt(highest) - BigInt(window);
+    // Padded to 20 digits, the nonces compare as text exactly as they do as numbers.
+    let highest = BigInt(last_nonce);
+    if (nonce > highest) highest = nonce;
+    const floor = highest - BigInt(window);
     const newFloor = pad(floor > 0n ? floor : 0n);
     await this.db
       .updateTable("api_keys")

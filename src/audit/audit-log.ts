@@ -1,5 +1,5 @@
 import { createHmac } from "node:crypto";
-import type { Kysely } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import type { AuditLogTable, Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import type { RequestContext } from "../support/request-context.js";
@@ -88,23 +88,26 @@ export class AuditLog {
     private readonly chainKey: Buffer,
   ) {}
 
-  append(event: AuditEvent, context: RequestContext | null): Promise<number> {
+  /**
+   * Appends an entry. With `trx`, the entry is written in that transaction and not group-committed: it
+   * takes the chain head there (its row lock holds other appenders until the commit on PostgreSQL; on
+   * SQLite the transaction is the only writer), so it commits or rolls back with the change it records.
+   */
+  append(event: AuditEvent, context: RequestContext | null, trx?: Transaction<Database>): Promise<number> {
+    const row = {
+      at: this.clock.now(),
+      account_id: event.accountId ?? null,
+      actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
+      ip: context?.ip ?? null,
+      location: context?.location ?? null,
+      user_agent: context?.userAgent ?? null,
+      event: event.event,
+      outcome: event.outcome,
+      details: JSON.stringify(event.details ?? {}),
+    };
+    if (trx) return this.writeBatch([row], trx).then((seqs) => seqs[0]!);
     return new Promise<number>((resolve, reject) => {
-      this.queue.push({
-        row: {
-          at: this.clock.now(),
-          account_id: event.accountId ?? null,
-          actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
-          ip: context?.ip ?? null,
-          location: context?.location ?? null,
-          user_agent: context?.userAgent ?? null,
-          event: event.event,
-          outcome: event.outcome,
-          details: JSON.stringify(event.details ?? {}),
-        },
-        resolve,
-        reject,
-      });
+      this.queue.push({ row, resolve, reject });
       if (!this.writing) void this.writeQueued();
     });
   }
@@ -127,8 +130,8 @@ export class AuditLog {
     }
   }
 
-  private writeBatch(rows: Pending["row"][]): Promise<number[]> {
-    return this.db.transaction().execute(async (trx) => {
+  private writeBatch(rows: Pending["row"][], within?: Transaction<Database>): Promise<number[]> {
+    const write = async (trx: Transaction<Database>) => {
       const head = await trx
         .updateTable("audit_head")
         .set((eb) => ({ last_seq: eb("last_seq", "+", rows.length) }))
@@ -146,7 +149,8 @@ export class AuditLog {
       await trx.insertInto("audit_log").values(chained).execute();
       await trx.updateTable("audit_head").set({ last_hash: prevHash }).where("id", "=", 1).execute();
       return chained.map((row) => row.seq);
-    });
+    };
+    return within ? write(within) : this.db.transaction().execute(write);
   }
 
   async list(filter: {

@@ -147,6 +147,8 @@ export interface ActionsTable {
   grant_id: string | null;
   grant_expires_at: number | null;
   redeemed_at: number | null;
+  /** The session that confirmed the action: only it (or the session it rotated into) may spend it. */
+  session_id: string | null;
 }
 
 export interface SecurityHoldsTable {

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import type { Kysely } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import { newId, sha256Hex } from "../crypto/tokens.js";
 import type { Database } from "../db/schema.js";
 import type { CheckResult } from "../protection/account-protection.js";
@@ -34,10 +34,11 @@ export class RecoveryCodes {
     private readonly clock: Clock,
   ) {}
 
-  async regenerate(accountId: string): Promise<string[]> {
+  /** A new set replacing the old one, in `within` when given (the change that asks for it), else on its own. */
+  async regenerate(accountId: string, within?: Transaction<Database>): Promise<string[]> {
     const codes = Array.from({ length: RECOVERY_CODE_COUNT }, newCode);
     const now = this.clock.now();
-    await this.db.transaction().execute(async (trx) => {
+    const replace = async (trx: Transaction<Database>) => {
       await trx.deleteFrom("recovery_codes").where("account_id", "=", accountId).execute();
       await trx
         .insertInto("recovery_codes")
@@ -50,12 +51,13 @@ export class RecoveryCodes {
           })),
         )
         .execute();
-    });
+    };
+    await (within ? replace(within) : this.db.transaction().execute(replace));
     return codes;
   }
 
-  async clear(accountId: string): Promise<void> {
-    await this.db.deleteFrom("recovery_codes").where("account_id", "=", accountId).execute();
+  async clear(accountId: string, db: Kysely<Database> = this.db): Promise<void> {
+    await db.deleteFrom("recovery_codes").where("account_id", "=", accountId).execute();
   }
 
   /** Spends a code; the value is how many unused codes remain. */

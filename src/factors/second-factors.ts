@@ -78,14 +78,30 @@ export class SecondFactorRepository {
       .executeTakeFirst();
   }
 
-  async remove(accountId: string, factorId: string): Promise<boolean> {
-    const row = await this.db
+  async remove(accountId: string, factorId: string, db: Kysely<Database> = this.db): Promise<boolean> {
+    const row = await db
       .deleteFrom("second_factors")
       .where("account_id", "=", accountId)
       .where("id", "=", factorId)
       .returning("id")
       .executeTakeFirst();
     return row !== undefined;
+  }
+
+  /** Every factor of the account, confirmed or not (the Master Key bypass starts over without them). */
+  async removeAll(accountId: string, db: Kysely<Database>): Promise<void> {
+    await db.deleteFrom("second_factors").where("account_id", "=", accountId).execute();
+  }
+
+  /** Enrollments started and not finished: dropped when the Global Settings Lock turns on. */
+  async removePending(accountId: string, db: Kysely<Database>): Promise<number> {
+    const rows = await db
+      .deleteFrom("second_factors")
+      .where("account_id", "=", accountId)
+      .where("confirmed_at", "is", null)
+      .returning("id")
+      .execute();
+    return rows.length;
   }
 
   /** The factors that turn on sign-in 2FA: an authenticator app or a security key / passkey. */

@@ -30,10 +30,10 @@ export class TotpFactor {
     private readonly issuer: string,
   ) {}
 
-  async startEnrollment(account: Account): Promise<TotpEnrollment> {
+  async startEnrollment(account: Account, db: Kysely<Database> = this.db): Promise<TotpEnrollment> {
     const id = newId();
     const secret = newTotpSecret();
-    await this.db
+    await db
       .insertInto("second_factors")
       .values({
         id,
@@ -54,8 +54,9 @@ export class TotpFactor {
     enrollmentId: string,
     code: string,
     name: string,
+    db: Kysely<Database> = this.db,
   ): Promise<CheckResult<string>> {
-    const row = await this.db
+    const row = await db
       .selectFrom("second_factors")
       .selectAll()
       .where("id", "=", enrollmentId)
@@ -69,7 +70,7 @@ export class TotpFactor {
     const match = matchTotp(this.open(row.id, row.totp_secret), code, now);
     if (!match) return { ok: false };
     if ("driftSeconds" in match) return { ok: false, hint: driftHint(match.driftSeconds) };
-    const confirmed = await this.db
+    const confirmed = await db
       .updateTable("second_factors")
       .set({ confirmed_at: now, totp_last_step: match.step, name, last_used_at: now })
       .where("id", "=", enrollmentId)

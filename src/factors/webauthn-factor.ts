@@ -74,9 +74,14 @@ export class WebAuthnFactor {
   }
 
   /** Verifies a registration and stores the credential; the value is the new factor's id. */
-  async register(account: Account, response: RegistrationResponseJSON, name: string): Promise<string> {
+  async register(
+    account: Account,
+    response: RegistrationResponseJSON,
+    name: string,
+    db: Kysely<Database> = this.db,
+  ): Promise<string> {
     const challenge = signedChallenge(response?.response?.clientDataJSON);
-    if (!challenge || !(await this.spendChallenge(account.id, "register", account.id, challenge))) {
+    if (!challenge || !(await this.spendChallenge(account.id, "register", account.id, challenge, db))) {
       throw new Problem(
         400,
         "invalid_webauthn_response",
@@ -102,7 +107,7 @@ export class WebAuthnFactor {
     const id = newId();
     const now = this.clock.now();
     try {
-      await this.db
+      await db
         .insertInto("second_factors")
         .values({
           id,
@@ -201,6 +206,16 @@ export class WebAuthnFactor {
     }
   }
 
+  /** Registrations started and not finished: dropped when the Global Settings Lock turns on. */
+  async dropPendingRegistrations(accountId: string, db: Kysely<Database>): Promise<void> {
+    await db
+      .deleteFrom("webauthn_challenges")
+      .where("account_id", "=", accountId)
+      .where("purpose", "=", "register")
+      .where("used_at", "is", null)
+      .execute();
+  }
+
   private async credentials(accountId: string) {
     return this.db
       .selectFrom("second_factors")
@@ -240,9 +255,10 @@ export class WebAuthnFactor {
     purpose: ChallengePurpose,
     subject: string,
     challenge: string,
+    db: Kysely<Database> = this.db,
   ) {
     const now = this.clock.now();
-    const row = await this.db
+    const row = await db
       .updateTable("webauthn_challenges")
       .set({ used_at: now })
       .where("account_id", "=", accountId)

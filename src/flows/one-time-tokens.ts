@@ -9,7 +9,8 @@ export type TokenPurpose =
   | "reset_password"
   | "approve_device"
   | "confirm_address"
-  | "bypass_code";
+  | "bypass_code"
+  | "disable_api_keys";
 
 export interface ConsumedToken {
   accountId: string;
@@ -66,10 +67,14 @@ export class OneTimeTokens {
   }
 
   /** Spends the token or throws: 400 invalid_token when unknown, 410 expired when used or out of date. */
-  async consume(purpose: TokenPurpose, token: string): Promise<ConsumedToken> {
+  async consume(
+    purpose: TokenPurpose,
+    token: string,
+    db: Kysely<Database> = this.db,
+  ): Promise<ConsumedToken> {
     const now = this.clock.now();
     const tokenHash = hashToken(token);
-    const row = await this.db
+    const row = await db
       .updateTable("one_time_tokens")
       .set({ used_at: now })
       .where("token_hash", "=", tokenHash)
@@ -79,7 +84,7 @@ export class OneTimeTokens {
       .returning(["account_id", "data"])
       .executeTakeFirst();
     if (row) return { accountId: row.account_id, data: row.data ? JSON.parse(row.data) : null };
-    const existing = await this.db
+    const existing = await db
       .selectFrom("one_time_tokens")
       .select(["used_at"])
       .where("token_hash", "=", tokenHash)

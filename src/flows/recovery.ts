@@ -1,7 +1,10 @@
+import type { Kysely } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import { emailError } from "../accounts/validation.js";
+import type { ApiKeyService } from "../api-keys/api-keys.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Settings } from "../config/settings.js";
+import type { Database } from "../db/schema.js";
 import type { PasswordHasher } from "../factors/password.js";
 import { passwordWeaknesses, weaknessMessages } from "../factors/password.js";
 import type { Outbox } from "../notify/outbox.js";
@@ -11,6 +14,7 @@ import type { AttemptGuard } from "../protection/attempt-guard.js";
 import type { BotCheck } from "../protection/bot-check.js";
 import type { RateLimiter } from "../protection/rate-limiter.js";
 import type { SecurityHolds } from "../security/holds.js";
+import { isLocked, settingsLocked } from "../security/setting-changes.js";
 import type { SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
 import { invalidRequest, Problem, rateLimited } from "../support/problem.js";
@@ -22,6 +26,8 @@ const RESET_LINK_TTL_MS = 2 * HOUR;
 const RESET_EMAILS_PER_HOUR = 3;
 
 export interface RecoveryDependencies {
+  db: Kysely<Database>;
+  apiKeys: ApiKeyService;
   accounts: AccountRepository;
   hasher: PasswordHasher;
   protection: AccountProtection;
@@ -86,6 +92,8 @@ export class RecoveryService {
     const { accountId } = await deps.tokens.peek("reset_password", input.token);
     const account = await deps.accounts.findById(accountId);
     if (!account) throw invalidRequest("This link is not valid.");
+    // The lock is there for exactly this: someone who controls the mailbox. The link stays unspent.
+    if (isLocked(account, deps.clock.now())) throw settingsLocked();
     const weaknesses = passwordWeaknesses(
       input.newPassword,
       { username: account.username, email: account.email },
@@ -119,27 +127,43 @@ export class RecoveryService {
         );
       }
     }
-    await deps.tokens.consume("reset_password", input.token);
-    await deps.accounts.updatePasswordHash(account.id, await deps.hasher.hash(input.newPassword));
-    await deps.sessions.endAll(account.id, null, "password_changed");
-    await deps.holds.place(account.id, "password_reset");
+    const passwordHash = await deps.hasher.hash(input.newPassword);
     // A permanent restriction is lifted only by support or a reset that proves the Master Key (SPEC §4).
-    const status = await deps.guard.status(account.id);
-    if (!status.permanent || masterKeyProven) await deps.guard.lift(account.id);
-    await deps.audit.append(
-      {
-        event: "recovery.password_reset",
-        outcome: "success",
-        accountId: account.id,
-        details: { masterKey: masterKeyProven },
-      },
-      context,
-    );
-    await deps.outbox.notify(account, {
-      kind: "security_change",
-      change: "reset the password (every session was ended; withdrawals are on hold for 24 hours)",
-      ...securityDetails(context, deps.clock.now()),
+    const { permanent } = await deps.guard.status(account.id);
+    // One transaction: the link spent, the password, the sessions ended, the hold, the audit entry and
+    // the emails — and the lock checked again while the account's row is held.
+    await deps.db.transaction().execute(async (trx) => {
+      if (!(await deps.accounts.holdIfUnlocked(account.id, deps.clock.now(), trx))) throw settingsLocked();
+      await deps.tokens.consume("reset_password", input.token, trx);
+      await deps.accounts.updatePasswordHash(account.id, passwordHash, trx);
+      await deps.sessions.endAllWithin(trx, account.id, null, "password_changed");
+      await deps.holds.place(account.id, "password_reset", trx);
+      if (!permanent || masterKeyProven) await deps.guard.lift(account.id, trx);
+      await deps.audit.append(
+        {
+          event: "recovery.password_reset",
+          outcome: "success",
+          accountId: account.id,
+          details: { masterKey: masterKeyProven },
+        },
+        context,
+        trx,
+      );
+      await deps.outbox.notify(
+        account,
+        {
+          kind: "security_change",
+          change: "reset the password (every session was ended; withdrawals are on hold for 24 hours)",
+          ...securityDetails(context, deps.clock.now()),
+        },
+        trx,
+      );
+      // Ending sessions does not stop API keys: name the ones that still work, with a link to stop them.
+      const keys = await deps.apiKeys.stillActiveNotice(trx, account.id, context);
+      if (keys) await deps.outbox.notify(account, keys, trx);
     });
+    await deps.sessions.accountChanged(account.id);
+    deps.outbox.nudge();
     return { status: "password_reset" as const };
   }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { Kysely, Selectable } from "kysely";
+import type { Kysely, Selectable, Transaction } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Settings } from "../config/settings.js";
@@ -7,6 +7,7 @@ import { newId } from "../crypto/tokens.js";
 import type { Database, SignInFlowsTable } from "../db/schema.js";
 import type { PasswordHasher } from "../factors/password.js";
 import { invalidCode, type Proof, type ProofVerifier } from "../factors/proofs.js";
+import type { RecoveryCodes } from "../factors/recovery-codes.js";
 import {
   type SecondFactorRepository,
   type SignInFactor,
@@ -84,6 +85,7 @@ export interface SignInDependencies {
   holds: SecurityHolds;
   proofs: ProofVerifier;
   factors: SecondFactorRepository;
+  recoveryCodes: RecoveryCodes;
   webauthn: WebAuthnFactor;
   devices: DeviceService;
   sessions: SessionService;
@@ -272,22 +274,28 @@ export class SignInService {
       },
     );
     if (result.kind !== "passed") throw invalidCode();
-    await deps.db.deleteFrom("second_factors").where("account_id", "=", account.id).execute();
-    await deps.db.deleteFrom("recovery_codes").where("account_id", "=", account.id).execute();
-    await deps.holds.place(account.id, "second_factor_reset");
-    await deps.audit.append(
-      { event: "sign_in.second_factor_reset", outcome: "success", accountId: account.id },
-      context,
-    );
     const methods = [...(JSON.parse(flow.methods) as string[]), "master_key", "bypass_code"];
-    const updated = await deps.db
-      .updateTable("sign_in_flows")
-      .set({ methods: JSON.stringify(methods) })
-      .where("id", "=", flow.id)
-      .where("state", "=", "second_factor")
-      .returningAll()
-      .executeTakeFirst();
-    if (!updated) throw expired("This sign-in has already moved on. Start again.");
+    // One transaction: the old factors and codes gone, the hold, the audit entry and the flow moved on.
+    const updated = await deps.db.transaction().execute(async (trx) => {
+      const moved = await trx
+        .updateTable("sign_in_flows")
+        .set({ methods: JSON.stringify(methods) })
+        .where("id", "=", flow.id)
+        .where("state", "=", "second_factor")
+        .returningAll()
+        .executeTakeFirst();
+      if (!moved) throw expired("This sign-in has already moved on. Start again.");
+      await deps.factors.removeAll(account.id, trx);
+      await deps.recoveryCodes.clear(account.id, trx);
+      await deps.holds.place(account.id, "second_factor_reset", trx);
+      await deps.audit.append(
+        { event: "sign_in.second_factor_reset", outcome: "success", accountId: account.id },
+        context,
+        trx,
+      );
+      return moved;
+    });
+    await deps.sessions.accountChanged(account.id);
     return this.afterFactors(updated, context);
   }
 
@@ -406,51 +414,93 @@ export class SignInService {
     }
     const { deps } = this;
     const now = deps.clock.now();
-    const moved = await deps.db
-      .updateTable("sign_in_flows")
-      .set({ state: to, ...(to === "authenticated" ? { completed_at: now } : {}) })
-      .where("id", "=", flow.id)
-      .where("state", "=", from)
-      .where("expires_at", ">", now)
-      .returningAll()
-      .executeTakeFirst();
-    if (!moved) throw expired("This sign-in has expired or already finished. Start again.");
-    if (to === "second_factor") {
-      return { state: to, flowId: flow.id, factors: JSON.parse(moved.factors) as SignInFactor[] };
-    }
-    if (to === "device_approval") return { state: to, flowId: flow.id };
-    if (to !== "authenticated")
+    const move = (db: Kysely<Database>) =>
+      db
+        .updateTable("sign_in_flows")
+        .set({ state: to, ...(to === "authenticated" ? { completed_at: now } : {}) })
+        .where("id", "=", flow.id)
+        .where("state", "=", from)
+        .where("expires_at", ">", now)
+        .returningAll()
+        .executeTakeFirst();
+    if (to !== "authenticated") {
+      const moved = await move(deps.db);
+      if (!moved) throw expired("This sign-in has expired or already finished. Start again.");
+      if (to === "second_factor") {
+        return { state: to, flowId: flow.id, factors: JSON.parse(moved.factors) as SignInFactor[] };
+      }
+      if (to === "device_approval") return { state: to, flowId: flow.id };
       throw new Problem(409, "conflict", "This sign-in is waiting for its device approval.");
+    }
+    // Completion is one transaction: the flow spent, the counter reset, the device, the session, the
+    // audit entry and the new-sign-in email — a crash leaves a sign-in whole or not begun.
+    const completed = await deps.db
+      .transaction()
+      .execute((trx) => this.complete(trx, move, from, flow, context, now, knownDeviceId));
+    deps.outbox.nudge();
+    return completed;
+  }
 
-    await deps.guard.recordSuccess(moved.account_id);
+  private async complete(
+    trx: Transaction<Database>,
+    move: (db: Kysely<Database>) => Promise<FlowRow | undefined>,
+    from: FlowState,
+    flow: FlowRow,
+    context: RequestContext,
+    now: number,
+    knownDeviceId: string | undefined,
+  ): Promise<SignInResult> {
+    const { deps } = this;
+    const moved = await move(trx);
+    if (!moved) throw expired("This sign-in has expired or already finished. Start again.");
+    await deps.guard.recordSuccess(moved.account_id, trx);
     // SPEC §12: the owner hears of a sign-in from a device the account had not seen — unless this very
     // sign-in already emailed a device approval, which said as much. One device write either way: a known
     // device is recognised (its last-seen updated), only an unknown one is remembered.
     let deviceId = knownDeviceId ?? null;
     let newDevice = false;
     if (deviceId === null && moved.device_id !== null) {
-      deviceId = await deps.devices.recognise(moved.account_id, moved.device_id, context);
+      deviceId = await deps.devices.recognise(moved.account_id, moved.device_id, context, trx);
       if (deviceId === null) {
         newDevice = from !== "device_approved";
-        deviceId = await deps.devices.remember(moved.account_id, moved.device_id, context);
+        deviceId = await deps.devices.remember(moved.account_id, moved.device_id, context, trx);
       }
     } else if (deviceId === null) {
       newDevice = from !== "device_approved";
     }
     const methods = JSON.parse(moved.methods) as string[];
-    const { token, session } = await deps.sessions.issue({
-      accountId: moved.account_id,
-      client: moved.client as ClientApp,
-      methods,
-      deviceId,
-      context,
-      enrollmentRequired: methods.includes("bypass_code"),
-    });
-    await deps.db
+    const { token, session } = await deps.sessions.issue(
+      {
+        accountId: moved.account_id,
+        client: moved.client as ClientApp,
+        methods,
+        deviceId,
+        context,
+        enrollmentRequired: methods.includes("bypass_code"),
+      },
+      trx,
+    );
+    await trx
       .updateTable("sign_in_flows")
       .set({ session_id: session.id })
       .where("id", "=", flow.id)
       .execute();
+    if (newDevice) {
+      const account = await deps.accounts.findById(moved.account_id, trx);
+      if (account) {
+        await deps.outbox.notify(
+          account,
+          {
+            kind: "new_sign_in",
+            sessionsLink: new URL("/security/sessions", deps.publicUrl).href,
+            resetLink: new URL("/forgot-password", deps.publicUrl).href,
+            ...securityDetails(context, now),
+          },
+          trx,
+        );
+      }
+    }
+    // Last: the audit chain head stays locked from here to the commit.
     await deps.audit.append(
       {
         event: "sign_in.completed",
@@ -459,18 +509,8 @@ export class SignInService {
         details: { sessionId: session.id, client: session.client, aal: session.aal, methods },
       },
       context,
+      trx,
     );
-    if (newDevice) {
-      const account = await deps.accounts.findById(moved.account_id);
-      if (account) {
-        await deps.outbox.notify(account, {
-          kind: "new_sign_in",
-          sessionsLink: new URL("/security/sessions", deps.publicUrl).href,
-          resetLink: new URL("/forgot-password", deps.publicUrl).href,
-          ...securityDetails(context, now),
-        });
-      }
-    }
     const notices = session.aal < 2 ? [enableTwoFactorNotice] : [];
     return { state: "authenticated", flowId: flow.id, session, token, notices };
   }

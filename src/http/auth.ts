@@ -41,6 +41,8 @@ const enrollmentRoutes = new Set([
   "POST /v1/security/totp/:enrollmentId/confirm",
   "POST /v1/security/webauthn/options",
   "POST /v1/security/webauthn",
+  // On a locked account enrolling is refused: the bypass session unlocks with the Master Key it proved.
+  "POST /v1/security/global-lock/unlock",
   "GET /v1/actions/:id",
   "POST /v1/actions/:id/confirm",
   "POST /v1/actions/:id/webauthn/options",

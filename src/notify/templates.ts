@@ -50,6 +50,8 @@ export type EmailMessage =
   | ({ kind: "password_reset"; link: string; masterKeyRequired: boolean } & SecurityEventDetails)
   | { kind: "username_reminder"; username: string; signInLink: string }
   | ({ kind: "bypass_code"; code: string } & SecurityEventDetails)
+  /** After a reset or "disconnect all": the API keys that still work, and one link that disables them all. */
+  | ({ kind: "api_keys_still_active"; keys: string[]; link: string } & SecurityEventDetails)
   | ({
       kind: "confirm_withdrawal_address";
       asset: string;
@@ -197,6 +199,16 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
           ...describeRequest(message),
           "It works once, for 15 minutes. After signing in you must set up a new second factor.",
           "If this was not you, your password and Master Key are known to someone else: contact support at once.",
+        ],
+      };
+    case "api_keys_still_active":
+      return {
+        subject: "Your API keys still work",
+        lines: [
+          `Signing every device out does not stop API keys. These ${message.keys.length} keys of your account still work: ${message.keys.map((name) => `"${name}"`).join(", ")}.`,
+          "If you did not create them all, or want them stopped, disable every one of them with this link (it works once, for 7 days):",
+          message.link,
+          ...describeRequest(message),
         ],
       };
     case "security_change":

@@ -112,8 +112,8 @@ export class AttemptGuard {
   }
 
   /** A fully successful sign-in: the owner is back, every count starts again. */
-  async recordSuccess(accountId: string): Promise<void> {
-    await this.db
+  async recordSuccess(accountId: string, db: Kysely<Database> = this.db): Promise<void> {
+    await db
       .updateTable("account_guards")
       .set({ consecutive_failures: 0, window_failures: 0, restrictions: 0, restricted_until: null })
       .where("account_id", "=", accountId)
@@ -122,8 +122,8 @@ export class AttemptGuard {
   }
 
   /** Support lifts a restriction, temporary or permanent (audited by the caller). */
-  async lift(accountId: string): Promise<boolean> {
-    const row = await this.db
+  async lift(accountId: string, db: Kysely<Database> = this.db): Promise<boolean> {
+    const row = await db
       .updateTable("account_guards")
       .set({
         consecutive_failures: 0,

@@ -1,9 +1,10 @@
 import type { Kysely } from "kysely";
-import { type Account, toAccount } from "../accounts/accounts.js";
-import type { ActionService } from "../actions/actions.js";
+import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Database } from "../db/schema.js";
 import type { ProofVerifier } from "../factors/proofs.js";
+import type { SecondFactorRepository } from "../factors/second-factors.js";
+import type { WebAuthnFactor } from "../factors/webauthn-factor.js";
 import type { Outbox } from "../notify/outbox.js";
 import { securityDetails } from "../notify/templates.js";
 import type { SessionService } from "../sessions/sessions.js";
@@ -11,22 +12,11 @@ import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import { forbidden, invalidCredentials, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
+import { type ChangeRequest, isLocked, type SettingChanges } from "./setting-changes.js";
+
+export { isLocked, settingsLocked } from "./setting-changes.js";
 
 const DAY = 86_400_000;
-
-/** Is the Global Settings Lock on right now? A requested unlock completes by itself when its time comes. */
-export function isLocked(account: Pick<Account, "globalLock">, now: number): boolean {
-  const lock = account.globalLock;
-  if (!lock) return false;
-  return lock.unlocksAt === null || lock.unlocksAt > now;
-}
-
-export const settingsLocked = () =>
-  new Problem(
-    403,
-    "settings_locked",
-    "The Global Settings Lock is on: unlock it to change security settings.",
-  );
 
 export interface LockState {
   enabled: boolean;
@@ -35,17 +25,22 @@ export interface LockState {
   unlocksAt: string | null;
 }
 
+const notLocked = () => new Problem(409, "conflict", "The Global Settings Lock is not on.");
+
 /**
  * The Global Settings Lock (SPEC §7). What it refuses is decided in one place — every setting change
- * passes through ActionService.requireStepUp, which refuses all of them but turning the lock on. Unlocking
- * takes the Master Key (at once) or a waiting period (cancellable); a 0-day lock without a Master Key is
- * for support to remove. Every unlock attempt emails the owner.
+ * passes through SettingChanges, which refuses all of them but the few that only take privilege away.
+ * Unlocking takes the Master Key (at once) or a waiting period asked for with a step-up (cancellable with
+ * one); a 0-day lock without a Master Key is for support to remove. Every unlock attempt emails the owner.
  */
 export class GlobalLockService {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
-    private readonly actions: ActionService,
+    private readonly changes: SettingChanges,
+    private readonly accounts: AccountRepository,
+    private readonly factors: SecondFactorRepository,
+    private readonly webauthn: WebAuthnFactor,
     private readonly proofs: ProofVerifier,
     private readonly sessions: SessionService,
     private readonly audit: AuditLog,
@@ -64,61 +59,66 @@ export class GlobalLockService {
     };
   }
 
-  async lock(
-    account: Account,
-    actionId: string | undefined,
-    unlockDelayDays: number,
-    context: RequestContext,
-  ) {
+  /** Turns the lock on; enrollments started before and not finished are dropped with it. */
+  async lock(request: ChangeRequest, unlockDelayDays: number) {
+    const { account } = request;
     if (isLocked(account, this.clock.now()))
       throw new Problem(409, "conflict", "The Global Settings Lock is already on.");
-    await this.actions.requireStepUp(
-      account,
-      actionId,
-      "enable_global_lock",
-      { unlockDelayDays },
-      `Turn on the Global Settings Lock (unlocking without the Master Key waits ${unlockDelayDays} days)`,
+    await this.changes.run(
+      request,
+      {
+        stepUp: {
+          type: "enable_global_lock",
+          params: { unlockDelayDays },
+          summary: `Turn on the Global Settings Lock (unlocking without the Master Key waits ${unlockDelayDays} days)`,
+        },
+      },
+      async (trx) => {
+        const now = this.clock.now();
+        if (!(await this.accounts.enableGlobalLock(account.id, unlockDelayDays, now, trx)))
+          throw new Problem(409, "conflict", "The Global Settings Lock is already on.");
+        // An enrollment started before the lock would otherwise add a factor under it.
+        const dropped = await this.factors.removePending(account.id, trx);
+        await this.webauthn.dropPendingRegistrations(account.id, trx);
+        return {
+          result: null,
+          event: "global_lock.enabled",
+          details: { droppedEnrollments: dropped },
+          change: `turned on the Global Settings Lock (${unlockDelayDays}-day unlock wait)`,
+        };
+      },
     );
-    await this.write(account.id, {
-      global_lock_since: this.clock.now(),
-      global_lock_delay_days: unlockDelayDays,
-      global_lock_unlocks_at: null,
-    });
-    await this.record(
-      account,
-      "global_lock.enabled",
-      `turned on the Global Settings Lock (${unlockDelayDays}-day unlock wait)`,
-      context,
-    );
-    return this.state((await this.reload(account))!);
+    return this.state((await this.accounts.findById(account.id))!);
   }
 
-  async unlock(account: Account, masterKey: string | undefined, context: RequestContext) {
+  /**
+   * With the Master Key: unlocked at once (the Master Key is the proof; a session opened by the Master
+   * Key bypass may do this too). Without: a step-up, then the unlock waits out the lock's period.
+   */
+  async unlock(request: ChangeRequest, masterKey: string | undefined) {
+    const { account, context } = request;
     const now = this.clock.now();
-    if (!isLocked(account, now)) throw new Problem(409, "conflict", "The Global Settings Lock is not on.");
-    await this.outbox.notify(account, {
-      kind: "security_change",
-      change:
-        masterKey === undefined
-          ? "someone asked to unlock the Global Settings Lock"
-          : "someone tried to unlock the Global Settings Lock with the Master Key",
-      ...securityDetails(context, now),
-    });
+    if (!isLocked(account, now)) throw notLocked();
     if (masterKey !== undefined) {
       if (!account.masterKeyHash) throw new Problem(409, "conflict", "This account has no Master Key.");
       const result = await this.proofs.verify(account, { kind: "master_key", masterKey }, "unlock", context);
-      if (result.kind !== "passed") throw invalidCredentials();
-      await this.write(account.id, {
-        global_lock_since: null,
-        global_lock_delay_days: null,
-        global_lock_unlocks_at: null,
+      if (result.kind !== "passed") {
+        await this.outbox.notify(account, {
+          kind: "security_change",
+          change: "someone tried to unlock the Global Settings Lock with a wrong Master Key",
+          ...securityDetails(context, now),
+        });
+        throw invalidCredentials();
+      }
+      await this.changes.run(request, { stepUp: null, whileLocked: "allowed" }, async (trx) => {
+        if (!(await this.accounts.setGlobalLockOpening(account.id, "now", this.clock.now(), trx)))
+          throw notLocked();
+        return {
+          result: null,
+          event: "global_lock.unlocked",
+          change: "unlocked the Global Settings Lock with the Master Key",
+        };
       });
-      await this.record(
-        account,
-        "global_lock.unlocked",
-        "unlocked the Global Settings Lock with the Master Key",
-        context,
-      );
       return { state: "unlocked" as const };
     }
     const delayDays = account.globalLock?.delayDays ?? 0;
@@ -127,79 +127,71 @@ export class GlobalLockService {
     }
     if (account.globalLock?.unlocksAt)
       return { state: "unlock_pending" as const, unlocksAt: iso(account.globalLock.unlocksAt) };
-    const unlocksAt = now + delayDays * DAY;
-    await this.write(account.id, { global_lock_unlocks_at: unlocksAt });
-    await this.record(
-      account,
-      "global_lock.unlock_requested",
-      `asked to unlock the Global Settings Lock on ${iso(unlocksAt)}`,
-      context,
+    const unlocksAt = await this.changes.run(
+      request,
+      {
+        stepUp: {
+          type: "request_global_unlock",
+          params: {},
+          summary: `Unlock the Global Settings Lock after its ${delayDays}-day wait`,
+        },
+        whileLocked: "allowed",
+      },
+      async (trx) => {
+        const at = this.clock.now() + delayDays * DAY;
+        if (!(await this.accounts.setGlobalLockOpening(account.id, at, this.clock.now(), trx, false)))
+          throw new Problem(409, "conflict", "An unlock is already pending, or the lock is not on.");
+        return {
+          result: at,
+          event: "global_lock.unlock_requested",
+          change: `asked to unlock the Global Settings Lock on ${iso(at)}`,
+        };
+      },
     );
     return { state: "unlock_pending" as const, unlocksAt: iso(unlocksAt) };
   }
 
-  async cancelUnlock(account: Account, context: RequestContext): Promise<void> {
+  /** Cancels a pending unlock: a step-up too, or a thief could stop the owner's own unlock. */
+  async cancelUnlock(request: ChangeRequest): Promise<void> {
+    const { account } = request;
     if (!isLocked(account, this.clock.now()) || !account.globalLock?.unlocksAt) {
       throw new Problem(409, "conflict", "No unlock is pending.");
     }
-    await this.write(account.id, { global_lock_unlocks_at: null });
-    await this.record(
-      account,
-      "global_lock.unlock_cancelled",
-      "cancelled the pending unlock of the Global Settings Lock",
-      context,
+    await this.changes.run(
+      request,
+      {
+        stepUp: {
+          type: "cancel_global_unlock",
+          params: {},
+          summary: "Cancel the pending unlock of the Global Settings Lock",
+        },
+        whileLocked: "allowed",
+      },
+      async (trx) => {
+        if (!(await this.accounts.setGlobalLockOpening(account.id, null, this.clock.now(), trx, true)))
+          throw new Problem(409, "conflict", "No unlock is pending.");
+        return {
+          result: null,
+          event: "global_lock.unlock_cancelled",
+          change: "cancelled the pending unlock of the Global Settings Lock",
+        };
+      },
     );
   }
 
   /** Support removes a lock (the 0-day case without a Master Key). */
   async remove(accountId: string, context: RequestContext): Promise<void> {
-    const row = await this.db
-      .updateTable("accounts")
-      .set({ global_lock_since: null, global_lock_delay_days: null, global_lock_unlocks_at: null })
-      .where("id", "=", accountId)
-      .returning("id")
-      .executeTakeFirst();
-    if (!row) throw notFound("That account");
-    await this.sessions.accountChanged(accountId);
-    await this.audit.append(
-      { event: "global_lock.removed", outcome: "success", accountId, actor: "operator" },
-      context,
-    );
-  }
-
-  private async write(
-    accountId: string,
-    values: Partial<
-      Record<"global_lock_since" | "global_lock_delay_days" | "global_lock_unlocks_at", number | null>
-    >,
-  ) {
-    await this.db.updateTable("accounts").set(values).where("id", "=", accountId).execute();
-    await this.sessions.accountChanged(accountId);
-  }
-
-  private async reload(account: Account) {
-    const row = await this.db
-      .selectFrom("accounts")
-      .selectAll()
-      .where("id", "=", account.id)
-      .executeTakeFirst();
-    return row ? toAccount(row) : null;
-  }
-
-  private async record(
-    account: Account,
-    event: string,
-    change: string,
-    context: RequestContext,
-  ): Promise<void> {
-    await this.audit.append(
-      { event, outcome: "success", accountId: account.id, details: { change } },
-      context,
-    );
-    await this.outbox.notify(account, {
-      kind: "security_change",
-      change,
-      ...securityDetails(context, this.clock.now()),
+    const account = await this.accounts.findById(accountId);
+    if (!account) throw notFound("That account");
+    await this.db.transaction().execute(async (trx) => {
+      if (!(await this.accounts.setGlobalLockOpening(accountId, "now", this.clock.now(), trx)))
+        throw notLocked();
+      await this.audit.append(
+        { event: "global_lock.removed", outcome: "success", accountId, actor: "operator" },
+        context,
+        trx,
+      );
     });
+    await this.sessions.accountChanged(accountId);
   }
 }

@@ -23,10 +23,10 @@ export class SecurityHolds {
     private readonly clock: Clock,
   ) {}
 
-  async place(accountId: string, kind: HoldKind): Promise<number> {
+  async place(accountId: string, kind: HoldKind, db: Kysely<Database> = this.db): Promise<number> {
     const now = this.clock.now();
     const until = now + holdLengths[kind];
-    await this.db
+    await db
       .insertInto("security_holds")
       .values({ id: newId(), account_id: accountId, kind, created_at: now, until })
       .execute();

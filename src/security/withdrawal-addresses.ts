@@ -1,16 +1,15 @@
 import type { Kysely, Selectable } from "kysely";
-import type { Account } from "../accounts/accounts.js";
-import type { ActionService } from "../actions/actions.js";
+import type { AccountRepository } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { newId } from "../crypto/tokens.js";
 import type { Database, WithdrawalAddressesTable } from "../db/schema.js";
 import type { OneTimeTokens } from "../flows/one-time-tokens.js";
-import type { Outbox } from "../notify/outbox.js";
 import { securityDetails } from "../notify/templates.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import { notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
+import { type ChangeRequest, type SettingChanges, settingsLocked } from "./setting-changes.js";
 
 const HOUR = 3_600_000;
 /** An address is usable this long after its owner confirmed it (SPEC §8: hold before first use). */
@@ -53,10 +52,10 @@ export class WithdrawalAddressBook {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
-    private readonly actions: ActionService,
+    private readonly changes: SettingChanges,
     private readonly tokens: OneTimeTokens,
-    private readonly outbox: Outbox,
     private readonly audit: AuditLog,
+    private readonly accounts: AccountRepository,
     private readonly publicUrl: URL,
   ) {}
 
@@ -72,104 +71,111 @@ export class WithdrawalAddressBook {
     return rows.map((row) => describeAddress(row, now));
   }
 
-  async add(
-    account: Account,
-    actionId: string | undefined,
-    input: { asset: string; address: string; label: string },
-    context: RequestContext,
-  ) {
+  async add(request: ChangeRequest, input: { asset: string; address: string; label: string }) {
+    const { account, context } = request;
     const params = { asset: input.asset, address: input.address, label: input.label };
-    await this.actions.requireStepUp(
-      account,
-      actionId,
-      "add_withdrawal_address",
+    const stepUp = {
+      type: "add_withdrawal_address",
       params,
-      `Add ${input.asset} address ${shortAddress(input)}`,
-    );
-    const row: AddressRow = {
-      id: newId(),
-      account_id: account.id,
-      ...params,
-      created_at: this.clock.now(),
-      confirmed_at: null,
-      usable_from: null,
-      removed_at: null,
+      summary: `Add ${input.asset} address ${shortAddress(input)}`,
     };
-    await this.db.insertInto("withdrawal_addresses").values(row).execute();
-    const token = await this.tokens.issue("confirm_address", account.id, CONFIRMATION_TTL_MS, {
-      addressId: row.id,
-    });
-    const link = new URL("/confirm-address", this.publicUrl);
-    link.searchParams.set("token", token);
-    await this.outbox.notify(account, {
-      kind: "confirm_withdrawal_address",
-      asset: row.asset,
-      address: row.address,
-      label: row.label,
-      link: link.href,
-      ...securityDetails(context, this.clock.now()),
-    });
-    await this.audit.append(
-      {
+    return this.changes.run(request, { stepUp }, async (trx) => {
+      const row: AddressRow = {
+        id: newId(),
+        account_id: account.id,
+        ...params,
+        created_at: this.clock.now(),
+        confirmed_at: null,
+        usable_from: null,
+        removed_at: null,
+      };
+      await trx.insertInto("withdrawal_addresses").values(row).execute();
+      const token = await this.tokens.issue(
+        "confirm_address",
+        account.id,
+        CONFIRMATION_TTL_MS,
+        { addressId: row.id },
+        trx,
+      );
+      const link = new URL("/confirm-address", this.publicUrl);
+      link.searchParams.set("token", token);
+      return {
+        result: describeAddress(row, this.clock.now()),
         event: "withdrawal_address.added",
-        outcome: "success",
-        accountId: account.id,
         details: { addressId: row.id, asset: row.asset },
-      },
-      context,
-    );
-    return describeAddress(row, this.clock.now());
+        emails: [
+          {
+            kind: "confirm_withdrawal_address" as const,
+            asset: row.asset,
+            address: row.address,
+            label: row.label,
+            link: link.href,
+            ...securityDetails(context, this.clock.now()),
+          },
+        ],
+      };
+    });
   }
 
-  /** The emailed link: the address is confirmed and its hold before first use starts. */
+  /**
+   * The emailed link: the address is confirmed and its hold before first use starts. Finishing the
+   * addition is a setting change too: refused while the Global Settings Lock is on (the link stays
+   * unspent), checked with the account's row held.
+   */
   async confirm(token: string, context: RequestContext) {
-    const { accountId, data } = await this.tokens.consume("confirm_address", token);
     const now = this.clock.now();
-    const row = await this.db
-      .updateTable("withdrawal_addresses")
-      .set({ confirmed_at: now, usable_from: now + ADDRESS_HOLD_MS })
-      .where("id", "=", String(data?.addressId ?? ""))
-      .where("account_id", "=", accountId)
-      .where("confirmed_at", "is", null)
-      .where("removed_at", "is", null)
-      .returningAll()
-      .executeTakeFirst();
-    if (!row) throw notFound("That address");
-    await this.audit.append(
-      {
-        event: "withdrawal_address.confirmed",
-        outcome: "success",
-        accountId,
-        details: { addressId: row.id },
-      },
-      context,
-    );
+    const row = await this.db.transaction().execute(async (trx) => {
+      const { accountId, data } = await this.tokens.consume("confirm_address", token, trx);
+      if (!(await this.accounts.holdIfUnlocked(accountId, now, trx))) throw settingsLocked();
+      const confirmed = await trx
+        .updateTable("withdrawal_addresses")
+        .set({ confirmed_at: now, usable_from: now + ADDRESS_HOLD_MS })
+        .where("id", "=", String(data?.addressId ?? ""))
+        .where("account_id", "=", accountId)
+        .where("confirmed_at", "is", null)
+        .where("removed_at", "is", null)
+        .returningAll()
+        .executeTakeFirst();
+      if (!confirmed) throw notFound("That address");
+      await this.audit.append(
+        {
+          event: "withdrawal_address.confirmed",
+          outcome: "success",
+          accountId,
+          details: { addressId: confirmed.id },
+        },
+        context,
+        trx,
+      );
+      return confirmed;
+    });
     return describeAddress(row, now);
   }
 
-  async remove(account: Account, actionId: string | undefined, addressId: string, context: RequestContext) {
+  async remove(request: ChangeRequest, addressId: string) {
+    const { account } = request;
     const row = await this.find(account.id, addressId);
-    await this.actions.requireStepUp(
-      account,
-      actionId,
-      "remove_withdrawal_address",
-      { addressId },
-      `Remove address ${shortAddress(row)}`,
-    );
-    await this.db
-      .updateTable("withdrawal_addresses")
-      .set({ removed_at: this.clock.now() })
-      .where("id", "=", row.id)
-      .execute();
-    await this.audit.append(
-      {
+    const stepUp = {
+      type: "remove_withdrawal_address",
+      params: { addressId },
+      summary: `Remove address ${shortAddress(row)}`,
+    };
+    await this.changes.run(request, { stepUp }, async (trx) => {
+      const removed = await trx
+        .updateTable("withdrawal_addresses")
+        .set({ removed_at: this.clock.now() })
+        .where("id", "=", row.id)
+        .where("removed_at", "is", null)
+        .returning("id")
+        .executeTakeFirst();
+      if (!removed) throw notFound("That withdrawal address");
+      return {
+        result: null,
         event: "withdrawal_address.removed",
-        outcome: "success",
-        accountId: account.id,
         details: { addressId },
-      },
-      context,
-    );
+        change: `removed withdrawal address ${shortAddress(row)}`,
+      };
+    });
   }
 
   async find(accountId: string, addressId: string): Promise<AddressRow> {

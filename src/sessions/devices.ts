@@ -60,8 +60,13 @@ export class DeviceService {
   }
 
   /** The known device with this key, touched as seen now; null when the account does not know it. */
-  async recognise(accountId: string, keyHash: string, context: RequestContext): Promise<string | null> {
-    const row = await this.db
+  async recognise(
+    accountId: string,
+    keyHash: string,
+    context: RequestContext,
+    db: Kysely<Database> = this.db,
+  ): Promise<string | null> {
+    const row = await db
       .updateTable("devices")
       .set({ last_seen_at: this.clock.now(), ip: context.ip, location: context.location })
       .where("account_id", "=", accountId)
@@ -76,9 +81,10 @@ export class DeviceService {
     accountId: string,
     keyHash: string,
     context: Pick<RequestContext, "ip" | "location" | "userAgent">,
+    db: Kysely<Database> = this.db,
   ) {
     const now = this.clock.now();
-    const row = await this.db
+    const row = await db
       .insertInto("devices")
       .values({
         id: newId(),
@@ -123,12 +129,8 @@ export class DeviceService {
     return row !== undefined;
   }
 
-  async removeAll(accountId: string): Promise<number> {
-    const rows = await this.db
-      .deleteFrom("devices")
-      .where("account_id", "=", accountId)
-      .returning("id")
-      .execute();
+  async removeAll(accountId: string, db: Kysely<Database> = this.db): Promise<number> {
+    const rows = await db.deleteFrom("devices").where("account_id", "=", accountId).returning("id").execute();
     return rows.length;
   }
 }

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from "kysely";
+import type { Kysely, Selectable, Transaction } from "kysely";
 import { type Account, toAccount } from "../accounts/accounts.js";
 import type { Settings } from "../config/settings.js";
 import { hashToken, mintToken, newId } from "../crypto/tokens.js";
@@ -114,7 +114,10 @@ export class SessionService {
     return client === "web" ? this.settings.web : this.settings.app;
   }
 
-  async issue(input: IssueSession): Promise<{ token: string; session: Session }> {
+  async issue(
+    input: IssueSession,
+    db: Kysely<Database> = this.db,
+  ): Promise<{ token: string; session: Session }> {
     const token = mintToken();
     const now = this.clock.now();
     const { idleMs, absoluteMs } = this.timeouts(input.client);
@@ -140,7 +143,7 @@ export class SessionService {
       end_reason: null,
       enrollment_required: input.enrollmentRequired ? 1 : 0,
     };
-    await this.db.insertInto("sessions").values(row).execute();
+    await db.insertInto("sessions").values(row).execute();
     return { token, session: toSession(row) };
   }
 
@@ -203,7 +206,8 @@ export class SessionService {
         "a.email_key",
         "a.username",
         "a.password_hash",
-        "a.country",
+        // Aliased: selectAll("s") has the session's own country, which a bare "a.country" would overwrite.
+        "a.country as account_country",
         "a.region",
         "a.tier",
         "a.email_verified_at",
@@ -260,7 +264,7 @@ export class SessionService {
       email_key: row.email_key,
       username: row.username,
       password_hash: row.password_hash,
-      country: row.country,
+      country: row.account_country,
       region: row.region,
       tier: row.tier,
       email_verified_at: row.email_verified_at,
@@ -325,9 +329,25 @@ export class SessionService {
   async rotate(
     session: Session,
     addedMethods: string[],
+    alongside?: (trx: Transaction<Database>, next: Session) => Promise<void>,
+  ): Promise<{ token: string; session: Session } | null> {
+    const rotated = await this.db.transaction().execute(async (trx) => {
+      const next = await this.rotateWithin(trx, session, addedMethods);
+      if (next) await alongside?.(trx, next.session);
+      return next;
+    });
+    if (rotated) await this.revoked({ accountId: session.accountId, sessionId: session.id });
+    return rotated;
+  }
+
+  /** The rotation's writes: `alongside` (what the step-up confirmed) commits with them or not at all. */
+  private async rotateWithin(
+    trx: Transaction<Database>,
+    session: Session,
+    addedMethods: string[],
   ): Promise<{ token: string; session: Session } | null> {
     const now = this.clock.now();
-    const ended = await this.db
+    const ended = await trx
       .updateTable("sessions")
       .set({ ended_at: now, end_reason: "superseded" })
       .where("id", "=", session.id)
@@ -335,7 +355,6 @@ export class SessionService {
       .returning("id")
       .executeTakeFirst();
     if (!ended) return null;
-    await this.revoked({ accountId: session.accountId, sessionId: session.id });
     const methods = [...new Set([...session.methods, ...addedMethods])];
     const token = mintToken();
     const { idleMs } = this.timeouts(session.client);
@@ -362,19 +381,42 @@ export class SessionService {
       end_reason: null,
       enrollment_required: session.enrollmentRequired ? 1 : 0,
     };
-    await this.db.insertInto("sessions").values(row).execute();
+    await trx.insertInto("sessions").values(row).execute();
     return { token, session: toSession(row) };
   }
 
-  /** A new second factor was enrolled: sessions opened by the Master Key bypass may do everything again. */
-  async clearEnrollmentRequired(accountId: string): Promise<void> {
-    await this.db
+  /**
+   * A new second factor was enrolled: sessions opened by the Master Key bypass may do everything again.
+   * Written in the enrollment's transaction; its caller tells the instances (accountChanged) after commit.
+   */
+  async clearEnrollmentRequired(accountId: string, trx: Transaction<Database>): Promise<void> {
+    await trx
       .updateTable("sessions")
       .set({ enrollment_required: 0 })
       .where("account_id", "=", accountId)
       .where("enrollment_required", "=", 1)
       .execute();
-    await this.accountChanged(accountId);
+  }
+
+  /**
+   * Ends every session of the account but `keepSessionId`, in the transaction of the change that asks for
+   * it. The caller tells every instance (accountChanged) after the commit: telling them before would let
+   * one read the still-live session again and cache it.
+   */
+  async endAllWithin(
+    trx: Transaction<Database>,
+    accountId: string,
+    keepSessionId: string | null,
+    reason: EndReason,
+  ): Promise<number> {
+    let query = trx
+      .updateTable("sessions")
+      .set({ ended_at: this.clock.now(), end_reason: reason })
+      .where("account_id", "=", accountId)
+      .where("ended_at", "is", null);
+    if (keepSessionId) query = query.where("id", "!=", keepSessionId);
+    const rows = await query.returning("id").execute();
+    return rows.length;
   }
 
   async endForDevice(accountId: string, deviceId: string, reason: EndReason): Promise<number> {

@@ -215,7 +215,8 @@ const routes: RouteSpec[] = [
     body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
   },
   { method: "GET", path: "/v1/devices", auth: "session", bare: "clean" },
-  { method: "DELETE", path: "/v1/devices", auth: "session", bare: "clean", endsSession: true },
+  // A step-up first: a bare request is answered 403 step_up_required and ends nothing.
+  { method: "DELETE", path: "/v1/devices", auth: "session", bare: "4xx" },
   { method: "DELETE", path: "/v1/devices/:id", auth: "session", bare: "4xx", params: { id: uuidLike } },
   { method: "GET", path: "/v1/security/factors", auth: "session", bare: "clean" },
   { method: "POST", path: "/v1/security/totp", auth: "session", bare: "4xx" },
@@ -335,6 +336,14 @@ const routes: RouteSpec[] = [
     },
   },
   { method: "DELETE", path: "/v1/api-keys/:id", auth: "session", bare: "4xx", params: { id: uuidLike } },
+  { method: "DELETE", path: "/v1/api-keys", auth: "session", bare: "clean" },
+  {
+    method: "POST",
+    path: "/v1/api-keys/disable",
+    auth: "none",
+    bare: "4xx",
+    body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
+  },
   { method: "GET", path: "/v1/approvals", auth: "session", bare: "clean" },
   {
     method: "PUT",

@@ -152,10 +152,7 @@ describe.each(engines)("Master Key, Global Settings Lock and recovery on %s (SPE
 
   it("completes an unlock request after exactly the waiting period, and a cancelled one never", async () => {
     const { token, step } = await secured({ lockDays: 3 });
-    const requested = await h.request("POST", "/v1/security/global-lock/unlock", {
-      token: token(),
-      body: {},
-    });
+    const requested = await step("POST", "/v1/security/global-lock/unlock", {});
     expect(requested.json()).toEqual({
       state: "unlock_pending",
       unlocksAt: new Date(h.clock.now() + 3 * DAY).toISOString(),
@@ -176,10 +173,8 @@ describe.each(engines)("Master Key, Global Settings Lock and recovery on %s (SPE
 
     // Lock again, ask to unlock, cancel: still locked after the period.
     await step("POST", "/v1/security/global-lock", { unlockDelayDays: 1 });
-    await h.request("POST", "/v1/security/global-lock/unlock", { token: token(), body: {} });
-    expect(
-      (await h.request("DELETE", "/v1/security/global-lock/unlock", { token: token() })).statusCode,
-    ).toBe(200);
+    await step("POST", "/v1/security/global-lock/unlock", {});
+    expect((await step("DELETE", "/v1/security/global-lock/unlock")).statusCode).toBe(200);
     await pass(DAY + 1000);
     expect((await change()).json().error.code).toBe("settings_locked");
   });

@@ -208,9 +208,24 @@ describe.each(engines)("device approval on %s (SPEC §2 step 3, §5)", (engine) 
     expect((await h.request("GET", "/v1/session", { cookie: workCookie })).statusCode).toBe(401);
     expect((await signInFrom(user, work)).json().state).toBe("device_approval");
 
-    const disconnect = await h.request("DELETE", "/v1/devices", asHome);
+    // Disconnecting all is a step-up: one stolen session must not sign the owner out everywhere.
+    const asked = await h.request("DELETE", "/v1/devices", asHome);
+    expect(asked.json().error.code).toBe("step_up_required");
+    const actionId = asked.json().error.actionId as string;
+    const confirmed = await h.request("POST", `/v1/actions/${actionId}/confirm`, {
+      ...asHome,
+      body: { password: user.password },
+    });
+    const stepped = sessionCookieOf(confirmed);
+    const disconnect = await h.request("DELETE", "/v1/devices", {
+      headers: {
+        ...asHome.headers,
+        cookie: `portcullis_session=${stepped}; portcullis_device=${home}`,
+        "x-action-id": actionId,
+      },
+    });
     expect(disconnect.json()).toMatchObject({ status: "disconnected", removedDevices: 1 });
-    expect((await h.request("GET", "/v1/session", { cookie: homeCookie })).statusCode).toBe(401);
+    expect((await h.request("GET", "/v1/session", { cookie: stepped })).statusCode).toBe(401);
     expect((await signInFrom(user, home)).json().state).toBe("device_approval");
   });
 

@@ -3,6 +3,7 @@ import { api, type StatusInfo } from "./api.js";
 import { AddressesPage, ConfirmAddressPage } from "./pages/addresses.js";
 import { ApiKeysPage } from "./pages/api-keys.js";
 import { DashboardPage } from "./pages/dashboard.js";
+import { DisableApiKeysPage } from "./pages/disable-api-keys.js";
 import { ForgotPasswordPage, ForgotUsernamePage, ResetPasswordPage } from "./pages/recovery.js";
 import { SecurityPage } from "./pages/security.js";
 import { ApproveDevicePage, SignInPage } from "./pages/sign-in.js";
@@ -23,6 +24,7 @@ const publicPages: Record<string, () => React.ReactNode> = {
   "/reset-password": () => <ResetPasswordPage />,
   "/approve-device": () => <ApproveDevicePage />,
   "/confirm-address": () => <ConfirmAddressPage />,
+  "/disable-api-keys": () => <DisableApiKeysPage />,
   "/status": () => <StatusPage />,
 };
 
@@ -125,6 +127,7 @@ const titles: Record<string, string> = {
   "/reset-password": "Choose a new password",
   "/approve-device": "Approve a device",
   "/confirm-address": "Confirm a withdrawal address",
+  "/disable-api-keys": "Disable your API keys",
   "/status": "Status",
 };
 

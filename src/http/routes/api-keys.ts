@@ -70,13 +70,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
     },
     async (request, reply) => {
       const change = changeRequest(request, services);
-      const created = await apiKeys.create(
-        change.account,
-        change.auth.session.client,
-        change.actionId,
-        request.body,
-        change.context,
-      );
+      const created = await apiKeys.create(change, change.auth.session.client, request.body);
       return reply.status(201).send(created);
     },
   );
@@ -99,7 +93,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
     },
     async (request) => {
       const change = changeRequest(request, services);
-      return apiKeys.update(change.account, request.params.id, change.actionId, request.body, change.context);
+      return apiKeys.update(change, request.params.id, request.body);
     },
   );
 
@@ -150,9 +144,36 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       },
     },
     async (request) => {
-      await apiKeys.revoke(caller(request).account, request.params.id, requestContext(request, geo));
+      await apiKeys.revoke(changeRequest(request, services), request.params.id);
       return { status: "deleted" };
     },
+  );
+
+  app.delete(
+    "/v1/api-keys",
+    {
+      config: session,
+      schema: { tags: ["api-keys"], summary: "Delete every API key of this account at once" },
+    },
+    async (request) => ({
+      status: "deleted",
+      deleted: await apiKeys.revokeAll(changeRequest(request, services)),
+    }),
+  );
+
+  app.post(
+    "/v1/api-keys/disable",
+    {
+      schema: {
+        tags: ["api-keys"],
+        summary: "Disable every API key of the account with the single-use link from a security email",
+        body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 256 }) }),
+      },
+    },
+    async (request) => ({
+      status: "disabled",
+      ...(await apiKeys.disableByLink(request.body.token, requestContext(request, geo))),
+    }),
   );
 
   app.post(

@@ -2,7 +2,9 @@ import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { notFound } from "../../support/problem.js";
 import { caller, clearSessionCookie, requestContext } from "../auth.js";
+import { ActionIdHeader } from "../schemas.js";
 import type { App } from "../server.js";
+import { changeRequest } from "./security.js";
 
 export function registerDeviceRoutes(app: App, services: Services): void {
   const { devices, sessions, audit, geo } = services;
@@ -52,24 +54,14 @@ export function registerDeviceRoutes(app: App, services: Services): void {
       config: session,
       schema: {
         tags: ["sessions"],
-        summary: "Disconnect all: forget every device and end every session, this one too",
+        summary: "Disconnect all (step-up required): forget every device and end every session, this one too",
+        headers: ActionIdHeader,
       },
     },
     async (request, reply) => {
-      const { account } = caller(request);
-      const removed = await devices.removeAll(account.id);
-      const ended = await sessions.endAll(account.id, null, "disconnect_all");
-      await audit.append(
-        {
-          event: "device.disconnect_all",
-          outcome: "success",
-          accountId: account.id,
-          details: { removed, ended },
-        },
-        requestContext(request, geo),
-      );
+      const done = await services.disconnectAll.run(changeRequest(request, services));
       clearSessionCookie(reply, services.config.publicUrl);
-      return { status: "disconnected", removedDevices: removed, endedSessions: ended };
+      return { status: "disconnected", ...done };
     },
   );
 }

@@ -22,7 +22,7 @@ export function registerFundingRoutes(app: App, services: Services): void {
     },
     async (request) => {
       const change = changeRequest(request, services);
-      await securitySettings.setRequirements(change.account, change.actionId, request.body, change.context);
+      await securitySettings.setRequirements(change, request.body);
       return { status: "updated", ...request.body };
     },
   );
@@ -41,12 +41,7 @@ export function registerFundingRoutes(app: App, services: Services): void {
     },
     async (request) => {
       const change = changeRequest(request, services);
-      await securitySettings.setTradingPasscode(
-        change.account,
-        change.actionId,
-        request.body.passcode,
-        change.context,
-      );
+      await securitySettings.setTradingPasscode(change, request.body.passcode);
       return { status: "updated" };
     },
   );
@@ -74,7 +69,7 @@ export function registerFundingRoutes(app: App, services: Services): void {
     },
     async (request, reply) => {
       const change = changeRequest(request, services);
-      const address = await addresses.add(change.account, change.actionId, request.body, change.context);
+      const address = await addresses.add(change, request.body);
       return reply.status(202).send(address);
     },
   );
@@ -104,7 +99,7 @@ export function registerFundingRoutes(app: App, services: Services): void {
     },
     async (request) => {
       const change = changeRequest(request, services);
-      await addresses.remove(change.account, change.actionId, request.params.id, change.context);
+      await addresses.remove(change, request.params.id);
       return { status: "removed" };
     },
   );

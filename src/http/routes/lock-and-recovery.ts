@@ -1,6 +1,7 @@
 import { Type } from "typebox";
 import { securityOverview } from "../../security/overview.js";
 import type { Services } from "../../services.js";
+import { Problem } from "../../support/problem.js";
 import { caller, requestContext } from "../auth.js";
 import { ActionIdHeader } from "../schemas.js";
 import type { App } from "../server.js";
@@ -42,13 +43,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
     },
     async (request) => {
       const change = changeRequest(request, services);
-      await securitySettings.changePassword(
-        change.account,
-        change.actionId,
-        change.sessionId,
-        request.body,
-        change.context,
-      );
+      await securitySettings.changePassword(change, request.body);
       return { status: "updated" };
     },
   );
@@ -66,12 +61,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
     },
     async (request) => {
       const change = changeRequest(request, services);
-      await securitySettings.setMasterKey(
-        change.account,
-        change.actionId,
-        request.body.masterKey,
-        change.context,
-      );
+      await securitySettings.setMasterKey(change, request.body.masterKey);
       return { status: "updated" };
     },
   );
@@ -89,12 +79,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
     },
     async (request) => {
       const change = changeRequest(request, services);
-      await securitySettings.setAntiPhishingCode(
-        change.account,
-        change.actionId,
-        request.body.code,
-        change.context,
-      );
+      await securitySettings.setAntiPhishingCode(change, request.body.code);
       return { status: "updated" };
     },
   );
@@ -112,7 +97,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
     },
     async (request) => {
       const change = changeRequest(request, services);
-      return globalLock.lock(change.account, change.actionId, request.body.unlockDelayDays, change.context);
+      return globalLock.lock(change, request.body.unlockDelayDays);
     },
   );
 
@@ -122,23 +107,41 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
       config: session,
       schema: {
         tags: ["security"],
-        summary: "Unlock at once with the Master Key, or ask to unlock after the waiting period",
+        summary:
+          "Unlock at once with the Master Key, or ask to unlock after the waiting period (step-up required)",
+        headers: ActionIdHeader,
         body: Type.Optional(
           Type.Object({ masterKey: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) }),
         ),
       },
     },
     async (request) => {
-      const { account } = caller(request);
-      return globalLock.unlock(account, request.body?.masterKey, requestContext(request, geo));
+      const change = changeRequest(request, services);
+      const masterKey = request.body?.masterKey;
+      // A session opened with the Master Key bypass may unlock with the Master Key, nothing else here.
+      if (change.auth.session.enrollmentRequired && masterKey === undefined) {
+        throw new Problem(
+          403,
+          "enrollment_required",
+          "Unlock with your Master Key, or set up a new second factor before anything else.",
+        );
+      }
+      return globalLock.unlock(change, masterKey);
     },
   );
 
   app.delete(
     "/v1/security/global-lock/unlock",
-    { config: session, schema: { tags: ["security"], summary: "Cancel a pending unlock" } },
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Cancel a pending unlock (step-up required)",
+        headers: ActionIdHeader,
+      },
+    },
     async (request) => {
-      await globalLock.cancelUnlock(caller(request).account, requestContext(request, geo));
+      await globalLock.cancelUnlock(changeRequest(request, services));
       return { status: "cancelled" };
     },
   );

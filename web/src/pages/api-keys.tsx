@@ -48,6 +48,9 @@ export function ApiKeysPage() {
   async function remove(id: string) {
     if ((await task.run(() => api("DELETE", `/v1/api-keys/${id}`))) !== undefined) await reload();
   }
+  async function removeAll() {
+    if ((await task.run(() => api("DELETE", "/v1/api-keys"))) !== undefined) await reload();
+  }
 
   return (
     <div className="page">
@@ -85,6 +88,11 @@ export function ApiKeysPage() {
             ))}
           </ul>
         )}
+        {keys?.length ? (
+          <button type="button" className="danger" onClick={() => void removeAll()} disabled={task.busy}>
+            Delete all keys
+          </button>
+        ) : null}
       </Card>
       <CreateKeyCard onCreated={reload} />
       <ApprovalsCard />

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState } from "react";
 import { api } from "../api.js";
 import { navigate } from "../router.js";
 import { useSession } from "../session.js";
+import { useStepUp } from "../step-up.js";
 import { Card, ErrorMessage, formatTime, useTask } from "../ui.js";
 
 interface SessionRow {
@@ -133,12 +134,14 @@ export function SessionsCard() {
 export function DevicesCard() {
   const { items, error, reload } = useList<DeviceRow>("/v1/devices", "devices");
   const { refresh } = useSession();
+  const withStepUp = useStepUp();
   const task = useTask();
   async function remove(id: string) {
     if ((await task.run(() => api("DELETE", `/v1/devices/${id}`))) !== undefined) await reload();
   }
   async function disconnectAll() {
-    if ((await task.run(() => api("DELETE", "/v1/devices"))) === undefined) return;
+    const done = await task.run(() => withStepUp((actionId) => api("DELETE", "/v1/devices", { actionId })));
+    if (done === undefined) return;
     await refresh();
     navigate("/sign-in");
   }
