@@ -12,6 +12,7 @@ import type { RateLimiter } from "../protection/rate-limiter.js";
 import type { DeviceService } from "../sessions/devices.js";
 import type { Clock } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
+import { addressSubject } from "../support/network.js";
 import { invalidRequest, Problem, rateLimited } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import type { OneTimeTokens } from "./one-time-tokens.js";
@@ -63,7 +64,10 @@ export class SignUpService {
     const { deps } = this;
     const { email, username } = this.validate(input);
     await deps.assertSignUpsOpen?.();
-    const limit = await deps.limiter.hit(`sign-up:ip:${context.ip}`, deps.settings.protection.signUpIpLimit);
+    const limit = await deps.limiter.hit(
+      `sign-up:ip:${addressSubject(context.ip)}`,
+      deps.settings.protection.signUpIpLimit,
+    );
     if (!limit.allowed) throw rateLimited(limit.retryAfterSeconds);
     await deps.botCheck.check(input.botCheck, context.ip, null);
 
