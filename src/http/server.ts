@@ -4,7 +4,7 @@ import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
 import type { Services } from "../services.js";
-import { registerAuth, requestContext } from "./auth.js";
+import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { frameworkError, registerErrorHandling } from "./errors.js";
 import { registerInputHygiene } from "./input-hygiene.js";
 import { registerAccountRoutes } from "./routes/accounts.js";
@@ -52,6 +52,13 @@ export const redactedLogPaths = [
   "*.botCheck",
 ];
 
+/** Who a refused request claimed to be, for its audit entry. */
+function refusedActor(auth: RouteAuth | undefined, account: string | null): string {
+  if (auth === "admin") return "operator";
+  if (auth === "service" || auth === "metrics") return auth;
+  return account ? "account" : "anonymous";
+}
+
 export interface HttpOptions {
   logger: FastifyBaseLogger | false;
 }
@@ -78,8 +85,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
           event: "access.refused",
           outcome: "refused",
           accountId: account,
-          actor:
-            request.routeOptions.config?.auth === "admin" ? "operator" : account ? "account" : "anonymous",
+          actor: refusedActor(request.routeOptions.config?.auth, account),
           details: { code: problem.code, method: request.method, route: request.routeOptions.url ?? null },
         },
         requestContext(request, services.geo),
@@ -105,6 +111,16 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
             description: "Session token (apps) or session cookie (browsers)",
           },
           operator: { type: "http", scheme: "bearer", description: "Operator token for /v1/admin" },
+          service: {
+            type: "http",
+            scheme: "bearer",
+            description: "The venue backend's service token: grant redemption and gateway checks",
+          },
+          metrics: {
+            type: "http",
+            scheme: "bearer",
+            description: "The metrics scraper's token for /metrics",
+          },
         },
       },
     },
@@ -126,6 +142,8 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     sessions: services.sessions,
     publicUrl: config.publicUrl,
     adminToken: config.adminToken,
+    serviceToken: config.serviceToken,
+    metricsToken: config.metricsToken,
   });
   registerPublicRoutes(app, services);
   registerAccountRoutes(app, services);
