@@ -385,7 +385,6 @@ export class SignInService {
       await deps.outbox.notify(account, {
         kind: "approve_device",
         link: link.href,
-        device: deviceLabel(context.userAgent),
         ...securityDetails(context, deps.clock.now()),
       });
     }
