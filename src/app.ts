@@ -115,7 +115,15 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const transport: MailTransport =
     options.transport ?? (config.smtpUrl ? new SmtpTransport(config.smtpUrl) : localMailbox!);
   const silent = { warn: () => {} };
-  const outbox = new Outbox(db, transport, clock, settings.outbox, config.mailFrom, logger || silent);
+  const outbox = new Outbox(
+    db,
+    transport,
+    clock,
+    settings.outbox,
+    config.mailFrom,
+    logger || silent,
+    dataKey,
+  );
   const accounts = new AccountRepository(db);
   const audit = new AuditLog(db, clock, dataKey.derive("audit-chain"));
   const redis = config.redisUrl ? connectRedis(config.redisUrl) : null;
@@ -334,9 +342,19 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const http = await buildHttpServer(services, { logger: logger || false });
 
   const housekeeping = setInterval(() => {
-    void Promise.all([limiter.prune(24 * 3_600_000), botCheck.prune(), apiLockout.prune()]).catch(() => {});
+    void Promise.all([
+      limiter.prune(24 * 3_600_000),
+      botCheck.prune(),
+      apiLockout.prune(),
+      outbox.purgeSent(),
+    ]).catch(() => {});
   }, 10 * 60_000);
   housekeeping.unref();
+  // Aggregated audit entries reach the chain within this long after their minute ends.
+  const auditFlush = setInterval(() => {
+    void audit.flushAggregates().catch(() => {});
+  }, 20_000);
+  auditFlush.unref();
   if (options.startWorkers) outbox.start();
 
   return {
@@ -344,7 +362,10 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     http,
     async close() {
       clearInterval(housekeeping);
+      clearInterval(auditFlush);
       await http.close();
+      // Counts of the minute still open go into the chain now rather than wait for the next start.
+      await audit.flushAggregates({ all: true }).catch(() => {});
       await outbox.stop();
       transport.close?.();
       revocations?.close();

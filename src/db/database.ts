@@ -20,6 +20,7 @@ import * as globalLock from "./migrations/0005-global-lock-and-recovery.js";
 import * as apiKeys from "./migrations/0006-api-keys.js";
 import * as apiKeyLimits from "./migrations/0007-api-key-limits.js";
 import * as apiKeyOtpStep from "./migrations/0008-api-key-otp-step.js";
+import * as sealedOutbox from "./migrations/0011-sealed-outbox-and-audit-aggregates.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -59,13 +60,34 @@ export interface OpenOptions {
   poolSize?: number;
 }
 
+/**
+ * The database file holds password hashes, sealed secrets and the audit log: it is created readable by
+ * its owner only (0600), and an existing one that others could read is tightened to that.
+ */
+function createPrivateFile(file: string): void {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  fs.closeSync(fs.openSync(file, "a", 0o600));
+  ownerOnly(file);
+}
+
+function ownerOnly(file: string): void {
+  try {
+    if ((fs.statSync(file).mode & 0o077) !== 0) fs.chmodSync(file, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+}
+
 export function openStorage(databaseUrl: string, options: OpenOptions = {}): Storage {
   const file = sqlitePath(databaseUrl);
   if (file !== undefined) {
-    if (file !== ":memory:") fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    if (file !== ":memory:") createPrivateFile(file);
     const sqlite = new SqliteDatabase(file);
     // WAL lets the CLI read while a server writes; busy_timeout makes a second writer wait instead of failing.
     sqlite.pragma("journal_mode = WAL");
+    // SQLite gives the -wal and -shm files the database file's mode; ones left by an older version are
+    // tightened too.
+    if (file !== ":memory:") for (const suffix of ["-wal", "-shm"]) ownerOnly(`${file}${suffix}`);
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
     sqlite.pragma("synchronous = NORMAL");
@@ -95,6 +117,7 @@ const migrations: Record<string, Migration> = {
   "0006-api-keys": apiKeys,
   "0007-api-key-limits": apiKeyLimits,
   "0008-api-key-otp-step": apiKeyOtpStep,
+  "0011-sealed-outbox-and-audit-aggregates": sealedOutbox,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

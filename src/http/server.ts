@@ -4,6 +4,7 @@ import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
 import type { Services } from "../services.js";
+import { addressSubject } from "../support/network.js";
 import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { frameworkError, registerErrorHandling } from "./errors.js";
 import { registerInputHygiene } from "./input-hygiene.js";
@@ -79,19 +80,29 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
 
   registerErrorHandling(app, async (problem, request) => {
     const account = request.authenticated?.account.id ?? null;
-    await services.audit
-      .append(
-        {
-          event: "access.refused",
-          outcome: "refused",
-          accountId: account,
-          actor: refusedActor(request.routeOptions.config?.auth, account),
-          details: { code: problem.code, method: request.method, route: request.routeOptions.url ?? null },
-        },
-        requestContext(request, services.geo),
-      )
-      // The refusal is answered whatever happens to its audit entry; an outage shows on /readyz.
-      .catch((error: unknown) => request.log.warn({ err: error }, "could not audit a refused request"));
+    const actor = refusedActor(request.routeOptions.config?.auth, account);
+    const event = {
+      event: "access.refused",
+      outcome: "refused" as const,
+      accountId: account,
+      actor,
+      details: { code: problem.code, method: request.method, route: request.routeOptions.url ?? null },
+    };
+    const context = requestContext(request, services.geo);
+    // Nobody authenticated it: anyone can send these by the thousand, so they are counted per source
+    // (the address, an IPv6 one by its /64) and minute, one audit entry each, not one per request.
+    const written = account
+      ? services.audit.append(event, context)
+      : services.audit.appendAggregated(
+          `access.refused|${actor}|${addressSubject(request.ip)}|${problem.code}`,
+          event,
+          context,
+        );
+    // The refusal is answered whatever happens to its audit entry; an outage shows on /readyz.
+    await written.then(
+      () => undefined,
+      (error: unknown) => request.log.warn({ err: error }, "could not audit a refused request"),
+    );
   });
   registerInputHygiene(app);
   await app.register(fastifyCookie);
