@@ -367,6 +367,34 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect(response.json().error.code).toBe("roaming_factor_required");
   });
 
+  it("decides roaming from the transports the authenticator reports, not from the browser's attachment label", async () => {
+    const register = async (authenticator: SoftwareAuthenticator) => {
+      const user = await h.createVerifiedUser();
+      const step = await withStepUp(h, await h.sessionToken(user), "POST", "/v1/security/webauthn/options", {
+        password: user.password,
+      });
+      return h.request("POST", "/v1/security/webauthn", {
+        token: step.token,
+        body: { response: authenticator.register(step.response.json()), name: "A key" },
+      });
+    };
+    // A built-in authenticator whose browser calls it "cross-platform": still bound to this device.
+    for (const transports of [["internal"], ["internal", "hybrid"], ["usb", "internal"], []]) {
+      const claimed = await register(
+        new SoftwareAuthenticator(PUBLIC_URL, { attachment: "cross-platform", transports }),
+      );
+      expect(claimed.statusCode, JSON.stringify(transports)).toBe(409);
+      expect(claimed.json().error.code).toBe("roaming_factor_required");
+    }
+    // A USB or NFC key is roaming whatever label the browser puts on it.
+    for (const transports of [["usb"], ["nfc", "usb"]]) {
+      const key = await register(
+        new SoftwareAuthenticator(PUBLIC_URL, { attachment: "platform", transports }),
+      );
+      expect(key.statusCode, JSON.stringify(transports)).toBe(200);
+    }
+  });
+
   it("removes a factor only after a fresh second factor, with an action bound to that factor", async () => {
     const { user, secret, token: start } = await userWithTotp();
     const key = new SoftwareAuthenticator(PUBLIC_URL);
