@@ -106,11 +106,12 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const settings = options.settings ?? defaultSettings;
   const clock = options.clock ?? systemClock;
   const logger = options.logger === undefined ? createLogger(config.logLevel) : options.logger;
+  // Before anything opens: a data key file others can read stops start-up with one line.
+  const dataKey = loadDataKey(config.secretKeyBase64, config.dataDir);
   const storage = options.storage ?? openStorage(config.databaseUrl);
   await migrateToLatest(storage);
   const { db } = storage;
 
-  const dataKey = loadDataKey(config.secretKeyBase64, config.dataDir);
   const localMailbox = config.smtpUrl ? null : new LocalOutboxTransport(path.join(config.dataDir, "outbox"));
   const transport: MailTransport =
     options.transport ?? (config.smtpUrl ? new SmtpTransport(config.smtpUrl) : localMailbox!);

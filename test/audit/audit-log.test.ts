@@ -121,7 +121,9 @@ describe.each(engines)("the audit log on %s (SPEC §12)", (engine) => {
     // The minute still running is not flushed; once it is over, one entry per source.
     expect(await h.services.audit.flushAggregates()).toBe(0);
     h.clock.advance(60_000);
-    expect(await h.services.audit.flushAggregates()).toBe(3);
+    // Several flushers at once (timers of several instances): each aggregate is written exactly once.
+    const flushed = await Promise.all(Array.from({ length: 4 }, () => h.services.audit.flushAggregates()));
+    expect(flushed.reduce((a, b) => a + b, 0)).toBe(3);
     expect(await h.services.audit.flushAggregates()).toBe(0);
     const entries = await h.services.audit.list({ events: ["access.refused"], limit: 10 });
     expect(entries).toHaveLength(3);
