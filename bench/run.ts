@@ -46,6 +46,7 @@ const BARE_HMAC = { seconds: 3 };
 const TARGET_SESSION_VS_BASELINE = 0.7;
 const TARGET_GATEWAY_VS_BASELINE = 0.6;
 const ADMIN_TOKEN = randomBytes(32).toString("base64url");
+const SERVICE_TOKEN = randomBytes(32).toString("base64url");
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 const TARGET_SIGN_IN_VS_RAW_ARGON2 = 0.85;
@@ -365,6 +366,7 @@ async function startPortcullis(dataDir: string, backing: Backing = {}): Promise<
     // The sign-in load comes from one address; it names a different client address per request instead.
     PORTCULLIS_TRUSTED_PROXIES: "127.0.0.1",
     PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+    PORTCULLIS_SERVICE_TOKEN: SERVICE_TOKEN,
     // No PORTCULLIS_SMTP_URL: mail goes to <dataDir>/outbox/*.json.
   });
   await waitUntilUp(`${baseUrl}/readyz`, server, 30_000);
@@ -631,7 +633,7 @@ async function measureGatewayCheck(
               headers: {
                 ...request.headers,
                 "content-type": "application/json",
-                authorization: `Bearer ${ADMIN_TOKEN}`,
+                authorization: `Bearer ${SERVICE_TOKEN}`,
               },
               body: JSON.stringify({
                 path,

@@ -112,16 +112,25 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const settings = options.settings ?? defaultSettings;
   const clock = options.clock ?? systemClock;
   const logger = options.logger === undefined ? createLogger(config.logLevel) : options.logger;
+  // Before anything opens: a data key file others can read stops start-up with one line.
+  const dataKey = loadDataKey(config.secretKeyBase64, config.dataDir);
   const storage = options.storage ?? openStorage(config.databaseUrl);
   await migrateToLatest(storage);
   const { db } = storage;
 
-  const dataKey = loadDataKey(config.secretKeyBase64, config.dataDir);
   const localMailbox = config.smtpUrl ? null : new LocalOutboxTransport(path.join(config.dataDir, "outbox"));
   const transport: MailTransport =
     options.transport ?? (config.smtpUrl ? new SmtpTransport(config.smtpUrl) : localMailbox!);
   const silent = { warn: () => {} };
-  const outbox = new Outbox(db, transport, clock, settings.outbox, config.mailFrom, logger || silent);
+  const outbox = new Outbox(
+    db,
+    transport,
+    clock,
+    settings.outbox,
+    config.mailFrom,
+    logger || silent,
+    dataKey,
+  );
   const accounts = new AccountRepository(db);
   const audit = new AuditLog(db, clock, dataKey.derive("audit-chain"));
   const redis = config.redisUrl ? connectRedis(config.redisUrl) : null;
@@ -365,9 +374,15 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
       botCheck.prune(),
       gatewayState.prune(),
       webSocketTokens.prune(),
+      outbox.purgeSent(),
     ]).catch(() => {});
   }, 10 * 60_000);
   housekeeping.unref();
+  // Aggregated audit entries reach the chain within this long after their minute ends.
+  const auditFlush = setInterval(() => {
+    void audit.flushAggregates().catch(() => {});
+  }, 20_000);
+  auditFlush.unref();
   if (options.startWorkers) outbox.start();
 
   return {
@@ -375,7 +390,10 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     http,
     async close() {
       clearInterval(housekeeping);
+      clearInterval(auditFlush);
       await http.close();
+      // Counts of the minute still open go into the chain now rather than wait for the next start.
+      await audit.flushAggregates({ all: true }).catch(() => {});
       await outbox.stop();
       transport.close?.();
       revocations?.close();

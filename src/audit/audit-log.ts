@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
 import type { Kysely, Transaction } from "kysely";
-import type { AuditLogTable, Database } from "../db/schema.js";
+import type { AuditAggregatesTable, AuditLogTable, Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import type { RequestContext } from "../support/request-context.js";
 
@@ -58,6 +58,27 @@ export function entryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): s
   return createHmac("sha256", chainKey).update(`${row.prev_hash}\n${body}`).digest("hex");
 }
 
+/** The chain entry of one aggregate: the first event of its minute, with the count and time span. */
+function aggregateEntry(row: AuditAggregatesTable): Pending["row"] {
+  const details = JSON.parse(row.details) as Record<string, unknown>;
+  return {
+    at: row.first_at,
+    account_id: row.account_id,
+    actor: row.actor,
+    ip: row.ip,
+    location: row.location,
+    user_agent: row.user_agent,
+    event: row.event,
+    outcome: row.outcome,
+    details: JSON.stringify({
+      ...details,
+      count: row.count,
+      firstAt: new Date(row.first_at).toISOString(),
+      lastAt: new Date(row.last_at).toISOString(),
+    }),
+  };
+}
+
 interface Pending {
   row: Omit<AuditLogTable, "seq" | "prev_hash" | "hash">;
   resolve(seq: number): void;
@@ -66,6 +87,9 @@ interface Pending {
 
 /** At most this many entries share one transaction (and one multi-row INSERT). */
 const MAX_BATCH = 200;
+
+/** Aggregated entries: one per key and minute. */
+export const AGGREGATE_WINDOW_MS = 60_000;
 
 /**
  * Append-only, hash-chained audit log. Appends take the chain head row in a transaction (a row lock on
@@ -131,26 +155,93 @@ export class AuditLog {
   }
 
   private writeBatch(rows: Pending["row"][], within?: Transaction<Database>): Promise<number[]> {
-    const write = async (trx: Transaction<Database>) => {
-      const head = await trx
-        .updateTable("audit_head")
-        .set((eb) => ({ last_seq: eb("last_seq", "+", rows.length) }))
-        .where("id", "=", 1)
-        .returning(["last_seq", "last_hash"])
-        .executeTakeFirstOrThrow();
-      let seq = head.last_seq - rows.length;
-      let prevHash = head.last_hash;
-      const chained = rows.map((row) => {
-        seq += 1;
-        const linked = { ...row, seq, prev_hash: prevHash };
-        prevHash = entryHash(linked, this.chainKey);
-        return { ...linked, hash: prevHash };
-      });
-      await trx.insertInto("audit_log").values(chained).execute();
-      await trx.updateTable("audit_head").set({ last_hash: prevHash }).where("id", "=", 1).execute();
-      return chained.map((row) => row.seq);
-    };
-    return within ? write(within) : this.db.transaction().execute(write);
+    return within ? this.chain(within, rows) : this.db.transaction().execute((trx) => this.chain(trx, rows));
+  }
+
+  /** Links rows to the end of the chain inside the caller's transaction; returns their sequence numbers. */
+  private async chain(trx: Transaction<Database>, rows: Pending["row"][]): Promise<number[]> {
+    const head = await trx
+      .updateTable("audit_head")
+      .set((eb) => ({ last_seq: eb("last_seq", "+", rows.length) }))
+      .where("id", "=", 1)
+      .returning(["last_seq", "last_hash"])
+      .executeTakeFirstOrThrow();
+    let seq = head.last_seq - rows.length;
+    let prevHash = head.last_hash;
+    const chained = rows.map((row) => {
+      seq += 1;
+      const linked = { ...row, seq, prev_hash: prevHash };
+      prevHash = entryHash(linked, this.chainKey);
+      return { ...linked, hash: prevHash };
+    });
+    for (let i = 0; i < chained.length; i += MAX_BATCH) {
+      await trx
+        .insertInto("audit_log")
+        .values(chained.slice(i, i + MAX_BATCH))
+        .execute();
+    }
+    await trx.updateTable("audit_head").set({ last_hash: prevHash }).where("id", "=", 1).execute();
+    return chained.map((row) => row.seq);
+  }
+
+  /**
+   * Counts an event under `key` instead of appending it, so that a flood from one source costs one audit
+   * entry a minute, not one per request. The first event of the key in a minute is kept whole (its
+   * request, details and time); later ones only add to its count. Meant for refusals of requests nobody
+   * authenticated (a foreign Origin, a wrong operator token, a gateway signature that does not verify):
+   * the key names the source, e.g. `access.refused|anonymous|2001:db8:1::/64|forbidden`.
+   *
+   * Exactness and durability: each call is one atomic upsert, committed before it resolves, so the count
+   * survives a crash; `flushAggregates` moves closed minutes into the chain (one entry each, with
+   * `details.count`, `details.firstAt`, `details.lastAt`) and deletes them in the same transaction, so a
+   * count is in the chain exactly once. Until it is flushed (within a minute or so of its minute ending,
+   * on a timer and at shutdown) the count is visible only in `audit_aggregates`.
+   */
+  async appendAggregated(key: string, event: AuditEvent, context: RequestContext | null): Promise<void> {
+    const now = this.clock.now();
+    await this.db
+      .insertInto("audit_aggregates")
+      .values({
+        key,
+        window_start: now - (now % AGGREGATE_WINDOW_MS),
+        count: 1,
+        first_at: now,
+        last_at: now,
+        account_id: event.accountId ?? null,
+        actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
+        ip: context?.ip ?? null,
+        location: context?.location ?? null,
+        user_agent: context?.userAgent ?? null,
+        event: event.event,
+        outcome: event.outcome,
+        details: JSON.stringify(event.details ?? {}),
+      })
+      .onConflict((conflict) =>
+        conflict.columns(["key", "window_start"]).doUpdateSet((eb) => ({
+          count: eb("audit_aggregates.count", "+", 1),
+          last_at: eb.ref("excluded.last_at"),
+        })),
+      )
+      .execute();
+  }
+
+  /**
+   * Writes every aggregate whose minute is over (or every one, with `all`, at shutdown) to the chain and
+   * removes it, in one transaction; returns how many entries were written. Any instance may run it: the
+   * DELETE … RETURNING hands each aggregate to exactly one flusher.
+   */
+  async flushAggregates(options: { all?: boolean } = {}): Promise<number> {
+    const now = this.clock.now();
+    const currentWindow = now - (now % AGGREGATE_WINDOW_MS);
+    return this.db.transaction().execute(async (trx) => {
+      let query = trx.deleteFrom("audit_aggregates");
+      if (!options.all) query = query.where("window_start", "<", currentWindow);
+      const closed = await query.returningAll().execute();
+      if (closed.length === 0) return 0;
+      closed.sort((a, b) => a.first_at - b.first_at || a.key.localeCompare(b.key));
+      await this.chain(trx, closed.map(aggregateEntry));
+      return closed.length;
+    });
   }
 
   async list(filter: {

@@ -28,7 +28,12 @@ export interface EnvConfig {
   smtpUrl: string | undefined;
   mailFrom: string;
   policyPath: string | undefined;
+  /** Operators' token: the /v1/admin API only. */
   adminToken: string | undefined;
+  /** The venue backend's token: redeeming grants and the gateway's check routes, nothing else. */
+  serviceToken: string | undefined;
+  /** The metrics scraper's token: GET /metrics only. */
+  metricsToken: string | undefined;
   upstreamUrl: string | undefined;
   trustedProxies: string[];
   botCheck: BotCheckMode;
@@ -100,6 +105,31 @@ export function isCidr(value: string): boolean {
   return Number(bits) <= (family === 4 ? 32 : 128);
 }
 
+/**
+ * Why a secret is too guessable to run a production server with, or null. Random keys and tokens never
+ * look like this; a placeholder from a tutorial or a test (32 zero bytes, 32 "a", "0123…" repeated) does.
+ * The test is deliberately coarse: every byte the same, a short alphabet, or a short unit repeated.
+ */
+export function weakSecretReason(secret: Buffer | string, minimumDistinct: number): string | null {
+  const units: readonly (number | string)[] = typeof secret === "string" ? [...secret] : [...secret];
+  const distinct = new Set(units).size;
+  if (distinct === 1) return "is the same character repeated";
+  for (let period = 1; period <= units.length / 2; period += 1) {
+    if (units.every((unit, i) => unit === units[i % period])) return "is a short pattern repeated";
+  }
+  if (distinct < minimumDistinct)
+    return `uses only ${distinct} different ${typeof secret === "string" ? "characters" : "byte values"}`;
+  return null;
+}
+
+function operatorSecret(env: Env, name: string): string | undefined {
+  const value = optional(env, name);
+  if (value !== undefined && value.length < 32) {
+    throw new ConfigError(name, "must be at least 32 characters (openssl rand -hex 32)");
+  }
+  return value;
+}
+
 export function sqlitePath(databaseUrl: string): string | undefined {
   return databaseUrl.startsWith("sqlite:") ? databaseUrl.slice("sqlite:".length) : undefined;
 }
@@ -132,9 +162,21 @@ export function loadEnvConfig(env: Env = process.env): EnvConfig {
       "must be 32 bytes, base64-encoded (openssl rand -base64 32)",
     );
   }
-  const adminToken = optional(env, "PORTCULLIS_ADMIN_TOKEN");
-  if (adminToken !== undefined && adminToken.length < 32) {
-    throw new ConfigError("PORTCULLIS_ADMIN_TOKEN", "must be at least 32 characters (openssl rand -hex 32)");
+  const adminToken = operatorSecret(env, "PORTCULLIS_ADMIN_TOKEN");
+  const serviceToken = operatorSecret(env, "PORTCULLIS_SERVICE_TOKEN");
+  const metricsToken = operatorSecret(env, "PORTCULLIS_METRICS_TOKEN");
+  const tokens = {
+    PORTCULLIS_ADMIN_TOKEN: adminToken,
+    PORTCULLIS_SERVICE_TOKEN: serviceToken,
+    PORTCULLIS_METRICS_TOKEN: metricsToken,
+  };
+  // One token per holder: a shared token would let the scraper or the backend act as an operator.
+  const seen = new Map<string, string>();
+  for (const [name, value] of Object.entries(tokens)) {
+    if (value === undefined) continue;
+    const other = seen.get(value);
+    if (other) throw new ConfigError(name, `must differ from ${other}: each holder gets a token of its own`);
+    seen.set(value, name);
   }
   const trustedProxies = (optional(env, "PORTCULLIS_TRUSTED_PROXIES") ?? "")
     .split(",")
@@ -152,6 +194,20 @@ export function loadEnvConfig(env: Env = process.env): EnvConfig {
     }
     if (!smtpUrl) throw new ConfigError("PORTCULLIS_SMTP_URL", "is required in production");
     if (!secretKeyBase64) throw new ConfigError("PORTCULLIS_SECRET_KEY", "is required in production");
+    // 32 random bytes have about 30 different values; fewer than 16 is a made-up key.
+    const weakKey = weakSecretReason(Buffer.from(secretKeyBase64, "base64"), 16);
+    if (weakKey) {
+      throw new ConfigError(
+        "PORTCULLIS_SECRET_KEY",
+        `${weakKey}; use a random key (openssl rand -base64 32)`,
+      );
+    }
+    for (const [name, value] of Object.entries(tokens)) {
+      // A random hex token of 32 characters shows about 14 of its 16 digits (fewer than 8 about once in a
+      // million); a token from a handful of characters was typed, not generated.
+      const weak = value === undefined ? null : weakSecretReason(value, 8);
+      if (weak) throw new ConfigError(name, `${weak}; use a random token (openssl rand -hex 32)`);
+    }
   }
 
   const sqliteFile = sqlitePath(database);
@@ -167,6 +223,8 @@ export function loadEnvConfig(env: Env = process.env): EnvConfig {
     mailFrom: optional(env, "PORTCULLIS_MAIL_FROM") ?? "Portcullis <no-reply@localhost>",
     policyPath: optional(env, "PORTCULLIS_POLICY"),
     adminToken,
+    serviceToken,
+    metricsToken,
     upstreamUrl,
     trustedProxies,
     botCheck: oneOf(env, "PORTCULLIS_BOT_CHECK", ["always", "adaptive", "off"] as const, "always"),

@@ -59,6 +59,8 @@ export interface Settings {
     baseBackoffMs: number;
     maxBackoffMs: number;
     claimMs: number;
+    /** How long a sent row (recipient, kind, times; never its content) is kept for support questions. */
+    retentionMs: number;
   };
 }
 
@@ -94,7 +96,13 @@ export const defaultSettings: Settings = {
     touchIntervalMs: MINUTE,
     cacheTtlMs: 2000,
   },
-  outbox: { pollIntervalMs: 1000, baseBackoffMs: 5000, maxBackoffMs: HOUR, claimMs: MINUTE },
+  outbox: {
+    pollIntervalMs: 1000,
+    baseBackoffMs: 5000,
+    maxBackoffMs: HOUR,
+    claimMs: MINUTE,
+    retentionMs: 30 * DAY,
+  },
 };
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };

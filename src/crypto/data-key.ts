@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { ConfigError } from "../config/env.js";
 
 /**
  * Secrets that must be used again (TOTP seeds, API secrets) are sealed with AES-256-GCM under the data key.
@@ -58,6 +59,14 @@ export function loadDataKey(secretKeyBase64: string | undefined, dataDir: string
       // Another process created it first; use theirs.
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
+  }
+  // A key others can read is a key others may have: refuse it rather than keep using it.
+  const mode = fs.statSync(file).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new ConfigError(
+      "PORTCULLIS_DATA_DIR",
+      `the data key file ${file} can be read by other users (mode ${mode.toString(8)}); run chmod 600 ${file}`,
+    );
   }
   return new DataKey(Buffer.from(fs.readFileSync(file, "utf8").trim(), "base64"));
 }

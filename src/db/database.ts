@@ -22,6 +22,7 @@ import * as apiKeyLimits from "./migrations/0007-api-key-limits.js";
 import * as apiKeyOtpStep from "./migrations/0008-api-key-otp-step.js";
 import * as gatewayClosed from "./migrations/0009-gateway-closed.js";
 import * as stepUpSession from "./migrations/0010-step-up-session.js";
+import * as sealedOutbox from "./migrations/0011-sealed-outbox-and-audit-aggregates.js";
 import * as cacheGenerations from "./migrations/0014-cache-generations.js";
 import type { Database } from "./schema.js";
 
@@ -62,13 +63,34 @@ export interface OpenOptions {
   poolSize?: number;
 }
 
+/**
+ * The database file holds password hashes, sealed secrets and the audit log: it is created readable by
+ * its owner only (0600), and an existing one that others could read is tightened to that.
+ */
+function createPrivateFile(file: string): void {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  fs.closeSync(fs.openSync(file, "a", 0o600));
+  ownerOnly(file);
+}
+
+function ownerOnly(file: string): void {
+  try {
+    if ((fs.statSync(file).mode & 0o077) !== 0) fs.chmodSync(file, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+}
+
 export function openStorage(databaseUrl: string, options: OpenOptions = {}): Storage {
   const file = sqlitePath(databaseUrl);
   if (file !== undefined) {
-    if (file !== ":memory:") fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    if (file !== ":memory:") createPrivateFile(file);
     const sqlite = new SqliteDatabase(file);
     // WAL lets the CLI read while a server writes; busy_timeout makes a second writer wait instead of failing.
     sqlite.pragma("journal_mode = WAL");
+    // SQLite gives the -wal and -shm files the database file's mode; ones left by an older version are
+    // tightened too.
+    if (file !== ":memory:") for (const suffix of ["-wal", "-shm"]) ownerOnly(`${file}${suffix}`);
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
     sqlite.pragma("synchronous = NORMAL");
@@ -100,6 +122,7 @@ const migrations: Record<string, Migration> = {
   "0008-api-key-otp-step": apiKeyOtpStep,
   "0009-gateway-closed": gatewayClosed,
   "0010-step-up-session": stepUpSession,
+  "0011-sealed-outbox-and-audit-aggregates": sealedOutbox,
   "0014-cache-generations": cacheGenerations,
 };
 

@@ -224,15 +224,31 @@ export interface OutboxTable {
   account_id: string | null;
   kind: string;
   recipient: string;
-  subject: string;
-  body_text: string;
-  body_html: string;
+  /** What to send, sealed under the data key (or "plain:" rendered text from before sealing); null once sent. */
+  payload: string | null;
   created_at: number;
   next_attempt_at: number;
   attempts: Generated<number>;
   claimed_until: number | null;
   sent_at: number | null;
   last_error: string | null;
+}
+
+/** Unauthenticated refusals counted per key (source) and minute, until written to the chain as one entry. */
+export interface AuditAggregatesTable {
+  key: string;
+  window_start: number;
+  count: number;
+  first_at: number;
+  last_at: number;
+  account_id: string | null;
+  actor: string;
+  ip: string | null;
+  location: string | null;
+  user_agent: string | null;
+  event: string;
+  outcome: string;
+  details: string;
 }
 
 export interface UsedBotChecksTable {
@@ -345,6 +361,7 @@ export interface Database {
   sessions: SessionsTable;
   audit_log: AuditLogTable;
   audit_head: AuditHeadTable;
+  audit_aggregates: AuditAggregatesTable;
   outbox: OutboxTable;
   used_bot_checks: UsedBotChecksTable;
   rate_limits: RateLimitsTable;

@@ -94,9 +94,9 @@ export class FactorManagement {
     endOtherSessions: boolean,
   ): Promise<{ factorId: string; recoveryCodes?: string[] }> {
     const first = !(await this.factors.hasSignInFactor(request.account.id));
+    // Decided from the transports in the attestation response, never the browser's attachment label.
     const roaming = isRoaming({
       type: "webauthn",
-      attachment: response?.authenticatorAttachment ?? null,
       transports: JSON.stringify(response?.response?.transports ?? []),
     });
     if (first && !roaming) throw roamingRequired();

@@ -16,18 +16,27 @@ export interface SecondFactorView {
   lastUsedAt: string | null;
 }
 
+/** Transports only a separate, carried authenticator (a security key) speaks. */
+const roamingTransports = new Set(["usb", "nfc", "ble", "smart-card"]);
+
 /**
- * A factor can be the account's first sign-in factor only if it roams with the owner (SPEC §6): an
- * authenticator app, or a security key rather than a passkey bound to one device.
+ * A factor can be the account's first sign-in factor only if it roams with the owner: an authenticator
+ * app, or a security key rather than a passkey bound to one device.
+ *
+ * What is trusted for a security key: the transports in the attestation response
+ * (`response.transports`, what the authenticator itself says it speaks), stored at registration. Not
+ * `authenticatorAttachment`: that is the browser's own label for how it reached the authenticator this
+ * once, outside anything the authenticator produced. A key is roaming when it speaks USB, NFC, BLE or
+ * smart-card and is not built in ("internal"); no transports at all is not roaming. With attestation
+ * "none" no third party vouches even for the transports, so this rule keeps owners from locking
+ * themselves out with a device-bound passkey; it is not a proof of hardware (that would need attestation
+ * checked against the FIDO metadata service).
  */
-export function isRoaming(
-  row: Pick<Selectable<SecondFactorsTable>, "type" | "attachment" | "transports">,
-): boolean {
+export function isRoaming(row: Pick<Selectable<SecondFactorsTable>, "type" | "transports">): boolean {
   if (row.type === "totp") return true;
-  if (row.attachment === "platform") return false;
-  if (row.attachment === "cross-platform") return true;
-  const transports = row.transports ? (JSON.parse(row.transports) as string[]) : [];
-  return transports.some((t) => t === "usb" || t === "nfc" || t === "ble");
+  const transports = row.transports ? (JSON.parse(row.transports) as unknown) : [];
+  if (!Array.isArray(transports) || transports.includes("internal")) return false;
+  return transports.some((t) => typeof t === "string" && roamingTransports.has(t));
 }
 
 /**

@@ -15,7 +15,7 @@ export const authenticatorParameters: TotpParameters = { algorithm: "SHA1", digi
 
 /** Steps either side of now that a code is accepted for (RFC 6238 §5.2: at most one of network delay). */
 export const acceptWindow = 1;
-/** Steps either side that are recognised as "right code, wrong clock" and answered with a hint. */
+/** Past steps that are recognised as "right code, clock behind" and answered with a hint. */
 export const driftWindow = 10;
 
 /** 160 bits from the CSPRNG (RFC 4226 R6 recommends 160). */
@@ -64,7 +64,8 @@ export type TotpMatch = { step: number } | { driftSeconds: number } | null;
 
 /**
  * Which time step a code belongs to: within the accept window, the step (to be claimed once); within
- * the drift window, how far off the device's clock is; otherwise null. Comparison is constant-time.
+ * the drift window in the past, how far behind the device's clock is; otherwise null. Comparison is
+ * constant-time.
  */
 export function matchTotp(
   secret: Uint8Array,
@@ -83,8 +84,11 @@ export function matchTotp(
   };
   const delta = TOTP.validate({ ...options, window: acceptWindow });
   if (delta !== null) return { step: timeStep(timestampMs, parameters) + delta };
+  // Only a code of a past step earns the hint. A code of a future step becomes valid when its time
+  // comes, so flagging it would tell someone guessing codes which guess to send again in a few minutes;
+  // it is answered exactly like a wrong code. (A device whose clock runs ahead gets no hint: the price.)
   const drift = TOTP.validate({ ...options, window: driftWindow });
-  if (drift !== null) return { driftSeconds: drift * parameters.periodSeconds };
+  if (drift !== null && drift < 0) return { driftSeconds: drift * parameters.periodSeconds };
   return null;
 }
 

@@ -119,7 +119,8 @@ export class WebAuthnFactor {
           credential_id: credential.id,
           public_key: Buffer.from(credential.publicKey).toString("base64url"),
           sign_count: credential.counter,
-          transports: JSON.stringify(response.response.transports ?? credential.transports ?? []),
+          // What the authenticator reported in its attestation response: the roaming decision reads it.
+          transports: JSON.stringify(response.response.transports ?? []),
           attachment: response.authenticatorAttachment ?? null,
           backed_up: credentialBackedUp ? 1 : 0,
         })

@@ -17,6 +17,7 @@ import type { SecurityHolds } from "../security/holds.js";
 import { isLocked, settingsLocked } from "../security/setting-changes.js";
 import type { SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
+import { addressSubject } from "../support/network.js";
 import { invalidRequest, Problem, rateLimited } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import type { OneTimeTokens } from "./one-time-tokens.js";
@@ -211,7 +212,7 @@ export class RecoveryService {
     const error = emailError(email.trim());
     if (error) throw invalidRequest("Some fields need attention.", [error]);
     const limit = await this.deps.limiter.hit(
-      `recovery:ip:${context.ip}`,
+      `recovery:ip:${addressSubject(context.ip)}`,
       this.deps.settings.protection.signUpIpLimit,
     );
     if (!limit.allowed) throw rateLimited(limit.retryAfterSeconds);

@@ -26,6 +26,7 @@ import type { ClientApp, Session, SessionService } from "../sessions/sessions.js
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import type { Metrics } from "../support/metrics.js";
+import { addressSubject } from "../support/network.js";
 import { expired, invalidCredentials, notFound, Problem, rateLimited } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import type { OneTimeTokens } from "./one-time-tokens.js";
@@ -120,9 +121,10 @@ export class SignInService {
     const { deps } = this;
     const identifier = input.identifier.trim().toLowerCase();
     const { protection } = deps.settings;
+    const subject = addressSubject(context.ip);
     for (const [key, limit] of [
-      [`sign-in:ip:${context.ip}`, protection.ipLimit],
-      [`sign-in:ip-id:${context.ip}:${identifier}`, protection.ipIdentifierLimit],
+      [`sign-in:ip:${subject}`, protection.ipLimit],
+      [`sign-in:ip-id:${subject}:${identifier}`, protection.ipIdentifierLimit],
     ] as const) {
       const decision = await deps.limiter.hit(key, limit);
       if (!decision.allowed) {
@@ -391,7 +393,6 @@ export class SignInService {
       await deps.outbox.notify(account, {
         kind: "approve_device",
         link: link.href,
-        device: deviceLabel(context.userAgent),
         ...securityDetails(context, deps.clock.now()),
       });
     }

@@ -12,6 +12,7 @@ import type { RateLimiter } from "../protection/rate-limiter.js";
 import type { DeviceService } from "../sessions/devices.js";
 import type { Clock } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
+import { addressSubject } from "../support/network.js";
 import { invalidRequest, Problem, rateLimited } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import type { OneTimeTokens } from "./one-time-tokens.js";
@@ -25,8 +26,8 @@ export interface SignUpInput {
   botCheck?: string | undefined;
 }
 
-export interface SignUpDevice {
-  /** The device cookie or app device id of the browser or app signing up: it becomes a known device. */
+export interface VerifyingDevice {
+  /** The device cookie or app device id of the browser or app that completes email verification. */
   key: string;
 }
 
@@ -55,15 +56,14 @@ export interface SignUpDependencies {
 export class SignUpService {
   constructor(private readonly deps: SignUpDependencies) {}
 
-  async signUp(
-    input: SignUpInput,
-    context: RequestContext,
-    device?: SignUpDevice,
-  ): Promise<{ status: "verification_sent" }> {
+  async signUp(input: SignUpInput, context: RequestContext): Promise<{ status: "verification_sent" }> {
     const { deps } = this;
     const { email, username } = this.validate(input);
     await deps.assertSignUpsOpen?.();
-    const limit = await deps.limiter.hit(`sign-up:ip:${context.ip}`, deps.settings.protection.signUpIpLimit);
+    const limit = await deps.limiter.hit(
+      `sign-up:ip:${addressSubject(context.ip)}`,
+      deps.settings.protection.signUpIpLimit,
+    );
     if (!limit.allowed) throw rateLimited(limit.retryAfterSeconds);
     await deps.botCheck.check(input.botCheck, context.ip, null);
 
@@ -86,7 +86,6 @@ export class SignUpService {
         );
       });
       deps.outbox.nudge();
-      if (device) await deps.devices.remember(accountId, deps.devices.keyHash(device.key), context);
       await deps.audit.append(
         { event: "account.created", outcome: "success", accountId, actor: "account" },
         context,
@@ -170,10 +169,18 @@ export class SignUpService {
     await trx.insertInto("account_guards").values({ account_id: id }).execute();
   }
 
-  async verifyEmail(token: string, context: RequestContext): Promise<void> {
-    const { accountId } = await this.deps.tokens.consume("verify_email", token);
-    await this.deps.accounts.markEmailVerified(accountId, this.deps.clock.now());
-    await this.deps.audit.append({ event: "account.email_verified", outcome: "success", accountId }, context);
+  /**
+   * Completes verification; the device that does it becomes a known device of the account. Not the one
+   * that signed up: anyone can sign up with someone else's address, and a browser remembered then would
+   * let that squatter in without device approval once the real owner verifies (account pre-hijacking).
+   * Opening the link proves control of the mailbox, so only that device is trusted.
+   */
+  async verifyEmail(token: string, context: RequestContext, device?: VerifyingDevice): Promise<void> {
+    const { deps } = this;
+    const { accountId } = await deps.tokens.consume("verify_email", token);
+    await deps.accounts.markEmailVerified(accountId, deps.clock.now());
+    if (device) await deps.devices.remember(accountId, deps.devices.keyHash(device.key), context);
+    await deps.audit.append({ event: "account.email_verified", outcome: "success", accountId }, context);
   }
 
   /** The email or the username was taken: the response stays the same, the mailbox owner gets the news. */

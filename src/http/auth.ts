@@ -6,7 +6,13 @@ import { describePlace } from "../support/geo.js";
 import { forbidden, Problem, unauthenticated } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 
-export type RouteAuth = "none" | "session" | "admin";
+/**
+ * Who may call a route. "session": a signed-in account. The other three are bearer tokens, one per holder,
+ * so each can do only its own job: "admin" the operators (/v1/admin), "service" the venue's backend
+ * (redeeming grants, checking gateway requests and WebSocket tokens), "metrics" the scraper (GET /metrics).
+ */
+export type RouteAuth = "none" | "session" | TokenAuth;
+export type TokenAuth = "admin" | "service" | "metrics";
 
 export interface Authenticated extends Principal {
   token: string;
@@ -27,6 +33,13 @@ export interface AuthOptions {
   sessions: SessionService;
   publicUrl: URL;
   adminToken: string | undefined;
+  serviceToken: string | undefined;
+  metricsToken: string | undefined;
+}
+
+/** Whether the route is one of the token-holder kinds (not a person's session). */
+export function isTokenAuth(auth: RouteAuth | undefined): auth is TokenAuth {
+  return auth === "admin" || auth === "service" || auth === "metrics";
 }
 
 const unsafeMethods = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -93,6 +106,17 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
   const cookieName = sessionCookieName(options.publicUrl);
   const origin = options.publicUrl.origin;
   app.decorateRequest("authenticated", null);
+  const tokens: Record<TokenAuth, { token: string | undefined; disabled: string }> = {
+    admin: { token: options.adminToken, disabled: "The admin API is not enabled on this server." },
+    service: {
+      token: options.serviceToken,
+      disabled: "The service API is not enabled on this server (no PORTCULLIS_SERVICE_TOKEN).",
+    },
+    metrics: {
+      token: options.metricsToken,
+      disabled: "Metrics are not enabled on this server (no PORTCULLIS_METRICS_TOKEN).",
+    },
+  };
 
   app.addHook("onRequest", async (request) => {
     const requestOrigin = request.headers.origin;
@@ -104,10 +128,11 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
     }
     const auth = request.routeOptions.config?.auth ?? "none";
     if (auth === "none") return;
-    if (auth === "admin") {
+    if (isTokenAuth(auth)) {
+      const expected = tokens[auth];
+      if (!expected.token) throw forbidden(expected.disabled);
       const token = bearerToken(request);
-      if (!options.adminToken) throw forbidden("The admin API is not enabled on this server.");
-      if (!token || !constantTimeEqual(token, options.adminToken)) throw unauthenticated();
+      if (!token || !constantTimeEqual(token, expected.token)) throw unauthenticated();
       return;
     }
     const bearer = bearerToken(request);

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { isDependencyFailure } from "../support/db-errors.js";
 import { Problem } from "../support/problem.js";
+import { isTokenAuth } from "./auth.js";
 
 interface ValidationIssue {
   instancePath?: string;
@@ -51,13 +52,13 @@ export type RefusalRecorder = (problem: Problem, request: FastifyRequest) => Pro
 
 /**
  * Failed authorization worth an audit entry: every 403 but the step-up request (the normal way a change
- * asks for confirmation), a 423 hold, and a refused operator token. A missing or expired session (401 on
- * the account routes) is the ordinary signed-out case and is not recorded.
+ * asks for confirmation), a 423 hold, and a refused operator, service or metrics token. A missing or
+ * expired session (401 on the account routes) is the ordinary signed-out case and is not recorded.
  */
 function isRecordedRefusal(problem: Problem, request: FastifyRequest): boolean {
   if (problem.status === 403) return problem.code !== "step_up_required";
   if (problem.status === 423) return true;
-  return problem.status === 401 && request.routeOptions.config?.auth === "admin";
+  return problem.status === 401 && isTokenAuth(request.routeOptions.config?.auth);
 }
 
 /**

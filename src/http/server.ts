@@ -4,7 +4,8 @@ import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
 import type { Services } from "../services.js";
-import { registerAuth, requestContext } from "./auth.js";
+import { addressSubject } from "../support/network.js";
+import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { frameworkError, registerErrorHandling } from "./errors.js";
 import { registerInputHygiene } from "./input-hygiene.js";
 import { registerAccountRoutes } from "./routes/accounts.js";
@@ -52,6 +53,13 @@ export const redactedLogPaths = [
   "*.botCheck",
 ];
 
+/** Who a refused request claimed to be, for its audit entry. */
+function refusedActor(auth: RouteAuth | undefined, account: string | null): string {
+  if (auth === "admin") return "operator";
+  if (auth === "service" || auth === "metrics") return auth;
+  return account ? "account" : "anonymous";
+}
+
 export interface HttpOptions {
   logger: FastifyBaseLogger | false;
 }
@@ -72,20 +80,29 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
 
   registerErrorHandling(app, async (problem, request) => {
     const account = request.authenticated?.account.id ?? null;
-    await services.audit
-      .append(
-        {
-          event: "access.refused",
-          outcome: "refused",
-          accountId: account,
-          actor:
-            request.routeOptions.config?.auth === "admin" ? "operator" : account ? "account" : "anonymous",
-          details: { code: problem.code, method: request.method, route: request.routeOptions.url ?? null },
-        },
-        requestContext(request, services.geo),
-      )
-      // The refusal is answered whatever happens to its audit entry; an outage shows on /readyz.
-      .catch((error: unknown) => request.log.warn({ err: error }, "could not audit a refused request"));
+    const actor = refusedActor(request.routeOptions.config?.auth, account);
+    const event = {
+      event: "access.refused",
+      outcome: "refused" as const,
+      accountId: account,
+      actor,
+      details: { code: problem.code, method: request.method, route: request.routeOptions.url ?? null },
+    };
+    const context = requestContext(request, services.geo);
+    // Nobody authenticated it: anyone can send these by the thousand, so they are counted per source
+    // (the address, an IPv6 one by its /64) and minute, one audit entry each, not one per request.
+    const written = account
+      ? services.audit.append(event, context)
+      : services.audit.appendAggregated(
+          `access.refused|${actor}|${addressSubject(request.ip)}|${problem.code}`,
+          event,
+          context,
+        );
+    // The refusal is answered whatever happens to its audit entry; an outage shows on /readyz.
+    await written.then(
+      () => undefined,
+      (error: unknown) => request.log.warn({ err: error }, "could not audit a refused request"),
+    );
   });
   registerInputHygiene(app);
   await app.register(fastifyCookie);
@@ -105,6 +122,16 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
             description: "Session token (apps) or session cookie (browsers)",
           },
           operator: { type: "http", scheme: "bearer", description: "Operator token for /v1/admin" },
+          service: {
+            type: "http",
+            scheme: "bearer",
+            description: "The venue backend's service token: grant redemption and gateway checks",
+          },
+          metrics: {
+            type: "http",
+            scheme: "bearer",
+            description: "The metrics scraper's token for /metrics",
+          },
         },
       },
     },
@@ -126,6 +153,8 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     sessions: services.sessions,
     publicUrl: config.publicUrl,
     adminToken: config.adminToken,
+    serviceToken: config.serviceToken,
+    metricsToken: config.metricsToken,
   });
   registerPublicRoutes(app, services);
   registerAccountRoutes(app, services);

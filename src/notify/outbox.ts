@@ -1,12 +1,16 @@
 import type { Kysely, Transaction } from "kysely";
 import type { Settings } from "../config/settings.js";
+import type { DataKey } from "../crypto/data-key.js";
 import { newId } from "../crypto/tokens.js";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
-import { type EmailMessage, renderEmail } from "./templates.js";
+import { type EmailMessage, type RenderedEmail, renderEmail } from "./templates.js";
 import type { MailTransport } from "./transports.js";
 
 const BATCH = 50;
+
+/** The sealed payload is bound to its row: moved to another row, it does not open. */
+const sealContext = (id: string) => `outbox:${id}`;
 
 export interface Recipient {
   email: string;
@@ -18,10 +22,25 @@ interface Logger {
   warn(object: object, message: string): void;
 }
 
+/** What a row keeps until it is sent: the message and the frame it is rendered in, sealed together. */
+interface StoredMessage {
+  message: EmailMessage;
+  antiPhishingCode: string | null;
+}
+
+/** Rows written before messages were sealed carry their rendered text, marked with this prefix. */
+const PLAIN_PREFIX = "plain:";
+
 /**
  * Transactional outbox (SPEC §12): an email is a row first, written with the change that caused it, and
  * delivered afterwards by a worker that retries with backoff. SMTP being down delays mail; it never
  * loses it. Claims are conditional updates, so several instances can run workers side by side.
+ *
+ * A row holds what to send, not the rendered email: the template kind and its parameters with the
+ * anti-phishing code, sealed under the data key (AES-GCM, bound to the row id), and rendered only when
+ * it is handed to the transport. Reset links, approval links and bypass codes are therefore never in
+ * clear in the database; a sent row's payload is cleared at once, and the row itself (recipient, kind,
+ * times: what support needs to answer "did you send it?") is deleted after the retention period.
  */
 export class Outbox {
   private timer: NodeJS.Timeout | null = null;
@@ -37,12 +56,13 @@ export class Outbox {
     private readonly settings: Settings["outbox"],
     private readonly from: string,
     private readonly logger: Logger,
+    private readonly dataKey: DataKey,
   ) {}
 
   async enqueue(recipient: Recipient, message: EmailMessage, trx?: Transaction<Database>): Promise<string> {
-    const rendered = renderEmail(message, { antiPhishingCode: recipient.antiPhishingCode });
     const id = newId();
     const now = this.clock.now();
+    const stored: StoredMessage = { message, antiPhishingCode: recipient.antiPhishingCode };
     await (trx ?? this.db)
       .insertInto("outbox")
       .values({
@@ -50,9 +70,7 @@ export class Outbox {
         account_id: recipient.accountId,
         kind: message.kind,
         recipient: recipient.email,
-        subject: rendered.subject,
-        body_text: rendered.text,
-        body_html: rendered.html,
+        payload: this.dataKey.seal(JSON.stringify(stored), sealContext(id)),
         created_at: now,
         next_attempt_at: now,
       })
@@ -98,19 +116,21 @@ export class Outbox {
         .executeTakeFirst();
       if (!claimed) continue;
       try {
+        const rendered = this.render(claimed.id, claimed.payload);
         await this.transport.deliver({
           id: claimed.id,
           from: this.from,
           to: claimed.recipient,
-          subject: claimed.subject,
-          text: claimed.body_text,
-          html: claimed.body_html,
+          subject: rendered.subject,
+          text: rendered.text,
+          html: rendered.html,
           kind: claimed.kind,
           createdAt: claimed.created_at,
         });
+        // Sent: what it said (links, codes) is not kept a moment longer than needed.
         await this.db
           .updateTable("outbox")
-          .set({ sent_at: this.clock.now(), claimed_until: null, last_error: null })
+          .set({ sent_at: this.clock.now(), claimed_until: null, last_error: null, payload: null })
           .where("id", "=", id)
           .execute();
         sent += 1;
@@ -136,6 +156,25 @@ export class Outbox {
       }
     }
     return sent;
+  }
+
+  /** The email a row stands for, rendered now. */
+  private render(id: string, payload: string | null): RenderedEmail {
+    if (payload === null) throw new Error("the message has no payload");
+    if (payload.startsWith(PLAIN_PREFIX))
+      return JSON.parse(payload.slice(PLAIN_PREFIX.length)) as RenderedEmail;
+    const stored = JSON.parse(this.dataKey.open(payload, sealContext(id)).toString("utf8")) as StoredMessage;
+    return renderEmail(stored.message, { antiPhishingCode: stored.antiPhishingCode });
+  }
+
+  /** Deletes sent rows older than the retention period; returns how many. */
+  async purgeSent(): Promise<number> {
+    const result = await this.db
+      .deleteFrom("outbox")
+      .where("sent_at", "is not", null)
+      .where("sent_at", "<", this.clock.now() - this.settings.retentionMs)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
   }
 
   async pending(): Promise<number> {

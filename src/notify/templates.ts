@@ -1,3 +1,5 @@
+import { describeUserAgent } from "../support/user-agent.js";
+
 /**
  * Every email Portcullis sends, as plain text plus a simple HTML rendering. Each carries the owner's
  * anti-phishing code when set (SPEC §12), so a forged email is recognisable by its absence.
@@ -15,11 +17,16 @@ export interface EmailFrame {
 export interface SecurityEventDetails {
   at: string;
   ip: string;
+  /** The coarse place looked up from the IP (city and country at most). */
   location: string | null;
-  userAgent: string | null;
+  /** A label from fixed words ("Chrome on Linux"), never the client's own User-Agent text. */
+  browser: string;
 }
 
-/** Time, IP, place and browser of the request behind a security email. */
+/**
+ * Time, IP, place and browser of the request behind a security email. Nothing in it is text the client
+ * chose: the browser is reduced to a label, the place is our own lookup of the address.
+ */
 export function securityDetails(
   context: { ip: string; location: string | null; userAgent: string | null },
   atMs: number,
@@ -28,7 +35,7 @@ export function securityDetails(
     at: new Date(atMs).toISOString(),
     ip: context.ip,
     location: context.location,
-    userAgent: context.userAgent,
+    browser: describeUserAgent(context.userAgent),
   };
 }
 
@@ -42,7 +49,7 @@ export type EmailMessage =
       permanent: boolean;
       resetLink: string;
     } & SecurityEventDetails)
-  | ({ kind: "approve_device"; link: string; device: string | null } & SecurityEventDetails)
+  | ({ kind: "approve_device"; link: string } & SecurityEventDetails)
   | ({ kind: "second_factor_failed"; resetLink: string } & SecurityEventDetails)
   | ({ kind: "new_sign_in"; sessionsLink: string; resetLink: string } & SecurityEventDetails)
   | ({ kind: "recovery_code_used"; remaining: number } & SecurityEventDetails)
@@ -71,7 +78,7 @@ function describeRequest(details: SecurityEventDetails): string[] {
     `Time: ${details.at}`,
     `IP address: ${details.ip}`,
     `Location: ${details.location ?? "unknown"}`,
-    `Browser / app: ${details.userAgent ?? "unknown"}`,
+    `Browser / app: ${details.browser}`,
   ];
 }
 
@@ -126,7 +133,7 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
       return {
         subject: "Approve sign-in from a new device",
         lines: [
-          `Someone signed in to your account with your password${message.device ? ` on ${message.device}` : ""}, from a device we have not seen before.`,
+          `Someone signed in to your account with your password (${message.browser}), from a device we have not seen before.`,
           ...describeRequest(message),
           "If this was you, approve the device (the link works once, for 20 minutes):",
           message.link,

@@ -1,6 +1,7 @@
 import type { Account } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Outbox } from "../notify/outbox.js";
+import { securityDetails } from "../notify/templates.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import type { Metrics } from "../support/metrics.js";
@@ -104,10 +105,7 @@ export class AccountProtection {
         permanent,
         until,
         resetLink: new URL("/forgot-password", this.publicUrl).href,
-        at: iso(this.clock.now()),
-        ip: context.ip,
-        location: context.location,
-        userAgent: context.userAgent,
+        ...securityDetails(context, this.clock.now()),
       },
     );
   }

@@ -5,6 +5,7 @@ import type { BotCheckMode } from "../config/env.js";
 import type { Settings } from "../config/settings.js";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
+import { addressSubject } from "../support/network.js";
 import { Problem } from "../support/problem.js";
 import type { RateLimiter } from "./rate-limiter.js";
 
@@ -21,7 +22,7 @@ export class FailureSignals {
   async record(ip: string, identifier: string | null): Promise<void> {
     const window = { max: Number.MAX_SAFE_INTEGER, windowMs: this.settings.adaptiveWindowMs };
     await this.limiter.hit(`failures:global`, window);
-    await this.limiter.hit(`failures:ip:${ip}`, window);
+    await this.limiter.hit(`failures:ip:${addressSubject(ip)}`, window);
     if (identifier) await this.limiter.hit(`failures:id:${identifier.toLowerCase()}`, window);
   }
 
@@ -35,7 +36,7 @@ export class FailureSignals {
   async suspicious(ip: string, identifier: string | null): Promise<boolean> {
     const threshold = this.settings.adaptiveFailureThreshold;
     const window = this.settings.adaptiveWindowMs;
-    if ((await this.limiter.peek(`failures:ip:${ip}`, window)) >= threshold) return true;
+    if ((await this.limiter.peek(`failures:ip:${addressSubject(ip)}`, window)) >= threshold) return true;
     if (
       identifier &&
       (await this.limiter.peek(`failures:id:${identifier.toLowerCase()}`, window)) >= threshold

@@ -4,6 +4,7 @@ import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import type { RequestContext } from "../support/request-context.js";
+import { describeUserAgent } from "../support/user-agent.js";
 
 export interface DeviceView {
   id: string;
@@ -14,31 +15,9 @@ export interface DeviceView {
   lastSeenAt: string;
 }
 
-/** A short, readable label for a device from its user agent ("Chrome on macOS"). */
+/** A short, readable label for a device from its user agent ("Chrome on macOS"), never the raw header. */
 export function deviceLabel(userAgent: string | null): string | null {
-  if (!userAgent) return null;
-  const browser = /Edg\//.test(userAgent)
-    ? "Edge"
-    : /Firefox\//.test(userAgent)
-      ? "Firefox"
-      : /Chrom(e|ium)\//.test(userAgent)
-        ? "Chrome"
-        : /Safari\//.test(userAgent)
-          ? "Safari"
-          : null;
-  const system = /Windows/.test(userAgent)
-    ? "Windows"
-    : /Android/.test(userAgent)
-      ? "Android"
-      : /iPhone|iPad/.test(userAgent)
-        ? "iOS"
-        : /Mac OS X/.test(userAgent)
-          ? "macOS"
-          : /Linux/.test(userAgent)
-            ? "Linux"
-            : null;
-  if (browser && system) return `${browser} on ${system}`;
-  return browser ?? system ?? userAgent.slice(0, 60);
+  return userAgent ? describeUserAgent(userAgent) : null;
 }
 
 /**

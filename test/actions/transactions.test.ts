@@ -2,14 +2,15 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness, PUBLIC_URL } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, PUBLIC_URL, SERVICE_TOKEN } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
 import { SoftwareAuthenticator } from "../helpers/software-authenticator.js";
 import { engines } from "../helpers/storage.js";
 
 const run = promisify(execFile);
 const HOUR = 3_600_000;
-const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
+const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const ADDRESS = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh";
 
 describe.each(engines)("funding and trading actions on %s (SPEC §8)", (engine) => {
@@ -305,7 +306,7 @@ describe.each(engines)("funding and trading actions on %s (SPEC §8)", (engine) 
     await confirm(token, confirmedEarlier.id, { totp: nextCode(secret) });
     const endsAt = new Date(h.clock.now() + 2 * HOUR).toISOString();
     const window = await h.request("POST", "/v1/admin/maintenance", {
-      headers: service,
+      headers: operator,
       body: {
         subsystem: "funding.crypto",
         state: "maintenance",
@@ -329,7 +330,7 @@ describe.each(engines)("funding and trading actions on %s (SPEC §8)", (engine) 
     });
     // The final check at redeem sees the window too.
     expect((await redeem(confirmedEarlier.id)).statusCode).toBe(403);
-    await h.request("DELETE", `/v1/admin/maintenance/${window.json().id}`, { headers: service });
+    await h.request("DELETE", `/v1/admin/maintenance/${window.json().id}`, { headers: operator });
     expect((await withdraw(token, addressId)).statusCode).toBe(201);
   });
 

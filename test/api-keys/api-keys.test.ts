@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { krakenSignature } from "../../src/client/kraken-client.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
+import { Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
-const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
 describe.each(engines)("API keys and Kraken-signed requests on %s (SPEC §11)", (engine) => {
   let h: Harness;

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
-const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
 describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engine) => {
   let h: Harness;
@@ -64,7 +65,7 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
     const { client, accountId } = await keyOwner();
     expect((await check(client)).allow).toBe(true);
     const disabled = await h.request("PUT", `/v1/admin/accounts/${accountId}/disabled`, {
-      headers: service,
+      headers: operator,
       body: { disabled: true },
     });
     expect(disabled.statusCode, disabled.body).toBe(200);

@@ -5,11 +5,12 @@ import ccxt from "ccxt";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 import { VenueUpstream } from "../helpers/venue-upstream.js";
 
-const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 const FORM = "application/x-www-form-urlencoded";
 
 /** Kraken's API-Sign, written from Kraken's documentation (not the project's code). */
@@ -99,7 +100,7 @@ describe.each(engines)("the gateway against hostile requests on %s", (engine) =>
     const accountId = await h.accountId(user);
     if (tier)
       await h.request("PUT", `/v1/admin/accounts/${accountId}/verification`, {
-        headers: service,
+        headers: operator,
         body: { tier },
       });
     const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
@@ -519,7 +520,7 @@ describe.each(engines)("the gateway against hostile requests on %s", (engine) =>
 
     it("lets cancels through a cancel-only market and only post-only orders through a post-only one", async () => {
       const setEngine = (status: string) =>
-        h.request("PUT", "/v1/admin/subsystems/spot_engine", { headers: service, body: { status } });
+        h.request("PUT", "/v1/admin/subsystems/spot_engine", { headers: operator, body: { status } });
       const order = { pair: "XBTUSD", type: "sell", ordertype: "limit", price: "1", volume: "0.1" };
       try {
         await setEngine("cancel_only");

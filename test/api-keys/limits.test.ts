@@ -4,10 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient, type Params } from "../../src/client/kraken-client.js";
 import { totpCode } from "../../src/factors/totp.js";
 import { base32Decode, enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
-const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
+const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const run = promisify(execFile);
 
 describe.each(engines)("API key limits, second factors and approvals on %s (SPEC §11)", (engine) => {
@@ -102,7 +103,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     // Pro: ceiling 20, decays 1 per second.
     const pro = await owner();
     await h.request("PUT", `/v1/admin/accounts/${pro.accountId}/verification`, {
-      headers: service,
+      headers: operator,
       body: { tier: "pro" },
     });
     const proClient = clientFor(await pro.createKey({ name: "pro-burst", permissions: ["funds_query"] }));
@@ -182,7 +183,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     expect((await check(stale, "Balance")).allow).toBe(true);
     for (let i = 0; i < 10; i += 1) expect((await check(stale, "Balance")).error).toBe("EAPI:Invalid nonce");
     expect((await check(clientFor(staleKey), "Balance")).error).toBe("EGeneral:Temporary lockout");
-    const audit = await h.request("GET", `/v1/admin/audit?limit=5`, { headers: service });
+    const audit = await h.request("GET", `/v1/admin/audit?limit=5`, { headers: operator });
     expect(JSON.stringify(audit.json())).toContain("EGeneral:Temporary lockout");
   });
 
@@ -216,7 +217,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
       ).error,
     ).toBe("EGeneral:Permission denied");
     const maintenance = await h.request("PUT", "/v1/admin/subsystems/api", {
-      headers: service,
+      headers: operator,
       body: { status: "maintenance", message: "Upgrading" },
     });
     expect(maintenance.statusCode, maintenance.body).toBe(200);
@@ -224,7 +225,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
       expect((await check(client, "Balance")).error).toBe("EService:Unavailable");
     } finally {
       const back = await h.request("PUT", "/v1/admin/subsystems/api", {
-        headers: service,
+        headers: operator,
         body: { status: "operational" },
       });
       expect(back.statusCode, back.body).toBe(200);
@@ -406,16 +407,16 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     const first = await trader.createKey({ name: "abused", permissions: ["funds_query"] });
     const second = await trader.createKey({ name: "also-abused", permissions: ["funds_query"] });
     const listed = await h.request("GET", `/v1/admin/accounts/${trader.accountId}/api-keys`, {
-      headers: service,
+      headers: operator,
     });
     expect(listed.json().apiKeys.map((k: { name: string }) => k.name)).toEqual(["abused", "also-abused"]);
     expect(listed.body).not.toContain(first.secret);
 
-    const disabled = await h.request("DELETE", `/v1/admin/api-keys/${first.id}`, { headers: service });
+    const disabled = await h.request("DELETE", `/v1/admin/api-keys/${first.id}`, { headers: operator });
     expect(disabled.json()).toEqual({ status: "disabled" });
     expect((await check(clientFor(first), "Balance")).error).toBe("EAPI:Invalid key");
     expect(
-      (await h.request("DELETE", `/v1/admin/api-keys/${first.id}`, { headers: service })).statusCode,
+      (await h.request("DELETE", `/v1/admin/api-keys/${first.id}`, { headers: operator })).statusCode,
     ).toBe(404);
     await h.deliverMail();
     await h.smtp.waitFor(trader.user.email, /security/i);

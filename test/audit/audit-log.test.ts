@@ -74,13 +74,78 @@ describe.each(engines)("the audit log on %s (SPEC §12)", (engine) => {
     const stepUp = await h.request("POST", "/v1/security/totp", { token });
     expect(stepUp.json().error.code).toBe("step_up_required");
 
+    // Both were refused before anyone was authenticated: counted for their minute, then one entry each.
+    expect(await h.services.audit.list({ events: ["access.refused"], limit: 10 })).toEqual([]);
+    h.clock.advance(60_000);
+    expect(await h.services.audit.flushAggregates()).toBe(2);
     const refused = await h.services.audit.list({ events: ["access.refused"], limit: 10 });
-    expect(refused.map((e) => e.details)).toEqual([
-      { code: "forbidden", method: "DELETE", route: "/v1/sessions" },
-      { code: "unauthenticated", method: "GET", route: "/v1/admin/audit" },
-    ]);
-    expect(refused[1]).toMatchObject({ actor: "operator", outcome: "refused", ip: "203.0.113.10" });
+    expect(refused.map((e) => e.details)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "forbidden", method: "DELETE", route: "/v1/sessions", count: 1 }),
+        expect.objectContaining({
+          code: "unauthenticated",
+          method: "GET",
+          route: "/v1/admin/audit",
+          count: 1,
+        }),
+      ]),
+    );
+    expect(refused.find((e) => e.details.code === "unauthenticated")).toMatchObject({
+      actor: "operator",
+      outcome: "refused",
+      ip: "203.0.113.10",
+    });
     expect((await verify()).ok).toBe(true);
+  });
+
+  it("counts a flood of unauthenticated refusals as one entry per source and minute, with the exact count", async () => {
+    const before = await h.services.audit.verify();
+    h.clock.set(Math.ceil(h.clock.now() / 60_000) * 60_000 + 1000);
+    const foreign = (ip: string) =>
+      h.request("POST", "/v1/sign-in", {
+        body: { identifier: "x", password: "y" },
+        headers: { origin: "https://evil.example" },
+        ip,
+      });
+    // 120 from one address, 80 from addresses all over one IPv6 /64, 30 from another address; in parallel.
+    const responses = await Promise.all([
+      ...Array.from({ length: 120 }, () => foreign("198.51.100.7")),
+      ...Array.from({ length: 80 }, (_, i) => foreign(`2001:db8:7:7:${i.toString(16)}::1`)),
+      ...Array.from({ length: 30 }, () => foreign("198.51.100.8")),
+    ]);
+    expect(responses.every((r) => r.statusCode === 403)).toBe(true);
+    // Each count is durable before its request is answered; nothing is in the chain yet.
+    const pending = await h.db.selectFrom("audit_aggregates").select(["key", "count"]).execute();
+    expect(pending.map((row) => row.count).sort((a, b) => a - b)).toEqual([30, 80, 120]);
+    expect((await h.services.audit.verify()).checked).toBe(before.checked);
+    // The minute still running is not flushed; once it is over, one entry per source.
+    expect(await h.services.audit.flushAggregates()).toBe(0);
+    h.clock.advance(60_000);
+    // Several flushers at once (timers of several instances): each aggregate is written exactly once.
+    const flushed = await Promise.all(Array.from({ length: 4 }, () => h.services.audit.flushAggregates()));
+    expect(flushed.reduce((a, b) => a + b, 0)).toBe(3);
+    expect(await h.services.audit.flushAggregates()).toBe(0);
+    const entries = await h.services.audit.list({ events: ["access.refused"], limit: 10 });
+    expect(entries).toHaveLength(3);
+    const byIp = Object.fromEntries(entries.map((e) => [e.ip!.startsWith("2001") ? "v6" : e.ip, e.details]));
+    expect(byIp["198.51.100.7"]).toMatchObject({ code: "forbidden", route: "/v1/sign-in", count: 120 });
+    expect(byIp["198.51.100.8"]).toMatchObject({ count: 30 });
+    expect(byIp.v6).toMatchObject({ count: 80 });
+    expect(await verify()).toEqual({ ok: true, checked: before.checked + 3 });
+    const cli = await cliVerify();
+    expect(cli.code).toBe(0);
+
+    // The next minute's flood from the same source is its own entry; shutting down flushes it at once.
+    await foreign("198.51.100.7");
+    await foreign("198.51.100.7");
+    await h.app.close();
+    const after = await h.db
+      .selectFrom("audit_log")
+      .select("details")
+      .where("event", "=", "access.refused")
+      .orderBy("seq", "desc")
+      .executeTakeFirstOrThrow();
+    expect(JSON.parse(after.details)).toMatchObject({ count: 2 });
   });
 
   it("finds an edited entry", async () => {

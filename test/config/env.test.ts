@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadEnvConfig } from "../../src/config/env.js";
@@ -54,6 +55,69 @@ describe("configuration from the environment (API.md)", () => {
         PORTCULLIS_SMTP_URL: "smtp://mail:25",
       }),
     ).toThrow(/PORTCULLIS_SECRET_KEY: is required/);
+  });
+
+  describe("in production refuses guessable keys and tokens, one line each", () => {
+    const production = {
+      PORTCULLIS_ENV: "production",
+      PORTCULLIS_PUBLIC_URL: "https://x.example",
+      PORTCULLIS_SMTP_URL: "smtp://mail:25",
+      PORTCULLIS_SECRET_KEY: randomBytes(32).toString("base64"),
+    };
+    const token = () => randomBytes(32).toString("hex");
+
+    it("accepts random ones", () => {
+      const config = loadEnvConfig({
+        ...production,
+        PORTCULLIS_ADMIN_TOKEN: token(),
+        PORTCULLIS_SERVICE_TOKEN: token(),
+        PORTCULLIS_METRICS_TOKEN: token(),
+      });
+      expect(config.serviceToken).toMatch(/^[0-9a-f]{64}$/);
+    });
+
+    it.each([
+      [
+        "PORTCULLIS_SECRET_KEY",
+        Buffer.alloc(32).toString("base64"),
+        /PORTCULLIS_SECRET_KEY: is the same character repeated/,
+      ],
+      [
+        "PORTCULLIS_SECRET_KEY",
+        Buffer.alloc(32, 0x41).toString("base64"),
+        /PORTCULLIS_SECRET_KEY: is the same/,
+      ],
+      [
+        "PORTCULLIS_SECRET_KEY",
+        Buffer.from("0123456789abcdef0123456789abcdef").toString("base64"),
+        /PORTCULLIS_SECRET_KEY: is a short pattern repeated/,
+      ],
+      [
+        "PORTCULLIS_SECRET_KEY",
+        Buffer.from("abcdefghabcdefghhgfedcbahgfedcba").toString("base64"),
+        /PORTCULLIS_SECRET_KEY: .*different byte values/,
+      ],
+      ["PORTCULLIS_ADMIN_TOKEN", "a".repeat(32), /PORTCULLIS_ADMIN_TOKEN: is the same character repeated/],
+      [
+        "PORTCULLIS_SERVICE_TOKEN",
+        "abab".repeat(10),
+        /PORTCULLIS_SERVICE_TOKEN: is a short pattern repeated/,
+      ],
+      [
+        "PORTCULLIS_METRICS_TOKEN",
+        "aabbcc112233aabbccc112233aabbccc1",
+        /PORTCULLIS_METRICS_TOKEN: uses only 6 different characters/,
+      ],
+    ])("%s=%s", (name, value, message) => {
+      expect(() => loadEnvConfig({ ...production, [name]: value })).toThrow(message);
+    });
+
+    it("refuses one token for two holders", () => {
+      const shared = token();
+      expect(() =>
+        loadEnvConfig({ ...production, PORTCULLIS_ADMIN_TOKEN: shared, PORTCULLIS_SERVICE_TOKEN: shared }),
+      ).toThrow(/PORTCULLIS_SERVICE_TOKEN: must differ from PORTCULLIS_ADMIN_TOKEN/);
+    });
   });
 
   it("stops the server with one clear line naming the variable", async () => {

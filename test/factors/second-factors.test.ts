@@ -77,7 +77,7 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect(h.smtp.to(user.email).filter((m) => /failed at the second step/.test(m.subject))).toHaveLength(1);
   });
 
-  it("accepts the previous and the next step, and hints at clock drift two steps off", async () => {
+  it("accepts the previous and the next step, and hints at a clock two steps behind but never at a future code", async () => {
     for (const offset of [-30_000, 30_000]) {
       const { user, secret } = await userWithTotp();
       h.clock.advance(120_000); // past the step the enrollment spent
@@ -90,14 +90,26 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     const { user, secret } = await userWithTotp();
     h.clock.advance(120_000);
     const flow = await startSignIn(user);
-    const ahead = await h.request("POST", `/v1/sign-in/${flow.flowId}/totp`, {
-      body: { code: totpCode(secret, h.clock.now() + 60_000) },
+    const behind = await h.request("POST", `/v1/sign-in/${flow.flowId}/totp`, {
+      body: { code: totpCode(secret, h.clock.now() - 60_000) },
     });
-    expect(ahead.statusCode).toBe(401);
-    expect(ahead.json().error).toMatchObject({
+    expect(behind.statusCode).toBe(401);
+    expect(behind.json().error).toMatchObject({
       code: "invalid_code",
-      hint: expect.stringMatching(/clock appears to be 60 seconds ahead/),
+      hint: expect.stringMatching(/clock appears to be 60 seconds behind/),
     });
+    // A guess that happens to be the code of a step two minutes ahead is answered exactly like a wrong
+    // code: nothing singles it out to be sent again when its time comes.
+    const futureCode = totpCode(secret, h.clock.now() + 120_000);
+    const ahead = await h.request("POST", `/v1/sign-in/${flow.flowId}/totp`, { body: { code: futureCode } });
+    let wrongCode = "000000";
+    while ([-1, 0, 1, 2, 3, 4].some((s) => totpCode(secret, h.clock.now() + s * 30_000) === wrongCode)) {
+      wrongCode = String(Number(wrongCode) + 1).padStart(6, "0");
+    }
+    const wrong = await h.request("POST", `/v1/sign-in/${flow.flowId}/totp`, { body: { code: wrongCode } });
+    expect(ahead.statusCode).toBe(401);
+    expect(ahead.json()).toEqual(wrong.json());
+    expect(ahead.json().error.hint).toBeUndefined();
     const farOff = await h.request("POST", `/v1/sign-in/${flow.flowId}/totp`, {
       body: { code: totpCode(secret, h.clock.now() - 11 * 30_000) },
     });
@@ -353,6 +365,34 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     });
     expect(response.statusCode).toBe(409);
     expect(response.json().error.code).toBe("roaming_factor_required");
+  });
+
+  it("decides roaming from the transports the authenticator reports, not from the browser's attachment label", async () => {
+    const register = async (authenticator: SoftwareAuthenticator) => {
+      const user = await h.createVerifiedUser();
+      const step = await withStepUp(h, await h.sessionToken(user), "POST", "/v1/security/webauthn/options", {
+        password: user.password,
+      });
+      return h.request("POST", "/v1/security/webauthn", {
+        token: step.token,
+        body: { response: authenticator.register(step.response.json()), name: "A key" },
+      });
+    };
+    // A built-in authenticator whose browser calls it "cross-platform": still bound to this device.
+    for (const transports of [["internal"], ["internal", "hybrid"], ["usb", "internal"], []]) {
+      const claimed = await register(
+        new SoftwareAuthenticator(PUBLIC_URL, { attachment: "cross-platform", transports }),
+      );
+      expect(claimed.statusCode, JSON.stringify(transports)).toBe(409);
+      expect(claimed.json().error.code).toBe("roaming_factor_required");
+    }
+    // A USB or NFC key is roaming whatever label the browser puts on it.
+    for (const transports of [["usb"], ["nfc", "usb"]]) {
+      const key = await register(
+        new SoftwareAuthenticator(PUBLIC_URL, { attachment: "platform", transports }),
+      );
+      expect(key.statusCode, JSON.stringify(transports)).toBe(200);
+    }
   });
 
   it("removes a factor only after a fresh second factor, with an action bound to that factor", async () => {

@@ -54,14 +54,18 @@ describe("TOTP through the server's own code path", () => {
     expect(matchTotp(secret, code, Date.now())).toEqual({ step: Math.floor(Date.now() / 30_000) });
   });
 
-  it("tells the clock drift for a code up to ten steps off, and nothing beyond", () => {
+  it("tells the clock drift for a code up to ten steps behind, and nothing for a future step or beyond", () => {
     const secret = newTotpSecret();
     const now = Date.parse("2026-06-01T12:00:10Z");
     expect(matchTotp(secret, totpCode(secret, now + 30_000), now)).toEqual({
       step: Math.floor(now / 30_000) + 1,
     });
     expect(matchTotp(secret, totpCode(secret, now - 60_000), now)).toEqual({ driftSeconds: -60 });
-    expect(matchTotp(secret, totpCode(secret, now + 300_000), now)).toEqual({ driftSeconds: 300 });
+    expect(matchTotp(secret, totpCode(secret, now - 300_000), now)).toEqual({ driftSeconds: -300 });
+    // A future step's code is valid later: it must look like any wrong code now.
+    for (let steps = 2; steps <= 10; steps += 1) {
+      expect(matchTotp(secret, totpCode(secret, now + steps * 30_000), now)).toBeNull();
+    }
     expect(matchTotp(secret, totpCode(secret, now + 330_000), now)).toBeNull();
     expect(matchTotp(secret, "12345", now)).toBeNull();
     expect(matchTotp(secret, "abcdef", now)).toBeNull();

@@ -22,6 +22,10 @@ export async function waitUntilReady(redis: { status: string }, timeoutMs = 10_0
 }
 
 export const ADMIN_TOKEN = "test-operator-token-0123456789abcdef0123456789";
+/** The venue backend's token: redeeming grants and checking gateway requests. */
+export const SERVICE_TOKEN = "test-service-token-9876543210fedcba9876543210";
+/** The metrics scraper's token. */
+export const METRICS_TOKEN = "test-metrics-token-a1b2c3d4e5f6a7b8c9d0e1f2a3";
 export const PUBLIC_URL = "http://localhost:3000";
 
 export interface HarnessOptions {
@@ -140,6 +144,8 @@ export class Harness {
       PORTCULLIS_DATA_DIR: storage.dataDir,
       PORTCULLIS_SMTP_URL: smtp.url,
       PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+      PORTCULLIS_SERVICE_TOKEN: SERVICE_TOKEN,
+      PORTCULLIS_METRICS_TOKEN: METRICS_TOKEN,
       PORTCULLIS_PUBLIC_URL: PUBLIC_URL,
       ...(options.redis ? { PORTCULLIS_REDIS_URL: redisUrl } : {}),
       ...options.env,

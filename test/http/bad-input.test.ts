@@ -2,7 +2,14 @@ import fc from "fast-check";
 import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../src/http/server.js";
-import { ADMIN_TOKEN, Harness, newUser, type TestUser } from "../helpers/harness.js";
+import {
+  ADMIN_TOKEN,
+  Harness,
+  METRICS_TOKEN,
+  newUser,
+  SERVICE_TOKEN,
+  type TestUser,
+} from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
 /**
@@ -13,7 +20,8 @@ import { engines } from "../helpers/storage.js";
  */
 
 type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
-type Auth = "none" | "session" | "admin";
+type Auth = "none" | "session" | "admin" | "service" | "metrics";
+const holderTokens = { admin: ADMIN_TOKEN, service: SERVICE_TOKEN, metrics: METRICS_TOKEN } as const;
 /** "4xx": the request is wrong and must be refused. "clean": any answer below 500 is fine (the route ignores it). */
 type Expect = "4xx" | "clean";
 
@@ -281,7 +289,7 @@ const routes: RouteSpec[] = [
       optional: [],
     },
   },
-  { method: "POST", path: "/v1/actions/:id/redeem", auth: "admin", bare: "4xx", params: { id: uuidLike } },
+  { method: "POST", path: "/v1/actions/:id/redeem", auth: "service", bare: "4xx", params: { id: uuidLike } },
   { method: "GET", path: "/.well-known/jwks.json", auth: "none", bare: "clean" },
   {
     method: "PUT",
@@ -372,7 +380,7 @@ const routes: RouteSpec[] = [
   {
     method: "POST",
     path: "/v1/gateway/check",
-    auth: "admin",
+    auth: "service",
     bare: "4xx",
     body: {
       // Well-formed but for a public path, which the check endpoint does not take.
@@ -380,6 +388,14 @@ const routes: RouteSpec[] = [
       required: ["path", "headers", "body", "ip"],
       optional: ["method"],
     },
+  },
+  {
+    method: "POST",
+    path: "/v1/gateway/ws-token",
+    auth: "service",
+    bare: "4xx",
+    // Well-formed but unknown: 404.
+    body: { base: () => ({ token: "no-such-token" }), required: ["token"], optional: [] },
   },
   {
     method: "POST",
@@ -549,7 +565,7 @@ const routes: RouteSpec[] = [
   },
   { method: "GET", path: "/healthz", auth: "none", bare: "clean" },
   { method: "GET", path: "/readyz", auth: "none", bare: "clean" },
-  { method: "GET", path: "/metrics", auth: "none", bare: "clean" },
+  { method: "GET", path: "/metrics", auth: "metrics", bare: "clean" },
   { method: "GET", path: "/openapi.json", auth: "none", bare: "clean" },
   // The portal: its assets and, for page addresses that accept HTML, its one page (routes/portal.ts).
   { method: "GET", path: "/*", auth: "none", bare: "clean" },
@@ -927,13 +943,18 @@ describe.each(engines)("bad input on every route on %s", (engine) => {
     "$method $path refuses missing, malformed and wrong credentials with 401",
     async (route) => {
       const url = fillPath(route.path, route.params ?? {});
-      const wrong = route.auth === "admin" ? sessionToken : ADMIN_TOKEN;
+      // Every other holder's credential is as wrong as none: each token opens only its own routes.
+      const wrongs = [sessionToken, ...Object.values(holderTokens)].filter((token) =>
+        route.auth === "session"
+          ? token !== sessionToken
+          : token !== holderTokens[route.auth as keyof typeof holderTokens],
+      );
       for (const authorization of [
         undefined,
         "Bearer",
         "Bearer ",
         "Bearer not-a-token",
-        `Bearer ${wrong}`,
+        ...wrongs.map((wrong) => `Bearer ${wrong}`),
         `Bearer ${repeated("a", 10_000)}`,
         `Bearer ${sessionToken} extra`,
         `Basic ${Buffer.from(`admin:${ADMIN_TOKEN}`).toString("base64")}`,
@@ -979,9 +1000,10 @@ describe.each(engines)("bad input on every route on %s", (engine) => {
       // Without credentials everything is refused (401, or 4xx from the router before auth).
       const anonymous = cases.map((c) => ({ ...c, expect: "4xx" as const }));
       problems.push(...(await runCases(h, anonymous, undefined, false)));
-      if (route.auth === "admin") {
+      if (route.auth !== "session") {
+        const token = holderTokens[route.auth];
         problems.push(...(await runCases(h, anonymous, async () => sessionToken, false)));
-        problems.push(...(await runCases(h, cases, async () => ADMIN_TOKEN, true)));
+        problems.push(...(await runCases(h, cases, async () => token, true)));
       } else {
         const credential = route.endsSession ? freshSession : async () => sessionToken;
         problems.push(...(await runCases(h, cases, credential, true)));
@@ -1242,8 +1264,8 @@ describe.each(engines)("bad input on every route on %s", (engine) => {
             const payload =
               route.method === "GET" || route.method === "DELETE" ? undefined : JSON.stringify(body);
             const bearer =
-              route.auth === "admin"
-                ? ADMIN_TOKEN
+              route.auth === "admin" || route.auth === "service" || route.auth === "metrics"
+                ? holderTokens[route.auth]
                 : route.auth === "session"
                   ? route.endsSession
                     ? await freshSession()

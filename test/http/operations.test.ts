@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
 import { redactedLogPaths } from "../../src/http/server.js";
 import { withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness, sessionCookie } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, METRICS_TOKEN, SERVICE_TOKEN, sessionCookie } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
 describe.each(engines)("operations endpoints on %s (SPEC §14)", (engine) => {
@@ -22,11 +22,43 @@ describe.each(engines)("operations endpoints on %s (SPEC §14)", (engine) => {
     const user = await h.createVerifiedUser();
     await h.signIn(user.username, "wrong password, sorry");
     await h.signIn(user.username, user.password);
-    const metrics = await h.request("GET", "/metrics");
+    const metrics = await h.request("GET", "/metrics", { token: METRICS_TOKEN });
     expect(metrics.headers["content-type"]).toMatch(/text\/plain/);
     expect(metrics.body).toMatch(/portcullis_auth_attempts_total\{factor="password",outcome="failure"\} 1/);
     expect(metrics.body).toMatch(/portcullis_auth_attempts_total\{factor="password",outcome="success"\} 1/);
     expect(metrics.body).toMatch(/portcullis_http_request_duration_seconds_bucket/);
+  });
+
+  it("keeps /metrics behind the metrics token: anonymous, session, operator and service tokens get 401", async () => {
+    const user = await h.createVerifiedUser();
+    const session = await h.sessionToken(user);
+    for (const token of [undefined, session, ADMIN_TOKEN, SERVICE_TOKEN]) {
+      const refused = await h.request("GET", "/metrics", { token });
+      expect(refused.statusCode).toBe(401);
+      expect(refused.body).not.toMatch(/portcullis_auth_attempts_total/);
+    }
+    expect((await h.request("GET", "/metrics", { token: METRICS_TOKEN })).statusCode).toBe(200);
+  });
+
+  it("gives each token only its own routes: the operator token cannot redeem or check, the service token cannot administer", async () => {
+    const uuid = "7d444840-9dc0-11d1-b245-5ffdce74fad2";
+    const asOperator = { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
+    const asService = { headers: { authorization: `Bearer ${SERVICE_TOKEN}` } };
+    const check = { method: "POST", path: "/0/private/Balance", headers: {}, body: "", ip: "192.0.2.1" };
+    expect((await h.request("POST", `/v1/actions/${uuid}/redeem`, asOperator)).statusCode).toBe(401);
+    expect((await h.request("POST", "/v1/gateway/check", { ...asOperator, body: check })).statusCode).toBe(
+      401,
+    );
+    expect((await h.request("POST", "/v1/admin/audit/verify", asService)).statusCode).toBe(401);
+    expect(
+      (await h.request("GET", "/v1/admin/accounts", { ...asService, query: { query: "x" } })).statusCode,
+    ).toBe(401);
+    // With the right token each gets past authentication.
+    expect((await h.request("POST", `/v1/actions/${uuid}/redeem`, asService)).statusCode).toBe(404);
+    expect((await h.request("POST", "/v1/gateway/check", { ...asService, body: check })).statusCode).not.toBe(
+      401,
+    );
+    expect((await h.request("POST", "/v1/admin/audit/verify", asOperator)).statusCode).toBe(200);
   });
 
   it("publishes an OpenAPI document generated from the route schemas", async () => {

@@ -84,6 +84,24 @@ describe.each(engines)("the bot check on %s (SPEC §3)", (engine) => {
     expect(withCheck.statusCode).toBe(200);
   });
 
+  it("in 'adaptive' mode, counts failures from anywhere in one IPv6 /64 as one address", async () => {
+    h = await Harness.create(engine, { env: { PORTCULLIS_BOT_CHECK: "adaptive" } });
+    const user = await h.createVerifiedUser();
+    const attempt = (ip: string, identifier: string, password = "not my password!") =>
+      h.request("POST", "/v1/sign-in", { body: { identifier, password }, ip });
+    // Three failures, each from a new address of the same /64 and for a different name.
+    for (let i = 0; i < 3; i += 1) {
+      expect((await attempt(`2001:db8:aa:bb:${i + 1}::9`, `nobody_${i}_${user.username}`)).statusCode).toBe(
+        401,
+      );
+    }
+    const next = await attempt("2001:db8:aa:bb:ffff::1", user.username, user.password);
+    expect(next.statusCode).toBe(400);
+    expect(next.json().error.code).toBe("bot_check_failed");
+    // Another /64 is not suspected.
+    expect((await attempt("2001:db8:aa:bc::1", user.username, user.password)).statusCode).toBe(200);
+  });
+
   it("in 'off' mode, needs none", async () => {
     h = await Harness.create(engine, { env: { PORTCULLIS_BOT_CHECK: "off" } });
     const response = await h.request("POST", "/v1/accounts", { body: newUser() });

@@ -53,6 +53,49 @@ describe.each(setups)("per-IP rate limits on $name (SPEC §4)", ({ engine, redis
     expect(Number(limited.headers["retry-after"])).toBeGreaterThan(0);
   });
 
+  it("counts every IPv6 address of one /64 as one address, for sign-in, sign-up and recovery", async () => {
+    h = await Harness.create(engine, {
+      redis,
+      env: { PORTCULLIS_BOT_CHECK: "off" },
+      settings: {
+        protection: {
+          ipLimit: { max: 3, windowMs: 60_000 },
+          signUpIpLimit: { max: 2, windowMs: 3_600_000 },
+          failuresBeforeRestriction: 50,
+        },
+      },
+    });
+    const user = await h.createVerifiedUser();
+    h.clock.set(Math.ceil(h.clock.now() / 60_000) * 60_000);
+    // One subscriber's /64, a fresh address for every request.
+    const address = (n: number) => `2001:db8:1234:5678:${n.toString(16)}::1`;
+    const signIn = (ip: string) =>
+      h.request("POST", "/v1/sign-in", {
+        body: { identifier: user.username, password: "wrong password!!" },
+        ip,
+      });
+    for (let i = 0; i < 3; i += 1) expect((await signIn(address(i))).statusCode).toBe(401);
+    expect((await signIn(address(99))).statusCode).toBe(429);
+    // The next /64 is someone else.
+    expect((await signIn("2001:db8:1234:5679::1")).statusCode).toBe(401);
+
+    for (let i = 0; i < 2; i += 1) {
+      const created = await h.request("POST", "/v1/accounts", { body: newUser(), ip: address(10 + i) });
+      expect(created.statusCode).toBe(202);
+    }
+    expect((await h.request("POST", "/v1/accounts", { body: newUser(), ip: address(20) })).statusCode).toBe(
+      429,
+    );
+
+    const forgot = (ip: string) =>
+      h.request("POST", "/v1/recovery/password", {
+        body: { email: user.email, username: user.username },
+        ip,
+      });
+    for (let i = 0; i < 2; i += 1) expect((await forgot(address(30 + i))).statusCode).toBe(202);
+    expect((await forgot(address(40))).statusCode).toBe(429);
+  });
+
   it("believes X-Forwarded-For only from a trusted proxy", async () => {
     h = await Harness.create(engine, {
       redis,

@@ -10,7 +10,7 @@ import { newId } from "../../src/crypto/tokens.js";
 import { openStorage } from "../../src/db/database.js";
 import { systemClock } from "../../src/support/clock.js";
 import { freePort } from "../helpers/free-port.js";
-import { ADMIN_TOKEN, newUser } from "../helpers/harness.js";
+import { ADMIN_TOKEN, newUser, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines, openTestStorage, type TestStorage } from "../helpers/storage.js";
 
 const context = { ip: "127.0.0.1", userAgent: null, location: null, country: null, city: null };
@@ -62,6 +62,7 @@ describe.each(engines)("kill -9 during a gateway load on %s", (engine) => {
       PORTCULLIS_DATA_DIR: storage.dataDir,
       PORTCULLIS_BOT_CHECK: "off",
       PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+      PORTCULLIS_SERVICE_TOKEN: SERVICE_TOKEN,
     };
     // A pro account with keys, made beforehand by an instance that is then gone.
     const setup = await createPortcullis({
@@ -115,7 +116,7 @@ describe.each(engines)("kill -9 during a gateway load on %s", (engine) => {
     const check = (signed: ReturnType<KrakenClient["sign"]>, ip: string) =>
       fetch(`${url}/v1/gateway/check`, {
         method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_TOKEN}` },
+        headers: { "content-type": "application/json", authorization: `Bearer ${SERVICE_TOKEN}` },
         body: JSON.stringify({ path: signed.path, headers: signed.headers, body: signed.body, ip }),
       }).then(
         (r) => (r.ok ? (r.json() as Promise<{ allow: boolean }>) : null),
@@ -162,7 +163,7 @@ describe.each(engines)("kill -9 during a gateway load on %s", (engine) => {
       if (!last) continue;
       const replay = await fetch(`${url}/v1/gateway/check`, {
         method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_TOKEN}` },
+        headers: { "content-type": "application/json", authorization: `Bearer ${SERVICE_TOKEN}` },
         body: JSON.stringify({
           path: last.path,
           headers: last.headers,

@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
 import { CountingHasher } from "../helpers/counting-hasher.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness, newUser } from "../helpers/harness.js";
+import { Harness, newUser, SERVICE_TOKEN } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
 
-const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
 /**
  * Two instances of one deployment — PostgreSQL and Redis shared, each instance with its own connection

@@ -56,8 +56,7 @@ describe.each(engines)("device approval on %s (SPEC §2 step 3, §5)", (engine) 
   const deviceCookie = (device: string) => ({ cookie: `portcullis_device=${device}` });
 
   /** Sign-up and verification from a browser holding `device`: that device is then known. */
-  const signUpFrom = async (device: string): Promise<TestUser> => {
-    const user = newUser();
+  const signUpFrom = async (device: string, verifyFrom = device, user = newUser()): Promise<TestUser> => {
     const response = await h.request("POST", "/v1/accounts", {
       body: { ...user, botCheck: await h.botCheck() },
       headers: deviceCookie(device),
@@ -65,9 +64,11 @@ describe.each(engines)("device approval on %s (SPEC §2 step 3, §5)", (engine) 
     expect(response.statusCode).toBe(202);
     await h.deliverMail();
     const email = await h.smtp.waitFor(user.email, /Verify your email/);
-    await h.request("POST", "/v1/accounts/verify-email", {
+    const verified = await h.request("POST", "/v1/accounts/verify-email", {
       body: { token: linkToken(email, "/verify-email") },
+      headers: deviceCookie(verifyFrom),
     });
+    expect(verified.statusCode).toBe(200);
     return user;
   };
 
@@ -87,11 +88,26 @@ describe.each(engines)("device approval on %s (SPEC §2 step 3, §5)", (engine) 
     return linkToken(emails.at(-1)!, "/approve-device");
   };
 
-  it("knows the browser that signed up, and asks nothing of it", async () => {
+  it("knows the browser that signed up and verified, and asks nothing of it", async () => {
     const device = newDevice();
     const user = await signUpFrom(device);
     const response = await signInFrom(user, device);
     expect(response.json().state).toBe("authenticated");
+  });
+
+  it("does not trust a squatter's browser once the owner verifies the address the squatter signed up with", async () => {
+    // Someone signs up with another person's address and keeps the password; the owner, seeing a
+    // verification email, opens the link in their own browser.
+    const squatter = newDevice();
+    const owner = newDevice();
+    const user = await signUpFrom(squatter, owner);
+    const attempt = await signInFrom(user, squatter);
+    expect(attempt.statusCode).toBe(200);
+    expect(attempt.json().state).toBe("device_approval");
+    await h.deliverMail();
+    await h.smtp.waitFor(user.email, /Approve sign-in/);
+    // The owner's browser, which proved the mailbox, is known.
+    expect((await signInFrom(user, owner)).json().state).toBe("authenticated");
   });
 
   it("holds a new device until the emailed link is used, then only that device gets the session", async () => {

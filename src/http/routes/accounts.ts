@@ -1,7 +1,7 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { requestContext } from "../auth.js";
-import { deviceKeyFor } from "../device-key.js";
+import { deviceKeyFor, presentedDeviceKey } from "../device-key.js";
 import type { App } from "../server.js";
 
 export function registerAccountRoutes(app: App, services: Services): void {
@@ -24,13 +24,9 @@ export function registerAccountRoutes(app: App, services: Services): void {
       },
     },
     async (request, reply) => {
-      // The browser that signs up is a known device of the new account: its first sign-in needs no approval.
-      const device = deviceKeyFor(request, reply, services.config.publicUrl, "web", undefined);
-      const result = await services.signUp.signUp(
-        request.body,
-        requestContext(request, services.geo),
-        device,
-      );
+      // The browser gets its device cookie now, but it is remembered only if it also verifies the email.
+      deviceKeyFor(request, reply, services.config.publicUrl, "web", undefined);
+      const result = await services.signUp.signUp(request.body, requestContext(request, services.geo));
       return reply.status(202).send(result);
     },
   );
@@ -45,8 +41,13 @@ export function registerAccountRoutes(app: App, services: Services): void {
         response: { 200: Type.Object({ status: Type.Literal("verified") }) },
       },
     },
-    async (request) => {
-      await services.signUp.verifyEmail(request.body.token, requestContext(request, services.geo));
+    async (request, reply) => {
+      // The browser or app that opens the link is the one that proved the mailbox: it becomes known.
+      const { publicUrl } = services.config;
+      const key =
+        presentedDeviceKey(request, publicUrl) ??
+        deviceKeyFor(request, reply, publicUrl, "web", undefined).key;
+      await services.signUp.verifyEmail(request.body.token, requestContext(request, services.geo), { key });
       return { status: "verified" as const };
     },
   );

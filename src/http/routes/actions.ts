@@ -40,7 +40,7 @@ export function registerActionRoutes(app: App, services: Services): void {
   app.post(
     "/v1/actions/:id/redeem",
     {
-      config: { auth: "admin" },
+      config: { auth: "service" },
       schema: {
         tags: ["actions"],
         summary: "The venue's backend redeems a confirmed action, exactly once, after a final check",

@@ -179,7 +179,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
   app.post(
     "/v1/gateway/check",
     {
-      config: { auth: "admin" },
+      config: { auth: "service" },
       schema: {
         tags: ["gateway"],
         summary: "Verify a Kraken-signed request for a venue that runs its own proxy (ext_authz style)",
@@ -225,7 +225,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
   app.post(
     "/v1/gateway/ws-token",
     {
-      config: { auth: "admin" },
+      config: { auth: "service" },
       schema: {
         tags: ["gateway"],
         summary: "Whose WebSocket token this is (the venue's WebSocket server asks once per token)",

@@ -33,8 +33,14 @@ export function registerPublicRoutes(app: App, services: Services): void {
     return { status: "ready" };
   });
 
-  app.get("/metrics", { schema: { tags: ["operations"], hide: true } }, async (_request, reply) => {
-    reply.type(services.metrics.registry.contentType);
-    return services.metrics.registry.metrics();
-  });
+  // Behind its own token: the counters tell which usernames exist and which passwords were right on a
+  // disabled account, which the uniform 401 of sign-in hides.
+  app.get(
+    "/metrics",
+    { config: { auth: "metrics" }, schema: { tags: ["operations"], hide: true } },
+    async (_request, reply) => {
+      reply.type(services.metrics.registry.contentType);
+      return services.metrics.registry.metrics();
+    },
+  );
 }
