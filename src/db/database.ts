@@ -21,6 +21,7 @@ import * as apiKeys from "./migrations/0006-api-keys.js";
 import * as apiKeyLimits from "./migrations/0007-api-key-limits.js";
 import * as apiKeyOtpStep from "./migrations/0008-api-key-otp-step.js";
 import * as gatewayClosed from "./migrations/0009-gateway-closed.js";
+import * as keyDialects from "./migrations/0013-key-dialects.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -97,6 +98,7 @@ const migrations: Record<string, Migration> = {
   "0007-api-key-limits": apiKeyLimits,
   "0008-api-key-otp-step": apiKeyOtpStep,
   "0009-gateway-closed": gatewayClosed,
+  "0013-key-dialects": keyDialects,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
