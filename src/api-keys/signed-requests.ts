@@ -223,8 +223,10 @@ export class SignedRequestVerifier {
 
     // From here on the sender holds the key's secret.
     if (locked.has(keySubject(row.id))) return refuse("lockout");
+    // A copy of a request already accepted proves only that its sender saw it, not that it holds the
+    // secret: a replay counts against where it comes from, so a captured request cannot lock the key out.
     const unclaimed = await dialect.claim(this.state, row, request, parsed, now);
-    if (unclaimed) return refuse(unclaimed, "key");
+    if (unclaimed) return refuse(unclaimed, unclaimed === "replay" ? "source" : "key");
     if (dialect.keyOtp && !(await this.otpAccepted(row, parsed.params.otp, now)))
       return refuse("invalid_key", "key");
 

@@ -174,6 +174,7 @@ export const krakenFutures: Dialect = {
     (request.headers.apikey ?? "") !== "" && (request.headers.authent ?? "") !== "",
 
   parse(request) {
+    if (request.method === "GET" && request.body !== "") throw new BodyError("a GET with a body");
     const { postData, inQuery } = postDataOf(request);
     if (inQuery) {
       const query = parseQuery(postData);
@@ -206,7 +207,7 @@ export const krakenFutures: Dialect = {
       if (value === 0n) return "stale";
       if (await state.claimNonce(row.id, value, row.nonce_window)) return null;
       // Below what the key has already used, or the very nonce again (a copy sent in parallel).
-      return value > BigInt(row.last_nonce) - BigInt(row.nonce_window) ? "replay" : "stale";
+      return value >= BigInt(row.last_nonce) - BigInt(row.nonce_window) ? "replay" : "stale";
     }
     const window = request.method === "GET" ? NONCELESS_READ_WINDOW_MS : NONCELESS_WRITE_WINDOW_MS;
     return (await state.claimSignature(row.id, request.headers.authent ?? "", now + window, now))

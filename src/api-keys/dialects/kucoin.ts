@@ -1,4 +1,5 @@
 import { describeRequest } from "../kraken-requests.js";
+import { BodyError } from "../request-body.js";
 import type { Dialect, Refusal } from "./dialect.js";
 import {
   hmac,
@@ -103,6 +104,8 @@ const act = (
  */
 const operations: PathOperation[] = [
   read("/api/v1/accounts", 5),
+  // ccxt asks this (the unified account's mode) before anything else once it holds a key.
+  read("/api/ua/v1/account/mode", 2),
   read("/api/v1/accounts/{accountId}", 5),
   read("/api/v1/accounts/ledgers", 2),
   read("/api/v1/hf/accounts/ledgers", 2, "spot"),
@@ -135,6 +138,8 @@ const operations: PathOperation[] = [
   read("/api/v1/accounts/transferable", 20),
   read("/api/v1/margin/account", 40, "spot"),
   read("/api/v3/margin/accounts", 15, "spot"),
+  read("/api/v3/margin/symbols", 3, "spot"),
+  read("/api/v1/isolated/symbols", 3, "spot"),
   read("/api/v3/isolated/accounts", 15, "spot"),
   read("/api/v3/margin/borrow", 15, "spot"),
   read("/api/v3/margin/repay", 15, "spot"),
@@ -223,6 +228,8 @@ const publicPaths = [
   /^\/api\/v1\/market\/orderbook\/level2_(20|100)$/,
   /^\/api\/v1\/market\/histories$/,
   /^\/api\/v1\/market\/candles$/,
+  // KuCoin Futures' contract list, which ccxt's loadMarkets reads beside the spot symbols.
+  /^\/api\/v1\/contracts\/active$/,
 ];
 export const kucoinPublic = (path: string) => publicPaths.some((pattern) => pattern.test(path));
 
@@ -289,6 +296,7 @@ export const kucoin: Dialect = {
     ),
 
   parse(request) {
+    if (request.method === "GET" && request.body !== "") throw new BodyError("a GET with a body");
     return parsedRequest(request.query, jsonBody(request));
   },
 

@@ -171,7 +171,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
           path: Type.String({
             minLength: 1,
             maxLength: 2048,
-            pattern: "^(/0/private/[A-Za-z/]+|/api/v[123]/[^\\s#]+|/derivatives/api/v3/[^\\s#]+)$",
+            pattern: "^(/0/private/[A-Za-z/]+|/api/(v[123]|ua/v1)/[^\\s#]+|/derivatives/api/v3/[^\\s#]+)$",
           }),
           headers: Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 1024 }), {
             maxProperties: 64,

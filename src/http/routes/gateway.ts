@@ -21,7 +21,7 @@ export const krakenPublicMethods = ["Assets", "AssetPairs", "Ticker", "OHLC", "D
 /** The dialect a signed request's path belongs to (the check endpoint takes any dialect's request). */
 export function dialectOfPath(path: string): Dialect | null {
   if (path.startsWith("/0/private/")) return kraken;
-  if (/^\/api\/v[123]\//.test(path)) return kucoin;
+  if (/^\/api\/(v[123]|ua\/v1)\//.test(path)) return kucoin;
   if (path.startsWith("/derivatives/api/v3/")) return krakenFutures;
   return null;
 }
@@ -197,7 +197,8 @@ export function registerGatewayRoutes(app: App, services: Services): void {
       if (!upstream) return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
       const target = new URL(incoming.path, upstream);
       target.search = verdict.query;
-      const hasBody = verdict.body.canonical !== "";
+      // A body is forwarded when one was sent (its canonical form); a GET never has one.
+      const hasBody = incoming.body !== "" && incoming.method !== "GET";
       let answer: Response;
       try {
         answer = await fetch(target, {
@@ -228,10 +229,10 @@ export function registerGatewayRoutes(app: App, services: Services): void {
       request.method === "GET" && krakenFuturesPublic(gatewayRequest(request).path)
         ? futuresPublicPass(request, reply)
         : futuresPrivate(request, reply);
-    for (const version of ["v1", "v2", "v3"]) {
+    for (const prefix of ["v1", "v2", "v3", "ua/v1"]) {
       gateway.route({
         method: ["GET", "POST", "DELETE", "PUT"],
-        url: `/api/${version}/*`,
+        url: `/api/${prefix}/*`,
         schema: {
           tags: ["gateway"],
           summary:
