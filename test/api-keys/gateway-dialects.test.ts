@@ -3,6 +3,8 @@ import { request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DatabaseGatewayState } from "../../src/api-keys/gateway-state.js";
+import { ApiLockout } from "../../src/api-keys/lockout.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
@@ -373,6 +375,43 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
       const locked = await kucoinCall(key, "GET", "/api/v1/accounts", "", { address });
       expect(locked).toMatchObject({ status: 429, json: { code: "429000" } });
       expect((await kucoinCall(key, "GET", "/api/v1/accounts?x=1")).status).toBe(200);
+    });
+
+    it("charges each request's weight to the key's pool: 2000 a 30-second window for management reads", async () => {
+      const budgeted = await trader.createKey({
+        name: "budget",
+        dialect: "kucoin",
+        passphrase: "budget-passphrase",
+        permissions: ["general"],
+      });
+      // GET /api/v2/user-info weighs 20: a hundred fill the management pool, the next is refused.
+      const start = h.clock.now();
+      for (let i = 0; i < 100; i += 1) {
+        const answer = await kucoinCall(budgeted, "GET", "/api/v2/user-info", "", { timestamp: start - i });
+        expect(answer.status).toBe(200);
+      }
+      const over = await kucoinCall(budgeted, "GET", "/api/v2/user-info", "", { timestamp: start - 100 });
+      expect(over).toMatchObject({ status: 429, json: { code: "429000" } });
+      // The spot pool is its own.
+      expect((await kucoinCall(budgeted, "GET", "/api/v1/hf/orders/active?symbol=BTC-USDT")).status).toBe(
+        200,
+      );
+      h.clock.advance(30_000);
+      expect((await kucoinCall(budgeted, "GET", "/api/v2/user-info")).status).toBe(200);
+    });
+
+    it("never lets parallel charges pass a pool's budget", async () => {
+      const state = new DatabaseGatewayState(h.db, new ApiLockout(h.db, h.clock));
+      const now = h.clock.now();
+      const results = await Promise.all(
+        Array.from({ length: 30 }, () =>
+          state.chargeWeight(key.id, "test-pool", 3, { limit: 30, windowMs: 30_000 }, now),
+        ),
+      );
+      expect(results.filter(Boolean)).toHaveLength(10);
+      expect(
+        await state.chargeWeight(key.id, "test-pool", 3, { limit: 30, windowMs: 30_000 }, now + 30_000),
+      ).toBe(true);
     });
 
     it("answers the check endpoint for a KuCoin request", async () => {
