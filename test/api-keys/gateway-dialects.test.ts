@@ -560,6 +560,41 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
       expect(locked).toMatchObject({ status: 429, json: { error: "apiLimitExceeded" } });
     });
 
+    it("answers the check endpoint for a Kraken Futures request, refusals in its shape", async () => {
+      const order = "orderType=lmt&symbol=PF_XBTUSD&side=buy&size=2&limitPrice=10";
+      const check = (headers: Record<string, string>) =>
+        h.request("POST", "/v1/gateway/check", {
+          headers: service,
+          body: {
+            method: "POST",
+            path: `/derivatives/api/v3/sendorder?${order}`,
+            headers,
+            body: "",
+            ip: nextAddress(),
+          },
+        });
+      const nonceHeader = nextNonce();
+      const allowed = await check(futuresHeaders(key, "/api/v3/sendorder", order, nonceHeader));
+      expect(allowed.json()).toMatchObject({
+        allow: true,
+        dialect: "kraken_futures",
+        permissions: ["full"],
+        forward: { query: order },
+      });
+      expect((await check(futuresHeaders(key, "/api/v3/sendorder", order, nonceHeader))).json()).toEqual({
+        allow: false,
+        error: "nonceDuplicate",
+      });
+    });
+
+    it("never takes a key of another dialect", async () => {
+      const krakenKey = await trader.createKey({ name: "spot-only", permissions: ["funds_query"] });
+      const answer = await futuresCall({ ...krakenKey, passphrase: "" }, "GET", "/accounts");
+      expect(answer).toMatchObject({ status: 401, json: { error: "authenticationError" } });
+      const asKucoin = await kucoinCall({ ...krakenKey, passphrase: "whatever1" }, "GET", "/api/v1/accounts");
+      expect(asKucoin).toMatchObject({ status: 401, json: { code: "400003" } });
+    });
+
     it("passes public market data by name only", async () => {
       expect((await raw("GET", "/derivatives/api/v3/tickers", {})).status).toBe(200);
       const secretPath = await raw("GET", "/derivatives/api/v3/../v3/accounts", {});
