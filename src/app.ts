@@ -238,10 +238,11 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const approvals = new ApiApprovals(db, clock, actions);
   // One SQLite process decides the gateway's hot state in memory; instances sharing PostgreSQL decide it
   // in the database, where every rule is one conditional statement.
+  const databaseGatewayState = new DatabaseGatewayState(db, new ApiLockout(db, clock));
   const gatewayState: GatewayState =
     storage.engine === "sqlite"
-      ? new MemoryGatewayState(db, clock)
-      : new DatabaseGatewayState(db, new ApiLockout(db, clock));
+      ? new MemoryGatewayState(db, clock, databaseGatewayState)
+      : databaseGatewayState;
   const signedRequests = new SignedRequestVerifier(
     db,
     dataKey,

@@ -20,8 +20,9 @@ import { isUniqueViolation } from "../support/db-errors.js";
 import { invalidRequest, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import { thresholdsOf } from "./approvals.js";
+import { type DialectName, dialectNames, isDialectName } from "./dialects/dialect.js";
+import { dialects } from "./dialects/index.js";
 import { ASSET_CODE, normaliseAsset, parseDecimal, type Thresholds } from "./kraken-requests.js";
-import { permissions as knownPermissions, type Permission } from "./permissions.js";
 
 /** How long the "disable all your API keys" link in a reset or "disconnect all" email works. */
 const DISABLE_LINK_TTL_MS = 7 * 86_400_000;
@@ -30,6 +31,10 @@ export type KeyOtp = { type: "static"; password: string } | { type: "totp" };
 
 /** What a key is created with, or changed to (PATCH: absent fields keep their value, null clears). */
 export interface ApiKeyInput {
+  /** How the key signs, fixed at creation: kraken (the default), kucoin or kraken_futures. */
+  dialect?: string;
+  /** A KuCoin key's passphrase, chosen by the owner (kept sealed). */
+  passphrase?: string;
   name?: string;
   permissions?: string[];
   ipAllowlist?: string[];
@@ -44,8 +49,9 @@ export interface ApiKeyInput {
 
 /** A key's restrictions, checked and normalised: what is stored and what the owner confirms. */
 interface KeySettings {
+  dialect: DialectName;
   name: string;
-  permissions: Permission[];
+  permissions: string[];
   ipAllowlist: string[];
   validUntil: number | null;
   queryFrom: number | null;
@@ -59,7 +65,8 @@ function describe(row: Selectable<ApiKeysTable>) {
     id: row.id,
     name: row.name,
     key: row.key,
-    permissions: JSON.parse(row.permissions) as Permission[],
+    dialect: row.dialect,
+    permissions: JSON.parse(row.permissions) as string[],
     ipAllowlist: JSON.parse(row.ip_allowlist) as string[],
     validUntil: row.valid_until === null ? null : iso(row.valid_until),
     queryFrom: row.query_from === null ? null : iso(row.query_from),
@@ -131,6 +138,13 @@ export class ApiKeyService {
 
   /** Checks every field against SPEC §11, on top of the key's current settings when it is a change. */
   private settings(input: ApiKeyInput, current: KeySettings | null): KeySettings {
+    const dialectName = current?.dialect ?? input.dialect ?? "kraken";
+    if (!isDialectName(dialectName))
+      throw fieldError("dialect", `Unknown dialect "${dialectName}".`, dialectNames.join(", "));
+    if (current && input.dialect !== undefined && input.dialect !== current.dialect)
+      throw fieldError("dialect", "A key's dialect is fixed when it is created.", current.dialect);
+    const dialect = dialects[dialectName];
+    const knownPermissions = dialect.permissions;
     const name = input.name ?? current?.name ?? "";
     if (!/^[\p{L}\p{N} _.-]{1,32}$/u.test(name))
       throw fieldError(
@@ -143,7 +157,7 @@ export class ApiKeyService {
     if (unknown.length)
       throw fieldError(
         "permissions",
-        `Unknown permissions: ${unknown.join(", ")}.`,
+        `Unknown permissions for a ${dialectName} key: ${unknown.join(", ")}.`,
         knownPermissions.join(", "),
       );
     const ipAllowlist = [...new Set(input.ipAllowlist ?? current?.ipAllowlist ?? [])];
@@ -154,12 +168,23 @@ export class ApiKeyService {
         `"${badCidr ?? "…"}" is not an IP address or CIDR (at most 32 entries).`,
         "IPv4 or IPv6 CIDRs",
       );
-    if (permissions.includes("funds_withdraw") && ipAllowlist.length === 0)
+    const withdraws = permissions.find((p) => dialect.allowlistRequired.includes(p));
+    if (withdraws !== undefined && ipAllowlist.length === 0)
       throw fieldError(
         "ipAllowlist",
         "A key that may withdraw needs an IP allowlist.",
-        "required with funds_withdraw",
+        `required with ${withdraws}`,
       );
+    if (input.otp && !dialect.keyOtp)
+      throw fieldError("otp", `A ${dialectName} key has no second factor of its own.`, "kraken keys only");
+    if (current === null && dialectName === "kucoin" && !/^\S{7,32}$/.test(input.passphrase ?? ""))
+      throw fieldError(
+        "passphrase",
+        "A KuCoin key needs a passphrase of 7 to 32 characters without spaces.",
+        "7 to 32 characters",
+      );
+    if (input.passphrase !== undefined && (current !== null || dialectName !== "kucoin"))
+      throw fieldError("passphrase", "Only a new KuCoin key takes a passphrase.", "kucoin keys, at creation");
     const validUntil =
       input.validUntil === undefined ? (current?.validUntil ?? null) : time("validUntil", input.validUntil);
     if (validUntil !== null && validUntil <= this.clock.now() && input.validUntil !== undefined)
@@ -183,8 +208,9 @@ export class ApiKeyService {
         "8 to 128 characters",
       );
     return {
+      dialect: dialectName,
       name,
-      permissions: permissions as Permission[],
+      permissions,
       ipAllowlist,
       validUntil,
       queryFrom,
@@ -244,6 +270,10 @@ export class ApiKeyService {
         name: settings.name,
         key: randomBytes(42).toString("base64"),
         secret_sealed: this.dataKey.seal(secret, id),
+        dialect: settings.dialect,
+        // KuCoin's passphrase is only ever checked as HMAC(secret, passphrase): it is kept sealed.
+        passphrase_sealed:
+          input.passphrase === undefined ? null : this.dataKey.seal(input.passphrase, `${id}:passphrase`),
         ...this.columns(settings),
         otp_type: input.otp?.type ?? null,
         otp_sealed: otp?.sealed ?? null,
@@ -282,6 +312,7 @@ export class ApiKeyService {
     const before = describe(current);
     const settings = this.settings(input, {
       ...before,
+      dialect: isDialectName(current.dialect) ? current.dialect : "kraken",
       validUntil: current.valid_until,
       queryFrom: current.query_from,
       queryTo: current.query_to,

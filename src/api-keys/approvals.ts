@@ -12,7 +12,7 @@ import type { Session } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
 import { notFound } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
-import { assetsOverThreshold, describeRequest, movementsOf, type Thresholds } from "./kraken-requests.js";
+import { assetsOverThreshold, type Movements, type Thresholds } from "./kraken-requests.js";
 import type { Params } from "./request-body.js";
 
 /** Long enough for the owner to open the portal and approve, short enough not to linger. */
@@ -49,9 +49,10 @@ export class ApiApprovals {
     key: { id: string; name: string; approval_threshold: string | null },
     method: string,
     params: Params,
+    semantics: { movements(params: Params): Movements | null; describe(params: Params): string },
   ): Promise<ApprovalDecision> {
     const thresholds = thresholdsOf(key.approval_threshold);
-    const movements = movementsOf(method, params);
+    const movements = semantics.movements(params);
     if (!movements) return { kind: "not_needed" };
     const over = assetsOverThreshold(movements, thresholds);
     if (over.length === 0) return { kind: "not_needed" };
@@ -78,7 +79,7 @@ export class ApiApprovals {
       account,
       API_APPROVAL,
       request,
-      `API key "${key.name}" — ${describeRequest(method, params)} — above the key's approval threshold (${limits})`,
+      `API key "${key.name}" — ${semantics.describe(params)} — above the key's approval threshold (${limits})`,
       undefined,
       APPROVAL_TTL_MS,
     );

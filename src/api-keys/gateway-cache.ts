@@ -4,11 +4,12 @@ import type { SecurityInputs } from "../capabilities/capability-service.js";
 import type { DataKey } from "../crypto/data-key.js";
 import type { ApiKeysTable, Database } from "../db/schema.js";
 
-/** A key as the gateway needs it on every request: its row, and its signing secret ready to use. */
+/** A key as the gateway needs it on every request: its row, and its secrets opened once. */
 export interface CachedKey {
   row: Selectable<ApiKeysTable>;
-  /** The base64-decoded secret: the HMAC key itself. */
-  hmacKey: Buffer;
+  secret: string;
+  /** KuCoin keys only. */
+  passphrase: string | null;
 }
 
 export interface GateInputs {
@@ -66,7 +67,11 @@ export class GatewayCache {
     if (!row) return null;
     const entry = {
       row,
-      hmacKey: Buffer.from(this.dataKey.open(row.secret_sealed, row.id).toString("utf8"), "base64"),
+      secret: this.dataKey.open(row.secret_sealed, row.id).toString("utf8"),
+      passphrase:
+        row.passphrase_sealed === null
+          ? null
+          : this.dataKey.open(row.passphrase_sealed, `${row.id}:passphrase`).toString("utf8"),
     };
     // A change committed while this read was in flight raised the generation: keep nothing then.
     if (generation === this.keysGeneration) {

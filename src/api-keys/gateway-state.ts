@@ -26,6 +26,22 @@ export interface GatewayState {
   chargeTrading(keyId: string, tier: Tier, charge: TradingCharge, now: number): Promise<boolean>;
   /** Housekeeping: forgets lockout subjects that have stopped counting. */
   prune(): Promise<void>;
+  /**
+   * Claims a signature for a key: true once until `expiresAt` (epoch ms), after which the request it
+   * signs can no longer be accepted anyway (its timestamp is stale) or is, by rule, accepted again.
+   */
+  claimSignature(keyId: string, signature: string, expiresAt: number, now: number): Promise<boolean>;
+  /**
+   * Charges a weight to a key's budget in one pool over a fixed window: false when the window's
+   * budget would be passed (the window opens with the first charge after the previous one ended).
+   */
+  chargeWeight(
+    keyId: string,
+    pool: string,
+    weight: number,
+    budget: { limit: number; windowMs: number },
+    now: number,
+  ): Promise<boolean>;
 }
 
 /** The gateway's hot state in the database: each rule one conditional statement, exact across instances. */
@@ -64,6 +80,64 @@ export class DatabaseGatewayState implements GatewayState {
 
   chargeTrading(keyId: string, tier: Tier, charge: TradingCharge, now: number): Promise<boolean> {
     return chargeTrading(this.db, keyId, tier, charge, now);
+  }
+
+  async claimSignature(keyId: string, signature: string, expiresAt: number, now: number): Promise<boolean> {
+    // An expired row of the same signature is taken over (the conditional update); a live one is not.
+    const claimed = await this.db
+      .insertInto("api_key_signatures")
+      .values({ key_id: keyId, signature, expires_at: expiresAt })
+      .onConflict((oc) =>
+        oc
+          .columns(["key_id", "signature"])
+          .doUpdateSet({ expires_at: expiresAt })
+          .where("api_key_signatures.expires_at", "<=", now),
+      )
+      .returning("key_id")
+      .executeTakeFirst();
+    if (claimed && signature.charCodeAt(0) % 16 === 0)
+      await this.db.deleteFrom("api_key_signatures").where("expires_at", "<=", now).execute();
+    return claimed !== undefined;
+  }
+
+  /** One upsert: a new window when the last one ended, else the sum, refused (no row) past the limit. */
+  async chargeWeight(
+    keyId: string,
+    pool: string,
+    weight: number,
+    budget: { limit: number; windowMs: number },
+    now: number,
+  ): Promise<boolean> {
+    if (weight > budget.limit) return false;
+    const ended = now - budget.windowMs;
+    const charged = await this.db
+      .insertInto("api_key_weights")
+      .values({ key_id: keyId, pool, window_start: now, used: weight })
+      .onConflict((oc) =>
+        oc
+          .columns(["key_id", "pool"])
+          .doUpdateSet((eb) => {
+            const over = eb("api_key_weights.window_start", "<=", ended);
+            return {
+              used: eb
+                .case()
+                .when(over)
+                .then(weight)
+                .else(eb("api_key_weights.used", "+", weight))
+                .end(),
+              window_start: eb.case().when(over).then(now).else(eb.ref("api_key_weights.window_start")).end(),
+            };
+          })
+          .where((eb) =>
+            eb.or([
+              eb("api_key_weights.window_start", "<=", ended),
+              eb(eb("api_key_weights.used", "+", weight), "<=", budget.limit),
+            ]),
+          ),
+      )
+      .returning("key_id")
+      .executeTakeFirst();
+    return charged !== undefined;
   }
 
   /**

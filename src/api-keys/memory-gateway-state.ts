@@ -3,7 +3,7 @@ import type { Tier } from "../capabilities/policy.js";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { callLimits } from "./call-counter.js";
-import type { GatewayState } from "./gateway-state.js";
+import type { DatabaseGatewayState, GatewayState } from "./gateway-state.js";
 import { type TradingCharge, tradingLimits } from "./trading-limiter.js";
 
 const MAX_FAILURES = 10;
@@ -63,7 +63,23 @@ export class MemoryGatewayState implements GatewayState {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
+    /** Signature claims and weight pools (KuCoin, Kraken Futures) stay one statement in the database. */
+    private readonly database: DatabaseGatewayState,
   ) {}
+
+  claimSignature(keyId: string, signature: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.database.claimSignature(keyId, signature, expiresAt, now);
+  }
+
+  chargeWeight(
+    keyId: string,
+    pool: string,
+    weight: number,
+    budget: { limit: number; windowMs: number },
+    now: number,
+  ): Promise<boolean> {
+    return this.database.chargeWeight(keyId, pool, weight, budget, now);
+  }
 
   private key(keyId: string): Promise<KeyState> {
     let state = this.keys.get(keyId);

@@ -1,111 +1,82 @@
-import { timingSafeEqual } from "node:crypto";
 import { BlockList, isIPv6 } from "node:net";
-import type { Kysely, Selectable } from "kysely";
+import type { Kysely } from "kysely";
 import type { Account } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { CapabilityService, SecurityInputs } from "../capabilities/capability-service.js";
-import {
-  type Capability,
-  type Reason,
-  type TradingIntent,
-  tradingRefusal,
-} from "../capabilities/evaluate.js";
-import { krakenSignatureBytes } from "../client/kraken-client.js";
+import { type Capability, type Reason, tradingRefusal } from "../capabilities/evaluate.js";
 import type { DataKey } from "../crypto/data-key.js";
 import { constantTimeEqual } from "../crypto/tokens.js";
-import type { ApiKeysTable, Database } from "../db/schema.js";
+import type { Database } from "../db/schema.js";
 import { matchTotp } from "../factors/totp.js";
 import type { Clock } from "../support/clock.js";
 import type { Metrics } from "../support/metrics.js";
-import { plainAddress } from "../support/network.js";
+import { addressSubject, plainAddress } from "../support/network.js";
 import type { ApiApprovals } from "./approvals.js";
+import type {
+  Dialect,
+  DialectName,
+  GatewayRequest,
+  KeyRow,
+  Operation,
+  ParsedRequest,
+  Refusal,
+} from "./dialects/dialect.js";
 import type { GatewayCache } from "./gateway-cache.js";
 import type { GatewayState } from "./gateway-state.js";
-import { allPostOnly, cancelMethods, orderEntryMethods, productOf, unknownField } from "./kraken-requests.js";
 import { keySubject, sourceSubjects } from "./lockout.js";
-import { callCost, methodPermissions, type Permission } from "./permissions.js";
-import {
-  BodyError,
-  type ParsedBody,
-  parseBody,
-  text,
-  withoutGatewayFields,
-  withParams,
-} from "./request-body.js";
-import { type KnownOrder, tradingCharges, tradingMethods } from "./trading-limiter.js";
+import { BodyError, type ParamValue, type ParsedBody, text, withoutGatewayFields } from "./request-body.js";
+import type { KnownOrder } from "./trading-limiter.js";
 
-export type KrakenError =
-  | "EAPI:Invalid key"
-  | "EAPI:Invalid signature"
-  | "EAPI:Invalid nonce"
-  | "EAPI:Rate limit exceeded"
-  | "EOrder:Rate limit exceeded"
-  | "EGeneral:Permission denied"
-  | "EGeneral:Unknown method"
-  | "EGeneral:Invalid arguments"
-  | "EGeneral:Temporary lockout"
-  | "EGeneral:Approval required"
-  | "EAuth:Account temporary disabled"
-  | "EService:Market in cancel_only mode"
-  | "EService:Market in post_only mode"
-  | "EService:Unavailable";
-
-export interface SignedRequest {
-  /** The URI path exactly as sent, e.g. /0/private/Balance: it is part of what is signed. */
-  path: string;
-  /** The request's Content-Type header: the body is parsed as what it declares, and only so. */
-  contentType: string | undefined;
-  apiKey: string | undefined;
-  apiSign: string | undefined;
-  /** The body exactly as sent: the signature covers it byte for byte. */
-  body: string;
-  ip: string;
-  userAgent: string | null;
-}
+export type { GatewayRequest } from "./dialects/dialect.js";
+export { type KrakenError, nonceOf } from "./dialects/kraken.js";
 
 export interface Allowed {
   allow: true;
+  dialect: DialectName;
   keyId: string;
   accountId: string;
-  permissions: Permission[];
+  /** The key's permissions, in its dialect's names. */
+  permissions: string[];
+  /** The operation by the dialect's table: Kraken's method name, or "METHOD /path/pattern". */
   method: string;
   /** What the venue receives: the parameters that were checked, serialised canonically. */
   body: ParsedBody;
+  /** The query string the venue receives, re-serialised from the parse ("" when none). */
+  query: string;
   /** The key's history window (epoch ms), for the venue to bound what it returns. */
   queryFrom: number | null;
   queryTo: number | null;
 }
 
-export type Refused = {
+export interface Refused {
   allow: false;
-  error: KrakenError;
+  reason: Refusal;
+  /** The exchange's own error code or string, and its answer as the client's library expects it. */
+  error: string;
+  status: number;
+  answer: unknown;
   keyId?: string;
   accountId?: string;
-  /** With EGeneral:Approval required: what the owner approves, and until when it can be. */
+  /** With an approval refusal: what the owner approves, and until when it can be. */
   approval?: { id: string; expiresAt: string };
-};
+}
 
 export type Verdict = Allowed | Refused;
 
 /** Which lockout a refusal counts toward: guesses before a valid signature, or a signer's mistakes after. */
 type Counted = "source" | "key" | null;
-type Decision = Allowed | (Refused & { counted?: Counted });
-
-const U64_MAX = 18446744073709551615n;
-
-/**
- * The nonce of a request as sent (the string is what the client signed, leading zeros and all) and its
- * value as a u64; null when absent or malformed.
- */
-export function nonceOf(
-  value: ParsedBody["params"][string] | undefined,
-): { sent: string; value: bigint } | null {
-  if (typeof value === "number" && !Number.isSafeInteger(value)) return null;
-  const sent = text(value);
-  if (sent === null || !/^\d{1,24}$/.test(sent)) return null;
-  const parsed = BigInt(sent);
-  return parsed > 0n && parsed <= U64_MAX ? { sent, value: parsed } : null;
-}
+type Decision =
+  | Allowed
+  | {
+      allow: false;
+      reason: Refusal;
+      counted: Counted;
+      /** The refusal came after a valid signature, from the key's holder. */
+      signed?: boolean;
+      keyId?: string;
+      accountId?: string;
+      approval?: { id: string; expiresAt: string };
+    };
 
 function allowedAddress(ip: string, cidrs: string[]): boolean {
   if (cidrs.length === 0) return true;
@@ -119,77 +90,32 @@ function allowedAddress(ip: string, cidrs: string[]): boolean {
   return list.check(address, isIPv6(address) ? "ipv6" : "ipv4");
 }
 
-/** Kraken's answer for a refusal of the capability function, by what refused it. */
-function capabilityError(reasons: Reason[]): KrakenError {
+/** The pipeline's refusal for what the capability function said, by what refused it. */
+function capabilityRefusal(reasons: Reason[]): Refusal {
   const codes = reasons.map((reason) => reason.code);
-  if (codes.includes("account_restricted")) return "EAuth:Account temporary disabled";
+  if (codes.includes("account_restricted")) return "account_restricted";
   const engine = reasons.find((reason) => reason.code === "subsystem_maintenance");
   if (engine && engine.code === "subsystem_maintenance") {
-    if (engine.state === "cancel_only" && reasons.length === 1) return "EService:Market in cancel_only mode";
-    if (engine.state === "post_only" && reasons.length === 1) return "EService:Market in post_only mode";
-    return "EService:Unavailable";
+    if (engine.state === "cancel_only" && reasons.length === 1) return "cancel_only";
+    if (engine.state === "post_only" && reasons.length === 1) return "post_only";
+    return "unavailable";
   }
-  return "EGeneral:Permission denied";
-}
-
-/** History methods and the fields that bound them in time (unix seconds). */
-const historyBounds: Record<string, [string, string]> = {
-  ClosedOrders: ["start", "end"],
-  TradesHistory: ["start", "end"],
-  Ledgers: ["start", "end"],
-  AddExport: ["starttm", "endtm"],
-};
-const TIME = /^\d{1,12}(\.\d{1,6})?$/;
-
-/**
- * A windowed key's history request, bounded: a bound outside the window is refused; a missing bound is
- * set to the window's edge, so the venue is asked for nothing outside it; a bound that is not a time (an
- * order id, which Kraken also accepts) is refused for such a key, since it cannot be checked.
- */
-function boundedHistory(
-  row: Selectable<ApiKeysTable>,
-  method: string,
-  body: ParsedBody,
-): ParsedBody | "outside" | "invalid" {
-  const fields = historyBounds[method];
-  if (!fields || (row.query_from === null && row.query_to === null)) return body;
-  const [startField] = fields;
-  const changes: Record<string, string> = {};
-  for (const field of fields) {
-    const value = body.params[field];
-    if (value === undefined) {
-      const edge = field === startField ? row.query_from : row.query_to;
-      if (edge !== null)
-        changes[field] = String(field === startField ? Math.floor(edge / 1000) : Math.ceil(edge / 1000));
-      continue;
-    }
-    const raw = text(value);
-    if (raw === null || !TIME.test(raw)) return "invalid";
-    const ms = Number(raw) * 1000;
-    if ((row.query_from !== null && ms < row.query_from) || (row.query_to !== null && ms > row.query_to))
-      return "outside";
-  }
-  return Object.keys(changes).length > 0 ? withParams(body, changes) : body;
-}
-
-/** The methods whose refusals of a cancel-only market still let them through: cancels. */
-function intentOf(method: string, body: ParsedBody): TradingIntent | null {
-  if (cancelMethods.includes(method)) return { kind: "cancel" };
-  if (orderEntryMethods.includes(method))
-    return { kind: "order", postOnly: allPostOnly(method, body.params) };
-  return null;
+  return "product_refused";
 }
 
 /**
- * Verifies a Kraken-signed private request, in this order: the method is one Kraken has (by name, from
- * the path as sent); the temporary lockout of the source; the key, its expiry and IP allowlist; the body,
- * parsed once by its declared Content-Type; the signature over the bytes as sent (constant-time); the
- * key's own lockout; the nonce, claimed atomically above a floor that never moves down; the key's own
- * second factor; unknown fields of money-moving methods; the permission the method needs; the capability
- * function for the account and for every order the request enters (leverage anywhere makes it margin,
- * the engine's cancel_only/post_only modes); the key's history window; Kraken's trading limiter for
- * order events and the REST call counter for everything else; and the approval thresholds. Every
- * decision is counted and audited; what is allowed carries the canonical body the venue receives.
+ * The one pipeline for every dialect's signed requests, in this order: the operation is one the dialect
+ * lists (by the method and path as sent); the credential headers the dialect always needs are present;
+ * the temporary lockout of the source; the key (of this dialect), its expiry and IP allowlist; the one
+ * parse of query and body; the dialect's authentication (signature over the bytes as sent,
+ * constant-time; timestamp; passphrase); the key's own lockout; the claim that makes the request
+ * single-use (a nonce, a signature); the key's own second factor where the dialect has one; the
+ * permission the operation needs; unknown fields of money-moving operations; the capability function
+ * for the account and for the product the request uses (with the engine's cancel_only/post_only modes);
+ * the key's history window; the dialect's rate limits; and the approval thresholds. Failures before a
+ * valid signature count against the source, after it against the key. Every decision is counted and
+ * audited; what is allowed carries the canonical query and body the venue receives. A dialect only reads
+ * its credentials and writes its answers.
  */
 export class SignedRequestVerifier {
   constructor(
@@ -204,13 +130,51 @@ export class SignedRequestVerifier {
     private readonly approvals: ApiApprovals,
   ) {}
 
-  async verify(request: SignedRequest): Promise<Verdict> {
-    const decision = await this.decide(request);
-    const { counted, ...verdict } = decision as Refused & { counted?: Counted };
-    if (counted === "source") await this.state.recordFailure(sourceSubjects(request.apiKey, request.ip));
-    if (counted === "key" && verdict.keyId) await this.state.recordFailure([keySubject(verdict.keyId)]);
-    const result = verdict as Verdict;
+  async verify(dialect: Dialect, request: GatewayRequest): Promise<Verdict> {
+    const decision = await this.decide(dialect, request);
+    let result: Verdict;
+    if (decision.allow) result = decision;
+    else {
+      const { counted, signed: _signed, ...refused } = decision;
+      if (counted === "source")
+        await this.state.recordFailure(sourceSubjects(dialect.apiKey(request), request.ip));
+      if (counted === "key" && refused.keyId) await this.state.recordFailure([keySubject(refused.keyId)]);
+      const answer = dialect.refusal(refused.reason, {
+        ip: plainAddress(request.ip),
+        now: this.clock.now(),
+        ...(refused.approval ? { approval: refused.approval } : {}),
+      });
+      result = { ...refused, error: answer.error, status: answer.status, answer: answer.body };
+    }
     this.metrics.apiKeyDecisions.inc({ outcome: result.allow ? "allow" : result.error });
+    const context = {
+      ip: request.ip,
+      userAgent: request.userAgent,
+      location: null,
+      country: null,
+      city: null,
+    };
+    const dialectDetail = dialect.name === "kraken" ? {} : { dialect: dialect.name };
+    if (!decision.allow && !decision.signed && !result.allow) {
+      // Nobody proved who they are: a flood of these costs one audit entry per source, error and minute.
+      await this.audit.appendAggregated(
+        `api_key.refused|${addressSubject(request.ip)}|${dialect.name}|${result.error}|${result.keyId ?? "-"}`,
+        {
+          event: "api_key.request",
+          outcome: "refused",
+          accountId: result.accountId ?? null,
+          actor: "anonymous",
+          details: {
+            error: result.error,
+            path: request.path.slice(0, 200),
+            ...dialectDetail,
+            ...(result.keyId ? { keyId: result.keyId } : {}),
+          },
+        },
+        context,
+      );
+      return result;
+    }
     await this.audit.append(
       {
         event: "api_key.request",
@@ -218,156 +182,155 @@ export class SignedRequestVerifier {
         accountId: result.accountId ?? null,
         actor: result.keyId ? `api_key:${result.keyId}` : "anonymous",
         details: result.allow
-          ? { method: result.method }
+          ? { method: result.method, ...dialectDetail }
           : {
               error: result.error,
               path: request.path.slice(0, 200),
+              ...dialectDetail,
               ...(result.approval ? { approvalId: result.approval.id } : {}),
             },
       },
-      { ip: request.ip, userAgent: request.userAgent, location: null, country: null, city: null },
+      context,
     );
     return result;
   }
 
-  private async decide(request: SignedRequest): Promise<Decision> {
-    const method = request.path.startsWith("/0/private/") ? request.path.slice("/0/private/".length) : "";
-    if (!Object.hasOwn(methodPermissions, method)) return { allow: false, error: "EGeneral:Unknown method" };
+  private async decide(dialect: Dialect, request: GatewayRequest): Promise<Decision> {
+    const operation = dialect.operation(request);
+    if (!operation) return { allow: false, reason: "unknown_method", counted: null };
+    if (!dialect.credentialsPresent(request))
+      return { allow: false, reason: "missing_credentials", counted: null };
 
-    const apiKey = request.apiKey && request.apiKey.length <= 128 ? request.apiKey : undefined;
+    const sent = dialect.apiKey(request);
+    const apiKey = sent && sent.length <= 128 ? sent : undefined;
     const source = sourceSubjects(apiKey, request.ip);
     await this.cache.refresh();
     const cached = apiKey ? await this.cache.key(apiKey) : null;
-    const row = cached?.row;
+    // A key signs in its own dialect only: a Kraken key's string sent with KuCoin headers is no key.
+    const row = cached && cached.row.dialect === dialect.name ? cached.row : undefined;
     const locked = await this.state.lockedOut(row ? [...source, keySubject(row.id)] : source);
     if (source.some((subject) => locked.has(subject)))
-      return { allow: false, error: "EGeneral:Temporary lockout", ...(row ? { keyId: row.id } : {}) };
-    if (!cached || !row) return { allow: false, error: "EAPI:Invalid key", counted: "source" };
+      return { allow: false, reason: "lockout", counted: null, ...(row ? { keyId: row.id } : {}) };
+    if (!cached || !row) return { allow: false, reason: "invalid_key", counted: "source" };
 
+    let signed = false;
     const refuse = (
-      error: KrakenError,
+      reason: Refusal,
       counted: Counted = null,
-      approval?: Refused["approval"],
+      approval?: { id: string; expiresAt: string },
     ): Decision => ({
       allow: false,
-      error,
+      reason,
       keyId: row.id,
       accountId: row.account_id,
       counted,
+      signed,
       ...(approval ? { approval } : {}),
     });
     const now = this.clock.now();
-    if (row.valid_until !== null && row.valid_until <= now) return refuse("EAPI:Invalid key", "source");
-    if (!allowedAddress(request.ip, JSON.parse(row.ip_allowlist) as string[]))
-      return refuse("EGeneral:Permission denied");
+    if (row.valid_until !== null && row.valid_until <= now) return refuse("invalid_key", "source");
+    if (!allowedAddress(request.ip, JSON.parse(row.ip_allowlist) as string[])) return refuse("ip");
 
-    let body: ParsedBody;
+    let parsed: ParsedRequest;
     try {
-      body = parseBody(request.contentType, request.body);
+      parsed = dialect.parse(request, operation);
     } catch (error) {
-      if (error instanceof BodyError) return refuse("EGeneral:Invalid arguments");
+      if (error instanceof BodyError) return refuse("invalid_arguments");
       throw error;
     }
-    const nonce = nonceOf(body.params.nonce);
-    if (!nonce) return refuse("EAPI:Invalid nonce", "source");
-    const expected = krakenSignatureBytes(cached.hmacKey, request.path, nonce.sent, request.body);
-    const given = Buffer.from(request.apiSign ?? "", "base64");
-    if (given.length !== expected.length || !timingSafeEqual(given, expected))
-      return refuse("EAPI:Invalid signature", "source");
+    const secrets = { secret: cached.secret, passphrase: cached.passphrase };
+    const unauthenticated = dialect.authenticate(request, parsed, secrets, now);
+    if (unauthenticated) return refuse(unauthenticated, "source");
 
     // From here on the sender holds the key's secret.
-    if (locked.has(keySubject(row.id))) return refuse("EGeneral:Temporary lockout");
-    if (!(await this.state.claimNonce(row.id, nonce.value, row.nonce_window)))
-      return refuse("EAPI:Invalid nonce", "key");
-    if (!(await this.otpAccepted(row, body.params.otp, now))) return refuse("EAPI:Invalid key", "key");
+    signed = true;
+    if (locked.has(keySubject(row.id))) return refuse("lockout");
+    // A copy of a request already accepted proves only that its sender saw it, not that it holds the
+    // secret: a replay counts against where it comes from, so a captured request cannot lock the key out.
+    const unclaimed = await dialect.claim(this.state, row, request, parsed, now);
+    if (unclaimed) return refuse(unclaimed, unclaimed === "replay" ? "source" : "key");
+    if (dialect.keyOtp && !(await this.otpAccepted(row, parsed.params.otp, now)))
+      return refuse("invalid_key", "key");
 
-    const keyPermissions = JSON.parse(row.permissions) as Permission[];
-    const needed = methodPermissions[method];
-    if (needed && !keyPermissions.includes(needed)) return refuse("EGeneral:Permission denied");
-    if (unknownField(method, body.params) !== null) return refuse("EGeneral:Invalid arguments");
+    const keyPermissions = JSON.parse(row.permissions) as string[];
+    if (operation.permission && !dialect.grants(keyPermissions, operation.permission))
+      return refuse("permission");
+    if (dialect.unknownField(operation, parsed.params) !== null) return refuse("invalid_arguments");
 
     const gate = await this.cache.gateInputs(row.account_id);
-    if (!gate) return refuse("EAPI:Invalid key");
+    if (!gate) return refuse("invalid_key");
     const { account } = gate;
-    const capabilityRefusal = await this.checkCapabilities(account, gate.security, method, body);
-    if (capabilityRefusal) return refuse(capabilityRefusal);
+    const refusedByCapabilities = await this.checkCapabilities(
+      dialect,
+      account,
+      gate.security,
+      operation,
+      parsed,
+    );
+    if (refusedByCapabilities) return refuse(refusedByCapabilities);
 
-    const bounded = boundedHistory(row, method, body);
-    if (bounded === "outside") return refuse("EGeneral:Permission denied");
-    if (bounded === "invalid") return refuse("EGeneral:Invalid arguments");
-    body = bounded;
+    const bounded = dialect.bound(row, operation, parsed);
+    if (bounded === "outside") return refuse("permission");
+    if (bounded === "invalid") return refuse("invalid_arguments");
+    parsed = bounded;
 
-    const limit = await this.chargeLimits(row.id, account, method, body, now);
+    const limit = await dialect.charge({
+      state: this.state,
+      row,
+      account,
+      operation,
+      parsed,
+      now,
+      knownOrders: (txids) => this.knownOrders(row.id, txids),
+    });
     if (limit) return refuse(limit);
 
-    const approval = await this.approvals.decide(account, row, method, body.params);
-    if (approval.kind === "invalid") return refuse("EGeneral:Invalid arguments");
+    const approval = await this.approvals.decide(account, row, operation.name, parsed.params, {
+      movements: (params) => dialect.movements(operation, params),
+      describe: (params) => dialect.describe(operation, params),
+    });
+    if (approval.kind === "invalid") return refuse("invalid_arguments");
     if (approval.kind === "required") {
       const { id, expiresAt } = approval.approval;
-      return refuse("EGeneral:Approval required", null, { id, expiresAt });
+      return refuse("approval_required", null, { id, expiresAt });
     }
     return {
       allow: true,
+      dialect: dialect.name,
       keyId: row.id,
       accountId: row.account_id,
       permissions: keyPermissions,
-      method,
-      body: withoutGatewayFields(body),
+      method: operation.name,
+      body: withoutGatewayFields(parsed.body),
+      query: parsed.query,
       queryFrom: row.query_from,
       queryTo: row.query_to,
     };
   }
 
   /**
-   * The capability function decides for the API, and for the product the request uses (any leveraged
-   * order makes it margin), with the engine's modes applied to orders and cancels as Kraken applies them.
+   * The capability function decides for the API, and for the product the request uses, with the
+   * engine's modes applied to orders and cancels as Kraken applies them.
    */
   private async checkCapabilities(
+    dialect: Dialect,
     account: Account,
     security: SecurityInputs,
-    method: string,
-    body: ParsedBody,
-  ): Promise<KrakenError | null> {
+    operation: Operation,
+    parsed: ParsedRequest,
+  ): Promise<Refusal | null> {
     const vector = await this.capabilities.vector(account, "api", security);
-    if (!vector.api.allowed) return capabilityError(vector.api.reasons);
-    const product = productOf(method, body.params);
+    if (!vector.api.allowed) return capabilityRefusal(vector.api.reasons);
+    const product = dialect.product(operation, parsed.params);
     if (!product) return null;
     const capability: Capability = vector[product];
-    const intent = intentOf(method, body);
+    const intent = dialect.intent(operation, parsed.params);
     const reasons = intent
       ? tradingRefusal(capability, intent)
       : capability.allowed
         ? null
         : capability.reasons;
-    return reasons ? capabilityError(reasons) : null;
-  }
-
-  /**
-   * Order events go to Kraken's per-pair trading limiter; everything else, and cancels of orders the
-   * gateway never saw placed, to the REST call counter.
-   */
-  private async chargeLimits(
-    keyId: string,
-    account: Account,
-    method: string,
-    body: ParsedBody,
-    now: number,
-  ): Promise<KrakenError | null> {
-    if (!tradingMethods.includes(method)) {
-      return (await this.state.chargeCalls(keyId, account.tier, callCost(method), now))
-        ? null
-        : "EAPI:Rate limit exceeded";
-    }
-    const { charges, unknownOrders } = await tradingCharges(method, body.params, now, (txids) =>
-      this.knownOrders(keyId, txids),
-    );
-    for (const charge of charges) {
-      if (!(await this.state.chargeTrading(keyId, account.tier, charge, now)))
-        return "EOrder:Rate limit exceeded";
-    }
-    if (unknownOrders > 0 && !(await this.state.chargeCalls(keyId, account.tier, unknownOrders, now)))
-      return "EAPI:Rate limit exceeded";
-    return null;
+    return reasons ? capabilityRefusal(reasons) : null;
   }
 
   private async knownOrders(keyId: string, txids: string[]): Promise<Map<string, KnownOrder>> {
@@ -402,11 +365,7 @@ export class SignedRequestVerifier {
    * of parallel requests carrying one code exactly one passes. A bot that calls more often than every 30
    * seconds uses a static password.
    */
-  private async otpAccepted(
-    row: Selectable<ApiKeysTable>,
-    value: ParsedBody["params"][string] | undefined,
-    now: number,
-  ): Promise<boolean> {
+  private async otpAccepted(row: KeyRow, value: ParamValue | undefined, now: number): Promise<boolean> {
     if (row.otp_type === null || row.otp_sealed === null) return true;
     const otp = text(value);
     if (otp === null || otp.length === 0 || otp.length > 256) return false;

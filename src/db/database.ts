@@ -23,6 +23,7 @@ import * as apiKeyOtpStep from "./migrations/0008-api-key-otp-step.js";
 import * as gatewayClosed from "./migrations/0009-gateway-closed.js";
 import * as stepUpSession from "./migrations/0010-step-up-session.js";
 import * as sealedOutbox from "./migrations/0011-sealed-outbox-and-audit-aggregates.js";
+import * as keyDialects from "./migrations/0013-key-dialects.js";
 import * as cacheGenerations from "./migrations/0014-cache-generations.js";
 import type { Database } from "./schema.js";
 
@@ -123,6 +124,7 @@ const migrations: Record<string, Migration> = {
   "0009-gateway-closed": gatewayClosed,
   "0010-step-up-session": stepUpSession,
   "0011-sealed-outbox-and-audit-aggregates": sealedOutbox,
+  "0013-key-dialects": keyDialects,
   "0014-cache-generations": cacheGenerations,
 };
 

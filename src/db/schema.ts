@@ -310,6 +310,25 @@ export interface ApiKeysTable {
   approval_threshold: string | null;
   /** Nonces at or below this (20-digit text) are refused, whatever the window: it never moves down. */
   nonce_floor: Generated<string>;
+  /** How the key signs: kraken, kucoin or kraken_futures (fixed at creation). */
+  dialect: Generated<string>;
+  /** A KuCoin key's passphrase, sealed with the data key and bound to the key's id. */
+  passphrase_sealed: string | null;
+}
+
+/** Signatures accepted once: a KuCoin KC-API-SIGN (or a nonce-less Kraken Futures Authent) until it expires. */
+export interface ApiKeySignaturesTable {
+  key_id: string;
+  signature: string;
+  expires_at: number;
+}
+
+/** A key's weight budget in one pool: what was used since `window_start`. */
+export interface ApiKeyWeightsTable {
+  key_id: string;
+  pool: string;
+  window_start: number;
+  used: number;
 }
 
 export interface ApiTradingCountersTable {
@@ -376,6 +395,8 @@ export interface Database {
   withdrawal_addresses: WithdrawalAddressesTable;
   api_keys: ApiKeysTable;
   api_key_nonces: ApiKeyNoncesTable;
+  api_key_signatures: ApiKeySignaturesTable;
+  api_key_weights: ApiKeyWeightsTable;
   api_lockouts: ApiLockoutsTable;
   api_trading_counters: ApiTradingCountersTable;
   api_orders: ApiOrdersTable;

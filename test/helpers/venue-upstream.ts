@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import qs from "qs";
+import { dialectAnswer } from "./dialect-venue.js";
 
 export interface SeenRequest {
   method: string;
@@ -71,7 +72,9 @@ export class VenueUpstream {
         const path = request.url ?? "";
         this.seen.push({ method: request.method ?? "", path, headers: request.headers, body, params });
         response.setHeader("content-type", "application/json");
-        response.end(JSON.stringify(this.answer(path.split("?")[0]!, params)));
+        const bare = path.split("?")[0]!;
+        const answer = dialectAnswer(request.method ?? "", bare) ?? this.answer(bare, params);
+        response.end(JSON.stringify(answer));
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));

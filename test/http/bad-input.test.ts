@@ -312,6 +312,12 @@ const routes: RouteSpec[] = [
   { method: "GET", path: "/0/public/*", auth: "none", bare: "clean" },
   { method: "POST", path: "/0/public/*", auth: "none", bare: "clean" },
   { method: "POST", path: "/0/private/*", auth: "none", bare: "4xx" },
+  // KuCoin's and Kraken Futures' paths: an unlisted path is refused in the exchange's shape.
+  { method: "GET", path: "/api/v1/*", auth: "none", bare: "4xx" },
+  { method: "POST", path: "/api/v1/*", auth: "none", bare: "4xx" },
+  { method: "DELETE", path: "/api/v2/*", auth: "none", bare: "4xx" },
+  { method: "GET", path: "/derivatives/api/v3/*", auth: "none", bare: "4xx" },
+  { method: "POST", path: "/derivatives/api/v3/*", auth: "none", bare: "4xx" },
   {
     method: "POST",
     path: "/v1/api-keys",
@@ -812,8 +818,18 @@ function problemsWith(c: Case, response: LightMyRequestResponse, authenticated: 
       c.url.startsWith("/0/") &&
       Array.isArray(error) &&
       error.every((e) => typeof e === "string" && /^E[A-Za-z]+:/.test(e));
-    if (kraken) {
-      // Kraken's shape; nothing more to check.
+    // KuCoin's {"code":"400005","msg":…} (code a string of digits) and Kraken Futures'
+    // {"result":"error","error":"…","serverTime":…}.
+    const shaped = body as { code?: unknown; msg?: unknown; result?: unknown } | undefined;
+    const kucoin =
+      c.url.startsWith("/api/") &&
+      typeof shaped?.code === "string" &&
+      /^\d{6}$/.test(shaped.code) &&
+      typeof shaped.msg === "string";
+    const futures =
+      c.url.startsWith("/derivatives/") && shaped?.result === "error" && typeof error === "string";
+    if (kraken || kucoin || futures) {
+      // The exchange's own shape; nothing more to check.
     } else if (
       typeof error?.code !== "string" ||
       !/^[a-z_]+$/.test(error.code) ||

@@ -1,16 +1,18 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
-import { notFound } from "../../support/problem.js";
+import { invalidRequest, notFound } from "../../support/problem.js";
 import { caller, requestContext } from "../auth.js";
 import { ActionIdHeader, ConfirmBody } from "../schemas.js";
 import type { App } from "../server.js";
-import { identityHeaders } from "./gateway.js";
+import { dialectOfPath, identityHeaders } from "./gateway.js";
 import { changeRequest } from "./security.js";
 
 const Time = Type.Union([Type.String({ format: "date-time" }), Type.Null()]);
 
 /** A key's fields, all optional: POST requires name and permissions, PATCH changes what it names. */
 const KeyFields = {
+  dialect: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+  passphrase: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   permissions: Type.Array(Type.String({ maxLength: 32 }), { maxItems: 16 }),
   ipAllowlist: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 })),
@@ -182,10 +184,16 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       config: { auth: "service" },
       schema: {
         tags: ["gateway"],
-        summary: "Verify a Kraken-signed request for a venue that runs its own proxy (ext_authz style)",
+        summary:
+          "Verify a signed request of any dialect (Kraken, KuCoin, Kraken Futures) for a venue that runs its own proxy (ext_authz style)",
         body: Type.Object({
-          method: Type.Optional(Type.Literal("POST")),
-          path: Type.String({ minLength: 1, maxLength: 200, pattern: "^/0/private/[A-Za-z/]+$" }),
+          method: Type.Optional(Type.Union(["GET", "POST", "PUT", "DELETE"].map((m) => Type.Literal(m)))),
+          // The path as sent, with its query string when it has one (KuCoin and Kraken Futures sign it).
+          path: Type.String({
+            minLength: 1,
+            maxLength: 2048,
+            pattern: "^(/0/private/[A-Za-z/]+|/api/(v[123]|ua/v1)/[^\\s#]+|/derivatives/api/v3/[^\\s#]+)$",
+          }),
           headers: Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 1024 }), {
             maxProperties: 64,
           }),
@@ -198,25 +206,34 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       const headers = Object.fromEntries(
         Object.entries(request.body.headers).map(([k, v]) => [k.toLowerCase(), v]),
       );
-      const verdict = await signedRequests.verify({
-        path: request.body.path,
-        contentType: headers["content-type"],
-        apiKey: headers["api-key"],
-        apiSign: headers["api-sign"],
+      const at = request.body.path.indexOf("?");
+      const path = at === -1 ? request.body.path : request.body.path.slice(0, at);
+      const dialect = dialectOfPath(path);
+      if (!dialect) throw invalidRequest("The path is not a signed request of any dialect.", []);
+      const verdict = await signedRequests.verify(dialect, {
+        method: request.body.method ?? "POST",
+        path,
+        query: at === -1 ? "" : request.body.path.slice(at + 1),
+        headers,
         body: request.body.body,
         ip: request.body.ip,
         userAgent: null,
       });
-      // An allowed request names the body the venue must act on: the canonical form of exactly the
-      // parameters that were checked, with its Content-Type (never the bytes as the client sent them).
+      // An allowed request names what the venue must act on: the canonical form of exactly the
+      // parameters that were checked (never the bytes as the client sent them).
       return verdict.allow
         ? {
             allow: true,
+            dialect: verdict.dialect,
             accountId: verdict.accountId,
             keyId: verdict.keyId,
             permissions: verdict.permissions,
             headers: identityHeaders(verdict),
-            forward: { contentType: verdict.body.contentType, body: verdict.body.canonical },
+            forward: {
+              contentType: verdict.body.contentType,
+              body: verdict.body.canonical,
+              ...(verdict.query === "" ? {} : { query: verdict.query }),
+            },
           }
         : { allow: false, error: verdict.error, ...(verdict.approval ? { approval: verdict.approval } : {}) };
     },

@@ -1,31 +1,15 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import type { Answer, Dialect, GatewayRequest } from "../../api-keys/dialects/dialect.js";
+import { kraken, krakenAnswer } from "../../api-keys/dialects/kraken.js";
+import { krakenFutures, krakenFuturesPublic } from "../../api-keys/dialects/kraken-futures.js";
+import { kucoin, kucoinPublic } from "../../api-keys/dialects/kucoin.js";
 import { BodyError, parseBody } from "../../api-keys/request-body.js";
-import type { Allowed, KrakenError } from "../../api-keys/signed-requests.js";
+import type { Allowed, Refused } from "../../api-keys/signed-requests.js";
 import { counterPair } from "../../api-keys/trading-limiter.js";
 import type { Services } from "../../services.js";
 import type { App } from "../server.js";
 
-/** HTTP statuses for Kraken's error strings: the body keeps Kraken's shape, the status says 4xx/5xx. */
-export const krakenStatus: Record<KrakenError, number> = {
-  "EAPI:Invalid key": 401,
-  "EAPI:Invalid signature": 401,
-  "EAPI:Invalid nonce": 401,
-  "EAPI:Rate limit exceeded": 429,
-  "EOrder:Rate limit exceeded": 429,
-  "EGeneral:Permission denied": 403,
-  "EGeneral:Unknown method": 404,
-  "EGeneral:Invalid arguments": 400,
-  "EGeneral:Temporary lockout": 429,
-  "EGeneral:Approval required": 403,
-  "EAuth:Account temporary disabled": 403,
-  "EService:Market in cancel_only mode": 403,
-  "EService:Market in post_only mode": 403,
-  "EService:Unavailable": 503,
-};
-
-function krakenError(reply: FastifyReply, error: KrakenError, result: Record<string, unknown> = {}) {
-  return reply.status(krakenStatus[error]).send({ error: [error], result });
-}
+export { krakenStatus } from "../../api-keys/dialects/kraken.js";
 
 /**
  * Kraken's public market-data methods the venue answers (Time and SystemStatus are answered here). The
@@ -34,15 +18,27 @@ function krakenError(reply: FastifyReply, error: KrakenError, result: Record<str
  */
 export const krakenPublicMethods = ["Assets", "AssetPairs", "Ticker", "OHLC", "Depth", "Trades", "Spread"];
 
-/** What the venue's upstream learns about the caller: who, with which key, allowed what. */
+/** The dialect a signed request's path belongs to (the check endpoint takes any dialect's request). */
+export function dialectOfPath(path: string): Dialect | null {
+  if (path.startsWith("/0/private/")) return kraken;
+  if (/^\/api\/(v[123]|ua\/v1)\//.test(path)) return kucoin;
+  if (path.startsWith("/derivatives/api/v3/")) return krakenFutures;
+  return null;
+}
+
+/**
+ * What the venue's upstream learns about the caller: who, with which key and dialect, allowed what (the
+ * key's permissions in its own dialect's names).
+ */
 export function identityHeaders(verdict: Allowed): Record<string, string> {
   const headers: Record<string, string> = {
     "x-portcullis-account": verdict.accountId,
     "x-portcullis-key": verdict.keyId,
+    "x-portcullis-dialect": verdict.dialect,
     "x-portcullis-permissions": verdict.permissions.join(","),
   };
-  // The key's history window in Kraken's unix seconds: the venue must bound what it returns by it, which
-  // matters for the Query* methods that name records by id.
+  // The key's history window in unix seconds: the venue must bound what it returns by it, which matters
+  // for the Query* methods that name records by id.
   if (verdict.queryFrom !== null)
     headers["x-portcullis-query-from"] = String(Math.floor(verdict.queryFrom / 1000));
   if (verdict.queryTo !== null) headers["x-portcullis-query-to"] = String(Math.floor(verdict.queryTo / 1000));
@@ -68,11 +64,33 @@ const header = (request: FastifyRequest, name: string) => {
   return typeof value === "string" ? value : undefined;
 };
 
+/** The request as it reached the gateway, every signed byte as sent. */
+export function gatewayRequest(request: FastifyRequest): GatewayRequest {
+  const at = request.url.indexOf("?");
+  const headers: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(request.headers))
+    if (typeof value === "string") headers[name] = value;
+  return {
+    method: request.method.toUpperCase(),
+    path: at === -1 ? request.url : request.url.slice(0, at),
+    query: at === -1 ? "" : request.url.slice(at + 1),
+    headers,
+    body: typeof request.body === "string" ? request.body : "",
+    ip: request.ip,
+    userAgent: header(request, "user-agent") ?? null,
+  };
+}
+
+/** Sends a refusal: a verdict's answer, or a dialect's answer written here. */
+const send = (reply: FastifyReply, refused: Refused | Answer) =>
+  reply.status(refused.status).send("answer" in refused ? refused.answer : refused.body);
+
 /**
- * The authenticating gateway: Kraken-signed private requests are verified and passed to the venue's
- * upstream with the caller's identity; GetApiKeyInfo and GetWebSocketsToken are answered here. The body
- * is read raw (the signature covers its bytes), parsed once by the verifier, and the venue receives the
- * canonical serialisation of exactly the parameters that were checked.
+ * The authenticating gateway: signed private requests of each dialect are verified by the one pipeline
+ * and passed to the venue's upstream at the same path with the caller's identity; Kraken's
+ * GetApiKeyInfo and GetWebSocketsToken are answered here. The body is read raw (signatures cover its
+ * bytes), parsed once by the verifier, and the venue receives the canonical serialisation of exactly the
+ * parameters that were checked, with only the identity headers the gateway writes.
  */
 export function registerGatewayRoutes(app: App, services: Services): void {
   const upstream = services.config.upstreamUrl;
@@ -87,7 +105,7 @@ export function registerGatewayRoutes(app: App, services: Services): void {
       const method = request.params["*"];
       if (!krakenPublicMethods.includes(method) || request.url.split("?")[0] !== `/0/public/${method}`) {
         metrics.gatewayPassThrough.inc({ dialect: "kraken", method: "unknown", outcome: "refused" });
-        return krakenError(reply, "EGeneral:Unknown method");
+        return send(reply, kraken.refusal("unknown_method", { ip: request.ip, now: 0 }));
       }
       // The query and a POST body are parsed once and forwarded re-serialised: a repeated field or a body
       // that is not what it declares never reaches the venue.
@@ -101,9 +119,9 @@ export function registerGatewayRoutes(app: App, services: Services): void {
       } catch (error) {
         if (!(error instanceof BodyError)) throw error;
         metrics.gatewayPassThrough.inc({ dialect: "kraken", method, outcome: "refused" });
-        return krakenError(reply, "EGeneral:Invalid arguments");
+        return send(reply, krakenAnswer("EGeneral:Invalid arguments"));
       }
-      if (!upstream) return krakenError(reply, "EService:Unavailable");
+      if (!upstream) return send(reply, krakenAnswer("EService:Unavailable"));
       const target = new URL(`/0/public/${method}`, upstream);
       target.search = query.toString();
       try {
@@ -117,7 +135,7 @@ export function registerGatewayRoutes(app: App, services: Services): void {
         return reply.send(await answer.text());
       } catch {
         metrics.gatewayPassThrough.inc({ dialect: "kraken", method, outcome: "unavailable" });
-        return krakenError(reply, "EService:Unavailable");
+        return send(reply, krakenAnswer("EService:Unavailable"));
       }
     };
     const publicSchema = {
@@ -125,6 +143,113 @@ export function registerGatewayRoutes(app: App, services: Services): void {
     };
     gateway.get("/0/public/*", publicSchema, passPublic);
     gateway.post("/0/public/*", publicSchema, passPublic);
+
+    /**
+     * KuCoin's and Kraken Futures' public market data, by name from the dialect's allowlist: the upstream
+     * address is the listed path, and the query is parsed once (a repeated name is refused) and
+     * re-serialised.
+     */
+    const passPublicOf =
+      (dialect: Dialect, listed: (path: string) => boolean) =>
+      async (request: FastifyRequest, reply: FastifyReply) => {
+        const incoming = gatewayRequest(request);
+        if (!listed(incoming.path)) {
+          metrics.gatewayPassThrough.inc({ dialect: dialect.name, method: "unknown", outcome: "refused" });
+          return send(reply, dialect.refusal("unknown_method", { ip: request.ip, now: 0 }));
+        }
+        const query = new URLSearchParams(incoming.query);
+        const names = [...query.keys()];
+        if (new Set(names).size !== names.length || names.length > 32) {
+          metrics.gatewayPassThrough.inc({
+            dialect: dialect.name,
+            method: incoming.path,
+            outcome: "refused",
+          });
+          return send(reply, dialect.refusal("invalid_arguments", { ip: request.ip, now: 0 }));
+        }
+        if (!upstream) return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
+        const target = new URL(incoming.path, upstream);
+        target.search = query.toString();
+        try {
+          const answer = await fetch(target, { method: "GET", signal: AbortSignal.timeout(10_000) });
+          metrics.gatewayPassThrough.inc({
+            dialect: dialect.name,
+            method: incoming.path,
+            outcome: String(answer.status),
+          });
+          reply.status(answer.status).type(answer.headers.get("content-type") ?? "application/json");
+          return reply.send(await answer.text());
+        } catch {
+          metrics.gatewayPassThrough.inc({
+            dialect: dialect.name,
+            method: incoming.path,
+            outcome: "unavailable",
+          });
+          return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
+        }
+      };
+
+    /** A verified request of KuCoin or Kraken Futures, to the venue at its own path. */
+    const passPrivate = (dialect: Dialect) => async (request: FastifyRequest, reply: FastifyReply) => {
+      const incoming = gatewayRequest(request);
+      const verdict = await services.signedRequests.verify(dialect, incoming);
+      if (!verdict.allow) return send(reply, verdict);
+      if (!upstream) return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
+      const target = new URL(incoming.path, upstream);
+      target.search = verdict.query;
+      // A body is forwarded when one was sent (its canonical form); a GET never has one.
+      const hasBody = incoming.body !== "" && incoming.method !== "GET";
+      let answer: Response;
+      try {
+        answer = await fetch(target, {
+          method: incoming.method,
+          headers: {
+            ...(hasBody ? { "content-type": verdict.body.contentType } : {}),
+            ...identityHeaders(verdict),
+          },
+          ...(hasBody ? { body: verdict.body.canonical } : {}),
+          signal: AbortSignal.timeout(10_000),
+        });
+      } catch {
+        return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
+      }
+      reply.status(answer.status).type(answer.headers.get("content-type") ?? "application/json");
+      return reply.send(await answer.text());
+    };
+
+    const kucoinPrivate = passPrivate(kucoin);
+    const kucoinPublicPass = passPublicOf(kucoin, (path) => kucoinPublic(path));
+    const kucoinRoute = async (request: FastifyRequest, reply: FastifyReply) =>
+      request.method === "GET" && kucoinPublic(gatewayRequest(request).path)
+        ? kucoinPublicPass(request, reply)
+        : kucoinPrivate(request, reply);
+    const futuresPrivate = passPrivate(krakenFutures);
+    const futuresPublicPass = passPublicOf(krakenFutures, (path) => krakenFuturesPublic(path));
+    const futuresRoute = async (request: FastifyRequest, reply: FastifyReply) =>
+      request.method === "GET" && krakenFuturesPublic(gatewayRequest(request).path)
+        ? futuresPublicPass(request, reply)
+        : futuresPrivate(request, reply);
+    for (const prefix of ["v1", "v2", "v3", "ua/v1"]) {
+      gateway.route({
+        method: ["GET", "POST", "DELETE", "PUT"],
+        url: `/api/${prefix}/*`,
+        schema: {
+          tags: ["gateway"],
+          summary:
+            "KuCoin-compatible spot and margin API: public market data by name, private requests verified",
+        },
+        handler: kucoinRoute,
+      });
+    }
+    gateway.route({
+      method: ["GET", "POST", "DELETE", "PUT"],
+      url: "/derivatives/api/v3/*",
+      schema: {
+        tags: ["gateway"],
+        summary: "Kraken Futures-compatible API: public market data by name, private requests verified",
+      },
+      handler: futuresRoute,
+    });
 
     gateway.post(
       "/0/private/*",
@@ -135,22 +260,8 @@ export function registerGatewayRoutes(app: App, services: Services): void {
         },
       },
       async (request, reply) => {
-        const verdict = await services.signedRequests.verify({
-          path: request.url.split("?")[0]!,
-          contentType: header(request, "content-type"),
-          apiKey: header(request, "api-key"),
-          apiSign: header(request, "api-sign"),
-          body: typeof request.body === "string" ? request.body : "",
-          ip: request.ip,
-          userAgent: header(request, "user-agent") ?? null,
-        });
-        if (!verdict.allow) {
-          // A request over the key's approval threshold names what the owner approves in the portal.
-          const held = verdict.approval
-            ? { approval_id: verdict.approval.id, expires_at: verdict.approval.expiresAt }
-            : {};
-          return krakenError(reply, verdict.error, held);
-        }
+        const verdict = await services.signedRequests.verify(kraken, gatewayRequest(request));
+        if (!verdict.allow) return send(reply, verdict);
 
         if (verdict.method === "GetApiKeyInfo") {
           const key = (await services.apiKeys.list(verdict.accountId)).find((k) => k.id === verdict.keyId);
@@ -167,7 +278,7 @@ export function registerGatewayRoutes(app: App, services: Services): void {
           const { token, expires } = await services.webSocketTokens.issue(verdict.keyId, verdict.accountId);
           return { error: [], result: { token, expires } };
         }
-        if (!upstream) return krakenError(reply, "EService:Unavailable");
+        if (!upstream) return send(reply, krakenAnswer("EService:Unavailable"));
         let answer: Response;
         try {
           answer = await fetch(new URL(`/0/private/${verdict.method}`, upstream), {
@@ -177,7 +288,7 @@ export function registerGatewayRoutes(app: App, services: Services): void {
             signal: AbortSignal.timeout(10_000),
           });
         } catch {
-          return krakenError(reply, "EService:Unavailable");
+          return send(reply, krakenAnswer("EService:Unavailable"));
         }
         const text = await answer.text();
         if (["AddOrder", "AddOrderBatch", "EditOrder"].includes(verdict.method)) {

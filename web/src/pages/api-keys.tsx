@@ -1,12 +1,13 @@
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { type Action, ApiError, api } from "../api.js";
 import { useConfirmAction, useStepUp } from "../step-up.js";
-import { Card, Checkbox, ErrorMessage, Field, formatTime, Notice, useTask } from "../ui.js";
+import { Card, Checkbox, ErrorMessage, Field, formatTime, Notice, Select, useTask } from "../ui.js";
 
 interface ApiKey {
   id: string;
   name: string;
   key: string;
+  dialect: Dialect;
   permissions: string[];
   ipAllowlist: string[];
   validUntil: string | null;
@@ -16,19 +17,42 @@ interface ApiKey {
   lastUsedAt: string | null;
 }
 
-/** Kraken's permissions (SPEC §11), in the words of its own key settings page. */
-const permissionNames: Record<string, string> = {
-  funds_query: "Query funds",
-  funds_add: "Deposit funds",
-  funds_withdraw: "Withdraw funds (needs an IP allowlist)",
-  funds_earn: "Earn (staking)",
-  trades_query_open: "Query open orders and trades",
-  trades_query_closed: "Query closed orders and trades",
-  trades_modify: "Create and modify orders",
-  trades_close: "Cancel and close orders",
-  ledger_query: "Query ledger entries",
-  export_data: "Export data",
-  websocket: "Access WebSockets API",
+type Dialect = "kraken" | "kucoin" | "kraken_futures";
+
+/** How a key signs, and which exchange's bots it serves; fixed when the key is created. */
+const dialects: { value: Dialect; label: string }[] = [
+  { value: "kraken", label: "Kraken (spot)" },
+  { value: "kucoin", label: "KuCoin (spot and margin)" },
+  { value: "kraken_futures", label: "Kraken Futures" },
+];
+
+/** Each dialect's permissions, in the words of that exchange's own key settings page. */
+const permissionNames: Record<Dialect, Record<string, string>> = {
+  kraken: {
+    funds_query: "Query funds",
+    funds_add: "Deposit funds",
+    funds_withdraw: "Withdraw funds (needs an IP allowlist)",
+    funds_earn: "Earn (staking)",
+    trades_query_open: "Query open orders and trades",
+    trades_query_closed: "Query closed orders and trades",
+    trades_modify: "Create and modify orders",
+    trades_close: "Cancel and close orders",
+    ledger_query: "Query ledger entries",
+    export_data: "Export data",
+    websocket: "Access WebSockets API",
+  },
+  kucoin: {
+    general: "General",
+    spot: "Spot Trading",
+    margin: "Margin Trading",
+    inner_transfer: "Inner Transfer",
+    withdrawal: "Withdrawal (needs an IP allowlist)",
+  },
+  kraken_futures: {
+    read: "Read-only",
+    full: "Full access",
+    withdrawal: "Withdrawal (needs an IP allowlist)",
+  },
 };
 
 export function ApiKeysPage() {
@@ -55,7 +79,10 @@ export function ApiKeysPage() {
   return (
     <div className="page">
       <h1>API keys</h1>
-      <p>Keys let trading bots use your account with Kraken-compatible signed requests.</p>
+      <p>
+        Keys let trading bots use your account with signed requests as Kraken, KuCoin or Kraken Futures
+        clients send them.
+      </p>
       <ErrorMessage error={error ?? task.error} />
       <Card title="Your keys">
         {keys === null ? (
@@ -70,7 +97,9 @@ export function ApiKeysPage() {
                   <strong>{key.name}</strong> <code className="mono">{key.key.slice(0, 12)}…</code>
                   <br />
                   <small className="muted">
-                    {key.permissions.map((p) => permissionNames[p] ?? p).join(", ") || "No permissions"}
+                    {dialects.find((d) => d.value === key.dialect)?.label ?? key.dialect} ·{" "}
+                    {key.permissions.map((p) => permissionNames[key.dialect]?.[p] ?? p).join(", ") ||
+                      "No permissions"}
                     {key.ipAllowlist.length ? ` · IPs ${key.ipAllowlist.join(", ")}` : ""}
                     {key.validUntil ? ` · valid until ${formatTime(key.validUntil)}` : ""} · last used{" "}
                     {formatTime(key.lastUsedAt)}
@@ -104,6 +133,8 @@ function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
   const withStepUp = useStepUp();
   const task = useTask();
   const [name, setName] = useState("");
+  const [dialect, setDialect] = useState<Dialect>("kraken");
+  const [passphrase, setPassphrase] = useState("");
   const [permissions, setPermissions] = useState<string[]>([]);
   const [ipAllowlist, setIpAllowlist] = useState("");
   const [validUntil, setValidUntil] = useState("");
@@ -118,6 +149,8 @@ function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
       .filter(Boolean);
     const body = {
       name: name.trim(),
+      dialect,
+      ...(dialect === "kucoin" ? { passphrase } : {}),
       permissions,
       ...(ips.length ? { ipAllowlist: ips } : {}),
       ...(validUntil ? { validUntil: new Date(validUntil).toISOString() } : {}),
@@ -131,6 +164,7 @@ function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
     if (!result) return;
     setCreated({ key: result.key, secret: result.secret });
     setName("");
+    setPassphrase("");
     setPermissions([]);
     await onCreated();
   }
@@ -168,9 +202,33 @@ function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
             maxLength={32}
             hint="1 to 32 characters."
           />
+          <Select
+            label="Signs as"
+            name="dialect"
+            value={dialect}
+            onChange={(value) => {
+              // Permissions are named per exchange: a change of dialect starts them afresh.
+              setDialect(value as Dialect);
+              setPermissions([]);
+            }}
+            options={dialects}
+          />
+          {dialect === "kucoin" ? (
+            <Field
+              label="Passphrase"
+              name="passphrase"
+              type="password"
+              autoComplete="new-password"
+              value={passphrase}
+              onChange={setPassphrase}
+              minLength={7}
+              maxLength={32}
+              hint="KuCoin bots send this with every request; it is kept sealed and never shown again."
+            />
+          ) : null}
           <fieldset className="permissions">
             <legend>Permissions</legend>
-            {Object.entries(permissionNames).map(([id, label]) => (
+            {Object.entries(permissionNames[dialect]).map(([id, label]) => (
               <Checkbox
                 key={id}
                 label={label}

@@ -1,0 +1,137 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { Product } from "../../capabilities/policy.js";
+import { ASSET_CODE, type Movements, normaliseAsset, parseDecimal, plus, times } from "../kraken-requests.js";
+import { BodyError, type Params, type ParsedBody, parseBody, text } from "../request-body.js";
+import type { GatewayRequest, Operation, ParsedRequest } from "./dialect.js";
+
+/**
+ * What the path-based dialects (KuCoin, Kraken Futures) share: a table of private operations by HTTP
+ * method and path pattern, a query parsed once, and the arithmetic of what an order or a transfer moves.
+ */
+
+/** One private operation: its method, path pattern ({name} is one path segment) and what it means. */
+export interface PathOperation extends Operation {
+  httpMethod: string;
+  pattern: string;
+  /** What the capability function decides beside the API: a product, or none for account reads. */
+  product: Product | null;
+  /** Orders and cancels, for the engine's modes; transfers and withdrawals move assets. */
+  kind: "read" | "order" | "cancel" | "transfer";
+  /** The fields a money-moving operation may carry (anything else is refused). */
+  fields?: readonly string[];
+  /** Rate-limit weight, and the pool it is charged to. */
+  weight: number;
+  pool: string;
+}
+
+const SEGMENT = "[A-Za-z0-9_.:-]{1,128}";
+
+export function operationTable(operations: PathOperation[]) {
+  const compiled = operations.map((operation) => ({
+    operation,
+    regex: new RegExp(`^${operation.pattern.replace(/\{[a-zA-Z]+\}/g, SEGMENT)}$`),
+  }));
+  return (method: string, path: string): PathOperation | null =>
+    compiled.find((entry) => entry.operation.httpMethod === method && entry.regex.test(path))?.operation ??
+    null;
+}
+
+/** The query string parsed once: every name once, at most 32; re-serialised for the venue. */
+export function parseQuery(query: string): { params: Params; canonical: string } {
+  const search = new URLSearchParams(query);
+  const params: Params = {};
+  let count = 0;
+  for (const [name, value] of search) {
+    if (++count > 32) throw new BodyError("too many query fields");
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name) || Object.hasOwn(params, name))
+      throw new BodyError(`query field "${name}"`);
+    params[name] = value;
+  }
+  return { params, canonical: search.toString() };
+}
+
+export const emptyBody: ParsedBody = {
+  kind: "json",
+  params: {},
+  canonical: "",
+  contentType: "application/json",
+};
+
+/** Query and body as one set of parameters: a name in both is ambiguous and refused. */
+export function parsedRequest(query: string, body: ParsedBody): ParsedRequest {
+  const parsedQuery = parseQuery(query);
+  for (const name of Object.keys(body.params))
+    if (Object.hasOwn(parsedQuery.params, name)) throw new BodyError(`field "${name}" in query and body`);
+  return { params: { ...parsedQuery.params, ...body.params }, body, query: parsedQuery.canonical };
+}
+
+/** A JSON body when one is sent (KuCoin's POSTs); nothing else. */
+export function jsonBody(request: GatewayRequest): ParsedBody {
+  if (request.body === "") return emptyBody;
+  const body = parseBody(request.headers["content-type"], request.body);
+  if (body.kind !== "json") throw new BodyError("a body that is not JSON");
+  return body;
+}
+
+/** A base64 signature compared in constant time. */
+export function sameBase64(given: string | undefined, expected: Buffer): boolean {
+  const sent = Buffer.from(given ?? "", "base64");
+  return sent.length === expected.length && timingSafeEqual(sent, expected);
+}
+
+export const hmac = (algorithm: string, key: string | Buffer, data: string | Buffer) =>
+  createHmac(algorithm, key).update(data).digest();
+
+export function unknownFieldOf(operation: PathOperation, params: Params): string | null {
+  if (!operation.fields) return null;
+  return Object.keys(params).find((field) => !operation.fields!.includes(field)) ?? null;
+}
+
+function add(movements: Movements, asset: string, amount: ReturnType<typeof parseDecimal> | "unknown") {
+  const current = movements.get(asset);
+  const value = amount ?? "unknown";
+  if (current === "unknown" || value === "unknown") movements.set(asset, "unknown");
+  else movements.set(asset, current ? plus(current, value) : value);
+}
+
+const decimal = (value: Params[string] | undefined) => {
+  const raw = text(value);
+  return raw === null ? null : parseDecimal(raw);
+};
+
+/**
+ * What an order moves, as for Kraken: its size of the base asset (unknown when only a quote amount is
+ * given); a buy also moves size × limit price of the quote asset, or its stated quote amount.
+ */
+export function orderMovements(
+  assets: { base: string; quote: string } | null,
+  side: string | null,
+  size: Params[string] | undefined,
+  price: Params[string] | undefined,
+  funds: Params[string] | undefined,
+): Movements {
+  const movements: Movements = new Map();
+  if (!assets || !ASSET_CODE.test(assets.base) || !ASSET_CODE.test(assets.quote)) {
+    movements.set("*", "unknown");
+    return movements;
+  }
+  const base = normaliseAsset(assets.base);
+  const quote = normaliseAsset(assets.quote);
+  add(movements, base, size === undefined ? "unknown" : decimal(size));
+  if (side !== "sell") {
+    const sized = decimal(size);
+    const priced = decimal(price);
+    if (funds !== undefined) add(movements, quote, decimal(funds));
+    else add(movements, quote, sized && priced ? times(sized, priced) : "unknown");
+  }
+  return movements;
+}
+
+/** What a transfer or withdrawal moves: its amount of its currency. */
+export function transferMovements(currency: Params[string] | undefined, amount: Params[string] | undefined) {
+  const movements: Movements = new Map();
+  const asset = text(currency);
+  if (asset === null || !ASSET_CODE.test(asset.toUpperCase())) movements.set("*", "unknown");
+  else add(movements, normaliseAsset(asset), decimal(amount));
+  return movements;
+}
