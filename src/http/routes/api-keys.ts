@@ -1,7 +1,7 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { caller, requestContext } from "../auth.js";
-import { ActionIdHeader, ConfirmBody } from "../schemas.js";
+import { ActionIdHeader, ActionView, ApiKeyView, ConfirmBody, Open, Status } from "../schemas.js";
 import type { App } from "../server.js";
 import { identityHeaders } from "./gateway.js";
 import { changeRequest } from "./security.js";
@@ -36,7 +36,11 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
     "/v1/api-keys",
     {
       config: session,
-      schema: { tags: ["api-keys"], summary: "This account's API keys (never their secrets)" },
+      schema: {
+        tags: ["api-keys"],
+        summary: "This account's API keys (never their secrets)",
+        response: { 200: Type.Object({ apiKeys: Type.Array(ApiKeyView) }) },
+      },
     },
     async (request) => ({ apiKeys: await apiKeys.list(caller(request).account.id) }),
   );
@@ -54,6 +58,12 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
           name: Type.String({ minLength: 1, maxLength: 64 }),
           permissions: KeyFields.permissions,
         }),
+        response: {
+          201: Open({
+            ...ApiKeyView.properties,
+            secret: Type.String({ description: "Base64; shown this once, never again" }),
+          }),
+        },
       },
     },
     async (request, reply) => {
@@ -83,6 +93,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
           { ...KeyFields, permissions: Type.Optional(KeyFields.permissions) },
           { minProperties: 1 },
         ),
+        response: { 200: ApiKeyView },
       },
     },
     async (request) => {
@@ -98,6 +109,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       schema: {
         tags: ["api-keys"],
         summary: "Signed requests held above a key's approval threshold, waiting for the owner",
+        response: { 200: Type.Object({ approvals: Type.Array(ActionView) }) },
       },
     },
     async (request) => ({ approvals: await services.approvals.pending(caller(request).account) }),
@@ -112,6 +124,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         summary: "Approve a held request with a second factor; the bot then resubmits it with approval_id",
         params: KeyParams,
         body: ConfirmBody,
+        response: { 200: Type.Object({ state: Type.String(), approval: ActionView }) },
       },
     },
     async (request) => {
@@ -135,11 +148,12 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         tags: ["api-keys"],
         summary: "Delete an API key at once",
         params: KeyParams,
+        response: { 200: Status("deleted") },
       },
     },
     async (request) => {
       await apiKeys.revoke(caller(request).account, request.params.id, requestContext(request, geo));
-      return { status: "deleted" };
+      return { status: "deleted" as const };
     },
   );
 
@@ -159,6 +173,21 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
           body: Type.String({ maxLength: 65536 }),
           ip: Type.String({ minLength: 2, maxLength: 64 }),
         }),
+        response: {
+          200: Open({
+            allow: Type.Boolean(),
+            accountId: Type.Optional(Type.String()),
+            keyId: Type.Optional(Type.String()),
+            permissions: Type.Optional(Type.Array(Type.String())),
+            headers: Type.Optional(
+              Type.Record(Type.String(), Type.String(), {
+                description: "The identity headers to forward to the venue (X-Portcullis-Account, …)",
+              }),
+            ),
+            error: Type.Optional(Type.String({ description: "Kraken's error string when refused" })),
+            approval: Type.Optional(Open({ id: Type.String(), expiresAt: Type.String() })),
+          }),
+        },
       },
     },
     async (request) => {

@@ -1,6 +1,8 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { Type } from "typebox";
 import type { Allowed, KrakenError } from "../../api-keys/signed-requests.js";
 import type { Services } from "../../services.js";
+import { Open } from "../schemas.js";
 import type { App } from "../server.js";
 
 /** HTTP statuses for Kraken's error strings: the body keeps Kraken's shape, the status says 4xx/5xx. */
@@ -17,6 +19,19 @@ const statusOf: Record<KrakenError, number> = {
   "EAuth:Account temporary disabled": 403,
   "EService:Unavailable": 503,
 };
+
+/** Kraken's envelope, for answers and errors alike; a proxied answer is the venue's own. */
+const KrakenEnvelope = Open({
+  error: Type.Array(Type.String(), { description: 'Kraken error strings, e.g. "EAPI:Invalid nonce"' }),
+  result: Type.Optional(Type.Unknown()),
+});
+// Refusals are documented, not shaped by a schema: one refused before the handler (a malformed URL)
+// answers in the API's own error shape, and a proxied answer is the venue's.
+const KrakenRefusal = Type.Unknown({
+  description:
+    'Kraken\'s envelope, e.g. { "error": ["EAPI:Invalid nonce"], "result": {} }, 429 for the call counter and the lockout',
+});
+const krakenResponses = { 200: KrakenEnvelope, "4xx": KrakenRefusal, "5xx": KrakenRefusal };
 
 function krakenError(reply: FastifyReply, error: KrakenError, result: Record<string, unknown> = {}) {
   return reply.status(statusOf[error]).send({ error: [error], result });
@@ -70,12 +85,24 @@ export function registerGatewayRoutes(app: App, services: Services): void {
     };
     gateway.get(
       "/0/public/*",
-      { schema: { tags: ["gateway"], summary: "Public market data, from the venue" } },
+      {
+        schema: {
+          tags: ["gateway"],
+          summary: "Public market data, from the venue",
+          response: krakenResponses,
+        },
+      },
       passPublic,
     );
     gateway.post(
       "/0/public/*",
-      { schema: { tags: ["gateway"], summary: "Public market data, from the venue" } },
+      {
+        schema: {
+          tags: ["gateway"],
+          summary: "Public market data, from the venue",
+          response: krakenResponses,
+        },
+      },
       passPublic,
     );
 
@@ -85,6 +112,9 @@ export function registerGatewayRoutes(app: App, services: Services): void {
         schema: {
           tags: ["gateway"],
           summary: "Kraken-compatible private API, verified and proxied to the venue",
+          description:
+            "Sign as Kraken does: API-Key, and API-Sign = base64(HMAC-SHA512(base64-decoded secret, path + SHA-256(nonce + body))). A request held above the key's approval threshold answers EGeneral:Approval required with result.approval_id; once the owner approves it, send it again with a new nonce and approval_id.",
+          response: krakenResponses,
         },
       },
       async (request, reply) => {

@@ -2,7 +2,7 @@ import { Type } from "typebox";
 import { securityOverview } from "../../security/overview.js";
 import type { Services } from "../../services.js";
 import { caller, requestContext } from "../auth.js";
-import { ActionIdHeader } from "../schemas.js";
+import { ActionIdHeader, LockState, Open, Status } from "../schemas.js";
 import type { App } from "../server.js";
 import { changeRequest } from "./security.js";
 
@@ -14,7 +14,35 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
     "/v1/security",
     {
       config: session,
-      schema: { tags: ["security"], summary: "The security overview: level, checklist and settings" },
+      schema: {
+        tags: ["security"],
+        summary: "The security overview: level, checklist and settings",
+        response: {
+          200: Open(
+            {
+              level: Type.Integer({ minimum: 0, maximum: 5, description: "Security level: items done" }),
+              checklist: Type.Array(Open({ id: Type.String(), done: Type.Boolean(), title: Type.String() })),
+              globalLock: LockState,
+              hidden: Type.Optional(
+                Type.Boolean({
+                  description: "true while the Global Settings Lock is on: details are hidden",
+                }),
+              ),
+              secondFactors: Type.Optional(Type.Array(Open({}))),
+              masterKey: Type.Optional(Open({ set: Type.Boolean() })),
+              tradingPasscode: Type.Optional(Open({ set: Type.Boolean() })),
+              antiPhishingCode: Type.Optional(Open({ set: Type.Boolean() })),
+              requirements: Type.Optional(
+                Open({ signIn: Type.Boolean(), funding: Type.Boolean(), trading: Type.Boolean() }),
+              ),
+              holds: Type.Optional(
+                Type.Array(Open({ kind: Type.String(), until: Type.String({ format: "date-time" }) })),
+              ),
+            },
+            "Without the details (hidden: true) while the Global Settings Lock is on",
+          ),
+        },
+      },
     },
     async (request) => {
       const { account } = caller(request);
@@ -38,6 +66,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
           currentPassword: Type.String({ minLength: 1, maxLength: 1024 }),
           newPassword: Type.String({ minLength: 1, maxLength: 1024 }),
         }),
+        response: { 200: Status("updated") },
       },
     },
     async (request) => {
@@ -49,7 +78,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         request.body,
         change.context,
       );
-      return { status: "updated" };
+      return { status: "updated" as const };
     },
   );
 
@@ -62,6 +91,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         summary: "Set or change the Master Key (step-up; refused while the Global Settings Lock is on)",
         headers: ActionIdHeader,
         body: Type.Object({ masterKey: Type.String({ minLength: 1, maxLength: 1024 }) }),
+        response: { 200: Status("updated") },
       },
     },
     async (request) => {
@@ -72,7 +102,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         request.body.masterKey,
         change.context,
       );
-      return { status: "updated" };
+      return { status: "updated" as const };
     },
   );
 
@@ -85,6 +115,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         summary: "Set the code shown in every email (step-up)",
         headers: ActionIdHeader,
         body: Type.Object({ code: Type.String({ minLength: 1, maxLength: 64 }) }),
+        response: { 200: Status("updated") },
       },
     },
     async (request) => {
@@ -95,7 +126,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         request.body.code,
         change.context,
       );
-      return { status: "updated" };
+      return { status: "updated" as const };
     },
   );
 
@@ -108,6 +139,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         summary: "Turn on the Global Settings Lock with an unlock waiting period (step-up)",
         headers: ActionIdHeader,
         body: Type.Object({ unlockDelayDays: Type.Integer({ minimum: 0, maximum: 30 }) }),
+        response: { 200: LockState },
       },
     },
     async (request) => {
@@ -126,6 +158,12 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         body: Type.Optional(
           Type.Object({ masterKey: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) }),
         ),
+        response: {
+          200: Type.Object({
+            state: Type.String({ description: "unlocked, or unlock_pending until unlocksAt" }),
+            unlocksAt: Type.Optional(Type.String({ format: "date-time" })),
+          }),
+        },
       },
     },
     async (request) => {
@@ -136,10 +174,17 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
 
   app.delete(
     "/v1/security/global-lock/unlock",
-    { config: session, schema: { tags: ["security"], summary: "Cancel a pending unlock" } },
+    {
+      config: session,
+      schema: {
+        tags: ["security"],
+        summary: "Cancel a pending unlock",
+        response: { 200: Status("cancelled") },
+      },
+    },
     async (request) => {
       await globalLock.cancelUnlock(caller(request).account, requestContext(request, geo));
-      return { status: "cancelled" };
+      return { status: "cancelled" as const };
     },
   );
 
@@ -151,11 +196,12 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         tags: ["admin"],
         summary: "Support removes a Global Settings Lock (the 0-day case without a Master Key); audited",
         params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
+        response: { 200: Status("removed") },
       },
     },
     async (request) => {
       await globalLock.remove(request.params.id, requestContext(request, geo));
-      return { status: "removed" };
+      return { status: "removed" as const };
     },
   );
 
@@ -173,6 +219,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
           username: Type.String({ minLength: 1, maxLength: 64 }),
           botCheck: BotCheck,
         }),
+        response: { 202: Status("accepted", "The same answer whether or not the account exists") },
       },
     },
     async (request, reply) =>
@@ -191,6 +238,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
           newPassword: Type.String({ minLength: 1, maxLength: 1024 }),
           masterKey: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
         }),
+        response: { 200: Status("password_reset") },
       },
     },
     async (request) => recovery.completePasswordReset(request.body, requestContext(request, geo)),
@@ -203,6 +251,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         tags: ["recovery"],
         summary: "Email the username to the account's address; the answer is the same either way",
         body: Type.Object({ email: Email, botCheck: BotCheck }),
+        response: { 202: Status("accepted", "The same answer whether or not the account exists") },
       },
     },
     async (request, reply) =>
