@@ -1,7 +1,8 @@
+import { createRequire } from "node:module";
 import path from "node:path";
 import { Redis } from "ioredis";
 import pino from "pino";
-import pretty from "pino-pretty";
+import type PinoPretty from "pino-pretty";
 import { AccountRepository } from "./accounts/accounts.js";
 import { ActionService } from "./actions/actions.js";
 import { GrantSigner } from "./actions/grants.js";
@@ -87,6 +88,8 @@ export function createLogger(
 ): pino.Logger {
   const settings = { level, redact: { paths: redactedLogPaths, censor: "[redacted]" } };
   if (!options.pretty) return options.destination ? pino(settings, options.destination) : pino(settings);
+  // Loaded only here: servers in production and every CLI command start without it.
+  const pretty = createRequire(import.meta.url)("pino-pretty") as typeof PinoPretty;
   return pino(
     settings,
     pretty({
