@@ -1,6 +1,8 @@
+import { createRequire } from "node:module";
 import path from "node:path";
 import { Redis } from "ioredis";
 import pino from "pino";
+import type PinoPretty from "pino-pretty";
 import { AccountRepository } from "./accounts/accounts.js";
 import { ActionService } from "./actions/actions.js";
 import { GrantSigner } from "./actions/grants.js";
@@ -82,8 +84,28 @@ export interface Portcullis {
   close(): Promise<void>;
 }
 
-export function createLogger(level: string): pino.Logger {
-  return pino({ level, redact: { paths: redactedLogPaths, censor: "[redacted]" } });
+/**
+ * JSON lines for machines; with `pretty` (development, on a terminal) one readable line per entry.
+ * Either way credentials are censored before anything is written.
+ */
+export function createLogger(
+  level: string,
+  options: { pretty?: boolean; destination?: NodeJS.WritableStream } = {},
+): pino.Logger {
+  const settings = { level, redact: { paths: redactedLogPaths, censor: "[redacted]" } };
+  if (!options.pretty) return options.destination ? pino(settings, options.destination) : pino(settings);
+  // Loaded only here: servers in production and every CLI command start without it.
+  const pretty = createRequire(import.meta.url)("pino-pretty") as typeof PinoPretty;
+  return pino(
+    settings,
+    pretty({
+      colorize: options.destination === undefined,
+      translateTime: "SYS:HH:MM:ss",
+      ignore: "pid,hostname",
+      singleLine: true,
+      ...(options.destination ? { destination: options.destination, sync: true } : {}),
+    }),
+  );
 }
 
 /**

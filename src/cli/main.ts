@@ -7,6 +7,7 @@ import { migrateToLatest, openStorage } from "../db/database.js";
 import type { Services } from "../services.js";
 import { Problem } from "../support/problem.js";
 import { systemContext } from "../support/request-context.js";
+import { makeAddressesReady } from "./dev.js";
 
 /** Reads the configuration or stops with one line naming the variable that is wrong. */
 function config(): EnvConfig {
@@ -68,7 +69,10 @@ program
   .description("Run the API server (migrates the database first)")
   .action(async () => {
     const cfg = config();
-    const logger = createLogger(cfg.logLevel);
+    // Readable lines for a person at a terminal in development; JSON lines for everything else.
+    const logger = createLogger(cfg.logLevel, {
+      pretty: cfg.env === "development" && process.stdout.isTTY === true,
+    });
     let app: Awaited<ReturnType<typeof createPortcullis>>;
     try {
       app = await createPortcullis({ config: cfg, logger, startWorkers: true });
@@ -219,6 +223,27 @@ accounts
     withServices(async (services) => {
       await services.globalLock.remove(await accountId(services, reference), cliContext);
       print(`Global Settings Lock removed for ${reference}`);
+    }),
+  );
+
+const dev = program.command("dev").description("Development shortcuts (refused outside development)");
+dev
+  .command("make-address-ready <account> [addressId]")
+  .description(
+    "Confirm an account's withdrawal addresses and end their 48-hour hold now, to try a withdrawal at once",
+  )
+  .action((reference: string, addressId: string | undefined) =>
+    withServices(async (services) => {
+      const changed = await makeAddressesReady(
+        services,
+        await accountId(services, reference),
+        cliContext,
+        addressId,
+      );
+      if (changed.length === 0) fail(`no address of ${reference} is waiting to become usable`);
+      for (const address of changed)
+        print(`ready: ${address.asset} ${address.address} (${address.label}) ${address.id}`);
+      print(`Try a withdrawal at ${services.config.publicUrl.origin}/demo/withdraw`);
     }),
   );
 

@@ -60,6 +60,22 @@ function refusedActor(auth: RouteAuth | undefined, account: string | null): stri
   return account ? "account" : "anonymous";
 }
 
+/** The error answer every route may give, for the OpenAPI document. */
+const errorBody = {
+  description: "An error: a stable code and a sentence for people",
+  type: "object",
+  properties: {
+    error: {
+      type: "object",
+      properties: { code: { type: "string" }, message: { type: "string" } },
+      required: ["code", "message"],
+      additionalProperties: true,
+    },
+  },
+  required: ["error"],
+};
+const errorResponses = { "4xx": errorBody, "5xx": errorBody };
+
 export interface HttpOptions {
   logger: FastifyBaseLogger | false;
 }
@@ -108,11 +124,19 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   await app.register(fastifyCookie);
   registerSecurityHeaders(app, config.publicUrl);
   await app.register(fastifySwagger, {
+    // Documents the one error shape beside each route's own answers; serialisation is not affected.
+    transform: ({ schema, url }) => {
+      // Kraken-compatible paths document their own refusals, in Kraken's envelope.
+      if (!schema || schema.hide || url.startsWith("/0/")) return { schema, url };
+      const own = (schema.response ?? {}) as Record<string, unknown>;
+      return { schema: { ...schema, response: { ...errorResponses, ...own } }, url };
+    },
     openapi: {
       info: {
         title: "Portcullis API",
         version: "1",
-        description: "The account-access layer of a trading venue. See API.md for the contract.",
+        description:
+          "The account-access layer of a trading venue. The contract in prose is docs/http-api.md in the repository. Errors answer { error: { code, message } } with a 4xx or 5xx status.",
       },
       components: {
         securitySchemes: {

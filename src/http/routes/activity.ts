@@ -1,6 +1,7 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { caller } from "../auth.js";
+import { Nullable, Open } from "../schemas.js";
 import type { App } from "../server.js";
 
 /** The owner's access history (SPEC §12): sign-ins, attempts and session events, with device and place. */
@@ -40,6 +41,27 @@ export function registerActivityRoutes(app: App, services: Services): void {
           before: Type.Optional(Type.Integer({ minimum: 1 })),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
         }),
+        response: {
+          200: Open({
+            items: Type.Array(
+              Open({
+                id: Type.Integer({ description: "The entry's sequence number; pass it as before to page" }),
+                at: Type.String({ format: "date-time" }),
+                event: Type.String({ description: "e.g. sign_in.completed, factor.added, session.ended" }),
+                outcome: Type.String({ description: "success, failure or refused" }),
+                ip: Nullable(Type.String()),
+                location: Nullable(Type.String()),
+                userAgent: Nullable(Type.String()),
+                reason: Type.Optional(Type.String()),
+              }),
+            ),
+            nextBefore: Type.Optional(
+              Type.Integer({
+                description: "Present when there may be older entries: the next page's before",
+              }),
+            ),
+          }),
+        },
       },
     },
     async (request) => {

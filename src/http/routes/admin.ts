@@ -5,6 +5,7 @@ import { iso } from "../../support/clock.js";
 import { notFound } from "../../support/problem.js";
 
 import { requestContext } from "../auth.js";
+import { ApiKeyView, MaintenanceWindow, Nullable, Open, Status } from "../schemas.js";
 import type { App } from "../server.js";
 
 export function registerAdminRoutes(app: App, services: Services): void {
@@ -18,6 +19,25 @@ export function registerAdminRoutes(app: App, services: Services): void {
         tags: ["admin"],
         summary: "Find accounts by id, username or email",
         querystring: Type.Object({ query: Type.String({ minLength: 1, maxLength: 254 }) }),
+        response: {
+          200: Type.Object({
+            accounts: Type.Array(
+              Open({
+                id: Type.String(),
+                username: Type.String(),
+                email: Type.String(),
+                emailVerified: Type.Boolean(),
+                tier: Type.String(),
+                country: Type.String(),
+                region: Nullable(Type.String()),
+                createdAt: Type.String({ format: "date-time" }),
+                restriction: Nullable(
+                  Open({ permanent: Type.Boolean(), until: Nullable(Type.String({ format: "date-time" })) }),
+                ),
+              }),
+            ),
+          }),
+        },
       },
     },
     async (request) => {
@@ -53,11 +73,12 @@ export function registerAdminRoutes(app: App, services: Services): void {
         tags: ["admin"],
         summary: "Lift an account's restriction (audited)",
         params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
+        response: { 200: Status("lifted") },
       },
     },
     async (request) => {
       await services.admin.liftRestriction(request.params.id, requestContext(request, services.geo));
-      return { status: "lifted" };
+      return { status: "lifted" as const };
     },
   );
 
@@ -72,6 +93,9 @@ export function registerAdminRoutes(app: App, services: Services): void {
         summary: "Disable an account (every session ends at once) or enable it again (audited)",
         params: AccountParams,
         body: Type.Object({ disabled: Type.Boolean() }),
+        response: {
+          200: Type.Object({ status: Type.Union([Type.Literal("disabled"), Type.Literal("enabled")]) }),
+        },
       },
     },
     async (request) => {
@@ -80,7 +104,7 @@ export function registerAdminRoutes(app: App, services: Services): void {
         request.body.disabled,
         requestContext(request, services.geo),
       );
-      return { status: request.body.disabled ? "disabled" : "enabled" };
+      return { status: request.body.disabled ? ("disabled" as const) : ("enabled" as const) };
     },
   );
 
@@ -92,6 +116,7 @@ export function registerAdminRoutes(app: App, services: Services): void {
         tags: ["admin"],
         summary: "An account's API keys (never their secrets)",
         params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+        response: { 200: Type.Object({ apiKeys: Type.Array(ApiKeyView) }) },
       },
     },
     async (request) => {
@@ -109,11 +134,12 @@ export function registerAdminRoutes(app: App, services: Services): void {
         tags: ["admin"],
         summary: "Disable an API key at once (audited; the owner is told)",
         params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+        response: { 200: Status("disabled") },
       },
     },
     async (request) => {
       await services.apiKeys.disableByOperator(request.params.id, requestContext(request, services.geo));
-      return { status: "disabled" };
+      return { status: "disabled" as const };
     },
   );
 
@@ -126,6 +152,7 @@ export function registerAdminRoutes(app: App, services: Services): void {
         summary: "Set an account's verification tier (operators or the KYC provider)",
         params: AccountParams,
         body: Type.Object({ tier: Type.String({ minLength: 1, maxLength: 32 }) }),
+        response: { 200: Type.Object({ status: Type.Literal("updated"), tier: Type.String() }) },
       },
     },
     async (request) => {
@@ -134,7 +161,7 @@ export function registerAdminRoutes(app: App, services: Services): void {
         request.body.tier,
         requestContext(request, services.geo),
       );
-      return { status: "updated", tier: request.body.tier };
+      return { status: "updated" as const, tier: request.body.tier };
     },
   );
 
@@ -150,6 +177,13 @@ export function registerAdminRoutes(app: App, services: Services): void {
           country: Type.String({ minLength: 2, maxLength: 2 }),
           region: Type.Optional(Type.String({ minLength: 1, maxLength: 6 })),
         }),
+        response: {
+          200: Type.Object({
+            status: Type.Literal("updated"),
+            country: Type.String(),
+            region: Nullable(Type.String()),
+          }),
+        },
       },
     },
     async (request) => {
@@ -160,7 +194,7 @@ export function registerAdminRoutes(app: App, services: Services): void {
         region ?? null,
         requestContext(request, services.geo),
       );
-      return { status: "updated", country, region: region ?? null };
+      return { status: "updated" as const, country, region: region ?? null };
     },
   );
 
@@ -176,6 +210,7 @@ export function registerAdminRoutes(app: App, services: Services): void {
           status: Type.String({ minLength: 1, maxLength: 32 }),
           message: Type.Optional(Type.String({ maxLength: 500 })),
         }),
+        response: { 200: Status("updated") },
       },
     },
     async (request) => {
@@ -186,7 +221,7 @@ export function registerAdminRoutes(app: App, services: Services): void {
         message ?? null,
         requestContext(request, services.geo),
       );
-      return { status: "updated" };
+      return { status: "updated" as const };
     },
   );
 
@@ -204,6 +239,7 @@ export function registerAdminRoutes(app: App, services: Services): void {
           endsAt: Type.String({ format: "date-time" }),
           message: Type.String({ minLength: 1, maxLength: 500 }),
         }),
+        response: { 201: MaintenanceWindow },
       },
     },
     async (request, reply) => {
@@ -224,11 +260,12 @@ export function registerAdminRoutes(app: App, services: Services): void {
         tags: ["admin"],
         summary: "Cancel a maintenance window",
         params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+        response: { 200: Status("cancelled") },
       },
     },
     async (request) => {
       await services.admin.cancelMaintenance(request.params.id, requestContext(request, services.geo));
-      return { status: "cancelled" };
+      return { status: "cancelled" as const };
     },
   );
 
@@ -244,6 +281,25 @@ export function registerAdminRoutes(app: App, services: Services): void {
           before: Type.Optional(Type.Integer({ minimum: 1 })),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
         }),
+        response: {
+          200: Type.Object({
+            entries: Type.Array(
+              Open({
+                seq: Type.Integer(),
+                at: Type.String({ format: "date-time" }),
+                accountId: Nullable(Type.String()),
+                actor: Type.String(),
+                ip: Nullable(Type.String()),
+                location: Nullable(Type.String()),
+                userAgent: Nullable(Type.String()),
+                event: Type.String(),
+                outcome: Type.String(),
+                details: Type.Record(Type.String(), Type.Unknown()),
+              }),
+            ),
+            nextBefore: Type.Optional(Type.Integer()),
+          }),
+        },
       },
     },
     async (request) => {

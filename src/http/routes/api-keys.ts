@@ -2,7 +2,7 @@ import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { invalidRequest, notFound } from "../../support/problem.js";
 import { caller, requestContext } from "../auth.js";
-import { ActionIdHeader, ConfirmBody } from "../schemas.js";
+import { ActionIdHeader, ActionView, ApiKeyView, ConfirmBody, Open, Status } from "../schemas.js";
 import type { App } from "../server.js";
 import { dialectOfPath, identityHeaders } from "./gateway.js";
 import { changeRequest } from "./security.js";
@@ -50,7 +50,11 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
     "/v1/api-keys",
     {
       config: session,
-      schema: { tags: ["api-keys"], summary: "This account's API keys (never their secrets)" },
+      schema: {
+        tags: ["api-keys"],
+        summary: "This account's API keys (never their secrets)",
+        response: { 200: Type.Object({ apiKeys: Type.Array(ApiKeyView) }) },
+      },
     },
     async (request) => ({ apiKeys: await apiKeys.list(caller(request).account.id) }),
   );
@@ -68,6 +72,12 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
           name: Type.String({ minLength: 1, maxLength: 64 }),
           permissions: KeyFields.permissions,
         }),
+        response: {
+          201: Open({
+            ...ApiKeyView.properties,
+            secret: Type.String({ description: "Base64; shown this once, never again" }),
+          }),
+        },
       },
     },
     async (request, reply) => {
@@ -91,6 +101,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
           { ...KeyFields, permissions: Type.Optional(KeyFields.permissions) },
           { minProperties: 1 },
         ),
+        response: { 200: ApiKeyView },
       },
     },
     async (request) => {
@@ -106,6 +117,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       schema: {
         tags: ["api-keys"],
         summary: "Signed requests held above a key's approval threshold, waiting for the owner",
+        response: { 200: Type.Object({ approvals: Type.Array(ActionView) }) },
       },
     },
     async (request) => ({ approvals: await services.approvals.pending(caller(request).account) }),
@@ -120,6 +132,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         summary: "Approve a held request with a second factor; the bot then resubmits it with approval_id",
         params: KeyParams,
         body: ConfirmBody,
+        response: { 200: Type.Object({ state: Type.String(), approval: ActionView }) },
       },
     },
     async (request) => {
@@ -143,11 +156,12 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         tags: ["api-keys"],
         summary: "Delete an API key at once",
         params: KeyParams,
+        response: { 200: Status("deleted") },
       },
     },
     async (request) => {
       await apiKeys.revoke(changeRequest(request, services), request.params.id);
-      return { status: "deleted" };
+      return { status: "deleted" as const };
     },
   );
 
@@ -200,6 +214,21 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
           body: Type.String({ maxLength: 65536 }),
           ip: Type.String({ minLength: 2, maxLength: 64 }),
         }),
+        response: {
+          200: Open({
+            allow: Type.Boolean(),
+            accountId: Type.Optional(Type.String()),
+            keyId: Type.Optional(Type.String()),
+            permissions: Type.Optional(Type.Array(Type.String())),
+            headers: Type.Optional(
+              Type.Record(Type.String(), Type.String(), {
+                description: "The identity headers to forward to the venue (X-Portcullis-Account, …)",
+              }),
+            ),
+            error: Type.Optional(Type.String({ description: "Kraken's error string when refused" })),
+            approval: Type.Optional(Open({ id: Type.String(), expiresAt: Type.String() })),
+          }),
+        },
       },
     },
     async (request) => {

@@ -1,6 +1,8 @@
+import { Type } from "typebox";
 import { describeWindow } from "../../capabilities/subsystems.js";
 import type { Services } from "../../services.js";
 import { caller } from "../auth.js";
+import { MaintenanceWindow, Open } from "../schemas.js";
 import type { App } from "../server.js";
 
 const HOURS_72 = 72 * 3600_000;
@@ -22,6 +24,28 @@ export function registerCapabilityRoutes(app: App, services: Services): void {
       schema: {
         tags: ["capabilities"],
         summary: "Which products this account may use right now, and why not",
+        response: {
+          200: Type.Object({
+            products: Type.Record(
+              Type.String(),
+              Open(
+                {
+                  allowed: Type.Boolean(),
+                  mode: Type.Optional(Type.Literal("post_only")),
+                  reasons: Type.Optional(
+                    Type.Array(
+                      Open(
+                        { code: Type.String(), message: Type.String() },
+                        "tier_too_low, jurisdiction, client_app, subsystem_maintenance, security_hold, account_restricted or second_factor_required, with its details",
+                      ),
+                    ),
+                  ),
+                },
+                "One product (spot, margin, futures, staking, stocks, withdraw.crypto, funding.wire, …)",
+              ),
+            ),
+          }),
+        },
       },
     },
     async (request) => {
@@ -32,7 +56,24 @@ export function registerCapabilityRoutes(app: App, services: Services): void {
 
   app.get(
     "/v1/status",
-    { schema: { tags: ["public"], summary: "Subsystems and maintenance windows, open or to come" } },
+    {
+      schema: {
+        tags: ["public"],
+        summary: "Subsystems and maintenance windows, open or to come",
+        response: {
+          200: Type.Object({
+            subsystems: Type.Array(
+              Type.Object({
+                id: Type.String(),
+                status: Type.String(),
+                message: Type.Optional(Type.String()),
+              }),
+            ),
+            maintenance: Type.Array(MaintenanceWindow),
+          }),
+        },
+      },
+    },
     async () => {
       const snapshot = await subsystems.snapshot();
       return {
@@ -48,7 +89,18 @@ export function registerCapabilityRoutes(app: App, services: Services): void {
 
   app.get(
     "/0/public/Time",
-    { schema: { tags: ["kraken"], summary: "Kraken-compatible server time" } },
+    {
+      schema: {
+        tags: ["kraken"],
+        summary: "Kraken-compatible server time",
+        response: {
+          200: Type.Object({
+            error: Type.Array(Type.String()),
+            result: Type.Object({ unixtime: Type.Integer(), rfc1123: Type.String() }),
+          }),
+        },
+      },
+    },
     async () => {
       const now = clock.now();
       return { error: [], result: { unixtime: Math.floor(now / 1000), rfc1123: krakenRfc1123(now) } };
@@ -61,6 +113,16 @@ export function registerCapabilityRoutes(app: App, services: Services): void {
       schema: {
         tags: ["kraken"],
         summary: "Kraken-compatible system status, with windows due within 72 hours",
+        response: {
+          200: Type.Object({
+            error: Type.Array(Type.String()),
+            result: Type.Object({
+              status: Type.String({ description: "online, maintenance, cancel_only or post_only" }),
+              timestamp: Type.String({ format: "date-time" }),
+              maintenance: Type.Array(MaintenanceWindow),
+            }),
+          }),
+        },
       },
     },
     async () => {

@@ -2,7 +2,7 @@ import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { notFound } from "../../support/problem.js";
 import { caller, clearSessionCookie, requestContext } from "../auth.js";
-import { ActionIdHeader } from "../schemas.js";
+import { ActionIdHeader, Nullable, Open } from "../schemas.js";
 import type { App } from "../server.js";
 import { changeRequest } from "./security.js";
 
@@ -12,7 +12,28 @@ export function registerDeviceRoutes(app: App, services: Services): void {
 
   app.get(
     "/v1/devices",
-    { config: session, schema: { tags: ["sessions"], summary: "The devices this account has approved" } },
+    {
+      config: session,
+      schema: {
+        tags: ["sessions"],
+        summary: "The devices this account has approved",
+        response: {
+          200: Type.Object({
+            devices: Type.Array(
+              Open({
+                id: Type.String({ format: "uuid" }),
+                label: Nullable(Type.String({ description: "e.g. Chrome on macOS" })),
+                ip: Nullable(Type.String()),
+                location: Nullable(Type.String()),
+                createdAt: Type.String({ format: "date-time" }),
+                lastSeenAt: Type.String({ format: "date-time" }),
+                current: Type.Boolean({ description: "The device of this session" }),
+              }),
+            ),
+          }),
+        },
+      },
+    },
     async (request) => {
       const { account, session: current } = caller(request);
       const list = await devices.list(account.id);
@@ -28,6 +49,9 @@ export function registerDeviceRoutes(app: App, services: Services): void {
         tags: ["sessions"],
         summary: "Forget a device and end its sessions; its next sign-in needs approval again",
         params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+        response: {
+          200: Type.Object({ status: Type.Literal("removed"), endedSessions: Type.Integer() }),
+        },
       },
     },
     async (request, reply) => {
@@ -44,7 +68,7 @@ export function registerDeviceRoutes(app: App, services: Services): void {
         requestContext(request, geo),
       );
       if (current.deviceId === request.params.id) clearSessionCookie(reply, services.config.publicUrl);
-      return { status: "removed", endedSessions: ended };
+      return { status: "removed" as const, endedSessions: ended };
     },
   );
 
@@ -56,12 +80,19 @@ export function registerDeviceRoutes(app: App, services: Services): void {
         tags: ["sessions"],
         summary: "Disconnect all (step-up required): forget every device and end every session, this one too",
         headers: ActionIdHeader,
+        response: {
+          200: Type.Object({
+            status: Type.Literal("disconnected"),
+            removedDevices: Type.Integer(),
+            endedSessions: Type.Integer(),
+          }),
+        },
       },
     },
     async (request, reply) => {
       const done = await services.disconnectAll.run(changeRequest(request, services));
       clearSessionCookie(reply, services.config.publicUrl);
-      return { status: "disconnected", ...done };
+      return { status: "disconnected" as const, ...done };
     },
   );
 }

@@ -1,7 +1,7 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { caller, requestContext } from "../auth.js";
-import { ActionIdHeader } from "../schemas.js";
+import { ActionIdHeader, Status, WithdrawalAddress } from "../schemas.js";
 import type { App } from "../server.js";
 import { changeRequest } from "./security.js";
 
@@ -18,12 +18,19 @@ export function registerFundingRoutes(app: App, services: Services): void {
         summary: "Funding 2FA and trading 2FA on or off (step-up required)",
         headers: ActionIdHeader,
         body: Type.Object({ funding: Type.Boolean(), trading: Type.Boolean() }),
+        response: {
+          200: Type.Object({
+            status: Type.Literal("updated"),
+            funding: Type.Boolean(),
+            trading: Type.Boolean(),
+          }),
+        },
       },
     },
     async (request) => {
       const change = changeRequest(request, services);
       await securitySettings.setRequirements(change, request.body);
-      return { status: "updated", ...request.body };
+      return { status: "updated" as const, ...request.body };
     },
   );
 
@@ -37,18 +44,26 @@ export function registerFundingRoutes(app: App, services: Services): void {
           "Set or change the 6-digit trading passcode (step-up required; a change holds withdrawals 24 h)",
         headers: ActionIdHeader,
         body: Type.Object({ passcode: Type.String({ minLength: 1, maxLength: 16 }) }),
+        response: { 200: Status("updated") },
       },
     },
     async (request) => {
       const change = changeRequest(request, services);
       await securitySettings.setTradingPasscode(change, request.body.passcode);
-      return { status: "updated" };
+      return { status: "updated" as const };
     },
   );
 
   app.get(
     "/v1/withdrawal-addresses",
-    { config: session, schema: { tags: ["funding"], summary: "The withdrawal address book" } },
+    {
+      config: session,
+      schema: {
+        tags: ["funding"],
+        summary: "The withdrawal address book",
+        response: { 200: Type.Object({ addresses: Type.Array(WithdrawalAddress) }) },
+      },
+    },
     async (request) => ({ addresses: await addresses.list(caller(request).account.id) }),
   );
 
@@ -65,6 +80,7 @@ export function registerFundingRoutes(app: App, services: Services): void {
           address: Type.String({ minLength: 8, maxLength: 128, pattern: "^[A-Za-z0-9:_.?=-]+$" }),
           label: Type.String({ minLength: 1, maxLength: 64 }),
         }),
+        response: { 202: WithdrawalAddress },
       },
     },
     async (request, reply) => {
@@ -81,6 +97,7 @@ export function registerFundingRoutes(app: App, services: Services): void {
         tags: ["funding"],
         summary: "Confirm a new address with the token from the emailed link",
         body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 256 }) }),
+        response: { 200: WithdrawalAddress },
       },
     },
     async (request) => addresses.confirm(request.body.token, requestContext(request, geo)),
@@ -95,12 +112,13 @@ export function registerFundingRoutes(app: App, services: Services): void {
         summary: "Remove an address (step-up required)",
         params: Type.Object({ id: Type.String({ format: "uuid" }) }),
         headers: ActionIdHeader,
+        response: { 200: Status("removed") },
       },
     },
     async (request) => {
       const change = changeRequest(request, services);
       await addresses.remove(change, request.params.id);
-      return { status: "removed" };
+      return { status: "removed" as const };
     },
   );
 }

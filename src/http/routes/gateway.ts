@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { Type } from "typebox";
 import type { Answer, Dialect, GatewayRequest } from "../../api-keys/dialects/dialect.js";
 import { kraken, krakenAnswer } from "../../api-keys/dialects/kraken.js";
 import { krakenFutures, krakenFuturesPublic } from "../../api-keys/dialects/kraken-futures.js";
@@ -7,7 +8,26 @@ import { BodyError, parseBody } from "../../api-keys/request-body.js";
 import type { Allowed, Refused } from "../../api-keys/signed-requests.js";
 import { counterPair } from "../../api-keys/trading-limiter.js";
 import type { Services } from "../../services.js";
+import { Open } from "../schemas.js";
 import type { App } from "../server.js";
+
+/** Kraken's envelope, for answers and errors alike; a proxied answer is the venue's own. */
+const KrakenEnvelope = Open({
+  error: Type.Array(Type.String(), { description: 'Kraken error strings, e.g. "EAPI:Invalid nonce"' }),
+  result: Type.Optional(Type.Unknown()),
+});
+// Refusals are documented, not shaped by a schema: one refused before the handler (a malformed URL)
+// answers in the API's own error shape, and a proxied answer is the venue's.
+const KrakenRefusal = Type.Unknown({
+  description:
+    'Kraken\'s envelope, e.g. { "error": ["EAPI:Invalid nonce"], "result": {} }, 429 for the call counter and the lockout',
+});
+const krakenResponses = { 200: KrakenEnvelope, "4xx": KrakenRefusal, "5xx": KrakenRefusal };
+/** KuCoin's and Kraken Futures' answers are the venue's, or the exchange's own error shape. */
+const exchangeAnswer = Type.Unknown({
+  description: "The venue's answer, or a refusal in the exchange's own shape",
+});
+const exchangeResponses = { 200: exchangeAnswer, "4xx": exchangeAnswer, "5xx": exchangeAnswer };
 
 export { krakenStatus } from "../../api-keys/dialects/kraken.js";
 
@@ -139,7 +159,11 @@ export function registerGatewayRoutes(app: App, services: Services): void {
       }
     };
     const publicSchema = {
-      schema: { tags: ["gateway"], summary: "Kraken public market data, from the venue" },
+      schema: {
+        tags: ["gateway"],
+        summary: "Kraken public market data, from the venue",
+        response: krakenResponses,
+      },
     };
     gateway.get("/0/public/*", publicSchema, passPublic);
     gateway.post("/0/public/*", publicSchema, passPublic);
@@ -237,6 +261,7 @@ export function registerGatewayRoutes(app: App, services: Services): void {
           tags: ["gateway"],
           summary:
             "KuCoin-compatible spot and margin API: public market data by name, private requests verified",
+          response: exchangeResponses,
         },
         handler: kucoinRoute,
       });
@@ -247,6 +272,7 @@ export function registerGatewayRoutes(app: App, services: Services): void {
       schema: {
         tags: ["gateway"],
         summary: "Kraken Futures-compatible API: public market data by name, private requests verified",
+        response: exchangeResponses,
       },
       handler: futuresRoute,
     });
@@ -257,6 +283,7 @@ export function registerGatewayRoutes(app: App, services: Services): void {
         schema: {
           tags: ["gateway"],
           summary: "Kraken-compatible private API, verified and proxied to the venue",
+          response: krakenResponses,
         },
       },
       async (request, reply) => {

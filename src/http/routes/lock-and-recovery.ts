@@ -3,7 +3,7 @@ import { securityOverview } from "../../security/overview.js";
 import type { Services } from "../../services.js";
 import { Problem } from "../../support/problem.js";
 import { caller, requestContext } from "../auth.js";
-import { ActionIdHeader } from "../schemas.js";
+import { ActionIdHeader, LockState, Open, Status } from "../schemas.js";
 import type { App } from "../server.js";
 import { changeRequest } from "./security.js";
 
@@ -15,7 +15,35 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
     "/v1/security",
     {
       config: session,
-      schema: { tags: ["security"], summary: "The security overview: level, checklist and settings" },
+      schema: {
+        tags: ["security"],
+        summary: "The security overview: level, checklist and settings",
+        response: {
+          200: Open(
+            {
+              level: Type.Integer({ minimum: 0, maximum: 5, description: "Security level: items done" }),
+              checklist: Type.Array(Open({ id: Type.String(), done: Type.Boolean(), title: Type.String() })),
+              globalLock: LockState,
+              hidden: Type.Optional(
+                Type.Boolean({
+                  description: "true while the Global Settings Lock is on: details are hidden",
+                }),
+              ),
+              secondFactors: Type.Optional(Type.Array(Open({}))),
+              masterKey: Type.Optional(Open({ set: Type.Boolean() })),
+              tradingPasscode: Type.Optional(Open({ set: Type.Boolean() })),
+              antiPhishingCode: Type.Optional(Open({ set: Type.Boolean() })),
+              requirements: Type.Optional(
+                Open({ signIn: Type.Boolean(), funding: Type.Boolean(), trading: Type.Boolean() }),
+              ),
+              holds: Type.Optional(
+                Type.Array(Open({ kind: Type.String(), until: Type.String({ format: "date-time" }) })),
+              ),
+            },
+            "Without the details (hidden: true) while the Global Settings Lock is on",
+          ),
+        },
+      },
     },
     async (request) => {
       const { account } = caller(request);
@@ -39,12 +67,13 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
           currentPassword: Type.String({ minLength: 1, maxLength: 1024 }),
           newPassword: Type.String({ minLength: 1, maxLength: 1024 }),
         }),
+        response: { 200: Status("updated") },
       },
     },
     async (request) => {
       const change = changeRequest(request, services);
       await securitySettings.changePassword(change, request.body);
-      return { status: "updated" };
+      return { status: "updated" as const };
     },
   );
 
@@ -57,12 +86,13 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         summary: "Set or change the Master Key (step-up; refused while the Global Settings Lock is on)",
         headers: ActionIdHeader,
         body: Type.Object({ masterKey: Type.String({ minLength: 1, maxLength: 1024 }) }),
+        response: { 200: Status("updated") },
       },
     },
     async (request) => {
       const change = changeRequest(request, services);
       await securitySettings.setMasterKey(change, request.body.masterKey);
-      return { status: "updated" };
+      return { status: "updated" as const };
     },
   );
 
@@ -75,12 +105,13 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         summary: "Set the code shown in every email (step-up)",
         headers: ActionIdHeader,
         body: Type.Object({ code: Type.String({ minLength: 1, maxLength: 64 }) }),
+        response: { 200: Status("updated") },
       },
     },
     async (request) => {
       const change = changeRequest(request, services);
       await securitySettings.setAntiPhishingCode(change, request.body.code);
-      return { status: "updated" };
+      return { status: "updated" as const };
     },
   );
 
@@ -93,6 +124,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         summary: "Turn on the Global Settings Lock with an unlock waiting period (step-up)",
         headers: ActionIdHeader,
         body: Type.Object({ unlockDelayDays: Type.Integer({ minimum: 0, maximum: 30 }) }),
+        response: { 200: LockState },
       },
     },
     async (request) => {
@@ -113,6 +145,12 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         body: Type.Optional(
           Type.Object({ masterKey: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) }),
         ),
+        response: {
+          200: Type.Object({
+            state: Type.String({ description: "unlocked, or unlock_pending until unlocksAt" }),
+            unlocksAt: Type.Optional(Type.String({ format: "date-time" })),
+          }),
+        },
       },
     },
     async (request) => {
@@ -138,11 +176,12 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         tags: ["security"],
         summary: "Cancel a pending unlock (step-up required)",
         headers: ActionIdHeader,
+        response: { 200: Status("cancelled") },
       },
     },
     async (request) => {
       await globalLock.cancelUnlock(changeRequest(request, services));
-      return { status: "cancelled" };
+      return { status: "cancelled" as const };
     },
   );
 
@@ -154,11 +193,12 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         tags: ["admin"],
         summary: "Support removes a Global Settings Lock (the 0-day case without a Master Key); audited",
         params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
+        response: { 200: Status("removed") },
       },
     },
     async (request) => {
       await globalLock.remove(request.params.id, requestContext(request, geo));
-      return { status: "removed" };
+      return { status: "removed" as const };
     },
   );
 
@@ -176,6 +216,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
           username: Type.String({ minLength: 1, maxLength: 64 }),
           botCheck: BotCheck,
         }),
+        response: { 202: Status("accepted", "The same answer whether or not the account exists") },
       },
     },
     async (request, reply) =>
@@ -194,6 +235,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
           newPassword: Type.String({ minLength: 1, maxLength: 1024 }),
           masterKey: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
         }),
+        response: { 200: Status("password_reset") },
       },
     },
     async (request) => recovery.completePasswordReset(request.body, requestContext(request, geo)),
@@ -206,6 +248,7 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
         tags: ["recovery"],
         summary: "Email the username to the account's address; the answer is the same either way",
         body: Type.Object({ email: Email, botCheck: BotCheck }),
+        response: { 202: Status("accepted", "The same answer whether or not the account exists") },
       },
     },
     async (request, reply) =>

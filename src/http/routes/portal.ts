@@ -21,13 +21,27 @@ function isReserved(path: string): boolean {
 const notBuilt = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Portcullis</title></head>
 <body><main><h1>The portal has not been built</h1><p>Run <code>npm run build</code> (or <code>npm start</code>), then reload this page. The API is available under /v1.</p></main></body></html>`;
 
+/** The root's answer for clients that do not ask for HTML. */
+export function welcome(origin: string, development: boolean): string {
+  return [
+    "Portcullis: the account-access layer of a trading venue.",
+    "",
+    `The web portal:       ${origin}/ (open it in a browser)`,
+    `The HTTP API (v1):    ${origin}/v1/...`,
+    `Its OpenAPI document: ${origin}/openapi.json`,
+    `Status:               ${origin}/v1/status`,
+    ...(development ? [`Emails (development): ${origin}/dev/mailbox`] : []),
+    "",
+  ].join("\n");
+}
+
 /**
  * The web portal (web/): hashed assets under /assets/ and, for every other page address a browser asks
  * for, the single page that routes in the browser. One wildcard route, registered last in find-my-way's
  * order of precedence, so every API route stays its own; API-looking paths and requests that do not
  * accept HTML get the API's JSON 404.
  */
-export async function registerPortalRoutes(app: App, _services: Services): Promise<void> {
+export async function registerPortalRoutes(app: App, services: Services): Promise<void> {
   // sendFile only, no routes of its own: the one wildcard below decides what is a file.
   await app.register(fastifyStatic, { root: portalDirectory, serve: false });
 
@@ -38,6 +52,11 @@ export async function registerPortalRoutes(app: App, _services: Services): Promi
       return reply.sendFile(path.slice(1), { dotfiles: "deny", maxAge: "365d", immutable: true });
     }
     const acceptsHtml = (request.headers.accept ?? "").includes("text/html");
+    // curl and other non-browser clients asking for the root learn where things are, in plain text.
+    if (path === "/" && !acceptsHtml) {
+      reply.type("text/plain; charset=utf-8");
+      return welcome(services.config.publicUrl.origin, services.config.env === "development");
+    }
     if (isReserved(path) || !acceptsHtml) return reply.callNotFound();
     // Read on each request: a rebuilt portal is served without restarting the server.
     const page = await fs.promises.readFile(`${portalDirectory}index.html`, "utf8").catch(() => null);

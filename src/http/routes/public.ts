@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 import type { Services } from "../../services.js";
+import { Open } from "../schemas.js";
 import type { App } from "../server.js";
 
 export function registerPublicRoutes(app: App, services: Services): void {
@@ -9,6 +10,9 @@ export function registerPublicRoutes(app: App, services: Services): void {
       schema: {
         tags: ["public"],
         summary: "An ALTCHA proof-of-work challenge for sign-up, sign-in and recovery",
+        description:
+          "Solve it (the altcha widget or altcha-lib's solver) and send the base64 payload as botCheck.",
+        response: { 200: Open({}, "An ALTCHA challenge, signed and with its expiry inside") },
       },
     },
     async (_request, reply) => {

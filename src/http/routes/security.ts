@@ -3,8 +3,18 @@ import { Type } from "typebox";
 import type { ChangeRequest } from "../../factors/factor-management.js";
 import type { Services } from "../../services.js";
 import { type Authenticated, caller, requestContext } from "../auth.js";
-import { ActionIdHeader } from "../schemas.js";
+import { ActionIdHeader, Nullable, Open, Status } from "../schemas.js";
 import type { App } from "../server.js";
+
+/** A second factor added; the first one also brings the ten recovery codes, shown once. */
+const FactorAdded = Type.Object({
+  factorId: Type.String({ format: "uuid" }),
+  recoveryCodes: Type.Optional(
+    Type.Array(Type.String(), {
+      description: "With the first factor only: ten single-use codes, shown once",
+    }),
+  ),
+});
 
 const EndOthers = Type.Optional(
   Type.Boolean({ description: "Also end every other session of this account" }),
@@ -46,7 +56,7 @@ export function registerSecurityRoutes(app: App, services: Services): void {
                 name: Type.String(),
                 roaming: Type.Boolean(),
                 createdAt: Type.String(),
-                lastUsedAt: Type.Union([Type.String(), Type.Null()]),
+                lastUsedAt: Nullable(Type.String()),
               }),
             ),
           }),
@@ -64,6 +74,14 @@ export function registerSecurityRoutes(app: App, services: Services): void {
         tags: ["security"],
         summary: "Start adding an authenticator app (step-up required): the secret, otpauth URI and QR code",
         headers: ActionIdHeader,
+        response: {
+          200: Open({
+            enrollmentId: Type.String({ format: "uuid" }),
+            secret: Type.String({ description: "Base32, for typing into the app" }),
+            otpauthUri: Type.String(),
+            qrSvg: Type.String({ description: "The otpauth URI as a QR code (SVG markup)" }),
+          }),
+        },
       },
     },
     async (request) => factorManagement.startTotp(changeRequest(request, services)),
@@ -82,6 +100,7 @@ export function registerSecurityRoutes(app: App, services: Services): void {
           name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
           endOtherSessions: EndOthers,
         }),
+        response: { 200: FactorAdded },
       },
     },
     async (request) => {
@@ -104,6 +123,12 @@ export function registerSecurityRoutes(app: App, services: Services): void {
         tags: ["security"],
         summary: "Start adding a security key or passkey (step-up required): registration options",
         headers: ActionIdHeader,
+        response: {
+          200: Open(
+            { challenge: Type.String() },
+            "WebAuthn PublicKeyCredentialCreationOptionsJSON, for navigator.credentials.create()",
+          ),
+        },
       },
     },
     async (request) => factorManagement.webauthnOptions(changeRequest(request, services)),
@@ -121,6 +146,7 @@ export function registerSecurityRoutes(app: App, services: Services): void {
           name: Type.String({ minLength: 1, maxLength: 64 }),
           endOtherSessions: EndOthers,
         }),
+        response: { 200: FactorAdded },
       },
     },
     async (request) => {
@@ -144,6 +170,7 @@ export function registerSecurityRoutes(app: App, services: Services): void {
         params: Type.Object({ factorId: Type.String({ format: "uuid" }) }),
         querystring: Type.Object({ endOtherSessions: EndOthers }),
         headers: ActionIdHeader,
+        response: { 200: Status("removed") },
       },
     },
     async (request) => {
@@ -152,7 +179,7 @@ export function registerSecurityRoutes(app: App, services: Services): void {
         request.params.factorId,
         request.query.endOtherSessions ?? false,
       );
-      return { status: "removed" };
+      return { status: "removed" as const };
     },
   );
 
@@ -164,6 +191,7 @@ export function registerSecurityRoutes(app: App, services: Services): void {
         tags: ["security"],
         summary: "Create ten new recovery codes, replacing the old ones (step-up required); shown once",
         headers: ActionIdHeader,
+        response: { 200: Type.Object({ codes: Type.Array(Type.String()) }) },
       },
     },
     async (request) => ({

@@ -6,7 +6,7 @@ import { describeSession } from "../../sessions/sessions.js";
 import { iso } from "../../support/clock.js";
 import { notFound } from "../../support/problem.js";
 import { caller, clearSessionCookie, requestContext } from "../auth.js";
-import { SessionSummary } from "../schemas.js";
+import { SessionSummary, Status } from "../schemas.js";
 import type { App } from "../server.js";
 
 const SessionListItem = Type.Object({
@@ -82,7 +82,14 @@ export function registerSessionRoutes(app: App, services: Services): void {
 
   app.delete(
     "/v1/session",
-    { config: session, schema: { tags: ["sessions"], summary: "Sign out: end this session" } },
+    {
+      config: session,
+      schema: {
+        tags: ["sessions"],
+        summary: "Sign out: end this session",
+        response: { 200: Status("signed_out") },
+      },
+    },
     async (request, reply) => {
       const { account, session: current } = caller(request);
       await services.sessions.end(account.id, current.id, "sign_out");
@@ -96,7 +103,7 @@ export function registerSessionRoutes(app: App, services: Services): void {
         requestContext(request, services.geo),
       );
       clearSessionCookie(reply, services.config.publicUrl);
-      return { status: "signed_out" };
+      return { status: "signed_out" as const };
     },
   );
 
@@ -125,6 +132,7 @@ export function registerSessionRoutes(app: App, services: Services): void {
         tags: ["sessions"],
         summary: "End one session of this account",
         params: Type.Object({ id: Type.String({ format: "uuid" }) }),
+        response: { 200: Status("ended") },
       },
     },
     async (request, reply) => {
@@ -141,13 +149,25 @@ export function registerSessionRoutes(app: App, services: Services): void {
         requestContext(request, services.geo),
       );
       if (request.params.id === current.id) clearSessionCookie(reply, services.config.publicUrl);
-      return { status: "ended" };
+      return { status: "ended" as const };
     },
   );
 
   app.delete(
     "/v1/sessions",
-    { config: session, schema: { tags: ["sessions"], summary: "End every other session of this account" } },
+    {
+      config: session,
+      schema: {
+        tags: ["sessions"],
+        summary: "End every other session of this account",
+        response: {
+          200: Type.Object({
+            status: Type.Literal("ended"),
+            ended: Type.Integer({ description: "How many sessions ended" }),
+          }),
+        },
+      },
+    },
     async (request) => {
       const { account, session: current } = caller(request);
       const ended = await services.sessions.endAll(account.id, current.id, "ended_others");
@@ -155,7 +175,7 @@ export function registerSessionRoutes(app: App, services: Services): void {
         { event: "session.ended_others", outcome: "success", accountId: account.id, details: { ended } },
         requestContext(request, services.geo),
       );
-      return { status: "ended", ended };
+      return { status: "ended" as const, ended };
     },
   );
 }

@@ -6,16 +6,24 @@ import type { Services } from "../../services.js";
 import { describeSession } from "../../sessions/sessions.js";
 import { requestContext, setSessionCookie } from "../auth.js";
 import { deviceKeyFor, presentedDeviceKey } from "../device-key.js";
-import { Client, Notice, SessionSummary } from "../schemas.js";
+import { Client, Notice, Open, SessionSummary, Status } from "../schemas.js";
 import type { App } from "../server.js";
 
 const SignInResponse = Type.Object({
-  state: Type.String(),
+  state: Type.String({
+    description:
+      "second_factor (prove one of factors), device_approval (waiting for the emailed link), device_approved (poll once more to collect the session) or authenticated",
+  }),
   flowId: Type.String(),
   factors: Type.Optional(Type.Array(Type.String())),
   session: Type.Optional(SessionSummary),
   token: Type.Optional(Type.String()),
-  deviceId: Type.Optional(Type.String()),
+  deviceId: Type.Optional(
+    Type.String({
+      description:
+        "Apps only, when the sign-in named no device id: keep it, send it as deviceId on every later sign-in and as X-Device-Id when polling GET /v1/sign-in/{flowId}",
+    }),
+  ),
   notices: Type.Optional(Type.Array(Notice)),
   expiresAt: Type.Optional(Type.String()),
 });
@@ -62,7 +70,13 @@ export function registerSignInRoutes(app: App, services: Services): void {
           botCheck: Type.Optional(Type.String({ maxLength: 8192 })),
           client: Type.Optional(Client),
           deviceId: Type.Optional(
-            Type.String({ minLength: 16, maxLength: 128, pattern: "^[A-Za-z0-9_-]+$" }),
+            Type.String({
+              minLength: 16,
+              maxLength: 128,
+              pattern: "^[A-Za-z0-9_-]+$",
+              description:
+                "Apps (client app or pro): the device id received from an earlier sign-in; without it the answer carries a new one to keep. Browsers use the device cookie instead.",
+            }),
           ),
         }),
         response: { 200: SignInResponse },
@@ -123,11 +137,12 @@ export function registerSignInRoutes(app: App, services: Services): void {
         summary: "Second step without the lost factor: the Master Key sends a one-time code by email",
         params: FlowParams,
         body: Type.Object({ masterKey: Type.String({ minLength: 1, maxLength: 1024 }) }),
+        response: { 202: Status("bypass_code_sent") },
       },
     },
     async (request, reply) => {
       await signIn.startBypass(request.params.flowId, request.body.masterKey, requestContext(request, geo));
-      return reply.status(202).send({ status: "bypass_code_sent" });
+      return reply.status(202).send({ status: "bypass_code_sent" as const });
     },
   );
 
@@ -159,6 +174,12 @@ export function registerSignInRoutes(app: App, services: Services): void {
         tags: ["sign-in"],
         summary: "Second step: assertion options for a security key",
         params: FlowParams,
+        response: {
+          200: Open(
+            { challenge: Type.String() },
+            "WebAuthn PublicKeyCredentialRequestOptionsJSON, for navigator.credentials.get()",
+          ),
+        },
       },
     },
     async (request) => signIn.webauthnOptions(request.params.flowId),
@@ -197,7 +218,14 @@ export function registerSignInRoutes(app: App, services: Services): void {
         tags: ["sign-in"],
         summary:
           "The state of a sign-in; once the device is approved, the device that started it receives its session here",
+        description:
+          "While the state is device_approval, poll this until the emailed link is opened. A browser presents its device cookie; an app sends the device id it signed in with (its own, or the deviceId the sign-in answered) as X-Device-Id. Only that device receives the session (and, for apps, the token).",
         params: FlowParams,
+        headers: Type.Object({
+          "x-device-id": Type.Optional(
+            Type.String({ description: "Apps: the device id the sign-in was started with" }),
+          ),
+        }),
         response: { 200: SignInResponse },
       },
     },
@@ -219,11 +247,12 @@ export function registerSignInRoutes(app: App, services: Services): void {
         tags: ["sign-in"],
         summary: "Approve a new device with the token from the emailed link",
         body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 256 }) }),
+        response: { 200: Status("approved") },
       },
     },
     async (request) => {
       await signIn.approveDevice(request.body.token, requestContext(request, geo));
-      return { status: "approved" };
+      return { status: "approved" as const };
     },
   );
 }
