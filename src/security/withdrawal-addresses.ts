@@ -189,7 +189,7 @@ export class WithdrawalAddressBook {
     const row = await this.find(accountId, addressId);
     if (row.asset !== asset) {
       throw new Problem(400, "invalid_request", `That address is for ${row.asset}, not ${asset}.`, {
-        details: [{ field: "addressId", message: `an address for ${asset}` }],
+        details: [{ field: "addressId", message: `Choose an address for ${asset}.` }],
       });
     }
     if (row.confirmed_at === null) {
