@@ -153,7 +153,8 @@ export class WithdrawalAddressBook {
       account,
       actionId,
       "remove_withdrawal_address",
-      { addressId },
+      // What the owner sees in the confirmation: the address itself, not only its id.
+      { addressId, asset: row.asset, address: row.address, label: row.label },
       `Remove address ${shortAddress(row)}`,
     );
     await this.db

@@ -183,7 +183,8 @@ export function useTask() {
     try {
       return await task();
     } catch (caught) {
-      setError(caught);
+      // Closing a confirmation is a choice, not a failure: nothing to report.
+      setError(caught instanceof Error && caught.name === "StepUpCancelled" ? null : caught);
       return undefined;
     } finally {
       setBusy(false);

@@ -1,5 +1,6 @@
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { type Action, ApiError, api } from "../api.js";
+import { permissionNames } from "../permissions.js";
 import { useConfirmAction, useStepUp } from "../step-up.js";
 import { Card, Checkbox, ErrorMessage, Field, formatTime, Notice, useTask } from "../ui.js";
 
@@ -15,21 +16,6 @@ interface ApiKey {
   createdAt: string;
   lastUsedAt: string | null;
 }
-
-/** Kraken's permissions (SPEC §11), in the words of its own key settings page. */
-const permissionNames: Record<string, string> = {
-  funds_query: "Query funds",
-  funds_add: "Deposit funds",
-  funds_withdraw: "Withdraw funds (needs an IP allowlist)",
-  funds_earn: "Earn (staking)",
-  trades_query_open: "Query open orders and trades",
-  trades_query_closed: "Query closed orders and trades",
-  trades_modify: "Create and modify orders",
-  trades_close: "Cancel and close orders",
-  ledger_query: "Query ledger entries",
-  export_data: "Export data",
-  websocket: "Access WebSockets API",
-};
 
 export function ApiKeysPage() {
   const [keys, setKeys] = useState<ApiKey[] | null>(null);
