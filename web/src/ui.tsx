@@ -41,7 +41,7 @@ export function Field(props: {
   autoComplete?: string;
   hint?: string;
   required?: boolean;
-  inputMode?: "numeric" | "text" | "email";
+  inputMode?: "numeric" | "decimal" | "text" | "email";
   autoFocus?: boolean;
   minLength?: number;
   maxLength?: number;
@@ -196,4 +196,56 @@ export function useTask() {
 export function formatTime(iso: string | null | undefined): string {
   if (!iso) return "—";
   return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** Copies a secret to the clipboard and says so; the text stays on the page to copy by hand as well. */
+export function CopyButton({ text, label = "Copy" }: { text: string; label?: string }) {
+  const [copied, setCopied] = useState<"yes" | "no" | null>(null);
+  async function copy() {
+    try {
+      await navigator.clipboard.writeText(text);
+      setCopied("yes");
+    } catch {
+      setCopied("no");
+    }
+  }
+  return (
+    <>
+      <button type="button" onClick={() => void copy()}>
+        {label}
+      </button>
+      <span role="status" className="hint">
+        {copied === "yes"
+          ? " Copied."
+          : copied === "no"
+            ? " Copying is not allowed here: select the text instead."
+            : ""}
+      </span>
+    </>
+  );
+}
+
+/** Saves a secret as a text file (recovery codes, an API secret), made in the browser. */
+export function DownloadButton({
+  text,
+  fileName,
+  label = "Download",
+}: {
+  text: string;
+  fileName: string;
+  label?: string;
+}) {
+  function download() {
+    const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = fileName;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+  return (
+    <button type="button" onClick={download}>
+      {label}
+    </button>
+  );
 }

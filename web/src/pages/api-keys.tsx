@@ -1,8 +1,21 @@
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { type Action, ApiError, api } from "../api.js";
-import { permissionNames } from "../permissions.js";
+import { LockedNotice, useSettingsLocked } from "../lock-state.js";
+import { permissionGroups, permissionNames } from "../permissions.js";
 import { useConfirmAction, useStepUp } from "../step-up.js";
-import { Card, Checkbox, ErrorMessage, Field, formatTime, Notice, useTask } from "../ui.js";
+import {
+  Card,
+  Checkbox,
+  CopyButton,
+  DownloadButton,
+  ErrorMessage,
+  Field,
+  FieldErrors,
+  formatTime,
+  Notice,
+  Select,
+  useTask,
+} from "../ui.js";
 
 interface ApiKey {
   id: string;
@@ -31,6 +44,7 @@ export function ApiKeysPage() {
     void reload();
   }, [reload]);
   const task = useTask();
+  const locked = useSettingsLocked();
   async function remove(id: string) {
     if ((await task.run(() => api("DELETE", `/v1/api-keys/${id}`))) !== undefined) await reload();
   }
@@ -40,6 +54,7 @@ export function ApiKeysPage() {
       <h1>API keys</h1>
       <p>Keys let trading bots use your account with Kraken-compatible signed requests.</p>
       <ErrorMessage error={error ?? task.error} />
+      {locked ? <LockedNotice what="API keys" /> : null}
       <Card title="Your keys">
         {keys === null ? (
           <p aria-busy="true">Loading…</p>
@@ -72,21 +87,39 @@ export function ApiKeysPage() {
           </ul>
         )}
       </Card>
-      <CreateKeyCard onCreated={reload} />
+      <CreateKeyCard onCreated={reload} locked={locked === true} />
       <ApprovalsCard />
     </div>
   );
 }
 
-function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
+const toIso = (local: string) => (local ? new Date(local).toISOString() : undefined);
+
+interface CreatedKey {
+  key: string;
+  secret: string;
+  otp?: { type: "static" } | { type: "totp"; secret: string; otpauthUri: string };
+}
+
+/**
+ * Every setting a key has, as Kraken's key form has them: permissions in its groups, the IP allowlist,
+ * an expiry, the window of history it may query, the nonce window, the key's own second factor, and the
+ * notional above which a request waits for approval here.
+ */
+function CreateKeyCard({ onCreated, locked }: { onCreated: () => Promise<void>; locked: boolean }) {
   const withStepUp = useStepUp();
   const task = useTask();
   const [name, setName] = useState("");
   const [permissions, setPermissions] = useState<string[]>([]);
   const [ipAllowlist, setIpAllowlist] = useState("");
   const [validUntil, setValidUntil] = useState("");
+  const [queryFrom, setQueryFrom] = useState("");
+  const [queryTo, setQueryTo] = useState("");
+  const [nonceWindow, setNonceWindow] = useState("");
+  const [otp, setOtp] = useState<"none" | "static" | "totp">("none");
+  const [otpPassword, setOtpPassword] = useState("");
   const [threshold, setThreshold] = useState("");
-  const [created, setCreated] = useState<{ key: string; secret: string } | null>(null);
+  const [created, setCreated] = useState<CreatedKey | null>(null);
 
   async function create(event: FormEvent) {
     event.preventDefault();
@@ -98,18 +131,22 @@ function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
       name: name.trim(),
       permissions,
       ...(ips.length ? { ipAllowlist: ips } : {}),
-      ...(validUntil ? { validUntil: new Date(validUntil).toISOString() } : {}),
+      ...(validUntil ? { validUntil: toIso(validUntil) } : {}),
+      ...(queryFrom ? { queryFrom: toIso(queryFrom) } : {}),
+      ...(queryTo ? { queryTo: toIso(queryTo) } : {}),
+      ...(nonceWindow.trim() ? { nonceWindow: Number(nonceWindow) } : {}),
+      ...(otp === "static" ? { otp: { type: "static", password: otpPassword } } : {}),
+      ...(otp === "totp" ? { otp: { type: "totp" } } : {}),
       ...(threshold ? { approvalThreshold: threshold.trim() } : {}),
     };
     const result = await task.run(() =>
-      withStepUp((actionId) =>
-        api<{ key: string; secret: string }>("POST", "/v1/api-keys", { body, actionId }),
-      ),
+      withStepUp((actionId) => api<CreatedKey>("POST", "/v1/api-keys", { body, actionId })),
     );
     if (!result) return;
-    setCreated({ key: result.key, secret: result.secret });
+    setCreated(result);
     setName("");
     setPermissions([]);
+    setOtpPassword("");
     await onCreated();
   }
 
@@ -131,62 +168,141 @@ function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
                 {created.secret}
               </dd>
             </div>
+            {created.otp?.type === "totp" ? (
+              <div>
+                <dt>Key's authenticator secret</dt>
+                <dd className="mono wrap">{created.otp.secret}</dd>
+              </div>
+            ) : null}
           </dl>
-          <button type="button" onClick={() => setCreated(null)}>
-            I have copied it
-          </button>
+          <div className="actions">
+            <CopyButton text={created.secret} label="Copy secret" />
+            <DownloadButton
+              text={`API key: ${created.key}\nPrivate key: ${created.secret}\n${
+                created.otp?.type === "totp" ? `Authenticator secret: ${created.otp.secret}\n` : ""
+              }`}
+              fileName="portcullis-api-key.txt"
+              label="Download key and secret"
+            />
+            <button type="button" className="primary" onClick={() => setCreated(null)}>
+              I have copied it
+            </button>
+          </div>
         </section>
       ) : (
-        <form onSubmit={create}>
-          <Field
-            label="Name"
-            name="name"
-            value={name}
-            onChange={setName}
-            maxLength={32}
-            hint="1 to 32 characters."
-          />
-          <fieldset className="permissions">
-            <legend>Permissions</legend>
-            {Object.entries(permissionNames).map(([id, label]) => (
-              <Checkbox
-                key={id}
-                label={label}
-                name={id}
-                checked={permissions.includes(id)}
-                onChange={(checked) =>
-                  setPermissions((current) => (checked ? [...current, id] : current.filter((p) => p !== id)))
-                }
+        <form onSubmit={create} noValidate>
+          <FieldErrors error={task.error}>
+            <Field
+              label="Name"
+              name="name"
+              value={name}
+              onChange={setName}
+              maxLength={32}
+              hint="1 to 32 characters."
+            />
+            <fieldset className="permissions">
+              <legend>Permissions</legend>
+              {permissionGroups.map((group) => (
+                <fieldset key={group.title} className="permission-group">
+                  <legend>{group.title}</legend>
+                  {Object.entries(group.permissions).map(([id, label]) => (
+                    <Checkbox
+                      key={id}
+                      label={label}
+                      name={id}
+                      checked={permissions.includes(id)}
+                      onChange={(checked) =>
+                        setPermissions((current) =>
+                          checked ? [...current, id] : current.filter((p) => p !== id),
+                        )
+                      }
+                    />
+                  ))}
+                </fieldset>
+              ))}
+            </fieldset>
+            <Field
+              label="IP allowlist"
+              name="ipAllowlist"
+              required={false}
+              value={ipAllowlist}
+              onChange={setIpAllowlist}
+              hint="Addresses or CIDR ranges, separated by commas. Empty: any address. Needed to withdraw."
+            />
+            <Field
+              label="Valid until"
+              name="validUntil"
+              type="datetime-local"
+              required={false}
+              value={validUntil}
+              onChange={setValidUntil}
+              hint="Empty: no end date."
+            />
+            <fieldset>
+              <legend>History the key may query</legend>
+              <Field
+                label="From"
+                name="queryFrom"
+                type="datetime-local"
+                required={false}
+                value={queryFrom}
+                onChange={setQueryFrom}
               />
-            ))}
-          </fieldset>
-          <Field
-            label="IP allowlist"
-            name="ipAllowlist"
-            required={false}
-            value={ipAllowlist}
-            onChange={setIpAllowlist}
-            hint="Addresses or CIDR ranges, separated by commas. Empty: any address."
-          />
-          <Field
-            label="Valid until"
-            name="validUntil"
-            type="datetime-local"
-            required={false}
-            value={validUntil}
-            onChange={setValidUntil}
-          />
-          <Field
-            label="Approval threshold"
-            name="approvalThreshold"
-            inputMode="numeric"
-            required={false}
-            value={threshold}
-            onChange={setThreshold}
-            hint="Orders and withdrawals above this notional wait for your approval here."
-          />
-          <ErrorMessage error={task.error} />
-          <button type="submit" className="primary" disabled={task.busy}>
+              <Field
+                label="To"
+                name="queryTo"
+                type="datetime-local"
+                required={false}
+                value={queryTo}
+                onChange={setQueryTo}
+                hint="Empty: all of it."
+              />
+            </fieldset>
+            <Field
+              label="Nonce window"
+              name="nonceWindow"
+              inputMode="numeric"
+              required={false}
+              value={nonceWindow}
+              onChange={setNonceWindow}
+              hint="How far out of order a nonce may arrive, in nonce units. 0 or empty: each nonce must be larger than the last."
+            />
+            <Select
+              label="The key's own second factor"
+              name="otp"
+              field="otp"
+              value={otp}
+              onChange={(value) => setOtp(value as typeof otp)}
+              options={[
+                { value: "none", label: "None" },
+                { value: "static", label: "A password sent with every request" },
+                { value: "totp", label: "An authenticator code sent with every request" },
+              ]}
+            />
+            {otp === "static" ? (
+              <Field
+                label="Key password"
+                name="otpPassword"
+                field="otp.password"
+                type="password"
+                autoComplete="off"
+                value={otpPassword}
+                onChange={setOtpPassword}
+                hint="8 to 128 characters without spaces."
+              />
+            ) : null}
+            <Field
+              label="Approval threshold"
+              name="approvalThreshold"
+              inputMode="decimal"
+              required={false}
+              value={threshold}
+              onChange={setThreshold}
+              hint="Requests above this wait for your approval here. Its unit is the order's quote currency (US dollars for BTC/USD) or, for a withdrawal, the asset withdrawn. Empty: none wait."
+            />
+            <ErrorMessage error={task.error} />
+          </FieldErrors>
+          <button type="submit" className="primary" disabled={task.busy || locked}>
             Create key
           </button>
         </form>
