@@ -147,6 +147,9 @@ export function ConfirmActionDialog(props: {
     const element = dialog.current;
     const previous = document.activeElement;
     if (element && !element.open) element.showModal();
+    // showModal focuses the first focusable element, which is the "Technical details" toggle; the
+    // person is here to enter a proof, so its first field gets the focus.
+    element?.querySelector<HTMLInputElement>("form input:not([type=radio])")?.focus();
     return () => {
       if (previous instanceof HTMLElement && previous.isConnected) previous.focus();
     };
