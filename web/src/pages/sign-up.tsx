@@ -159,7 +159,15 @@ export function VerifyEmailPage() {
           </p>
         </>
       ) : null}
-      {state === "failed" ? <ErrorMessage error={task.error} /> : null}
+      {state === "failed" ? (
+        <>
+          <ErrorMessage error={task.error} />
+          <p>
+            If you have verified your address already, <Link href="/sign-in">sign in</Link>. If not, signing
+            in sends you a new link.
+          </p>
+        </>
+      ) : null}
     </div>
   );
 }
