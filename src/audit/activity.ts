@@ -97,7 +97,7 @@ const actionWords: Record<string, string> = {
   set_anti_phishing_code: "the anti-phishing code",
   add_withdrawal_address: "a new withdrawal address",
   remove_withdrawal_address: "removing a withdrawal address",
-  api_approval: "an API request above a key's approval threshold",
+  api_request: "an API request above a key's approval threshold",
 };
 
 const stageWords: Record<string, string> = {

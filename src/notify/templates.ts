@@ -81,7 +81,7 @@ export function readableTime(iso: string): string {
 
 /** "changed the password (other sessions were ended)" as a subject: "Changed the password". */
 function changeSubject(change: string): string {
-  const short = change.replace(/\s*\([^)]*\)$/, "");
+  const short = change.replace(/\s*\([^)]*\)$/, "").replace(/ on \d{4}-\d{2}-\d{2}T\S+$/, "");
   return short.charAt(0).toUpperCase() + short.slice(1);
 }
 
@@ -225,7 +225,7 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
         // The subject says what happened, so a list of these emails reads as a log.
         subject: changeSubject(message.change),
         lines: [
-          `Change: ${message.change}.`,
+          `Change: ${message.change.replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z/g, readableTime)}.`,
           ...describeRequest(message),
           "If you did not make this change, contact support at once.",
         ],

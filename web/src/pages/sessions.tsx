@@ -182,6 +182,9 @@ export function DevicesCard() {
   );
 }
 
+/** A time inside a sentence ("asked to unlock … on 2026-12-01T06:50:20.024Z"), shown in the reader's zone. */
+const isoTime = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z/g;
+
 /**
  * The account's activity, newest first, as the server words it (what happened and its result), twenty
  * at a time with older entries on request. On a phone each entry is a small block instead of a row.
@@ -235,7 +238,7 @@ export function ActivityCard() {
               {items.map((entry) => (
                 <tr key={entry.id}>
                   <td>{formatTime(entry.at)}</td>
-                  <td>{entry.what}</td>
+                  <td>{entry.what.replace(isoTime, (iso) => formatTime(iso))}</td>
                   <td className={entry.outcome === "success" ? "" : "refused"}>{entry.result}</td>
                   <td>
                     {entry.location ?? "Unknown place"} · {describeAgent(entry.userAgent)}
