@@ -1,4 +1,6 @@
 import countries from "i18n-iso-countries";
+import { iso31662 } from "iso-3166";
+import { countriesWithRegions } from "./jurisdictions.js";
 
 export interface FieldError {
   field: string;
@@ -9,74 +11,18 @@ const USERNAME = /^[a-z0-9_.-]{3,32}$/;
 // Deliberately plain: one @, no spaces, a dot in the domain. The verification email is the real test.
 const EMAIL = /^[^\s@\p{Cc}]{1,64}@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]{2,}$/u;
 
-// ISO 3166-2 subdivisions of the two countries where SPEC §1 requires a region.
-const regions: Record<string, readonly string[]> = {
-  US: [
-    "AL",
-    "AK",
-    "AZ",
-    "AR",
-    "CA",
-    "CO",
-    "CT",
-    "DE",
-    "FL",
-    "GA",
-    "HI",
-    "ID",
-    "IL",
-    "IN",
-    "IA",
-    "KS",
-    "KY",
-    "LA",
-    "ME",
-    "MD",
-    "MA",
-    "MI",
-    "MN",
-    "MS",
-    "MO",
-    "MT",
-    "NE",
-    "NV",
-    "NH",
-    "NJ",
-    "NM",
-    "NY",
-    "NC",
-    "ND",
-    "OH",
-    "OK",
-    "OR",
-    "PA",
-    "RI",
-    "SC",
-    "SD",
-    "TN",
-    "TX",
-    "UT",
-    "VT",
-    "VA",
-    "WA",
-    "WV",
-    "WI",
-    "WY",
-    "DC",
-    "AS",
-    "GU",
-    "MP",
-    "PR",
-    "UM",
-    "VI",
-  ],
-  CA: ["AB", "BC", "MB", "NB", "NL", "NS", "NT", "NU", "ON", "PE", "QC", "SK", "YT"],
-};
+// The portal lists the same subdivisions by name (iso-3166 carries ISO 3166-2 as published).
+const regions: Record<string, ReadonlySet<string>> = Object.fromEntries(
+  countriesWithRegions.map((country) => [
+    country,
+    new Set(iso31662.filter((entry) => entry.parent === country).map((entry) => entry.code)),
+  ]),
+);
 
 export function usernameError(username: string): FieldError | null {
   return USERNAME.test(username.toLowerCase())
     ? null
-    : { field: "username", message: "3 to 32 characters: letters, digits, '_', '.' or '-'." };
+    : { field: "username", message: "Use 3 to 32 letters, digits, dots, dashes or underscores." };
 }
 
 export function emailError(email: string): FieldError | null {
@@ -89,21 +35,19 @@ export function emailError(email: string): FieldError | null {
 export function jurisdictionErrors(country: string, region: string | undefined | null): FieldError[] {
   const errors: FieldError[] = [];
   if (!/^[A-Z]{2}$/.test(country) || !countries.isValid(country)) {
-    errors.push({ field: "country", message: "Use a two-letter ISO 3166-1 country code, e.g. DE or US." });
+    errors.push({ field: "country", message: "Choose your country from the list." });
     return errors;
   }
   const subdivisions = regions[country];
+  const kind = country === "US" ? "state" : "province or territory";
   if (subdivisions) {
     if (!region) {
-      errors.push({
-        field: "region",
-        message: `Accounts in ${country} need a region, e.g. ${country}-${subdivisions[0]}.`,
-      });
-    } else if (!region.startsWith(`${country}-`) || !subdivisions.includes(region.slice(3))) {
-      errors.push({ field: "region", message: `"${region}" is not a region of ${country}.` });
+      errors.push({ field: "region", message: `Choose your ${kind} from the list.` });
+    } else if (!subdivisions.has(region)) {
+      errors.push({ field: "region", message: `Choose your ${kind} from the list: "${region}" is not one.` });
     }
   } else if (region) {
-    errors.push({ field: "region", message: "A region is only recorded for the US and Canada." });
+    errors.push({ field: "region", message: "A state or province is recorded only for the US and Canada." });
   }
   return errors;
 }

@@ -36,7 +36,9 @@ export interface Transaction {
 function field(params: Record<string, unknown>, name: string, pattern: RegExp, hint: string): string {
   const value = params[name];
   if (typeof value !== "string" || !pattern.test(value))
-    throw invalidRequest(`${name} must be ${hint}.`, [{ field: `params.${name}`, message: hint }]);
+    throw invalidRequest(`${name} must be ${hint}.`, [
+      { field: `params.${name}`, message: `The ${name} must be ${hint}.` },
+    ]);
   return value;
 }
 
@@ -44,7 +46,7 @@ function positiveAmount(params: Record<string, unknown>, name: string): string {
   const value = field(params, name, AMOUNT, 'a positive decimal string such as "0.5"');
   if (/^0(\.0+)?$/.test(value))
     throw invalidRequest(`${name} must be more than zero.`, [
-      { field: `params.${name}`, message: "more than zero" },
+      { field: `params.${name}`, message: `The ${name} must be more than zero.` },
     ]);
   return value;
 }
@@ -72,7 +74,9 @@ export async function describeTransaction(
       const address = await addresses.assertUsable(account.id, addressId, asset);
       return {
         type,
-        params: { asset, amount, addressId },
+        // The full address and its label are part of what is signed, so the owner confirms the
+        // destination itself, not an id; a label or address changed since is a different action.
+        params: { asset, amount, addressId, address: address.address, label: address.label },
         summary: `Withdraw ${amount} ${asset} to ${shortAddress(address)}`,
       };
     }
@@ -123,7 +127,7 @@ export async function describeTransaction(
     }
     default:
       throw invalidRequest(`type must be one of ${transactionTypes.join(", ")}.`, [
-        { field: "type", message: transactionTypes.join(", ") },
+        { field: "type", message: `The type must be one of: ${transactionTypes.join(", ")}.` },
       ]);
   }
 }

@@ -27,7 +27,7 @@ export class AdminService {
   async setTier(accountId: string, tier: string, context: RequestContext): Promise<void> {
     if (!(tiers as readonly string[]).includes(tier)) {
       throw invalidRequest(`tier must be one of ${tiers.join(", ")}.`, [
-        { field: "tier", message: tiers.join(", ") },
+        { field: "tier", message: `The tier must be one of: ${tiers.join(", ")}.` },
       ]);
     }
     const account = await this.accounts.findById(accountId);

@@ -83,12 +83,15 @@ function time(field: string, value: string | null): number | null {
   if (value === null) return null;
   const ms = Date.parse(value);
   if (Number.isNaN(ms))
-    throw invalidRequest(`${field} must be an ISO-8601 time.`, [{ field, message: "ISO-8601 time" }]);
+    throw invalidRequest(`${field} must be an ISO-8601 time.`, [
+      { field, message: "Enter a date and time, for example 2027-01-31T12:00:00Z." },
+    ]);
   return ms;
 }
 
-const fieldError = (field: string, message: string, hint: string) =>
-  invalidRequest(message, [{ field, message: hint }]);
+// The detail is the full sentence: the portal shows it beside the field (the hint is for the API reference).
+const fieldError = (field: string, message: string, _hint: string) =>
+  invalidRequest(message, [{ field, message }]);
 
 /**
  * Thresholds per asset, e.g. {"BTC": "0.5", "USD": "10000"}: codes as the gateway names assets (XBT and

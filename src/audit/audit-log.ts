@@ -247,12 +247,19 @@ export class AuditLog {
   async list(filter: {
     accountId?: string;
     events?: string[];
+    /** Of these events, only the entries that did not succeed. */
+    onlyUnsuccessful?: string[];
     before?: number;
     limit: number;
   }): Promise<AuditEntry[]> {
     let query = this.db.selectFrom("audit_log").selectAll().orderBy("seq", "desc").limit(filter.limit);
     if (filter.accountId !== undefined) query = query.where("account_id", "=", filter.accountId);
     if (filter.events?.length) query = query.where("event", "in", filter.events);
+    const unsuccessful = filter.onlyUnsuccessful;
+    if (unsuccessful?.length)
+      query = query.where((eb) =>
+        eb.or([eb("event", "not in", unsuccessful), eb("outcome", "!=", "success")]),
+      );
     if (filter.before !== undefined) query = query.where("seq", "<", filter.before);
     const rows = await query.execute();
     return rows.map((row) => ({

@@ -58,12 +58,12 @@ function checkStatus(subsystem: string, status: string): asserts status is Subsy
     throw notFound(`The subsystem "${subsystem}"`);
   if (!(statuses as readonly string[]).includes(status)) {
     throw new Problem(400, "invalid_request", `status must be one of ${statuses.join(", ")}.`, {
-      details: [{ field: "status", message: `one of ${statuses.join(", ")}` }],
+      details: [{ field: "status", message: `The status must be one of: ${statuses.join(", ")}.` }],
     });
   }
   if (engineOnly.includes(status as SubsystemStatus) && !engines.includes(subsystem as SubsystemId)) {
     throw new Problem(400, "invalid_request", `${status} applies to the trading engines only.`, {
-      details: [{ field: "status", message: "only for spot_engine and futures_engine" }],
+      details: [{ field: "status", message: "A status is set only for spot_engine and futures_engine." }],
     });
   }
 }
@@ -157,18 +157,18 @@ export class SubsystemService {
         "invalid_request",
         "A maintenance window needs a state other than operational.",
         {
-          details: [{ field: "state", message: "not operational" }],
+          details: [{ field: "state", message: "The state must not be operational." }],
         },
       );
     }
     if (!(input.endsAt > input.startsAt)) {
       throw new Problem(400, "invalid_request", "endsAt must be after startsAt.", {
-        details: [{ field: "endsAt", message: "after startsAt" }],
+        details: [{ field: "endsAt", message: "The end must come after the start." }],
       });
     }
     if (input.endsAt <= this.clock.now()) {
       throw new Problem(400, "invalid_request", "This window would already be over.", {
-        details: [{ field: "endsAt", message: "in the future" }],
+        details: [{ field: "endsAt", message: "The end must be in the future." }],
       });
     }
     const row = {

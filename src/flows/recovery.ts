@@ -113,7 +113,7 @@ export class RecoveryService {
           "master_key_required",
           "This account has a Master Key: enter it to reset the password.",
           {
-            details: [{ field: "masterKey", message: "required" }],
+            details: [{ field: "masterKey", message: "Enter your Master Key." }],
           },
         );
       }

@@ -1,20 +1,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { isDependencyFailure } from "../support/db-errors.js";
-import { Problem } from "../support/problem.js";
+import { type SchemaIssue, validationDetails } from "../support/error-codes.js";
+import { Problem, problem } from "../support/problem.js";
 import { isTokenAuth } from "./auth.js";
-
-interface ValidationIssue {
-  instancePath?: string;
-  params?: Record<string, unknown>;
-  message?: string;
-}
-
-function fieldOf(issue: ValidationIssue, context: string | undefined): string {
-  const path = (issue.instancePath ?? "").replace(/^\//, "").replace(/\//g, ".");
-  const missing = issue.params?.missingProperty ?? issue.params?.requiredProperties;
-  const name = [path, Array.isArray(missing) ? missing[0] : missing].filter(Boolean).join(".");
-  return name || context || "body";
-}
 
 function send(reply: FastifyReply, problem: Problem) {
   for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
@@ -27,24 +15,22 @@ function send(reply: FastifyReply, problem: Problem) {
 /** Maps framework errors to their client-side codes by Fastify's error code. */
 const frameworkProblems: Record<string, (error: FastifyError) => Problem> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: () =>
-    new Problem(415, "unsupported_media_type", "Send the body as application/json."),
-  FST_ERR_CTP_BODY_TOO_LARGE: () => new Problem(413, "payload_too_large", "The request body is too large."),
+    problem("unsupported_media_type", "Send the body as application/json."),
+  FST_ERR_CTP_BODY_TOO_LARGE: () => problem("payload_too_large", "The request body is too large."),
   FST_ERR_CTP_EMPTY_JSON_BODY: () =>
-    new Problem(400, "invalid_request", "The request body is empty.", {
-      details: [{ field: "body", message: "required" }],
+    problem("invalid_request", "The request body is empty.", {
+      details: [{ field: "body", message: "Send the request's fields as a JSON object." }],
     }),
-  FST_ERR_CTP_INVALID_JSON_BODY: () =>
-    new Problem(400, "invalid_json", "The request body is not valid JSON."),
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () =>
-    new Problem(400, "invalid_request", "The Content-Length header is wrong."),
+  FST_ERR_CTP_INVALID_JSON_BODY: () => problem("invalid_json", "The request body is not valid JSON."),
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => problem("invalid_request", "The Content-Length header is wrong."),
 };
 
 /** Errors raised by the router itself (undecodable URL, overlong parameter), answered in the same shape. */
 export function frameworkError(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
   if (error.code === "FST_ERR_MAX_PARAM_LENGTH") {
-    return send(reply, new Problem(414, "uri_too_long", "The address is too long."));
+    return send(reply, problem("uri_too_long"));
   }
-  return send(reply, new Problem(400, "invalid_request", "The address could not be decoded."));
+  return send(reply, problem("invalid_request", "The address could not be decoded."));
 }
 
 /** Writes a refused request to the audit log (ASVS 16.3.2); must not throw. */
@@ -73,29 +59,17 @@ export function registerErrorHandling(app: FastifyInstance, refusals?: RefusalRe
       return send(reply, error);
     }
     if (error.validation) {
-      const details = (error.validation as ValidationIssue[]).map((issue) => ({
-        field: fieldOf(issue, error.validationContext),
-        message: issue.message ?? "is not valid",
-      }));
-      return send(reply, new Problem(400, "invalid_request", "Some fields need attention.", { details }));
+      const details = validationDetails(error.validation as SchemaIssue[], error.validationContext);
+      return send(reply, problem("invalid_request", undefined, { details }));
     }
     const framework = error.code ? frameworkProblems[error.code] : undefined;
     if (framework) return send(reply, framework(error));
     if (error instanceof SyntaxError || (error.statusCode === 400 && /JSON/i.test(error.message))) {
-      return send(reply, new Problem(400, "invalid_json", "The request body is not valid JSON."));
+      return send(reply, problem("invalid_json", "The request body is not valid JSON."));
     }
     if (isDependencyFailure(error)) {
       request.log.warn({ err: { message: error.message, code: error.code } }, "dependency unavailable");
-      return send(
-        reply,
-        new Problem(
-          503,
-          "unavailable",
-          "The service is temporarily unavailable. Try again shortly.",
-          {},
-          { "retry-after": "5" },
-        ),
-      );
+      return send(reply, problem("unavailable", undefined, {}, { "retry-after": "5" }));
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
       return send(
@@ -104,13 +78,10 @@ export function registerErrorHandling(app: FastifyInstance, refusals?: RefusalRe
       );
     }
     request.log.error({ err: error }, "unhandled error");
-    return send(
-      reply,
-      new Problem(500, "internal_error", "Something went wrong on our side. It has been logged."),
-    );
+    return send(reply, problem("internal_error"));
   });
 
   app.setNotFoundHandler((_request, reply) =>
-    send(reply, new Problem(404, "not_found", "There is nothing at this address.")),
+    send(reply, problem("not_found", "There is nothing at this address.")),
   );
 }

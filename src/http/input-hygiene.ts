@@ -12,16 +12,18 @@ function findBadValue(root: unknown, rootName: string): { field: string; message
   while (stack.length > 0) {
     const { value, path } = stack.pop()!;
     if (typeof value === "string") {
-      if (value.includes("\u0000")) return { field: path, message: "must not contain NUL characters" };
+      if (value.includes("\u0000"))
+        return { field: path, message: "Remove the NUL character from this field." };
     } else if (typeof value === "number") {
       if (!Number.isFinite(value) || (Number.isInteger(value) && !Number.isSafeInteger(value))) {
-        return { field: path, message: "is not a number that can be used" };
+        return { field: path, message: "Enter a number of ordinary size." };
       }
     } else if (Array.isArray(value)) {
       for (const [index, item] of value.entries()) stack.push({ value: item, path: `${path}.${index}` });
     } else if (value && typeof value === "object") {
       for (const [key, item] of Object.entries(value)) {
-        if (key.includes("\u0000")) return { field: path, message: "must not contain NUL characters" };
+        if (key.includes("\u0000"))
+          return { field: path, message: "Remove the NUL character from this field." };
         stack.push({ value: item, path: `${path}.${key}` });
       }
     }

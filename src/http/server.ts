@@ -88,7 +88,8 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     bodyLimit: 64 * 1024,
     // Query strings and URLs with odd lengths are refused by the router, not the handlers.
     routerOptions: { maxParamLength: 200 },
-    ajv: { customOptions: { allErrors: false, coerceTypes: "array", removeAdditional: false } },
+    // Every schema error at once, so a form can mark all its fields in one answer (bodies are capped at 64 KiB).
+    ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
     return503OnClosing: true,
     // URL decoding and parameter-length errors happen in the router, before the error handler.
     frameworkErrors: frameworkError,

@@ -73,9 +73,30 @@ const escapeHtml = (value: string) =>
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,
   );
 
+/**
+ * A time a person reads without converting: "Sunday 29 November 2026 at 06:40 UTC". The server does not
+ * know the reader's time zone, so it names the one it uses.
+ */
+export function readableTime(iso: string): string {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return iso;
+  const text = new Intl.DateTimeFormat("en-GB", {
+    dateStyle: "full",
+    timeStyle: "short",
+    timeZone: "UTC",
+  }).format(at);
+  return `${text} UTC`;
+}
+
+/** "changed the password (other sessions were ended)" as a subject: "Changed the password". */
+function changeSubject(change: string): string {
+  const short = change.replace(/\s*\([^)]*\)$/, "").replace(/ on \d{4}-\d{2}-\d{2}T\S+$/, "");
+  return short.charAt(0).toUpperCase() + short.slice(1);
+}
+
 function describeRequest(details: SecurityEventDetails): string[] {
   return [
-    `Time: ${details.at}`,
+    `Time: ${readableTime(details.at)}`,
     `IP address: ${details.ip}`,
     `Location: ${details.location ?? "unknown"}`,
     `Browser / app: ${details.browser}`,
@@ -121,7 +142,7 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
         lines: [
           message.permanent
             ? "After 100 failed sign-in attempts in a row, your account has been restricted until you reset your password (with your Master Key, if you set one) or contact support."
-            : `After repeated failed sign-in attempts, sign-in to your account is restricted until ${message.until}.`,
+            : `After repeated failed sign-in attempts, sign-in to your account is restricted until ${message.until ? readableTime(message.until) : "further notice"}.`,
           "The last attempt:",
           ...describeRequest(message),
           "If this was you, wait and try again. If it was not, your password may be known to someone else:",
@@ -220,9 +241,10 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
       };
     case "security_change":
       return {
-        subject: "A security setting of your account changed",
+        // The subject says what happened, so a list of these emails reads as a log.
+        subject: changeSubject(message.change),
         lines: [
-          `Change: ${message.change}.`,
+          `Change: ${message.change.replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z/g, readableTime)}.`,
           ...describeRequest(message),
           "If you did not make this change, contact support at once.",
         ],

@@ -60,11 +60,13 @@ export class SecuritySettings {
   async setTradingPasscode(request: ChangeRequest, passcode: string) {
     const { account } = request;
     if (!/^\d{6}$/.test(passcode)) {
-      throw invalidRequest("The trading passcode is 6 digits.", [{ field: "passcode", message: "6 digits" }]);
+      throw invalidRequest("The trading passcode is 6 digits.", [
+        { field: "passcode", message: "The trading passcode is 6 digits." },
+      ]);
     }
     if (/^(\d)\1{5}$/.test(passcode) || "0123456789".includes(passcode) || "9876543210".includes(passcode)) {
       throw invalidRequest("Choose a passcode that is not a run or a repeat.", [
-        { field: "passcode", message: "too easy to guess" },
+        { field: "passcode", message: "Choose a passcode that is not a run or a repeat." },
       ]);
     }
     const replacing = account.tradingPasscodeHash !== null;
@@ -128,12 +130,12 @@ export class SecuritySettings {
     const length = [...normalizePassword(masterKey)].length;
     if (length < 16 || length > 256) {
       throw invalidRequest("The Master Key is 16 to 256 characters: a passphrase you keep offline.", [
-        { field: "masterKey", message: "16 to 256 characters" },
+        { field: "masterKey", message: "The Master Key is 16 to 256 characters." },
       ]);
     }
     if (await this.hasher.verify(account.passwordHash, masterKey)) {
       throw invalidRequest("The Master Key must differ from your password.", [
-        { field: "masterKey", message: "not your password" },
+        { field: "masterKey", message: "The Master Key must differ from your password." },
       ]);
     }
     const replacing = account.masterKeyHash !== null;
@@ -158,7 +160,7 @@ export class SecuritySettings {
     const { account } = request;
     if (!/^[\p{L}\p{N} _-]{4,20}$/u.test(code)) {
       throw invalidRequest("Use 4 to 20 letters, digits, spaces, '-' or '_'.", [
-        { field: "code", message: "4 to 20 characters" },
+        { field: "code", message: "Use 4 to 20 letters, digits, spaces, dashes or underscores." },
       ]);
     }
     await this.changes.run(

@@ -157,7 +157,8 @@ export class WithdrawalAddressBook {
     const row = await this.find(account.id, addressId);
     const stepUp = {
       type: "remove_withdrawal_address",
-      params: { addressId },
+      // What the owner sees in the confirmation: the address itself, not only its id.
+      params: { addressId, asset: row.asset, address: row.address, label: row.label },
       summary: `Remove address ${shortAddress(row)}`,
     };
     await this.changes.run(request, { stepUp }, async (trx) => {
@@ -195,7 +196,7 @@ export class WithdrawalAddressBook {
     const row = await this.find(accountId, addressId);
     if (row.asset !== asset) {
       throw new Problem(400, "invalid_request", `That address is for ${row.asset}, not ${asset}.`, {
-        details: [{ field: "addressId", message: `an address for ${asset}` }],
+        details: [{ field: "addressId", message: `Choose an address for ${asset}.` }],
       });
     }
     if (row.confirmed_at === null) {

@@ -1,11 +1,14 @@
+import { type ErrorCode, errorCodes, type FieldProblem } from "./error-codes.js";
+
 /**
  * The one error type services throw. The HTTP layer maps it to
- * `{"error": {"code", "message", ...details}}` with the status; codes are stable (API.md).
+ * `{"error": {"code", "message", ...details}}` with the status; the codes, their statuses and their
+ * general sentences are catalogued in error-codes.ts, and only catalogued codes compile here.
  */
 export class Problem extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly details: Record<string, unknown> = {},
     readonly headers: Record<string, string> = {},
@@ -13,6 +16,17 @@ export class Problem extends Error {
     super(message);
     this.name = "Problem";
   }
+}
+
+/** A Problem with the catalogue's status and, unless a more specific one is given, its sentence. */
+export function problem(
+  code: ErrorCode,
+  message?: string,
+  details: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Problem {
+  const entry = errorCodes[code];
+  return new Problem(entry.status, code, message ?? entry.message, details, headers);
 }
 
 export const invalidCredentials = () =>
@@ -29,7 +43,8 @@ export const rateLimited = (retryAfterSeconds: number) =>
     { retryAfter: retryAfterSeconds },
     { "retry-after": String(retryAfterSeconds) },
   );
-export const invalidRequest = (message: string, details: { field: string; message: string }[] = []) =>
+/** Each detail's message is a sentence a person reads beside the field it names. */
+export const invalidRequest = (message: string, details: FieldProblem[] = []) =>
   new Problem(400, "invalid_request", message, { details });
 
 /** A dependency (database, Redis) could not answer: refuse rather than guess (fail closed). */

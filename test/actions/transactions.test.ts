@@ -75,7 +75,8 @@ describe.each(engines)("funding and trading actions on %s (SPEC §8)", (engine) 
     expect(created.statusCode, created.body).toBe(201);
     expect(created.json()).toMatchObject({
       type: "withdraw",
-      params: { asset: "BTC", amount: "0.5", addressId },
+      // The owner confirms the whole destination, not an id: the address and its label are signed too.
+      params: { asset: "BTC", amount: "0.5", addressId, address: ADDRESS, label: "Cold wallet" },
       summary: "Withdraw 0.5 BTC to bc1qxy2k…hx0wlh (Cold wallet)",
       state: "pending",
       required: ["second_factor"],

@@ -96,12 +96,43 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await server?.close();
   });
 
-  it("signs up, with the bot check solved in the browser, and verifies the email from the mailbox", async () => {
+  /** The problem shown beside a field, found through the field's own description (aria-describedby). */
+  async function problemBeside(target: Page, label: string): Promise<string | null> {
+    const field = target.getByLabel(label, { exact: true });
+    if ((await field.getAttribute("aria-invalid")) !== "true") return null;
+    const ids = (await field.getAttribute("aria-describedby"))?.split(" ") ?? [];
+    return target.locator(`[id="${ids[0]}"]`).textContent();
+  }
+
+  it("shows every field's problem beside it at once on sign-up", async () => {
+    await page.goto("/sign-up");
+    await page.getByLabel("Username").fill("x");
+    await page.getByRole("button", { name: "Create account" }).click();
+    await page.locator(".field-error").first().waitFor();
+    await expect(problemBeside(page, "Email")).resolves.toBe("Enter your email address.");
+    await expect(problemBeside(page, "Password")).resolves.toBe("Enter your password.");
+    await expect(problemBeside(page, "Country of residence")).resolves.toBe(
+      "Choose your country from the list.",
+    );
+    // No schema wording anywhere on the page.
+    await expect(page.locator("main").textContent()).resolves.not.toMatch(/must NOT|must have required/);
+    await shot(page, "sign-up-errors");
+  });
+
+  it("signs up, with the country chosen by name and the bot check solved in the browser", async () => {
     await page.goto("/sign-up");
     await page.getByLabel("Email").fill(user.email);
     await page.getByLabel("Username").fill(user.username);
     await page.getByLabel("Password").fill(user.password);
-    await page.getByLabel("Country of residence").fill(user.country);
+    // A state is asked for in the US, by name too.
+    await page.getByLabel("Country of residence").fill("United States");
+    await page.getByText("United States (US)").waitFor();
+    await page.getByLabel("State").fill("New York");
+    await page.getByText("New York (US-NY)").waitFor();
+    // Typing "Germany" picks DE, with no stop at "Ge" (Georgia) on the way.
+    await page.getByLabel("Country of residence").fill("Germany");
+    await page.getByText("Germany (DE)").waitFor();
+    await expect(page.getByLabel("State").count()).resolves.toBe(0);
     await shot(page, "sign-up");
     await page.getByRole("button", { name: "Create account" }).click();
     await page.getByRole("heading", { name: "Check your email" }).waitFor();
@@ -120,12 +151,42 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await expect(page.getByText("Security level").first().isVisible()).resolves.toBe(true);
   });
 
-  it("enrolls an authenticator app (step-up with the password), then signs in again with its code", async () => {
+  it("shows field problems beside the fields in the security centre", async () => {
     await page.goto("/security");
+    await settled(page);
+    await shot(page, "security-overview");
+    await page.getByRole("button", { name: "Set Trading passcode" }).click();
+    await page.getByLabel("Trading passcode", { exact: true }).fill("4829");
+    await page.getByLabel("Trading passcode, again").fill("4830");
+    await page.getByRole("button", { name: "Set trading passcode" }).click();
+    await expect(problemBeside(page, "Trading passcode, again")).resolves.toBe(
+      "This does not match the Trading passcode above.",
+    );
+    await page.getByLabel("Trading passcode, again").fill("4829");
+    await page.getByRole("button", { name: "Set trading passcode" }).click();
+    // The server's answer, beside the field it names, before any confirmation is asked for.
+    await page.getByText("The trading passcode is 6 digits.").first().waitFor();
+    await expect(problemBeside(page, "Trading passcode")).resolves.toBe("The trading passcode is 6 digits.");
+    await expect(problemBeside(page, "Trading passcode, again")).resolves.toBeNull();
+    await shot(page, "security-field-errors");
+    // Without a second factor, a security key cannot be the first one: its form is not offered.
+    await page.getByRole("button", { name: "Set up Two-factor authentication" }).click();
+    await expect(page.getByLabel("Security key name").count()).resolves.toBe(0);
+  });
+
+  it("enrolls an authenticator app (step-up with the password), then signs in again with its code", async () => {
+    await page.goto("/security#factors");
     await settled(page);
     await page.getByRole("button", { name: "Add authenticator app" }).click();
     const dialog = page.getByRole("dialog");
-    await dialog.getByRole("heading", { name: /Confirm:/ }).waitFor();
+    await dialog.getByRole("heading", { name: "Add an authenticator app" }).waitFor();
+    // The code field of the proof asked for has the focus.
+    await expect(page.evaluate(() => document.activeElement?.getAttribute("name"))).resolves.toBe("password");
+    // A wrong password here is about this confirmation, not a failed sign-in.
+    await dialog.getByLabel("Your password").fill("not my password at all");
+    await dialog.getByRole("button", { name: "Confirm" }).click();
+    await dialog.getByText("That password is not right.").waitFor();
+    await expect(dialog.textContent()).resolves.not.toContain("Invalid username or password");
     await dialog.getByLabel("Your password").fill(user.password);
     await dialog.getByRole("button", { name: "Confirm" }).click();
 
@@ -150,7 +211,7 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
 
   it("adds a passkey with Chromium's virtual authenticator and signs in with it", async () => {
     securityKey = await addSecurityKey(page);
-    await page.goto("/security");
+    await page.goto("/security#factors");
     await settled(page);
     await page.getByLabel("Security key name").fill("USB key");
     await page.getByRole("button", { name: "Add security key or passkey" }).click();
@@ -186,6 +247,10 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await page.getByText("Added. Confirm it from the email we sent you.").waitFor();
 
     await followEmailLink(page, "Confirm a new withdrawal address", "/confirm-address");
+    // Opening the link confirms nothing (a mail scanner opens links too); the click does.
+    await page.getByRole("button", { name: "Confirm this address" }).waitFor();
+    await expect(page.getByText(/is confirmed/).count()).resolves.toBe(0);
+    await page.getByRole("button", { name: "Confirm this address" }).click();
     await page.getByText(/Cold wallet \(BTC\) is confirmed/).waitFor();
     // New addresses wait 48 hours (covered by the address-book tests); this one is ready now.
     await server.storage.storage.db
@@ -196,12 +261,44 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await page.goto("/demo/withdraw");
     await settled(page);
     await page.getByLabel("Amount").fill("0.5");
+    // On a phone, as most confirmations are made.
+    await page.setViewportSize({ width: 390, height: 844 });
     await page.getByRole("button", { name: "Withdraw" }).click();
     const dialog = page.getByRole("dialog");
-    await dialog.getByRole("heading", { name: /Confirm: Withdraw 0\.5 BTC to bc1qar/ }).waitFor();
+    await dialog.getByRole("heading", { name: /^Withdraw 0\.5 BTC to bc1qar/ }).waitFor();
+    // The whole destination address and its label, the amount with its asset.
     const signed = dialog.getByRole("definition");
-    await expect(signed.filter({ hasText: /^[0-9a-f]{64}$/ }).count()).resolves.toBe(1);
-    await expect(signed.filter({ hasText: /^0\.5$/ }).count()).resolves.toBe(1);
+    await expect(
+      signed
+        .filter({ hasText: /^bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq$/ })
+        .first()
+        .isVisible(),
+    ).resolves.toBe(true);
+    await expect(
+      signed
+        .filter({ hasText: /^Cold wallet$/ })
+        .first()
+        .isVisible(),
+    ).resolves.toBe(true);
+    await expect(signed.filter({ hasText: /^0\.5 BTC$/ }).isVisible()).resolves.toBe(true);
+    // No ids, type names, nulls or digest outside "Technical details".
+    const outside = await dialog.evaluate((element) => {
+      const copy = element.cloneNode(true) as HTMLElement;
+      copy.querySelector("details")?.remove();
+      return copy.textContent ?? "";
+    });
+    expect(outside).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-/);
+    expect(outside).not.toMatch(/[0-9a-f]{64}/);
+    expect(outside).not.toMatch(/\bnull\b|\bwithdraw\b|addressId/);
+    // The Confirm button is on screen without scrolling, at 390 × 844.
+    const confirmBox = await dialog.getByRole("button", { name: "Confirm", exact: true }).boundingBox();
+    expect(confirmBox).not.toBeNull();
+    expect(confirmBox!.y + confirmBox!.height).toBeLessThanOrEqual(844);
+    expect(confirmBox!.y).toBeGreaterThanOrEqual(0);
+    await shot(page, "confirm-withdrawal-phone");
+    await dialog.getByText("Technical details").click();
+    await expect(signed.filter({ hasText: /^[0-9a-f]{64}$/ }).isVisible()).resolves.toBe(true);
+    await page.setViewportSize({ width: 1280, height: 720 });
     await shot(page, "confirm-withdrawal");
     await dialog.getByRole("button", { name: "Confirm with security key or passkey" }).click();
     const grant = (await page.getByTestId("grant").textContent())!.trim();
@@ -215,7 +312,7 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await settled(page);
     await page.getByLabel("Name").fill("market-maker");
     await page.getByLabel("Create and modify orders").check();
-    await page.getByLabel("Approval threshold").fill("100");
+    await page.getByLabel("Approval thresholds").fill("USD 100");
     await page.getByRole("button", { name: "Create key" }).click();
     const stepUp = page.getByRole("dialog");
     await stepUp
@@ -255,9 +352,25 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     expect(again.error).toEqual(["EGeneral:Invalid arguments"]);
   });
 
+  it("changes the password, confirmed with the passkey", async () => {
+    await page.goto("/security");
+    await settled(page);
+    await page.getByRole("button", { name: "Change Password" }).click();
+    const next = `${user.password} and more`;
+    await page.getByLabel("Current password").fill(user.password);
+    await page.getByLabel("New password").fill(next);
+    await page.getByRole("button", { name: "Change password" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.getByText("Your other sessions will be signed out.").waitFor();
+    await dialog.getByRole("button", { name: "Confirm with security key or passkey" }).click();
+    await page.getByText("Password changed. Your other sessions have ended.").waitFor();
+    user.password = next;
+  });
+
   it("turns on the Global Settings Lock and sees a setting change refused", async () => {
     await page.goto("/security");
     await settled(page);
+    await page.getByRole("button", { name: "Turn on Global Settings Lock" }).click();
     await page.getByLabel("Unlock waiting period (days)").fill("2");
     await page.getByRole("button", { name: "Turn on the lock" }).click();
     await page
@@ -266,19 +379,28 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
       .click();
     await page.getByText("Your Global Settings Lock is on: security settings are hidden").waitFor();
 
-    await page.goto("/addresses");
-    await settled(page);
-    await page.getByLabel("Asset").fill("ETH");
-    await page.getByLabel("Address", { exact: true }).fill("0x52908400098527886E0F7030069857D2E4169EE7");
-    await page.getByLabel("Label").fill("Exchange");
-    await page.getByRole("button", { name: "Add address" }).click();
-    await page
-      .getByRole("alert")
-      .getByText(/Global Settings Lock is on/)
-      .waitFor();
+    // The pages the lock blocks say so before anything is filled in.
+    for (const [path, what] of [
+      ["/addresses", "withdrawal addresses"],
+      ["/api-keys", "API keys"],
+    ] as const) {
+      await page.goto(path);
+      await settled(page);
+      await page.getByText(`Your Global Settings Lock is on, so ${what} cannot be changed.`).waitFor();
+    }
+    await expect(page.getByRole("button", { name: "Create key" }).isDisabled()).resolves.toBe(true);
+    await shot(page, "api-keys-locked");
 
+    // The activity log has both changes, in words, with what each confirmation confirmed.
     await page.goto("/security");
     await settled(page);
+    const activity = page.locator("table.activity");
+    await activity.getByText("Turned on the Global Settings Lock (2-day unlock wait)").waitFor();
+    await activity.getByText("Changed the password (other sessions were ended)").waitFor();
+    await activity.getByText("Confirmed a password change with security key or passkey").first().waitFor();
+    await shot(page, "security-activity");
+
+    await page.getByRole("button", { name: "Unlock Global Settings Lock" }).click();
     await page.getByRole("button", { name: "Request unlock" }).click();
     await page.getByText(/Unlock requested: the lock comes off in/).waitFor();
     await shot(page, "security-locked");
@@ -355,6 +477,19 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await signedOut.goto("/sign-in");
     await settled(signedOut);
     await shot(signedOut, "sign-in");
+
+    // After repeated failures the page says sign-in may be paused, whether or not the account exists.
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      await signedOut.getByLabel("Username").fill(user.username);
+      await signedOut.getByLabel("Password").fill("not the password");
+      await signedOut.getByRole("button", { name: "Sign in" }).click();
+      await signedOut.getByText("Invalid username or password.").waitFor();
+      await signedOut.waitForFunction(() => !document.querySelector("button[type=submit]:disabled"));
+    }
+    await signedOut.getByText(/signing in to an account is paused for a while/).waitFor();
+    await signedOut.getByText(/check your email/).waitFor();
+    expect(await accessibilityViolations(signedOut), "sign-in, paused").toEqual([]);
+    await shot(signedOut, "sign-in-paused");
     expect(visitorErrors).toEqual([]);
     await visitor.close();
 
@@ -366,9 +501,29 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
         390,
       );
     }
-    await page.goto("/");
-    await settled(page);
-    await shot(page, "dashboard-phone");
+    // Every main page at a phone's width and at a desktop's, to look at.
+    const mainPages: [string, string][] = [
+      ["/", "dashboard"],
+      ["/security", "security"],
+      ["/addresses", "addresses"],
+      ["/api-keys", "api-keys"],
+      ["/status", "status"],
+      ["/demo/withdraw", "withdraw-demo"],
+    ];
+    for (const [path, name] of mainPages) {
+      await page.goto(path);
+      await settled(page);
+      await shot(page, `phone-${name}`);
+    }
+    await page.getByRole("button", { name: "Menu" }).click();
+    await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Security" }).waitFor();
+    await shot(page, "phone-menu");
+    await page.setViewportSize({ width: 1280, height: 720 });
+    for (const [path, name] of mainPages) {
+      await page.goto(path);
+      await settled(page);
+      await shot(page, `desktop-${name}`);
+    }
   });
 
   it("reported no script errors and no Content-Security-Policy violations", async () => {

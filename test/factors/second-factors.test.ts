@@ -46,7 +46,7 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect((await h.request("GET", "/v1/session", { token })).statusCode).toBe(401);
     expect((await h.request("GET", "/v1/session", { token: renewed })).statusCode).toBe(200);
     await h.deliverMail();
-    await h.smtp.waitFor(user.email, /security setting/);
+    await h.smtp.waitFor(user.email, /^Added authenticator app$/);
 
     const flow = await startSignIn(user);
     expect(flow.factors).toEqual(["totp", "recovery_code"]);
@@ -172,7 +172,7 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     const fresh = regenerated.response.json().codes as string[];
     expect(fresh).toHaveLength(10);
     await h.deliverMail();
-    await h.smtp.waitFor(user.email, /A security setting of your account changed/);
+    await h.smtp.waitFor(user.email, /^Created new recovery codes$/);
     const told = h.smtp.to(user.email).map((m) => m.text);
     expect(
       told.some((text) => text.includes("created new recovery codes (the old ones no longer work)")),
@@ -450,7 +450,7 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect((await h.request("GET", "/v1/security/factors", { token })).json().factors).toHaveLength(1);
     // The owner is told which factor went (SPEC §12).
     await h.deliverMail();
-    await h.smtp.waitFor(user.email, /A security setting of your account changed/);
+    await h.smtp.waitFor(user.email, /^Removed security key "Backup key"$/);
     expect(h.smtp.to(user.email).some((m) => m.text.includes('removed security key "Backup key"'))).toBe(
       true,
     );

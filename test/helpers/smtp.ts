@@ -52,7 +52,7 @@ export class SmtpCapture {
           const raw = Buffer.concat(chunks).toString("utf8");
           this.messages.push({
             to: session.envelope.rcptTo.map((r) => r.address),
-            subject: /^Subject: (.*)$/im.exec(raw)?.[1]?.trim() ?? "",
+            subject: decodeHeader(/^Subject: (.*(?:\r?\n[ \t].*)*)$/im.exec(raw)?.[1] ?? ""),
             text: textPart(raw),
             raw,
           });
@@ -105,4 +105,24 @@ export function linkToken(email: CapturedEmail, path: string): string {
   const match = new RegExp(`${path}\\?token=([A-Za-z0-9_-]+)`).exec(email.text);
   if (!match) throw new Error(`no ${path} link in email "${email.subject}":\n${email.text}`);
   return match[1]!;
+}
+
+/** A header as a person reads it: folded lines joined, RFC 2047 encoded words (quotes, accents) decoded. */
+function decodeHeader(value: string): string {
+  return value
+    .replace(/\r?\n[ \t]+/g, " ")
+    .replace(/\?=\s+=\?/g, "?==?")
+    .replace(/=\?UTF-8\?([QB])\?([^?]*)\?=/gi, (_, encoding: string, text: string) =>
+      encoding.toUpperCase() === "B"
+        ? Buffer.from(text, "base64").toString("utf8")
+        : Buffer.from(
+            text
+              .replace(/_/g, " ")
+              .replace(/=([0-9A-F]{2})/gi, (_hex, code: string) =>
+                String.fromCharCode(Number.parseInt(code, 16)),
+              ),
+            "latin1",
+          ).toString("utf8"),
+    )
+    .trim();
 }

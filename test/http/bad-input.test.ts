@@ -2,6 +2,7 @@ import fc from "fast-check";
 import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../src/http/server.js";
+import { isErrorCode } from "../../src/support/error-codes.js";
 import {
   ADMIN_TOKEN,
   Harness,
@@ -836,6 +837,20 @@ function problemsWith(c: Case, response: LightMyRequestResponse, authenticated: 
       typeof error.message !== "string"
     ) {
       problems.push(`error is not {error:{code,message}}: ${where}`);
+    } else {
+      if (!isErrorCode(error.code)) problems.push(`code "${error.code}" is not in the catalogue: ${where}`);
+      // A person reads each field's message beside the input: a sentence, not the schema's wording.
+      const details = (error as { details?: unknown }).details;
+      for (const detail of Array.isArray(details) ? details : []) {
+        const message = (detail as { message?: unknown }).message;
+        if (
+          typeof message !== "string" ||
+          !/^[A-Z"].*[.?]$/s.test(message) ||
+          /\bmust NOT\b|must have|must match/.test(message)
+        ) {
+          problems.push(`detail is not a sentence (${JSON.stringify(detail)}): ${where}`);
+        }
+      }
     }
   }
   return problems;

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashToken } from "../../src/crypto/tokens.js";
+import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, PUBLIC_URL, sessionCookie, type TestUser } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
@@ -131,6 +132,58 @@ describe.each(engines)("sessions on %s (SPEC §5)", (engine) => {
       .items.map((i: { event: string; outcome: string }) => `${i.event}:${i.outcome}`);
     expect(events).toContain("sign_in.password:failure");
     expect(events).toContain("account.created:success");
+  });
+
+  it("lists every security change in words, and what each confirmation confirmed", async () => {
+    const owner = await h.createVerifiedUser();
+    let token = await h.sessionToken(owner);
+    const enrolled = await enrollTotp(h, token, { password: owner.password });
+    token = enrolled.token;
+    // A wrong code first: failed proofs are shown, passed ones only through what they confirmed.
+    const wrong = await h.request("POST", "/v1/security/password", {
+      token,
+      body: { currentPassword: owner.password, newPassword: "a new and long enough passphrase" },
+    });
+    const actionId = wrong.json().error.actionId as string;
+    expect(
+      (await h.request("POST", `/v1/actions/${actionId}/confirm`, { token, body: { totp: "000000" } })).json()
+        .error.code,
+    ).toBe("invalid_code");
+    const changed = await withStepUp(
+      h,
+      token,
+      "POST",
+      "/v1/security/password",
+      { totp: nextTotpCode(h, enrolled.secret) },
+      { body: { currentPassword: owner.password, newPassword: "a new and long enough passphrase" } },
+    );
+    expect(changed.response.statusCode, changed.response.body).toBe(200);
+    const locked = await withStepUp(
+      h,
+      changed.token,
+      "POST",
+      "/v1/security/global-lock",
+      { totp: nextTotpCode(h, enrolled.secret) },
+      { body: { unlockDelayDays: 3 } },
+    );
+    expect(locked.response.statusCode, locked.response.body).toBe(200);
+
+    const { items } = (await h.request("GET", "/v1/activity", { token: locked.token })).json() as {
+      items: { event: string; what: string; result: string }[];
+    };
+    const lines = items.map((item) => `${item.what} — ${item.result}`);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        "Turned on the Global Settings Lock (3-day unlock wait) — Done",
+        "Confirmed turning on the Global Settings Lock with authenticator code — Done",
+        "Changed the password (other sessions were ended) — Done",
+        "Confirmed a password change with authenticator code — Done",
+        "Authenticator code refused while confirming a change — Failed: wrong",
+        "Confirmed adding an authenticator app with password — Done",
+      ]),
+    );
+    // The passed proofs are not listed twice.
+    expect(items.filter((item) => item.event === "step_up.totp" && item.result === "Done")).toEqual([]);
   });
 });
 

@@ -51,6 +51,10 @@ function Shell() {
   const { session, signOut } = useSession();
   const publicPage = publicPages[path];
   const accountPage = accountPages[path];
+  // On a phone the menu is one button; it closes again when a page is chosen.
+  const [menuOpen, setMenuOpen] = useState(false);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the path changing is what closes the menu
+  useEffect(() => setMenuOpen(false), [path]);
 
   useEffect(() => {
     const title = accountPage?.title ?? titles[path] ?? "Portcullis";
@@ -79,7 +83,16 @@ function Shell() {
         <Link href={session ? "/" : "/sign-in"} className="brand">
           Portcullis
         </Link>
-        <nav aria-label="Main">
+        <button
+          type="button"
+          className="menu-toggle"
+          aria-expanded={menuOpen}
+          aria-controls="main-nav"
+          onClick={() => setMenuOpen((open) => !open)}
+        >
+          Menu
+        </button>
+        <nav aria-label="Main" id="main-nav" className={menuOpen ? "open" : undefined}>
           {session ? (
             <>
               <Link href="/" aria-current={path === "/" ? "page" : undefined}>

@@ -1,43 +1,20 @@
+import { errorCodes, type FieldProblem } from "../../src/support/error-codes.js";
 import { ApiError } from "./api.js";
 
+/** Sentences for what goes wrong in the browser itself; these codes never come from the server. */
+export const portalOnlyMessages: Record<string, string> = {
+  network: "We could not reach Portcullis. Check your connection and try again.",
+  webauthn_cancelled: "The security key prompt was closed before it finished.",
+};
+
 /**
- * A clear sentence for every error code the API answers with (API.md "Conventions"). The server's own
- * message is usually more specific (it names the field, the hold's end, the tier needed), so it follows
- * the general sentence when it says something the sentence does not.
+ * A clear sentence for every error code: the server's catalogue (src/support/error-codes.ts) is the one
+ * source, bundled as it is, plus the portal's own codes. The server's message is often more specific (it
+ * names the hold's end, the tier needed), so it follows the general sentence when it adds something.
  */
 const messages: Record<string, string> = {
-  network: "We could not reach Portcullis. Check your connection and try again.",
-  invalid_request: "Some fields need attention.",
-  invalid_json: "The request could not be read. Reload the page and try again.",
-  bad_request: "The request could not be understood. Reload the page and try again.",
-  unsupported_media_type: "The request could not be read. Reload the page and try again.",
-  payload_too_large: "That is too much text for one request.",
-  uri_too_long: "The address is too long.",
-  invalid_credentials: "Invalid username or password.",
-  unauthenticated: "Your session has ended. Sign in again to continue.",
-  forbidden: "You may not do that.",
-  settings_locked:
-    "Your Global Settings Lock is on, so security settings cannot be changed. Unlock it in Security first.",
-  step_up_required: "Confirm this change with your second factor.",
-  enrollment_required: "Set up a new second factor before doing anything else.",
-  not_eligible: "Your account cannot use this right now.",
-  not_found: "We could not find that. It may have been removed already.",
-  conflict: "That conflicts with the current state. Reload the page to see the latest.",
-  expired: "This has expired. Start again.",
-  on_hold: "This is on hold after a recent security change.",
-  rate_limited: "Too many attempts. Wait a moment and try again.",
-  unavailable: "The service is temporarily unavailable. Try again shortly.",
-  internal_error: "Something went wrong on our side. It has been logged; try again shortly.",
-  weak_password: "Choose a stronger password.",
-  bot_check_failed: "The automatic bot check did not pass. Wait for it to finish, then try again.",
-  invalid_code: "That code is not right. Check it and try again.",
-  invalid_passcode: "That trading passcode is not right.",
-  invalid_token: "This link is not valid any more. Ask for a new one.",
-  invalid_webauthn_response: "Your security key's answer could not be verified. Try again.",
-  roaming_factor_required:
-    "Your first second factor must be one you can carry with you: an authenticator app or a roaming security key.",
-  master_key_required: "Enter your Master Key to continue.",
-  webauthn_cancelled: "The security key prompt was closed before it finished.",
+  ...Object.fromEntries(Object.entries(errorCodes).map(([code, entry]) => [code, entry.message])),
+  ...portalOnlyMessages,
 };
 
 const weakPasswordReasons: Record<string, string> = {
@@ -48,7 +25,26 @@ const weakPasswordReasons: Record<string, string> = {
   contains_email: "It must not contain the first part of your email address.",
 };
 
-export function humanMessage(error: unknown): string {
+/** The per-field problems of an invalid request, keyed by field name, for showing beside the inputs. */
+export function fieldProblems(error: unknown): Map<string, string> {
+  const problems = new Map<string, string>();
+  if (!(error instanceof ApiError) || !Array.isArray(error.body.details)) return problems;
+  for (const detail of error.body.details as FieldProblem[]) {
+    if (
+      typeof detail?.field === "string" &&
+      typeof detail.message === "string" &&
+      !problems.has(detail.field)
+    )
+      problems.set(detail.field, detail.message);
+  }
+  return problems;
+}
+
+/**
+ * The sentence for an error. `shownBesideFields` are the fields whose problems the form already shows
+ * next to their inputs; the rest are listed here so nothing the server said is lost.
+ */
+export function humanMessage(error: unknown, shownBesideFields: ReadonlySet<string> = new Set()): string {
   if (!(error instanceof ApiError)) {
     if (error instanceof Error && error.name === "NotAllowedError") return messages.webauthn_cancelled!;
     return error instanceof Error ? error.message : String(error);
@@ -56,15 +52,14 @@ export function humanMessage(error: unknown): string {
   const { code, message } = error.body;
   const general = messages[code] ?? "Something went wrong. Try again.";
   const parts = [general];
+  const fields = [...fieldProblems(error)].filter(([field]) => !shownBesideFields.has(field));
   if (code === "weak_password" && Array.isArray(error.body.reasons)) {
     for (const reason of error.body.reasons as { code?: string; message?: string }[]) {
       parts.push((reason.code && weakPasswordReasons[reason.code]) ?? reason.message ?? "");
     }
-  } else if (code === "invalid_request" && Array.isArray(error.body.details)) {
-    const fields = (error.body.details as { field: string; message: string }[]).map(
-      (detail) => `${detail.field}: ${detail.message}`,
-    );
-    parts.push(message !== general && !fields.length ? message : fields.join("; "));
+  } else if (fieldProblems(error).size > 0) {
+    for (const [, sentence] of fields) parts.push(sentence);
+    if (fields.length === 0 && code !== "invalid_request" && message !== general) parts.push(message);
   } else if (code === "not_eligible" && Array.isArray(error.body.reasons)) {
     for (const reason of error.body.reasons as { message: string }[]) parts.push(reason.message);
   } else if (typeof error.body.hint === "string") {

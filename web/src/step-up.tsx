@@ -9,6 +9,7 @@ import {
   useRef,
   useState,
 } from "react";
+import { summarise } from "./action-summary.js";
 import { type Action, ApiError, api } from "./api.js";
 import { ErrorMessage, Field, formatTime, useTask } from "./ui.js";
 
@@ -100,8 +101,24 @@ const proofNames: Record<string, string> = {
 };
 
 /**
- * Shows what is being confirmed — the server's summary, every parameter and the digest the signature
- * covers (SPEC §8 dynamic linking) — and takes the proofs the action requires.
+ * The sentence for a refused proof, in the words of the proof that was asked for: a wrong password here
+ * is not a failed sign-in, so it must not say "Invalid username or password".
+ */
+function proofError(error: unknown): unknown {
+  if (error instanceof ApiError && error.code === "invalid_credentials")
+    return new Error("That password is not right. Check it and try again.");
+  return error;
+}
+
+const technicalValue = (value: unknown) =>
+  value === null || value === undefined ? "none" : typeof value === "string" ? value : JSON.stringify(value);
+
+/**
+ * Shows what is being confirmed in words (the amount, the whole destination address, the key's
+ * permissions by name), keeps the type, ids and the digest the confirmation covers (SPEC §8 dynamic
+ * linking) under "Technical details", and takes the proofs the action requires. The buttons stay in view
+ * on a small screen while the summary scrolls; the first proof field has the focus, and closing returns
+ * the focus to where it was.
  */
 export function ConfirmActionDialog(props: {
   action: Action;
@@ -124,10 +141,18 @@ export function ConfirmActionDialog(props: {
   const needsPasscode = action.required.includes("trading_passcode");
   const hasKey = action.factors.includes("webauthn");
   const hasCodeFactor = action.factors.includes("totp") || action.factors.includes("recovery_code");
+  const summary = summarise(action);
 
   useEffect(() => {
     const element = dialog.current;
+    const previous = document.activeElement;
     if (element && !element.open) element.showModal();
+    // showModal focuses the first focusable element, which is the "Technical details" toggle; the
+    // person is here to enter a proof, so its first field gets the focus.
+    element?.querySelector<HTMLInputElement>("form input:not([type=radio])")?.focus();
+    return () => {
+      if (previous instanceof HTMLElement && previous.isConnected) previous.focus();
+    };
   }, []);
 
   async function confirm(body: Record<string, unknown>) {
@@ -165,104 +190,126 @@ export function ConfirmActionDialog(props: {
     return void confirm(method === "totp" ? { totp: totp.trim() } : { recoveryCode: recoveryCode.trim() });
   }
 
-  const rows: [string, string][] = [
-    ["action", action.type],
-    ...Object.entries(action.params).map(([name, value]): [string, string] => [name, String(value)]),
-    ["digest", action.digest],
-    ["expires", formatTime(action.expiresAt)],
+  const technical: [string, string][] = [
+    ["Action", action.type],
+    ["Action id", action.id],
+    ...Object.entries(action.params).map(([name, value]): [string, string] => [name, technicalValue(value)]),
+    ["Digest (SHA-256)", action.digest],
   ];
+  const firstField = needsPassword ? "password" : needsPasscode ? "passcode" : hasKey ? "none" : "code";
   return (
     <dialog
       ref={dialog}
-      className="dialog"
+      className="dialog confirm"
       aria-labelledby="confirm-title"
       onCancel={(event) => {
         event.preventDefault();
         props.onCancel();
       }}
     >
-      <h2 id="confirm-title">Confirm: {action.summary}</h2>
-      <p>You are confirming exactly this. Any change to it needs a new confirmation.</p>
-      <dl className="signed" aria-label="What you are confirming">
-        {rows.map(([name, value]) => (
-          <div key={name} className="row">
-            <dt>{name}</dt>
-            <dd className={name === "digest" ? "mono" : undefined}>{value}</dd>
-          </div>
-        ))}
-      </dl>
       <form onSubmit={submit}>
-        {needsPassword ? (
-          <Field
-            label="Your password"
-            name="password"
-            type="password"
-            autoComplete="current-password"
-            value={password}
-            onChange={setPassword}
-            autoFocus
-          />
-        ) : null}
-        {needsPasscode ? (
-          <Field
-            label="Trading passcode"
-            name="tradingPasscode"
-            type="password"
-            inputMode="numeric"
-            autoComplete="off"
-            value={tradingPasscode}
-            onChange={setTradingPasscode}
-          />
-        ) : null}
-        {needsSecondFactor && hasKey ? (
-          <div className="field">
-            <button type="button" className="primary" onClick={() => void withKey()} disabled={task.busy}>
-              Confirm with security key or passkey
-            </button>
-          </div>
-        ) : null}
-        {needsSecondFactor && hasCodeFactor ? (
-          <>
-            {action.factors.includes("totp") && action.factors.includes("recovery_code") ? (
-              <fieldset className="choice">
-                <legend>Confirm with</legend>
-                {(["totp", "recovery_code"] as const).map((kind) => (
-                  <label key={kind}>
-                    <input
-                      type="radio"
-                      name="method"
-                      value={kind}
-                      checked={method === kind}
-                      onChange={() => setMethod(kind)}
-                    />{" "}
-                    {proofNames[kind]}
-                  </label>
-                ))}
-              </fieldset>
-            ) : null}
-            {method === "totp" ? (
-              <Field
-                label="Code from your authenticator app"
-                name="totp"
-                inputMode="numeric"
-                autoComplete="one-time-code"
-                value={totp}
-                onChange={setTotp}
-                autoFocus={!hasKey && !needsPassword}
-              />
-            ) : (
-              <Field
-                label="Recovery code"
-                name="recoveryCode"
-                autoComplete="off"
-                value={recoveryCode}
-                onChange={setRecoveryCode}
-              />
-            )}
-          </>
-        ) : null}
-        <ErrorMessage error={task.error} />
-        <div className="actions">
+        <div className="dialog-body">
+          <h2 id="confirm-title">{action.summary}</h2>
+          <p className="hint">
+            You are confirming exactly this; any change needs a new confirmation. It can be confirmed until{" "}
+            {formatTime(action.expiresAt)}.
+          </p>
+          {summary.rows.length ? (
+            <dl className="signed" aria-label="What you are confirming">
+              {summary.rows.map((row) => (
+                <div key={row.label} className={row.long ? "row long" : "row"}>
+                  <dt>{row.label}</dt>
+                  <dd className={row.long ? "mono" : undefined}>{row.value}</dd>
+                </div>
+              ))}
+            </dl>
+          ) : null}
+          {summary.warning ? <p className="notice notice-warning">{summary.warning}</p> : null}
+          <details className="technical">
+            <summary>Technical details</summary>
+            <dl className="signed">
+              {technical.map(([name, value]) => (
+                <div key={name} className="row long">
+                  <dt>{name}</dt>
+                  <dd className="mono">{value}</dd>
+                </div>
+              ))}
+            </dl>
+          </details>
+          {needsPassword ? (
+            <Field
+              label="Your password"
+              name="password"
+              type="password"
+              autoComplete="current-password"
+              value={password}
+              onChange={setPassword}
+              autoFocus={firstField === "password"}
+            />
+          ) : null}
+          {needsPasscode ? (
+            <Field
+              label="Trading passcode"
+              name="tradingPasscode"
+              type="password"
+              inputMode="numeric"
+              autoComplete="off"
+              value={tradingPasscode}
+              onChange={setTradingPasscode}
+              autoFocus={firstField === "passcode"}
+            />
+          ) : null}
+          {needsSecondFactor && hasKey ? (
+            <div className="field">
+              <button type="button" className="primary" onClick={() => void withKey()} disabled={task.busy}>
+                Confirm with security key or passkey
+              </button>
+            </div>
+          ) : null}
+          {needsSecondFactor && hasCodeFactor ? (
+            <>
+              {action.factors.includes("totp") && action.factors.includes("recovery_code") ? (
+                <fieldset className="choice">
+                  <legend>{hasKey ? "Or confirm with" : "Confirm with"}</legend>
+                  {(["totp", "recovery_code"] as const).map((kind) => (
+                    <label key={kind}>
+                      <input
+                        type="radio"
+                        name="method"
+                        value={kind}
+                        checked={method === kind}
+                        onChange={() => setMethod(kind)}
+                      />{" "}
+                      {proofNames[kind]}
+                    </label>
+                  ))}
+                </fieldset>
+              ) : null}
+              {method === "totp" ? (
+                <Field
+                  label="Code from your authenticator app"
+                  name="totp"
+                  inputMode="numeric"
+                  autoComplete="one-time-code"
+                  value={totp}
+                  onChange={setTotp}
+                  autoFocus={firstField === "code"}
+                />
+              ) : (
+                <Field
+                  label="Recovery code"
+                  name="recoveryCode"
+                  autoComplete="off"
+                  value={recoveryCode}
+                  onChange={setRecoveryCode}
+                  autoFocus={firstField === "code"}
+                />
+              )}
+            </>
+          ) : null}
+          <ErrorMessage error={proofError(task.error)} />
+        </div>
+        <div className="actions dialog-actions">
           {!needsSecondFactor || hasCodeFactor ? (
             <button type="submit" className={hasKey ? "" : "primary"} disabled={task.busy}>
               Confirm

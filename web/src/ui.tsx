@@ -1,5 +1,35 @@
-import { type ReactNode, useId, useState } from "react";
-import { humanMessage } from "./errors.js";
+import { createContext, type ReactNode, useContext, useId, useMemo, useState } from "react";
+import { fieldProblems, humanMessage } from "./errors.js";
+
+/**
+ * The field problems of a form's last error. Fields inside show their own problem beside the input and
+ * note that they did; the form's ErrorMessage (rendered after the fields) lists only the others.
+ */
+const FieldErrorsContext = createContext<{ problems: Map<string, string>; shown: Set<string> } | null>(null);
+
+export function FieldErrors({ error, children }: { error: unknown; children: ReactNode }) {
+  const value = useMemo(() => ({ problems: fieldProblems(error), shown: new Set<string>() }), [error]);
+  return <FieldErrorsContext.Provider value={value}>{children}</FieldErrorsContext.Provider>;
+}
+
+/** This field's problem from the enclosing form's last error, if any. */
+export function useFieldProblem(field: string): string | undefined {
+  const context = useContext(FieldErrorsContext);
+  if (!context) return undefined;
+  context.shown.add(field);
+  return context.problems.get(field);
+}
+
+/** The problem beside an input: read with the input (aria-describedby), marked for the eye. */
+export function FieldProblem({ id, problem }: { id: string; problem: string | undefined }) {
+  return problem ? (
+    <p className="field-error" id={id}>
+      {problem}
+    </p>
+  ) : null;
+}
+
+const describedBy = (...ids: (string | false | undefined)[]) => ids.filter(Boolean).join(" ") || undefined;
 
 /** A labelled input: every field has a visible label tied to it, and hints are read out with it. */
 export function Field(props: {
@@ -11,16 +41,20 @@ export function Field(props: {
   autoComplete?: string;
   hint?: string;
   required?: boolean;
-  inputMode?: "numeric" | "text" | "email";
+  inputMode?: "numeric" | "decimal" | "text" | "email";
   autoFocus?: boolean;
   minLength?: number;
   maxLength?: number;
   pattern?: string;
+  /** The field's name in the API's `details`, when it differs from `name`. */
+  field?: string;
 }) {
   const id = useId();
   const hintId = `${id}-hint`;
+  const problemId = `${id}-problem`;
+  const problem = useFieldProblem(props.field ?? props.name);
   return (
-    <div className="field">
+    <div className={problem ? "field invalid" : "field"}>
       <label htmlFor={id}>{props.label}</label>
       <input
         id={id}
@@ -36,8 +70,10 @@ export function Field(props: {
         minLength={props.minLength}
         maxLength={props.maxLength}
         pattern={props.pattern}
-        aria-describedby={props.hint ? hintId : undefined}
+        aria-invalid={problem ? true : undefined}
+        aria-describedby={describedBy(problem && problemId, props.hint && hintId)}
       />
+      <FieldProblem id={problemId} problem={problem} />
       {props.hint ? (
         <p className="hint" id={hintId}>
           {props.hint}
@@ -53,16 +89,20 @@ export function Select(props: {
   value: string;
   onChange: (value: string) => void;
   options: { value: string; label: string }[];
+  field?: string;
 }) {
   const id = useId();
+  const problem = useFieldProblem(props.field ?? props.name);
   return (
-    <div className="field">
+    <div className={problem ? "field invalid" : "field"}>
       <label htmlFor={id}>{props.label}</label>
       <select
         id={id}
         name={props.name}
         value={props.value}
         onChange={(event) => props.onChange(event.target.value)}
+        aria-invalid={problem ? true : undefined}
+        aria-describedby={problem ? `${id}-problem` : undefined}
       >
         {props.options.map((option) => (
           <option key={option.value} value={option.value}>
@@ -70,6 +110,7 @@ export function Select(props: {
           </option>
         ))}
       </select>
+      <FieldProblem id={`${id}-problem`} problem={problem} />
     </div>
   );
 }
@@ -96,10 +137,11 @@ export function Checkbox(props: {
 }
 
 export function ErrorMessage({ error }: { error: unknown }) {
+  const context = useContext(FieldErrorsContext);
   if (!error) return null;
   return (
     <p className="error" role="alert">
-      {humanMessage(error)}
+      {humanMessage(error, context?.shown)}
     </p>
   );
 }
@@ -141,7 +183,8 @@ export function useTask() {
     try {
       return await task();
     } catch (caught) {
-      setError(caught);
+      // Closing a confirmation is a choice, not a failure: nothing to report.
+      setError(caught instanceof Error && caught.name === "StepUpCancelled" ? null : caught);
       return undefined;
     } finally {
       setBusy(false);
@@ -153,4 +196,56 @@ export function useTask() {
 export function formatTime(iso: string | null | undefined): string {
   if (!iso) return "—";
   return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** Copies a secret to the clipboard and says so; the text stays on the page to copy by hand as well. */
+export function CopyButton({ text, label = "Copy" }: { text: string; label?: string }) {
+  const [copied, setCopied] = useState<"yes" | "no" | null>(null);
+  async function copy() {
+    try {
+      await navigator.clipboard.writeText(text);
+      setCopied("yes");
+    } catch {
+      setCopied("no");
+    }
+  }
+  return (
+    <>
+      <button type="button" onClick={() => void copy()}>
+        {label}
+      </button>
+      <span role="status" className="hint">
+        {copied === "yes"
+          ? " Copied."
+          : copied === "no"
+            ? " Copying is not allowed here: select the text instead."
+            : ""}
+      </span>
+    </>
+  );
+}
+
+/** Saves a secret as a text file (recovery codes, an API secret), made in the browser. */
+export function DownloadButton({
+  text,
+  fileName,
+  label = "Download",
+}: {
+  text: string;
+  fileName: string;
+  label?: string;
+}) {
+  function download() {
+    const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = fileName;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+  return (
+    <button type="button" onClick={download}>
+      {label}
+    </button>
+  );
 }

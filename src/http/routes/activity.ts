@@ -1,33 +1,14 @@
 import { Type } from "typebox";
+import {
+  activityEvents,
+  activityShownOnlyWhenNotPassed,
+  describeActivity,
+  describeOutcome,
+} from "../../audit/activity.js";
 import type { Services } from "../../services.js";
 import { caller } from "../auth.js";
 import { Nullable, Open } from "../schemas.js";
 import type { App } from "../server.js";
-
-/** The owner's access history (SPEC §12): sign-ins, attempts and session events, with device and place. */
-export const activityEvents = [
-  "sign_in.password",
-  "sign_in.totp",
-  "sign_in.webauthn",
-  "sign_in.recovery_code",
-  "sign_in.refused",
-  "sign_in.completed",
-  "step_up.password",
-  "step_up.totp",
-  "step_up.webauthn",
-  "step_up.recovery_code",
-  "device.approved",
-  "device.removed",
-  "device.disconnect_all",
-  "factor.added",
-  "factor.removed",
-  "recovery_codes.regenerated",
-  "account.restricted",
-  "account.created",
-  "account.email_verified",
-  "session.ended",
-  "session.ended_others",
-];
 
 export function registerActivityRoutes(app: App, services: Services): void {
   app.get(
@@ -36,7 +17,8 @@ export function registerActivityRoutes(app: App, services: Services): void {
       config: { auth: "session" },
       schema: {
         tags: ["security"],
-        summary: "This account's access history, newest first",
+        summary:
+          "This account's access and security history, newest first: sign-ins, confirmations, every security setting change, API keys and addresses",
         querystring: Type.Object({
           before: Type.Optional(Type.Integer({ minimum: 1 })),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
@@ -70,6 +52,7 @@ export function registerActivityRoutes(app: App, services: Services): void {
       const entries = await services.audit.list({
         accountId: account.id,
         events: activityEvents,
+        onlyUnsuccessful: activityShownOnlyWhenNotPassed,
         before: request.query.before,
         limit,
       });
@@ -79,6 +62,8 @@ export function registerActivityRoutes(app: App, services: Services): void {
           at: entry.at,
           event: entry.event,
           outcome: entry.outcome,
+          what: describeActivity(entry),
+          result: describeOutcome(entry),
           ip: entry.ip,
           location: entry.location,
           userAgent: entry.userAgent,

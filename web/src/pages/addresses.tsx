@@ -1,8 +1,9 @@
-import { type FormEvent, useCallback, useEffect, useRef, useState } from "react";
+import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { api } from "../api.js";
+import { LockedNotice, useSettingsLocked } from "../lock-state.js";
 import { Link } from "../router.js";
 import { useStepUp } from "../step-up.js";
-import { Card, ErrorMessage, Field, formatTime, Notice, useTask } from "../ui.js";
+import { Card, ErrorMessage, Field, FieldErrors, formatTime, Notice, useTask } from "../ui.js";
 
 export interface Address {
   id: string;
@@ -45,6 +46,7 @@ export function AddressesPage() {
   const [address, setAddress] = useState("");
   const [label, setLabel] = useState("");
   const [added, setAdded] = useState(false);
+  const locked = useSettingsLocked();
 
   async function add(event: FormEvent) {
     event.preventDefault();
@@ -78,6 +80,7 @@ export function AddressesPage() {
         and can be used 48 hours later.
       </p>
       <ErrorMessage error={error} />
+      {locked ? <LockedNotice what="withdrawal addresses" /> : null}
       <Card title="Your addresses">
         {addresses === null ? (
           <p aria-busy="true">Loading…</p>
@@ -101,7 +104,7 @@ export function AddressesPage() {
                   type="button"
                   className="quiet"
                   onClick={() => void remove(entry.id)}
-                  disabled={task.busy}
+                  disabled={task.busy || locked === true}
                 >
                   Remove <span className="visually-hidden">{entry.label}</span>
                 </button>
@@ -111,25 +114,27 @@ export function AddressesPage() {
         )}
       </Card>
       <Card title="Add an address">
-        <form onSubmit={add}>
-          <Field
-            label="Asset"
-            name="asset"
-            value={asset}
-            onChange={setAsset}
-            hint="For example BTC or ETH."
-          />
-          <Field label="Address" name="address" autoComplete="off" value={address} onChange={setAddress} />
-          <Field
-            label="Label"
-            name="label"
-            value={label}
-            onChange={setLabel}
-            hint="For example: Cold wallet"
-          />
-          {added ? <Notice tone="success">Added. Confirm it from the email we sent you.</Notice> : null}
-          <ErrorMessage error={task.error} />
-          <button type="submit" className="primary" disabled={task.busy}>
+        <form onSubmit={add} noValidate>
+          <FieldErrors error={task.error}>
+            <Field
+              label="Asset"
+              name="asset"
+              value={asset}
+              onChange={setAsset}
+              hint="For example BTC or ETH."
+            />
+            <Field label="Address" name="address" autoComplete="off" value={address} onChange={setAddress} />
+            <Field
+              label="Label"
+              name="label"
+              value={label}
+              onChange={setLabel}
+              hint="For example: Cold wallet"
+            />
+            {added ? <Notice tone="success">Added. Confirm it from the email we sent you.</Notice> : null}
+            <ErrorMessage error={task.error} />
+          </FieldErrors>
+          <button type="submit" className="primary" disabled={task.busy || locked === true}>
             Add address
           </button>
         </form>
@@ -143,18 +148,20 @@ export function AddressesPage() {
   );
 }
 
+/**
+ * Opened from the emailed link. Nothing happens until the owner presses the button: a mail scanner that
+ * follows the link must not confirm an address on the owner's behalf.
+ */
 export function ConfirmAddressPage() {
   const token = new URLSearchParams(location.search).get("token") ?? "";
   const [confirmed, setConfirmed] = useState<Address | null>(null);
   const task = useTask();
-  const started = useRef(false);
-  useEffect(() => {
-    if (started.current) return;
-    started.current = true;
-    void task
-      .run(() => api<Address>("POST", "/v1/withdrawal-addresses/confirm", { body: { token } }))
-      .then((address) => setConfirmed(address ?? null));
-  }, [task, token]);
+  async function confirm() {
+    const address = await task.run(() =>
+      api<Address>("POST", "/v1/withdrawal-addresses/confirm", { body: { token } }),
+    );
+    if (address) setConfirmed(address);
+  }
   return (
     <div className="narrow">
       <h1>Confirm a withdrawal address</h1>
@@ -163,8 +170,17 @@ export function ConfirmAddressPage() {
           {confirmed.label} ({confirmed.asset}) is confirmed. It can be used from{" "}
           {formatTime(confirmed.usableFrom)}.
         </Notice>
-      ) : null}
-      {!confirmed && !task.error ? <p aria-busy="true">Confirming…</p> : null}
+      ) : (
+        <>
+          <p>
+            You asked to add a withdrawal address. Confirm it only if that was you; if it was not, ignore the
+            email and change your password.
+          </p>
+          <button type="button" className="primary" onClick={() => void confirm()} disabled={task.busy}>
+            Confirm this address
+          </button>
+        </>
+      )}
       <ErrorMessage error={task.error} />
     </div>
   );

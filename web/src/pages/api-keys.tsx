@@ -1,59 +1,41 @@
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { type Action, ApiError, api } from "../api.js";
+import { LockedNotice, useSettingsLocked } from "../lock-state.js";
+import {
+  type Dialect,
+  dialectPermissionGroups,
+  dialectPermissionNames,
+  dialects,
+  parseThresholds,
+} from "../permissions.js";
 import { useConfirmAction, useStepUp } from "../step-up.js";
-import { Card, Checkbox, ErrorMessage, Field, formatTime, Notice, Select, useTask } from "../ui.js";
+import {
+  Card,
+  Checkbox,
+  CopyButton,
+  DownloadButton,
+  ErrorMessage,
+  Field,
+  FieldErrors,
+  formatTime,
+  Notice,
+  Select,
+  useTask,
+} from "../ui.js";
 
 interface ApiKey {
   id: string;
   name: string;
   key: string;
-  dialect: Dialect;
+  dialect: string;
   permissions: string[];
   ipAllowlist: string[];
   validUntil: string | null;
   nonceWindow: number;
-  approvalThreshold: string | null;
+  approvalThreshold: Record<string, string> | null;
   createdAt: string;
   lastUsedAt: string | null;
 }
-
-type Dialect = "kraken" | "kucoin" | "kraken_futures";
-
-/** How a key signs, and which exchange's bots it serves; fixed when the key is created. */
-const dialects: { value: Dialect; label: string }[] = [
-  { value: "kraken", label: "Kraken (spot)" },
-  { value: "kucoin", label: "KuCoin (spot and margin)" },
-  { value: "kraken_futures", label: "Kraken Futures" },
-];
-
-/** Each dialect's permissions, in the words of that exchange's own key settings page. */
-const permissionNames: Record<Dialect, Record<string, string>> = {
-  kraken: {
-    funds_query: "Query funds",
-    funds_add: "Deposit funds",
-    funds_withdraw: "Withdraw funds (needs an IP allowlist)",
-    funds_earn: "Earn (staking)",
-    trades_query_open: "Query open orders and trades",
-    trades_query_closed: "Query closed orders and trades",
-    trades_modify: "Create and modify orders",
-    trades_close: "Cancel and close orders",
-    ledger_query: "Query ledger entries",
-    export_data: "Export data",
-    websocket: "Access WebSockets API",
-  },
-  kucoin: {
-    general: "General",
-    spot: "Spot Trading",
-    margin: "Margin Trading",
-    inner_transfer: "Inner Transfer",
-    withdrawal: "Withdrawal (needs an IP allowlist)",
-  },
-  kraken_futures: {
-    read: "Read-only",
-    full: "Full access",
-    withdrawal: "Withdrawal (needs an IP allowlist)",
-  },
-};
 
 export function ApiKeysPage() {
   const [keys, setKeys] = useState<ApiKey[] | null>(null);
@@ -69,9 +51,11 @@ export function ApiKeysPage() {
     void reload();
   }, [reload]);
   const task = useTask();
+  const locked = useSettingsLocked();
   async function remove(id: string) {
     if ((await task.run(() => api("DELETE", `/v1/api-keys/${id}`))) !== undefined) await reload();
   }
+  // Revoking takes access away: it needs no step-up, so a key in the wrong hands can be stopped at once.
   async function removeAll() {
     if ((await task.run(() => api("DELETE", "/v1/api-keys"))) !== undefined) await reload();
   }
@@ -79,11 +63,9 @@ export function ApiKeysPage() {
   return (
     <div className="page">
       <h1>API keys</h1>
-      <p>
-        Keys let trading bots use your account with signed requests as Kraken, KuCoin or Kraken Futures
-        clients send them.
-      </p>
+      <p>Keys let trading bots use your account with Kraken-compatible signed requests.</p>
       <ErrorMessage error={error ?? task.error} />
+      {locked ? <LockedNotice what="API keys" /> : null}
       <Card title="Your keys">
         {keys === null ? (
           <p aria-busy="true">Loading…</p>
@@ -98,8 +80,13 @@ export function ApiKeysPage() {
                   <br />
                   <small className="muted">
                     {dialects.find((d) => d.value === key.dialect)?.label ?? key.dialect} ·{" "}
-                    {key.permissions.map((p) => permissionNames[key.dialect]?.[p] ?? p).join(", ") ||
+                    {key.permissions.map((p) => dialectPermissionNames(key.dialect)[p] ?? p).join(", ") ||
                       "No permissions"}
+                    {key.approvalThreshold
+                      ? ` · approval above ${Object.entries(key.approvalThreshold)
+                          .map(([asset, amount]) => `${amount} ${asset}`)
+                          .join(", ")}`
+                      : ""}
                     {key.ipAllowlist.length ? ` · IPs ${key.ipAllowlist.join(", ")}` : ""}
                     {key.validUntil ? ` · valid until ${formatTime(key.validUntil)}` : ""} · last used{" "}
                     {formatTime(key.lastUsedAt)}
@@ -123,13 +110,26 @@ export function ApiKeysPage() {
           </button>
         ) : null}
       </Card>
-      <CreateKeyCard onCreated={reload} />
+      <CreateKeyCard onCreated={reload} locked={locked === true} />
       <ApprovalsCard />
     </div>
   );
 }
 
-function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
+const toIso = (local: string) => (local ? new Date(local).toISOString() : undefined);
+
+interface CreatedKey {
+  key: string;
+  secret: string;
+  otp?: { type: "static" } | { type: "totp"; secret: string; otpauthUri: string };
+}
+
+/**
+ * Every setting a key has, as Kraken's key form has them: permissions in its groups, the IP allowlist,
+ * an expiry, the window of history it may query, the nonce window, the key's own second factor, and the
+ * notional above which a request waits for approval here.
+ */
+function CreateKeyCard({ onCreated, locked }: { onCreated: () => Promise<void>; locked: boolean }) {
   const withStepUp = useStepUp();
   const task = useTask();
   const [name, setName] = useState("");
@@ -138,8 +138,13 @@ function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
   const [permissions, setPermissions] = useState<string[]>([]);
   const [ipAllowlist, setIpAllowlist] = useState("");
   const [validUntil, setValidUntil] = useState("");
+  const [queryFrom, setQueryFrom] = useState("");
+  const [queryTo, setQueryTo] = useState("");
+  const [nonceWindow, setNonceWindow] = useState("");
+  const [otp, setOtp] = useState<"none" | "static" | "totp">("none");
+  const [otpPassword, setOtpPassword] = useState("");
   const [threshold, setThreshold] = useState("");
-  const [created, setCreated] = useState<{ key: string; secret: string } | null>(null);
+  const [created, setCreated] = useState<CreatedKey | null>(null);
 
   async function create(event: FormEvent) {
     event.preventDefault();
@@ -153,19 +158,22 @@ function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
       ...(dialect === "kucoin" ? { passphrase } : {}),
       permissions,
       ...(ips.length ? { ipAllowlist: ips } : {}),
-      ...(validUntil ? { validUntil: new Date(validUntil).toISOString() } : {}),
-      ...(threshold ? { approvalThreshold: threshold.trim() } : {}),
+      ...(validUntil ? { validUntil: toIso(validUntil) } : {}),
+      ...(queryFrom ? { queryFrom: toIso(queryFrom) } : {}),
+      ...(queryTo ? { queryTo: toIso(queryTo) } : {}),
+      ...(nonceWindow.trim() ? { nonceWindow: Number(nonceWindow) } : {}),
+      ...(otp === "static" ? { otp: { type: "static", password: otpPassword } } : {}),
+      ...(otp === "totp" ? { otp: { type: "totp" } } : {}),
+      ...(threshold.trim() ? { approvalThreshold: parseThresholds(threshold) ?? { "": threshold } } : {}),
     };
     const result = await task.run(() =>
-      withStepUp((actionId) =>
-        api<{ key: string; secret: string }>("POST", "/v1/api-keys", { body, actionId }),
-      ),
+      withStepUp((actionId) => api<CreatedKey>("POST", "/v1/api-keys", { body, actionId })),
     );
     if (!result) return;
-    setCreated({ key: result.key, secret: result.secret });
+    setCreated(result);
     setName("");
-    setPassphrase("");
     setPermissions([]);
+    setOtpPassword("");
     await onCreated();
   }
 
@@ -187,86 +195,164 @@ function CreateKeyCard({ onCreated }: { onCreated: () => Promise<void> }) {
                 {created.secret}
               </dd>
             </div>
+            {created.otp?.type === "totp" ? (
+              <div>
+                <dt>Key's authenticator secret</dt>
+                <dd className="mono wrap">{created.otp.secret}</dd>
+              </div>
+            ) : null}
           </dl>
-          <button type="button" onClick={() => setCreated(null)}>
-            I have copied it
-          </button>
+          <div className="actions">
+            <CopyButton text={created.secret} label="Copy secret" />
+            <DownloadButton
+              text={`API key: ${created.key}\nPrivate key: ${created.secret}\n${
+                created.otp?.type === "totp" ? `Authenticator secret: ${created.otp.secret}\n` : ""
+              }`}
+              fileName="portcullis-api-key.txt"
+              label="Download key and secret"
+            />
+            <button type="button" className="primary" onClick={() => setCreated(null)}>
+              I have copied it
+            </button>
+          </div>
         </section>
       ) : (
-        <form onSubmit={create}>
-          <Field
-            label="Name"
-            name="name"
-            value={name}
-            onChange={setName}
-            maxLength={32}
-            hint="1 to 32 characters."
-          />
-          <Select
-            label="Signs as"
-            name="dialect"
-            value={dialect}
-            onChange={(value) => {
-              // Permissions are named per exchange: a change of dialect starts them afresh.
-              setDialect(value as Dialect);
-              setPermissions([]);
-            }}
-            options={dialects}
-          />
-          {dialect === "kucoin" ? (
+        <form onSubmit={create} noValidate>
+          <FieldErrors error={task.error}>
             <Field
-              label="Passphrase"
-              name="passphrase"
-              type="password"
-              autoComplete="new-password"
-              value={passphrase}
-              onChange={setPassphrase}
-              minLength={7}
+              label="Name"
+              name="name"
+              value={name}
+              onChange={setName}
               maxLength={32}
-              hint="KuCoin bots send this with every request; it is kept sealed and never shown again."
+              hint="1 to 32 characters."
             />
-          ) : null}
-          <fieldset className="permissions">
-            <legend>Permissions</legend>
-            {Object.entries(permissionNames[dialect]).map(([id, label]) => (
-              <Checkbox
-                key={id}
-                label={label}
-                name={id}
-                checked={permissions.includes(id)}
-                onChange={(checked) =>
-                  setPermissions((current) => (checked ? [...current, id] : current.filter((p) => p !== id)))
-                }
+            <Select
+              label="Signs as"
+              name="dialect"
+              field="dialect"
+              value={dialect}
+              onChange={(value) => {
+                // Permissions are named per exchange: a change of dialect starts them afresh.
+                setDialect(value as Dialect);
+                setPermissions([]);
+              }}
+              options={dialects}
+            />
+            {dialect === "kucoin" ? (
+              <Field
+                label="Passphrase"
+                name="passphrase"
+                type="password"
+                autoComplete="new-password"
+                value={passphrase}
+                onChange={setPassphrase}
+                maxLength={32}
+                hint="KuCoin bots send this with every request; it is kept sealed and never shown again."
               />
-            ))}
-          </fieldset>
-          <Field
-            label="IP allowlist"
-            name="ipAllowlist"
-            required={false}
-            value={ipAllowlist}
-            onChange={setIpAllowlist}
-            hint="Addresses or CIDR ranges, separated by commas. Empty: any address."
-          />
-          <Field
-            label="Valid until"
-            name="validUntil"
-            type="datetime-local"
-            required={false}
-            value={validUntil}
-            onChange={setValidUntil}
-          />
-          <Field
-            label="Approval threshold"
-            name="approvalThreshold"
-            inputMode="numeric"
-            required={false}
-            value={threshold}
-            onChange={setThreshold}
-            hint="Orders and withdrawals above this notional wait for your approval here."
-          />
-          <ErrorMessage error={task.error} />
-          <button type="submit" className="primary" disabled={task.busy}>
+            ) : null}
+            <fieldset className="permissions">
+              <legend>Permissions</legend>
+              {dialectPermissionGroups[dialect].map((group) => (
+                <fieldset key={group.title} className="permission-group">
+                  <legend>{group.title}</legend>
+                  {Object.entries(group.permissions).map(([id, label]) => (
+                    <Checkbox
+                      key={id}
+                      label={label}
+                      name={id}
+                      checked={permissions.includes(id)}
+                      onChange={(checked) =>
+                        setPermissions((current) =>
+                          checked ? [...current, id] : current.filter((p) => p !== id),
+                        )
+                      }
+                    />
+                  ))}
+                </fieldset>
+              ))}
+            </fieldset>
+            <Field
+              label="IP allowlist"
+              name="ipAllowlist"
+              required={false}
+              value={ipAllowlist}
+              onChange={setIpAllowlist}
+              hint="Addresses or CIDR ranges, separated by commas. Empty: any address. Needed to withdraw."
+            />
+            <Field
+              label="Valid until"
+              name="validUntil"
+              type="datetime-local"
+              required={false}
+              value={validUntil}
+              onChange={setValidUntil}
+              hint="Empty: no end date."
+            />
+            <fieldset>
+              <legend>History the key may query</legend>
+              <Field
+                label="From"
+                name="queryFrom"
+                type="datetime-local"
+                required={false}
+                value={queryFrom}
+                onChange={setQueryFrom}
+              />
+              <Field
+                label="To"
+                name="queryTo"
+                type="datetime-local"
+                required={false}
+                value={queryTo}
+                onChange={setQueryTo}
+                hint="Empty: all of it."
+              />
+            </fieldset>
+            <Field
+              label="Nonce window"
+              name="nonceWindow"
+              inputMode="numeric"
+              required={false}
+              value={nonceWindow}
+              onChange={setNonceWindow}
+              hint="How far out of order a nonce may arrive, in nonce units. 0 or empty: each nonce must be larger than the last."
+            />
+            <Select
+              label="The key's own second factor"
+              name="otp"
+              field="otp"
+              value={otp}
+              onChange={(value) => setOtp(value as typeof otp)}
+              options={[
+                { value: "none", label: "None" },
+                { value: "static", label: "A password sent with every request" },
+                { value: "totp", label: "An authenticator code sent with every request" },
+              ]}
+            />
+            {otp === "static" ? (
+              <Field
+                label="Key password"
+                name="otpPassword"
+                field="otp.password"
+                type="password"
+                autoComplete="off"
+                value={otpPassword}
+                onChange={setOtpPassword}
+                hint="8 to 128 characters without spaces."
+              />
+            ) : null}
+            <Field
+              label="Approval thresholds"
+              name="approvalThreshold"
+              required={false}
+              value={threshold}
+              onChange={setThreshold}
+              hint="Per asset, such as BTC 0.5, USD 10000. An order or withdrawal moving more of an asset than its amount waits for your approval here. Empty: none wait."
+            />
+            <ErrorMessage error={task.error} />
+          </FieldErrors>
+          <button type="submit" className="primary" disabled={task.busy || locked}>
             Create key
           </button>
         </form>

@@ -137,7 +137,10 @@ export function DashboardPage() {
             </div>
             <div>
               <dt>Residence</dt>
-              <dd>{account.region ?? account.country}</dd>
+              <dd>
+                {countryName(account.country)}
+                {account.region ? ` (${account.region})` : ""}
+              </dd>
             </div>
           </dl>
         </Card>
@@ -162,4 +165,16 @@ export function DashboardPage() {
       </Card>
     </div>
   );
+}
+
+const regionNames = new Intl.DisplayNames(["en"], { type: "region" });
+
+/** "Germany" for DE: the code is what is stored, the name is what a person reads. */
+function countryName(code: string | null | undefined): string {
+  if (!code) return "—";
+  try {
+    return regionNames.of(code) ?? code;
+  } catch {
+    return code;
+  }
 }

@@ -1,18 +1,45 @@
 import { startRegistration } from "@simplewebauthn/browser";
-import { type FormEvent, useCallback, useEffect, useState } from "react";
-import { api, type LockState, type SecurityOverview } from "../api.js";
+import { type FormEvent, type ReactNode, useCallback, useEffect, useState } from "react";
+import { ApiError, api, type LockState, type SecurityOverview } from "../api.js";
 import { useStepUp } from "../step-up.js";
-import { Card, Checkbox, ErrorMessage, Field, formatTime, Notice, useTask } from "../ui.js";
+import {
+  Checkbox,
+  CopyButton,
+  DownloadButton,
+  ErrorMessage,
+  Field,
+  FieldErrors,
+  formatTime,
+  Notice,
+  useTask,
+} from "../ui.js";
 import { ActivityCard, DevicesCard, SessionsCard } from "./sessions.js";
 
+type PanelId = "factors" | "requirements" | "passcode" | "masterKey" | "antiPhishing" | "password" | "lock";
+
+interface StatusItem {
+  id: PanelId;
+  title: string;
+  status: string;
+  done: boolean;
+  action: string;
+  panel: ReactNode;
+}
+
+const onOff = (on: boolean | undefined) => (on ? "on" : "off");
+
 /**
- * The security centre (SPEC §5–§8): every change goes through the shared step-up mechanism; the page
+ * The security centre (SPEC §5–§8) as a status list, as exchanges show it: each item says where it
+ * stands and has one action, which opens its form in place (one at a time; the address's #fragment
+ * names it, so a link can open it). Every change goes through the shared step-up mechanism; the page
  * reloads the overview after each so what it shows is what the server has.
  */
 export function SecurityPage() {
   const [overview, setOverview] = useState<SecurityOverview | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const [open, setOpen] = useState<PanelId | null>(() => (location.hash.slice(1) as PanelId) || null);
   const reload = useCallback(async () => {
+    setError(null);
     try {
       setOverview(await api<SecurityOverview>("GET", "/v1/security"));
     } catch (caught) {
@@ -23,10 +50,125 @@ export function SecurityPage() {
     void reload();
   }, [reload]);
 
+  function toggle(id: PanelId) {
+    const next = open === id ? null : id;
+    setOpen(next);
+    history.replaceState(history.state, "", next ? `#${next}` : location.pathname);
+  }
+
+  const items: StatusItem[] = [];
+  if (overview) {
+    const factors = overview.secondFactors ?? [];
+    const hidden = overview.hidden === true;
+    const lock = overview.globalLock;
+    if (!hidden) {
+      items.push(
+        {
+          id: "factors",
+          title: "Two-factor authentication",
+          status: factors.length
+            ? `On: ${factors.map((f) => f.name).join(", ")}`
+            : "Off. Add an authenticator app to protect sign-in and withdrawals.",
+          done: factors.length > 0,
+          action: factors.length ? "Manage" : "Set up",
+          panel: <FactorsCard overview={overview} onChange={reload} />,
+        },
+        {
+          id: "requirements",
+          title: "When to ask for two-factor authentication",
+          status: `Funding ${onOff(overview.requirements?.funding)}, trading ${onOff(overview.requirements?.trading)}`,
+          done: Boolean(overview.requirements?.funding),
+          action: "Change",
+          panel: <RequirementsCard overview={overview} onChange={reload} />,
+        },
+        {
+          id: "passcode",
+          title: "Trading passcode",
+          status: overview.tradingPasscode?.set ? "Set" : "Not set",
+          done: Boolean(overview.tradingPasscode?.set),
+          action: overview.tradingPasscode?.set ? "Change" : "Set",
+          panel: (
+            <SecretForm
+              label="Trading passcode"
+              name="passcode"
+              path="/v1/security/trading-passcode"
+              isSet={overview.tradingPasscode?.set}
+              hint="6 digits, asked for trades, withdrawals and new API keys. Changing it holds withdrawals for 24 hours."
+              inputMode="numeric"
+              enterAgain
+              onChange={reload}
+            />
+          ),
+        },
+        {
+          id: "masterKey",
+          title: "Master Key",
+          status: overview.masterKey?.set ? "Set" : "Not set",
+          done: Boolean(overview.masterKey?.set),
+          action: overview.masterKey?.set ? "Change" : "Set",
+          panel: (
+            <SecretForm
+              label="Master Key"
+              name="masterKey"
+              path="/v1/security/master-key"
+              isSet={overview.masterKey?.set}
+              hint="At least 16 characters. Keep it offline: it resets your password, replaces a lost second factor and lifts the Global Settings Lock."
+              enterAgain
+              onChange={reload}
+            />
+          ),
+        },
+        {
+          id: "antiPhishing",
+          title: "Anti-phishing code",
+          status: overview.antiPhishingCode?.set ? "Set: shown in every email we send you" : "Not set",
+          done: Boolean(overview.antiPhishingCode?.set),
+          action: overview.antiPhishingCode?.set ? "Change" : "Set",
+          panel: (
+            <SecretForm
+              label="Anti-phishing code"
+              name="code"
+              path="/v1/security/anti-phishing-code"
+              isSet={overview.antiPhishingCode?.set}
+              hint="Shown in every email we send you, so you can tell our emails from fakes."
+              onChange={reload}
+              visible
+            />
+          ),
+        },
+        {
+          id: "password",
+          title: "Password",
+          status: "Set",
+          done: true,
+          action: "Change",
+          panel: <PasswordCard />,
+        },
+      );
+    }
+    items.push({
+      id: "lock",
+      title: "Global Settings Lock",
+      status: lock.enabled
+        ? lock.unlockPending && lock.unlocksAt
+          ? `On, unlocking at ${formatTime(lock.unlocksAt)}`
+          : `On (${lock.unlockDelayDays ?? 0}-day unlock wait)`
+        : "Off",
+      done: lock.enabled,
+      action: lock.enabled ? "Unlock" : "Turn on",
+      panel: <LockCard lock={lock} masterKeySet={overview.masterKey?.set} onChange={reload} />,
+    });
+  }
+
   return (
     <div className="page">
       <h1>Security</h1>
       <ErrorMessage error={error} />
+      {error && !overview ? (
+        <button type="button" onClick={() => void reload()}>
+          Try again
+        </button>
+      ) : null}
       {overview ? (
         <>
           <p>
@@ -50,13 +192,37 @@ export function SecurityPage() {
               .
             </Notice>
           ) : null}
-          {!overview.hidden ? <FactorsCard overview={overview} onChange={reload} /> : null}
-          {!overview.hidden ? <RequirementsCard overview={overview} onChange={reload} /> : null}
-          <LockCard lock={overview.globalLock} masterKeySet={overview.masterKey?.set} onChange={reload} />
-          {!overview.hidden ? <SecretsCard overview={overview} onChange={reload} /> : null}
-          {!overview.hidden ? <PasswordCard /> : null}
+          <ul className="status-list" aria-label="Security settings">
+            {items.map((item) => (
+              <li key={item.id} id={item.id} className={open === item.id ? "open" : undefined}>
+                <div className="status-row">
+                  <span className={item.done ? "status-mark ok" : "status-mark todo"} aria-hidden="true">
+                    {item.done ? "✓" : "!"}
+                  </span>
+                  <div className="status-text">
+                    <h2>{item.title}</h2>
+                    <p>{item.status}</p>
+                  </div>
+                  <button
+                    type="button"
+                    aria-expanded={open === item.id}
+                    aria-controls={`${item.id}-panel`}
+                    onClick={() => toggle(item.id)}
+                  >
+                    {open === item.id ? "Close" : item.action}
+                    <span className="visually-hidden"> {item.title}</span>
+                  </button>
+                </div>
+                {open === item.id ? (
+                  <div className="status-panel" id={`${item.id}-panel`}>
+                    {item.panel}
+                  </div>
+                ) : null}
+              </li>
+            ))}
+          </ul>
         </>
-      ) : (
+      ) : error ? null : (
         <p aria-busy="true">Loading…</p>
       )}
       <SessionsCard />
@@ -143,7 +309,7 @@ function FactorsCard({ overview, onChange }: { overview: SecurityOverview; onCha
   }
 
   return (
-    <Card title="Two-factor authentication" id="factors">
+    <div>
       {factors.length === 0 ? (
         <Notice tone="warning">
           Your account has no second factor. Add an authenticator app first: your first factor must be one you
@@ -184,9 +350,17 @@ function FactorsCard({ overview, onChange }: { overview: SecurityOverview; onCha
               <li key={recoveryCode}>{recoveryCode}</li>
             ))}
           </ol>
-          <button type="button" onClick={() => setRecoveryCodes(null)}>
-            I have stored them
-          </button>
+          <div className="actions">
+            <CopyButton text={recoveryCodes.join("\n")} label="Copy codes" />
+            <DownloadButton
+              text={`Portcullis recovery codes (each works once)\n\n${recoveryCodes.join("\n")}\n`}
+              fileName="portcullis-recovery-codes.txt"
+              label="Download codes"
+            />
+            <button type="button" className="primary" onClick={() => setRecoveryCodes(null)}>
+              I have stored them
+            </button>
+          </div>
         </section>
       ) : null}
       {enrollment ? (
@@ -203,18 +377,21 @@ function FactorsCard({ overview, onChange }: { overview: SecurityOverview; onCha
             Cannot scan? Enter this key:{" "}
             <code className="mono" data-testid="totp-secret">
               {enrollment.secret}
-            </code>
+            </code>{" "}
+            <CopyButton text={enrollment.secret} label="Copy key" />
           </p>
-          <Field label="Name" name="name" value={appName} onChange={setAppName} hint="For example: phone" />
-          <Field
-            label="Code from the app"
-            name="code"
-            inputMode="numeric"
-            autoComplete="one-time-code"
-            value={code}
-            onChange={setCode}
-            autoFocus
-          />
+          <FieldErrors error={task.error}>
+            <Field label="Name" name="name" value={appName} onChange={setAppName} hint="For example: phone" />
+            <Field
+              label="Code from the app"
+              name="code"
+              inputMode="numeric"
+              autoComplete="one-time-code"
+              value={code}
+              onChange={setCode}
+              autoFocus
+            />
+          </FieldErrors>
           <div className="actions">
             <button type="submit" className="primary" disabled={task.busy}>
               Turn on
@@ -231,12 +408,16 @@ function FactorsCard({ overview, onChange }: { overview: SecurityOverview; onCha
           </button>
         </div>
       )}
-      <form onSubmit={addKey} className="inline" aria-label="Add a security key or passkey">
-        <Field label="Security key name" name="keyName" value={keyName} onChange={setKeyName} />
-        <button type="submit" disabled={task.busy}>
-          Add security key or passkey
-        </button>
-      </form>
+      {factors.length > 0 ? (
+        // Not before a first factor: the first must be one you carry (an app or a roaming key), and the
+        // browser cannot tell a roaming key from a passkey bound to this device before it is made.
+        <form onSubmit={addKey} className="inline" aria-label="Add a security key or passkey">
+          <Field label="Security key name" name="keyName" value={keyName} onChange={setKeyName} />
+          <button type="submit" disabled={task.busy}>
+            Add security key or passkey
+          </button>
+        </form>
+      ) : null}
       {factors.length > 0 ? (
         <p>
           <button type="button" onClick={() => void regenerate()} disabled={task.busy}>
@@ -245,7 +426,7 @@ function FactorsCard({ overview, onChange }: { overview: SecurityOverview; onCha
         </p>
       ) : null}
       <ErrorMessage error={task.error} />
-    </Card>
+    </div>
   );
 }
 
@@ -260,18 +441,28 @@ function RequirementsCard({
   const task = useTask();
   const [funding, setFunding] = useState(overview.requirements?.funding ?? false);
   const [trading, setTrading] = useState(overview.requirements?.trading ?? false);
+  const [saved, setSaved] = useState(false);
   async function save(event: FormEvent) {
     event.preventDefault();
+    setSaved(false);
+    // Nothing changed: nothing to confirm, and nothing to send.
+    if (
+      funding === (overview.requirements?.funding ?? false) &&
+      trading === (overview.requirements?.trading ?? false)
+    )
+      return setSaved(true);
     const done = await task.run(() =>
       withStepUp((actionId) =>
         api("PUT", "/v1/security/requirements", { body: { funding, trading }, actionId }),
       ),
     );
-    if (done !== undefined) await onChange();
+    if (done === undefined) return;
+    setSaved(true);
+    await onChange();
   }
   return (
-    <Card title="When to ask for two-factor authentication" id="requirements">
-      <form onSubmit={save}>
+    <div>
+      <form onSubmit={save} onChange={() => setSaved(false)}>
         <Checkbox
           label="Funding: withdrawals, futures transfers and new deposit addresses"
           name="funding"
@@ -284,12 +475,13 @@ function RequirementsCard({
           checked={trading}
           onChange={setTrading}
         />
+        {saved ? <Notice tone="success">Saved.</Notice> : null}
         <ErrorMessage error={task.error} />
         <button type="submit" disabled={task.busy}>
           Save
         </button>
       </form>
-    </Card>
+    </div>
   );
 }
 
@@ -338,7 +530,7 @@ function LockCard(props: { lock: LockState; masterKeySet?: boolean; onChange: ()
   }
 
   return (
-    <Card title="Global Settings Lock" id="lock">
+    <FieldErrors error={task.error}>
       <p>
         While the lock is on, nobody — not even someone with your password and second factor — can change your
         password, email, second factors, Master Key, API keys or withdrawal addresses. Sign-in, trading and
@@ -400,7 +592,7 @@ function LockCard(props: { lock: LockState; masterKeySet?: boolean; onChange: ()
         </form>
       )}
       <ErrorMessage error={task.error} />
-    </Card>
+    </FieldErrors>
   );
 }
 
@@ -422,38 +614,6 @@ function Countdown({ until }: { until: string }) {
 }
 
 /** Trading passcode, Master Key and anti-phishing code: each a value the owner sets, never shown back. */
-function SecretsCard({ overview, onChange }: { overview: SecurityOverview; onChange: () => Promise<void> }) {
-  return (
-    <Card title="Passcode, Master Key and anti-phishing code">
-      <SecretForm
-        label="Trading passcode"
-        name="passcode"
-        path="/v1/security/trading-passcode"
-        isSet={overview.tradingPasscode?.set}
-        hint="6 digits, asked for trades, withdrawals and new API keys. Changing it holds withdrawals for 24 hours."
-        onChange={onChange}
-      />
-      <SecretForm
-        label="Master Key"
-        name="masterKey"
-        path="/v1/security/master-key"
-        isSet={overview.masterKey?.set}
-        hint="At least 16 characters. Keep it offline: it resets your password, replaces a lost second factor and lifts the Global Settings Lock."
-        onChange={onChange}
-      />
-      <SecretForm
-        label="Anti-phishing code"
-        name="code"
-        path="/v1/security/anti-phishing-code"
-        isSet={overview.antiPhishingCode?.set}
-        hint="Shown in every email we send you, so you can tell our emails from fakes."
-        onChange={onChange}
-        visible
-      />
-    </Card>
-  );
-}
-
 function SecretForm(props: {
   label: string;
   name: string;
@@ -461,37 +621,73 @@ function SecretForm(props: {
   isSet?: boolean;
   hint: string;
   visible?: boolean;
+  /** A second field to type it again: a mistyped passcode or Master Key would lock its owner out. */
+  enterAgain?: boolean;
+  inputMode?: "numeric";
   onChange: () => Promise<void>;
 }) {
   const withStepUp = useStepUp();
   const task = useTask();
   const [value, setValue] = useState("");
+  const [again, setAgain] = useState("");
   const [saved, setSaved] = useState(false);
+  const againField = `${props.name}Again`;
   async function save(event: FormEvent) {
     event.preventDefault();
+    setSaved(false);
+    if (props.enterAgain && value !== again) {
+      task.setError(
+        new ApiError(
+          400,
+          {
+            code: "invalid_request",
+            message: "The two entries differ.",
+            details: [{ field: againField, message: `This does not match the ${props.label} above.` }],
+          },
+          null,
+        ),
+      );
+      return;
+    }
     const done = await task.run(() =>
       withStepUp((actionId) => api("PUT", props.path, { body: { [props.name]: value }, actionId })),
     );
     if (done === undefined) return;
     setValue("");
+    setAgain("");
     setSaved(true);
     await props.onChange();
   }
   return (
-    <form onSubmit={save} className="secret">
-      <Field
-        label={`${props.label} ${props.isSet ? "(set)" : "(not set)"}`}
-        name={props.name}
-        type={props.visible ? "text" : "password"}
-        autoComplete="off"
-        value={value}
-        onChange={setValue}
-        hint={props.hint}
-      />
-      {saved ? <Notice tone="success">{props.label} saved.</Notice> : null}
-      <ErrorMessage error={task.error} />
+    <form onSubmit={save} className="secret" noValidate>
+      <FieldErrors error={task.error}>
+        <Field
+          label={props.isSet ? `New ${props.label.toLowerCase()}` : props.label}
+          name={props.name}
+          type={props.visible ? "text" : "password"}
+          inputMode={props.inputMode}
+          autoComplete="off"
+          value={value}
+          onChange={setValue}
+          hint={props.hint}
+        />
+        {props.enterAgain ? (
+          <Field
+            label={`${props.label}, again`}
+            name={againField}
+            type="password"
+            inputMode={props.inputMode}
+            autoComplete="off"
+            value={again}
+            onChange={setAgain}
+          />
+        ) : null}
+        {saved ? <Notice tone="success">{props.label} saved.</Notice> : null}
+        <ErrorMessage error={task.error} />
+      </FieldErrors>
       <button type="submit" disabled={task.busy}>
-        {props.isSet ? "Change" : "Set"} {props.label.toLowerCase()}
+        {props.isSet ? "Change" : "Set"}{" "}
+        {props.label === "Master Key" ? "Master Key" : props.label.toLowerCase()}
       </button>
     </form>
   );
@@ -519,31 +715,33 @@ function PasswordCard() {
     setSaved(true);
   }
   return (
-    <Card title="Password">
-      <form onSubmit={save}>
-        <Field
-          label="Current password"
-          name="currentPassword"
-          type="password"
-          autoComplete="current-password"
-          value={current}
-          onChange={setCurrent}
-        />
-        <Field
-          label="New password"
-          name="newPassword"
-          type="password"
-          autoComplete="new-password"
-          value={next}
-          onChange={setNext}
-          hint="At least 12 characters. Every other session ends when you change it."
-        />
-        {saved ? <Notice tone="success">Password changed. Your other sessions have ended.</Notice> : null}
-        <ErrorMessage error={task.error} />
+    <div>
+      <form onSubmit={save} noValidate>
+        <FieldErrors error={task.error}>
+          <Field
+            label="Current password"
+            name="currentPassword"
+            type="password"
+            autoComplete="current-password"
+            value={current}
+            onChange={setCurrent}
+          />
+          <Field
+            label="New password"
+            name="newPassword"
+            type="password"
+            autoComplete="new-password"
+            value={next}
+            onChange={setNext}
+            hint="At least 12 characters. Every other session ends when you change it."
+          />
+          {saved ? <Notice tone="success">Password changed. Your other sessions have ended.</Notice> : null}
+          <ErrorMessage error={task.error} />
+        </FieldErrors>
         <button type="submit" disabled={task.busy}>
           Change password
         </button>
       </form>
-    </Card>
+    </div>
   );
 }

@@ -33,6 +33,8 @@ interface ActivityRow {
   at: string;
   event: string;
   outcome: string;
+  what: string;
+  result: string;
   ip: string | null;
   location: string | null;
   userAgent: string | null;
@@ -183,39 +185,50 @@ export function DevicesCard() {
   );
 }
 
-const eventNames: Record<string, string> = {
-  "sign_in.password": "Password entered",
-  "sign_in.totp": "Authenticator code",
-  "sign_in.webauthn": "Security key",
-  "sign_in.recovery_code": "Recovery code",
-  "sign_in.refused": "Sign-in refused",
-  "sign_in.completed": "Signed in",
-  "step_up.password": "Confirmed with password",
-  "step_up.totp": "Confirmed with authenticator code",
-  "step_up.webauthn": "Confirmed with security key",
-  "step_up.recovery_code": "Confirmed with recovery code",
-  "device.approved": "Device approved",
-  "device.removed": "Device removed",
-  "device.disconnect_all": "All devices disconnected",
-  "factor.added": "Second factor added",
-  "factor.removed": "Second factor removed",
-  "recovery_codes.regenerated": "New recovery codes",
-  "account.restricted": "Account restricted",
-  "account.created": "Account created",
-  "account.email_verified": "Email verified",
-  "session.ended": "Session ended",
-  "session.ended_others": "Other sessions ended",
-};
+/** A time inside a sentence ("asked to unlock … on 2026-12-01T06:50:20.024Z"), shown in the reader's zone. */
+const isoTime = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z/g;
 
+/**
+ * The account's activity, newest first, as the server words it (what happened and its result), twenty
+ * at a time with older entries on request. On a phone each entry is a small block instead of a row.
+ */
 export function ActivityCard() {
-  const { items, error } = useList<ActivityRow>("/v1/activity?limit=20", "items");
+  const [items, setItems] = useState<ActivityRow[] | null>(null);
+  const [nextBefore, setNextBefore] = useState<number | undefined>(undefined);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const load = useCallback(async (before?: number) => {
+    setBusy(true);
+    setError(null);
+    try {
+      const query = before === undefined ? "" : `&before=${before}`;
+      const page = await api<{ items: ActivityRow[]; nextBefore?: number }>(
+        "GET",
+        `/v1/activity?limit=20${query}`,
+      );
+      setItems((current) => (before === undefined ? page.items : [...(current ?? []), ...page.items]));
+      setNextBefore(page.nextBefore);
+    } catch (caught) {
+      setError(caught);
+    } finally {
+      setBusy(false);
+    }
+  }, []);
+  useEffect(() => {
+    void load();
+  }, [load]);
   return (
-    <Card title="Recent activity" id="activity">
+    <Card title="Activity" id="activity">
       <ErrorMessage error={error} />
+      {error && !items ? (
+        <button type="button" onClick={() => void load()}>
+          Try again
+        </button>
+      ) : null}
       {items ? (
         <div className="table-wrap">
-          <table>
-            <caption className="visually-hidden">Your latest sign-ins and security events</caption>
+          <table className="activity">
+            <caption className="visually-hidden">Your sign-ins and security changes, newest first</caption>
             <thead>
               <tr>
                 <th scope="col">When</th>
@@ -228,19 +241,25 @@ export function ActivityCard() {
               {items.map((entry) => (
                 <tr key={entry.id}>
                   <td>{formatTime(entry.at)}</td>
-                  <td>{eventNames[entry.event] ?? entry.event}</td>
-                  <td className={entry.outcome === "success" ? "" : "refused"}>{entry.outcome}</td>
+                  <td>{entry.what.replace(isoTime, (iso) => formatTime(iso))}</td>
+                  <td className={entry.outcome === "success" ? "" : "refused"}>{entry.result}</td>
                   <td>
                     {entry.location ?? "Unknown place"} · {describeAgent(entry.userAgent)}
+                    {entry.ip ? <span className="muted"> · {entry.ip}</span> : null}
                   </td>
                 </tr>
               ))}
             </tbody>
           </table>
         </div>
-      ) : (
+      ) : error ? null : (
         <p aria-busy="true">Loading…</p>
       )}
+      {nextBefore !== undefined ? (
+        <button type="button" onClick={() => void load(nextBefore)} disabled={busy}>
+          Show older activity
+        </button>
+      ) : null}
     </Card>
   );
 }

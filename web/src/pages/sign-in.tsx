@@ -56,11 +56,19 @@ export function SignInPage() {
   );
 }
 
+/**
+ * Failed attempts in this page after which it says that sign-in may be paused. The server restricts an
+ * account after a few more failures than this (five by default) and emails its owner; the page cannot
+ * know which, and says "may".
+ */
+const pausedAfterFailures = 3;
+
 function PasswordStep({ onNext }: { onNext: (state: SignInState) => Promise<void> }) {
   const [identifier, setIdentifier] = useState("");
   const [password, setPassword] = useState("");
   const botCheck = useRef<BotCheckHandle>(null);
   const task = useTask();
+  const [failures, setFailures] = useState(0);
 
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -70,6 +78,9 @@ function PasswordStep({ onNext }: { onNext: (state: SignInState) => Promise<void
           body: { identifier: identifier.trim(), password, botCheck: await botCheck.current!.solve() },
         });
         await onNext(state);
+      } catch (error) {
+        if (error instanceof ApiError && error.code === "invalid_credentials") setFailures((n) => n + 1);
+        throw error;
       } finally {
         // Each bot-check answer is single-use.
         botCheck.current?.renew();
@@ -100,6 +111,15 @@ function PasswordStep({ onNext }: { onNext: (state: SignInState) => Promise<void
         />
         <BotCheck handle={botCheck} />
         <ErrorMessage error={task.error} />
+        {failures >= pausedAfterFailures ? (
+          // The same words whether or not the account exists: the server answers alike for both.
+          <Notice tone="warning">
+            After several failed attempts, signing in to an account is paused for a while to protect it, and
+            then even the right password is refused. If this is your account, check your email: we write to
+            you when that happens and say what you can do. You can also{" "}
+            <Link href="/forgot-password">reset your password</Link>.
+          </Notice>
+        ) : null}
         <button type="submit" className="primary" disabled={task.busy}>
           Sign in
         </button>

@@ -1,20 +1,10 @@
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { api } from "../api.js";
 import { BotCheck, type BotCheckHandle } from "../bot-check.js";
+import { type CodeOption, CodePicker } from "../code-picker.js";
+import { countriesWithRegions, countryOptions, regionOptions } from "../jurisdictions.js";
 import { Link } from "../router.js";
-import { ErrorMessage, Field, Notice, useTask } from "../ui.js";
-
-const countryNames = new Intl.DisplayNames(["en"], { type: "region" });
-
-function countryName(code: string): string | null {
-  if (!/^[A-Za-z]{2}$/.test(code)) return null;
-  try {
-    const name = countryNames.of(code.toUpperCase());
-    return name && name !== code.toUpperCase() ? name : null;
-  } catch {
-    return null;
-  }
-}
+import { ErrorMessage, Field, FieldErrors, Notice, useTask } from "../ui.js";
 
 export function SignUpPage() {
   const [email, setEmail] = useState("");
@@ -22,11 +12,20 @@ export function SignUpPage() {
   const [password, setPassword] = useState("");
   const [country, setCountry] = useState("");
   const [region, setRegion] = useState("");
+  const [regions, setRegions] = useState<CodeOption[]>([]);
   const [sent, setSent] = useState(false);
   const botCheck = useRef<BotCheckHandle>(null);
   const task = useTask();
-  const upper = country.toUpperCase();
-  const needsRegion = upper === "US" || upper === "CA";
+  const needsRegion = countriesWithRegions.includes(country);
+
+  useEffect(() => {
+    if (!needsRegion) return setRegions([]);
+    let current = true;
+    void regionOptions(country).then((options) => current && setRegions(options));
+    return () => {
+      current = false;
+    };
+  }, [country, needsRegion]);
 
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -36,8 +35,8 @@ export function SignUpPage() {
           email: email.trim(),
           username: username.trim(),
           password,
-          country: upper,
-          ...(needsRegion ? { region: `${upper}-${region.toUpperCase().replace(/^[A-Z]{2}-/, "")}` } : {}),
+          country,
+          ...(needsRegion ? { region } : {}),
           botCheck: await botCheck.current!.solve(),
         },
       }),
@@ -54,10 +53,12 @@ export function SignUpPage() {
           We sent a message to <strong>{email}</strong>. Open the link in it within 24 hours to verify your
           address, then sign in.
         </Notice>
-        <p>
-          Running Portcullis on your own machine? Emails are kept in the{" "}
-          <a href="/dev/mailbox">development mailbox</a>.
-        </p>
+        {import.meta.env.DEV ? (
+          <p>
+            This is a development build: emails are kept in the <a href="/dev/mailbox">development mailbox</a>
+            .
+          </p>
+        ) : null}
       </div>
     );
   }
@@ -66,57 +67,60 @@ export function SignUpPage() {
     <div className="narrow">
       <h1>Create your account</h1>
       {/* noValidate: the bot-check widget marks its checkbox required while it solves, which would
-          silently block the submit; solve() waits for it instead, and the server checks every field. */}
+          silently block the submit; solve() waits for it instead, and the server checks every field and
+          answers with every problem at once, shown beside each field. */}
       <form onSubmit={submit} noValidate>
-        <Field
-          label="Email"
-          name="email"
-          type="email"
-          autoComplete="email"
-          value={email}
-          onChange={setEmail}
-        />
-        <Field
-          label="Username"
-          name="username"
-          autoComplete="username"
-          value={username}
-          onChange={setUsername}
-          hint="3 to 32 characters: letters, digits, dot, dash and underscore. You sign in with it."
-          minLength={3}
-          maxLength={32}
-        />
-        <Field
-          label="Password"
-          name="password"
-          type="password"
-          autoComplete="new-password"
-          value={password}
-          onChange={setPassword}
-          hint="At least 12 characters. A few unrelated words make a strong one."
-          minLength={12}
-        />
-        <Field
-          label="Country of residence"
-          name="country"
-          autoComplete="country"
-          value={country}
-          onChange={setCountry}
-          hint={countryName(country) ?? "Two-letter code, for example DE, GB or US."}
-          maxLength={2}
-        />
-        {needsRegion ? (
+        <FieldErrors error={task.error}>
           <Field
-            label={upper === "US" ? "State" : "Province"}
-            name="region"
-            value={region}
-            onChange={setRegion}
-            hint="Two-letter code, for example NY or ON."
-            maxLength={6}
+            label="Email"
+            name="email"
+            type="email"
+            autoComplete="email"
+            value={email}
+            onChange={setEmail}
           />
-        ) : null}
-        <BotCheck handle={botCheck} />
-        <ErrorMessage error={task.error} />
+          <Field
+            label="Username"
+            name="username"
+            autoComplete="username"
+            value={username}
+            onChange={setUsername}
+            hint="3 to 32 characters: letters, digits, dot, dash and underscore. You sign in with it."
+            minLength={3}
+            maxLength={32}
+          />
+          <Field
+            label="Password"
+            name="password"
+            type="password"
+            autoComplete="new-password"
+            value={password}
+            onChange={setPassword}
+            hint="At least 12 characters. A few unrelated words make a strong one."
+            minLength={12}
+          />
+          <CodePicker
+            label="Country of residence"
+            name="country"
+            options={countryOptions}
+            value={country}
+            onChange={setCountry}
+            hint="Start typing its name, for example Germany, and pick it from the list."
+          />
+          {needsRegion ? (
+            <CodePicker
+              key={country}
+              label={country === "US" ? "State" : "Province or territory"}
+              name="region"
+              options={regions}
+              value={region}
+              onChange={setRegion}
+              hint={country === "US" ? "For example New York." : "For example Ontario."}
+            />
+          ) : null}
+          <BotCheck handle={botCheck} />
+          <ErrorMessage error={task.error} />
+        </FieldErrors>
         <button type="submit" className="primary" disabled={task.busy}>
           Create account
         </button>
@@ -155,7 +159,15 @@ export function VerifyEmailPage() {
           </p>
         </>
       ) : null}
-      {state === "failed" ? <ErrorMessage error={task.error} /> : null}
+      {state === "failed" ? (
+        <>
+          <ErrorMessage error={task.error} />
+          <p>
+            If you have verified your address already, <Link href="/sign-in">sign in</Link>. If not, signing
+            in sends you a new link.
+          </p>
+        </>
+      ) : null}
     </div>
   );
 }
