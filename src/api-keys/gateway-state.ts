@@ -8,6 +8,13 @@ import { chargeTrading, type TradingCharge } from "./trading-limiter.js";
 const pad = (n: bigint) => n.toString().padStart(20, "0");
 
 /**
+ * What became of a nonce: accepted (once), already used (a copy), or stale (at or below what the key
+ * may still use). Dialects that tell the two refusals apart (Kraken Futures) read it from here, the one
+ * place that knows.
+ */
+export type NonceClaim = "accepted" | "duplicate" | "stale";
+
+/**
  * The gateway's hot state: lockouts, nonces, the key's TOTP steps and its rate counters. Every rule
  * here is "exactly once" or "never past a ceiling", on any number of instances; the verifier asks this
  * interface and nothing else, so where the state lives (the database, memory, Redis) is one choice.
@@ -17,7 +24,7 @@ export interface GatewayState {
   lockedOut(subjects: string[]): Promise<Set<string>>;
   recordFailure(subjects: string[]): Promise<void>;
   /** Claims a nonce for a key: true once, for a nonce above the key's floor. */
-  claimNonce(keyId: string, nonce: bigint, window: number): Promise<boolean>;
+  claimNonce(keyId: string, nonce: bigint, window: number): Promise<NonceClaim>;
   /** Claims a TOTP step of the key's own second factor: each step once. */
   claimOtpStep(keyId: string, step: number): Promise<boolean>;
   /** Charges the REST call counter; false when it would pass the tier's ceiling. */
@@ -147,7 +154,7 @@ export class DatabaseGatewayState implements GatewayState {
    * later cannot reopen nonces already refused or used. Both are exact across instances: the database
    * decides.
    */
-  async claimNonce(keyId: string, nonce: bigint, window: number): Promise<boolean> {
+  async claimNonce(keyId: string, nonce: bigint, window: number): Promise<NonceClaim> {
     const padded = pad(nonce);
     if (window === 0) {
       const row = await this.db
@@ -158,7 +165,13 @@ export class DatabaseGatewayState implements GatewayState {
         .where("nonce_floor", "<", padded)
         .returning("id")
         .executeTakeFirst();
-      return row !== undefined;
+      if (row) return "accepted";
+      const { last_nonce } = await this.db
+        .selectFrom("api_keys")
+        .select("last_nonce")
+        .where("id", "=", keyId)
+        .executeTakeFirstOrThrow();
+      return last_nonce === padded ? "duplicate" : "stale";
     }
     const inserted = await this.db
       .insertInto("api_key_nonces")
@@ -166,7 +179,7 @@ export class DatabaseGatewayState implements GatewayState {
       .onConflict((oc) => oc.columns(["key_id", "nonce"]).doNothing())
       .returning("nonce")
       .executeTakeFirst();
-    if (!inserted) return false;
+    if (!inserted) return "duplicate";
     // Read the floor after claiming the row: rows are cleared only once the floor has passed them, so a
     // used nonce whose row was cleared is always caught here, whatever ran in between.
     const { nonce_floor, last_nonce } = await this.db
@@ -174,7 +187,7 @@ export class DatabaseGatewayState implements GatewayState {
       .select(["nonce_floor", "last_nonce"])
       .where("id", "=", keyId)
       .executeTakeFirstOrThrow();
-    if (padded <= nonce_floor) return false;
+    if (padded <= nonce_floor) return "stale";
     // Padded to 20 digits, the nonces compare as text exactly as they do as numbers.
     let highest = BigInt(last_nonce);
     if (nonce > highest) highest = nonce;
@@ -201,6 +214,6 @@ export class DatabaseGatewayState implements GatewayState {
         .where("nonce", "<=", newFloor)
         .execute();
     }
-    return true;
+    return "accepted";
   }
 }

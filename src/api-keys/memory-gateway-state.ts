@@ -3,7 +3,7 @@ import type { Tier } from "../capabilities/policy.js";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { callLimits } from "./call-counter.js";
-import type { DatabaseGatewayState, GatewayState } from "./gateway-state.js";
+import type { DatabaseGatewayState, GatewayState, NonceClaim } from "./gateway-state.js";
 import { type TradingCharge, tradingLimits } from "./trading-limiter.js";
 
 const MAX_FAILURES = 10;
@@ -156,9 +156,10 @@ export class MemoryGatewayState implements GatewayState {
     await this.persist();
   }
 
-  async claimNonce(keyId: string, nonce: bigint, window: number): Promise<boolean> {
+  async claimNonce(keyId: string, nonce: bigint, window: number): Promise<NonceClaim> {
     const state = await this.key(keyId);
-    if (nonce <= state.floor || (window === 0 && nonce <= state.last) || state.used.has(nonce)) return false;
+    if (state.used.has(nonce) || (window === 0 && nonce === state.last)) return "duplicate";
+    if (nonce <= state.floor || (window === 0 && nonce < state.last)) return "stale";
     const dirty = this.dirty(keyId);
     if (nonce > state.last) state.last = nonce;
     const floor = state.last - BigInt(window);
@@ -171,7 +172,7 @@ export class MemoryGatewayState implements GatewayState {
       dirty.nonces.push(nonce);
     }
     await this.persist();
-    return true;
+    return "accepted";
   }
 
   async claimOtpStep(keyId: string, step: number): Promise<boolean> {

@@ -6,11 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DatabaseGatewayState } from "../../src/api-keys/gateway-state.js";
 import { ApiLockout } from "../../src/api-keys/lockout.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 import { VenueUpstream } from "../helpers/venue-upstream.js";
 
-const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
 /**
  * KuCoin's headers, written from KuCoin's documentation (not the project's code): KC-API-SIGN is
@@ -132,7 +133,7 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
     const accountId = await h.accountId(user);
     if (tier)
       await h.request("PUT", `/v1/admin/accounts/${accountId}/verification`, {
-        headers: service,
+        headers: operator,
         body: { tier },
       });
     const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });

@@ -205,9 +205,9 @@ export const krakenFutures: Dialect = {
     if (nonce !== "") {
       const value = BigInt(nonce);
       if (value === 0n) return "stale";
-      if (await state.claimNonce(row.id, value, row.nonce_window)) return null;
-      // Below what the key has already used, or the very nonce again (a copy sent in parallel).
-      return value >= BigInt(row.last_nonce) - BigInt(row.nonce_window) ? "replay" : "stale";
+      // Below what the key may still use, or the very nonce again (a copy sent in parallel).
+      const claim = await state.claimNonce(row.id, value, row.nonce_window);
+      return claim === "accepted" ? null : claim === "duplicate" ? "replay" : "stale";
     }
     const window = request.method === "GET" ? NONCELESS_READ_WINDOW_MS : NONCELESS_WRITE_WINDOW_MS;
     return (await state.claimSignature(row.id, request.headers.authent ?? "", now + window, now))

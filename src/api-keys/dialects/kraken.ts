@@ -169,7 +169,9 @@ export const kraken: Dialect = {
 
   async claim(state, row, _request, parsed) {
     const nonce = nonceOf(parsed.params.nonce);
-    return nonce && (await state.claimNonce(row.id, nonce.value, row.nonce_window)) ? null : "stale";
+    return nonce && (await state.claimNonce(row.id, nonce.value, row.nonce_window)) === "accepted"
+      ? null
+      : "stale";
   },
 
   unknownField: (operation, params) => unknownField(operation.name, params),
