@@ -419,7 +419,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
       (await h.request("DELETE", `/v1/admin/api-keys/${first.id}`, { headers: operator })).statusCode,
     ).toBe(404);
     await h.deliverMail();
-    await h.smtp.waitFor(trader.user.email, /security/i);
+    await h.smtp.waitFor(trader.user.email, /Support disabled API key "abused"/);
     expect(
       h.smtp.messages.some(
         (m) => m.to.includes(trader.user.email) && m.text.includes('support disabled API key "abused"'),

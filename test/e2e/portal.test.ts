@@ -335,7 +335,7 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await page.goto("/api-keys");
     await settled(page);
     const waiting = page.getByRole("list", { name: "Waiting for approval" });
-    await waiting.getByText(/API key "market-maker": AddOrder/).waitFor();
+    await waiting.getByText(/API key "market-maker" — AddOrder/).waitFor();
     await shot(page, "api-key-approval");
     await waiting.getByRole("button", { name: "Approve" }).click();
     await page
@@ -402,6 +402,11 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
 
     await page.getByRole("button", { name: "Unlock Global Settings Lock" }).click();
     await page.getByRole("button", { name: "Request unlock" }).click();
+    // Asking for an unlock is itself confirmed with a second factor.
+    await page
+      .getByRole("dialog")
+      .getByRole("button", { name: "Confirm with security key or passkey" })
+      .click();
     await page.getByText(/Unlock requested: the lock comes off in/).waitFor();
     await shot(page, "security-locked");
   });

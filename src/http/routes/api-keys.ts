@@ -169,10 +169,19 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
     "/v1/api-keys",
     {
       config: session,
-      schema: { tags: ["api-keys"], summary: "Delete every API key of this account at once" },
+      schema: {
+        tags: ["api-keys"],
+        summary: "Delete every API key of this account at once",
+        response: {
+          200: Type.Object({
+            status: Type.Literal("deleted"),
+            deleted: Type.Integer({ description: "How many keys" }),
+          }),
+        },
+      },
     },
     async (request) => ({
-      status: "deleted",
+      status: "deleted" as const,
       deleted: await apiKeys.revokeAll(changeRequest(request, services)),
     }),
   );
@@ -184,10 +193,11 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         tags: ["api-keys"],
         summary: "Disable every API key of the account with the single-use link from a security email",
         body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 256 }) }),
+        response: { 200: Type.Object({ status: Type.Literal("disabled"), disabled: Type.Integer() }) },
       },
     },
     async (request) => ({
-      status: "disabled",
+      status: "disabled" as const,
       ...(await apiKeys.disableByLink(request.body.token, requestContext(request, geo))),
     }),
   );
@@ -276,6 +286,13 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         tags: ["gateway"],
         summary: "Whose WebSocket token this is (the venue's WebSocket server asks once per token)",
         body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 128 }) }),
+        response: {
+          200: Type.Object({
+            accountId: Type.String(),
+            keyId: Type.String(),
+            permissions: Type.Array(Type.String(), { description: "In the key's dialect's names" }),
+          }),
+        },
       },
     },
     async (request) => {

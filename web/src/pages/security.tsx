@@ -509,10 +509,14 @@ function LockCard(props: { lock: LockState; masterKeySet?: boolean; onChange: ()
 
   async function unlock(event: FormEvent) {
     event.preventDefault();
+    // Asking for an unlock is confirmed with a second factor; the Master Key is its own proof.
     const answer = await task.run(() =>
-      api<{ state: string; unlocksAt?: string }>("POST", "/v1/security/global-lock/unlock", {
-        body: masterKey ? { masterKey } : {},
-      }),
+      withStepUp((actionId) =>
+        api<{ state: string; unlocksAt?: string }>("POST", "/v1/security/global-lock/unlock", {
+          body: masterKey ? { masterKey } : {},
+          actionId,
+        }),
+      ),
     );
     if (!answer) return;
     setMasterKey("");
@@ -525,7 +529,9 @@ function LockCard(props: { lock: LockState; masterKeySet?: boolean; onChange: ()
   }
 
   async function cancel() {
-    const done = await task.run(() => api("DELETE", "/v1/security/global-lock/unlock"));
+    const done = await task.run(() =>
+      withStepUp((actionId) => api("DELETE", "/v1/security/global-lock/unlock", { actionId })),
+    );
     if (done !== undefined) await props.onChange();
   }
 
