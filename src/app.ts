@@ -8,8 +8,12 @@ import { TransactionService } from "./actions/transaction-service.js";
 import { AdminService } from "./admin/admin-service.js";
 import { ApiKeyService } from "./api-keys/api-keys.js";
 import { ApiApprovals } from "./api-keys/approvals.js";
+import { GatewayCache } from "./api-keys/gateway-cache.js";
+import { DatabaseGatewayState, type GatewayState } from "./api-keys/gateway-state.js";
 import { ApiLockout } from "./api-keys/lockout.js";
+import { MemoryGatewayState } from "./api-keys/memory-gateway-state.js";
 import { SignedRequestVerifier } from "./api-keys/signed-requests.js";
+import { WebSocketTokens } from "./api-keys/ws-tokens.js";
 import { AuditLog } from "./audit/audit-log.js";
 import { CapabilityService } from "./capabilities/capability-service.js";
 import { loadPolicy, type Policy } from "./capabilities/policy.js";
@@ -223,18 +227,24 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   );
   const disconnectAll = new DisconnectAll(changes, devices, sessions, apiKeys);
   const approvals = new ApiApprovals(db, clock, actions);
-  const apiLockout = new ApiLockout(db, clock);
+  // One SQLite process decides the gateway's hot state in memory; instances sharing PostgreSQL decide it
+  // in the database, where every rule is one conditional statement.
+  const gatewayState: GatewayState =
+    storage.engine === "sqlite"
+      ? new MemoryGatewayState(db, clock)
+      : new DatabaseGatewayState(db, new ApiLockout(db, clock));
   const signedRequests = new SignedRequestVerifier(
     db,
     dataKey,
     clock,
     audit,
     metrics,
-    accounts,
+    new GatewayCache(db, dataKey, accounts, (account) => capabilities.securityInputs(account)),
     capabilities,
-    apiLockout,
+    gatewayState,
     approvals,
   );
+  const webSocketTokens = new WebSocketTokens(db, clock);
   const admin = new AdminService(accounts, guard, subsystems, sessions, audit, clock);
 
   const signUp = new SignUpService({
@@ -341,6 +351,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     apiKeys,
     approvals,
     signedRequests,
+    webSocketTokens,
     signUp,
     signIn,
     geo,
@@ -349,7 +360,12 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const http = await buildHttpServer(services, { logger: logger || false });
 
   const housekeeping = setInterval(() => {
-    void Promise.all([limiter.prune(24 * 3_600_000), botCheck.prune(), apiLockout.prune()]).catch(() => {});
+    void Promise.all([
+      limiter.prune(24 * 3_600_000),
+      botCheck.prune(),
+      gatewayState.prune(),
+      webSocketTokens.prune(),
+    ]).catch(() => {});
   }, 10 * 60_000);
   housekeeping.unref();
   if (options.startWorkers) outbox.start();

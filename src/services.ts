@@ -7,6 +7,7 @@ import type { AdminService } from "./admin/admin-service.js";
 import type { ApiKeyService } from "./api-keys/api-keys.js";
 import type { ApiApprovals } from "./api-keys/approvals.js";
 import type { SignedRequestVerifier } from "./api-keys/signed-requests.js";
+import type { WebSocketTokens } from "./api-keys/ws-tokens.js";
 import type { AuditLog } from "./audit/audit-log.js";
 import type { CapabilityService } from "./capabilities/capability-service.js";
 import type { SubsystemService } from "./capabilities/subsystems.js";
@@ -65,6 +66,7 @@ export interface Services {
   apiKeys: ApiKeyService;
   approvals: ApiApprovals;
   signedRequests: SignedRequestVerifier;
+  webSocketTokens: WebSocketTokens;
   signUp: SignUpService;
   signIn: SignInService;
   geo: GeoLocator;

@@ -2,6 +2,7 @@ import type { Kysely } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { CapabilityService } from "../capabilities/capability-service.js";
+import { type TradingIntent, tradingRefusal } from "../capabilities/evaluate.js";
 import type { ClientName } from "../capabilities/policy.js";
 import type { Database } from "../db/schema.js";
 import type { SecondFactorRepository } from "../factors/second-factors.js";
@@ -38,7 +39,7 @@ export class TransactionService {
     context: RequestContext,
   ): Promise<ActionView> {
     const transaction = await describeTransaction(type, params, account, this.addresses);
-    await this.gate(account, client, transaction.type);
+    await this.gate(account, client, transaction.type, transaction.params);
     const required = await this.requiredProofs(account, transaction.type);
     const action = await this.actions.create(
       account,
@@ -88,7 +89,7 @@ export class TransactionService {
     if (!account) throw notFound("That action");
     const params = JSON.parse(action.params) as Record<string, string>;
     const type = action.type as TransactionType;
-    await this.gate(account, "api", type, { finalCheck: true });
+    await this.gate(account, "api", type, params, { finalCheck: true });
     if (type === "withdraw")
       await this.addresses.assertUsable(account.id, params.addressId ?? "", params.asset ?? "");
     const redeemed = await this.db
@@ -122,14 +123,24 @@ export class TransactionService {
     account: Account,
     client: ClientName,
     type: TransactionType,
+    params: Record<string, unknown>,
     options: { finalCheck?: boolean } = {},
   ) {
     const product = productOf[type];
     const capability = (await this.capabilities.vector(account, client))[product];
-    if (capability.allowed) return;
-    const reasons = options.finalCheck
-      ? capability.reasons.filter((r) => r.code !== "client_app")
-      : capability.reasons;
+    // Orders and cancels pass the engine modes as on the gateway (cancel_only, post_only).
+    const intent: TradingIntent | null =
+      type === "cancel_order"
+        ? { kind: "cancel" }
+        : type === "place_order"
+          ? { kind: "order", postOnly: params.postOnly === true }
+          : null;
+    const refused = intent
+      ? (tradingRefusal(capability, intent) ?? [])
+      : capability.allowed
+        ? []
+        : capability.reasons;
+    const reasons = options.finalCheck ? refused.filter((r) => r.code !== "client_app") : refused;
     if (reasons.length === 0) return;
     if (reasons.every((r) => r.code === "security_hold")) {
       const until = reasons

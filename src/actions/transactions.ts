@@ -29,7 +29,7 @@ const AMOUNT = /^(0|[1-9]\d{0,15})(\.\d{1,18})?$/;
 
 export interface Transaction {
   type: TransactionType;
-  params: Record<string, string>;
+  params: Record<string, string | boolean>;
   summary: string;
 }
 
@@ -96,10 +96,25 @@ export async function describeTransaction(
       const volume = positiveAmount(params, "volume");
       const price = orderType === "limit" ? positiveAmount(params, "price") : undefined;
       const [base, quote] = pair.split("/");
+      // Post-only: the order may only add liquidity (what a market in post_only mode accepts).
+      if (params.postOnly !== undefined && typeof params.postOnly !== "boolean")
+        throw invalidRequest("postOnly is true or false.", [{ field: "postOnly", message: "true or false" }]);
+      const postOnly = params.postOnly === true;
+      if (postOnly && orderType !== "limit")
+        throw invalidRequest("Only a limit order can be post-only.", [
+          { field: "postOnly", message: "limit orders only" },
+        ]);
       return {
         type,
-        params: { pair, side, type: orderType, volume, ...(price ? { price } : {}) },
-        summary: `${side === "buy" ? "Buy" : "Sell"} ${volume} ${base} ${price ? `at ${price} ${quote} (limit)` : "at market"}`,
+        params: {
+          pair,
+          side,
+          type: orderType,
+          volume,
+          ...(price ? { price } : {}),
+          ...(postOnly ? { postOnly } : {}),
+        },
+        summary: `${side === "buy" ? "Buy" : "Sell"} ${volume} ${base} ${price ? `at ${price} ${quote} (limit${postOnly ? ", post-only" : ""})` : "at market"}`,
       };
     }
     case "cancel_order": {

@@ -19,7 +19,8 @@ import { iso } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
 import { invalidRequest, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
-import { parseDecimal } from "./approvals.js";
+import { thresholdsOf } from "./approvals.js";
+import { ASSET_CODE, normaliseAsset, parseDecimal, type Thresholds } from "./kraken-requests.js";
 import { permissions as knownPermissions, type Permission } from "./permissions.js";
 
 /** How long the "disable all your API keys" link in a reset or "disconnect all" email works. */
@@ -37,7 +38,8 @@ export interface ApiKeyInput {
   queryTo?: string | null;
   nonceWindow?: number;
   otp?: KeyOtp | null;
-  approvalThreshold?: string | null;
+  /** Per asset: a request moving more of an asset than its threshold is held for the owner's approval. */
+  approvalThreshold?: Record<string, string> | null;
 }
 
 /** A key's restrictions, checked and normalised: what is stored and what the owner confirms. */
@@ -49,7 +51,7 @@ interface KeySettings {
   queryFrom: number | null;
   queryTo: number | null;
   nonceWindow: number;
-  approvalThreshold: string | null;
+  approvalThreshold: Thresholds | null;
 }
 
 function describe(row: Selectable<ApiKeysTable>) {
@@ -64,7 +66,7 @@ function describe(row: Selectable<ApiKeysTable>) {
     queryTo: row.query_to === null ? null : iso(row.query_to),
     nonceWindow: row.nonce_window,
     otp: row.otp_type,
-    approvalThreshold: row.approval_threshold,
+    approvalThreshold: row.approval_threshold === null ? null : thresholdsOf(row.approval_threshold),
     createdAt: iso(row.created_at),
     lastUsedAt: row.last_used_at === null ? null : iso(row.last_used_at),
   };
@@ -80,6 +82,31 @@ function time(field: string, value: string | null): number | null {
 
 const fieldError = (field: string, message: string, hint: string) =>
   invalidRequest(message, [{ field, message: hint }]);
+
+/**
+ * Thresholds per asset, e.g. {"BTC": "0.5", "USD": "10000"}: codes as the gateway names assets (XBT and
+ * XXBT are BTC), amounts positive decimals. No entries means no approvals.
+ */
+function approvalThresholds(input: Record<string, string> | null): Thresholds | null {
+  if (input === null) return null;
+  const entries = Object.entries(input);
+  const invalid = () =>
+    fieldError(
+      "approvalThreshold",
+      'The approval threshold names assets and amounts, such as {"BTC": "0.5", "USD": "10000"}.',
+      "asset codes with positive decimal amounts",
+    );
+  if (entries.length > 32) throw invalid();
+  const thresholds: Thresholds = {};
+  for (const [asset, amount] of entries) {
+    const decimal = typeof amount === "string" ? parseDecimal(amount.trim()) : null;
+    if (!ASSET_CODE.test(asset.toUpperCase()) || !decimal || decimal.digits === 0n) throw invalid();
+    const code = normaliseAsset(asset);
+    if (thresholds[code] !== undefined) throw invalid();
+    thresholds[code] = amount.trim();
+  }
+  return entries.length === 0 ? null : thresholds;
+}
 
 /**
  * API keys (SPEC §11). Creating or changing one is an action — a step-up, plus the trading passcode when
@@ -146,16 +173,9 @@ export class ApiKeyService {
     if (!Number.isInteger(nonceWindow) || nonceWindow < 0 || nonceWindow > 1_000_000_000)
       throw fieldError("nonceWindow", "nonceWindow is a whole number from 0.", "0 to 1000000000");
     const approvalThreshold =
-      input.approvalThreshold === undefined ? (current?.approvalThreshold ?? null) : input.approvalThreshold;
-    if (approvalThreshold !== null) {
-      const parsed = parseDecimal(approvalThreshold);
-      if (!parsed || parsed.digits === 0n)
-        throw fieldError(
-          "approvalThreshold",
-          'approvalThreshold is a positive decimal string such as "10000".',
-          "positive decimal string",
-        );
-    }
+      input.approvalThreshold === undefined
+        ? (current?.approvalThreshold ?? null)
+        : approvalThresholds(input.approvalThreshold);
     if (input.otp?.type === "static" && !/^\S{8,128}$/.test(input.otp.password))
       throw fieldError(
         "otp.password",
@@ -237,7 +257,7 @@ export class ApiKeyService {
       return {
         // The secret (and a TOTP seed) leave the server this once.
         result: {
-          ...describe({ ...row, rate_level: 0, rate_at: 0 }),
+          ...describe({ ...row, rate_level: 0, rate_at: 0, nonce_floor: row.last_nonce }),
           secret,
           ...(otp ? { otp: otp.shown } : {}),
         },
@@ -321,7 +341,8 @@ export class ApiKeyService {
       query_from: settings.queryFrom,
       query_to: settings.queryTo,
       nonce_window: settings.nonceWindow,
-      approval_threshold: settings.approvalThreshold,
+      approval_threshold:
+        settings.approvalThreshold === null ? null : JSON.stringify(settings.approvalThreshold),
     };
   }
 

@@ -12,94 +12,17 @@ import type { Session } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
 import { notFound } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
+import { assetsOverThreshold, describeRequest, movementsOf, type Thresholds } from "./kraken-requests.js";
+import type { Params } from "./request-body.js";
 
 /** Long enough for the owner to open the portal and approve, short enough not to linger. */
 const APPROVAL_TTL_MS = 15 * 60_000;
 
-const DECIMAL = /^(\d{1,20})(?:\.(\d{1,18}))?$/;
-
-/** An exact decimal as digits and scale: notional values must not drift through floating point. */
-interface Exact {
-  digits: bigint;
-  scale: number;
-}
-
-export function parseDecimal(text: string): Exact | null {
-  const match = DECIMAL.exec(text.trim());
-  if (!match) return null;
-  const fraction = match[2] ?? "";
-  return { digits: BigInt(match[1]! + fraction), scale: fraction.length };
-}
-
-const times = (a: Exact, b: Exact): Exact => ({ digits: a.digits * b.digits, scale: a.scale + b.scale });
-const plus = (a: Exact, b: Exact): Exact => {
-  const scale = Math.max(a.scale, b.scale);
-  return {
-    digits: a.digits * 10n ** BigInt(scale - a.scale) + b.digits * 10n ** BigInt(scale - b.scale),
-    scale,
-  };
-};
-const exceeds = (a: Exact, b: Exact): boolean => {
-  const scale = Math.max(a.scale, b.scale);
-  return a.digits * 10n ** BigInt(scale - a.scale) > b.digits * 10n ** BigInt(scale - b.scale);
-};
-const show = (a: Exact): string => {
-  const text = a.digits.toString().padStart(a.scale + 1, "0");
-  const whole = text.slice(0, text.length - a.scale);
-  const fraction = text.slice(text.length - a.scale).replace(/0+$/, "");
-  return fraction ? `${whole}.${fraction}` : whole;
-};
-
-/** Orders of AddOrderBatch, from a JSON body's array or a form body's `orders[i][field]` names. */
-function batchOrders(params: Record<string, unknown>): Record<string, unknown>[] {
-  if (Array.isArray(params.orders)) return params.orders as Record<string, unknown>[];
-  const orders: Record<string, unknown>[] = [];
-  for (const [name, value] of Object.entries(params)) {
-    const match = /^orders\[(\d{1,3})\]\[(\w+)\]$/.exec(name);
-    if (!match) continue;
-    const index = Number(match[1]);
-    orders[index] = { ...orders[index], [match[2]!]: value };
-  }
-  return orders.filter(Boolean);
-}
-
-const decimalOf = (value: unknown) =>
-  typeof value === "string" || typeof value === "number" ? parseDecimal(String(value)) : null;
-
-/** One order's notional: volume × limit price; unknown (null) for a market order, whose price is not known here. */
-function orderNotional(order: Record<string, unknown>): Exact | null {
-  const volume = decimalOf(order.volume ?? order.order_qty);
-  const price = decimalOf(order.price ?? order.limit_price);
-  return volume && price ? times(volume, price) : null;
-}
-
-/**
- * What a request moves, for the key's approval threshold (SPEC §11): an order's notional in the quote
- * currency or a withdrawal's amount. "unknown" when it cannot be established (a market order): such a
- * request is held for approval too. Null for methods that move nothing.
- */
-export function notionalOf(method: string, params: Record<string, unknown>): Exact | "unknown" | null {
-  switch (method) {
-    case "AddOrder":
-    case "EditOrder":
-    case "AmendOrder":
-      return orderNotional(params) ?? "unknown";
-    case "AddOrderBatch": {
-      const orders = batchOrders(params);
-      let total: Exact = { digits: 0n, scale: 0 };
-      for (const order of orders) {
-        const notional = orderNotional(order);
-        if (!notional) return "unknown";
-        total = plus(total, notional);
-      }
-      return orders.length ? total : "unknown";
-    }
-    case "Withdraw":
-    case "WalletTransfer":
-      return decimalOf(params.amount) ?? "unknown";
-    default:
-      return null;
-  }
+/** A key's thresholds as stored (a JSON object of asset → decimal string); none when unset. */
+export function thresholdsOf(stored: string | null): Thresholds {
+  if (stored === null) return {};
+  const parsed = JSON.parse(stored) as unknown;
+  return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Thresholds) : {};
 }
 
 export type ApprovalDecision =
@@ -125,13 +48,13 @@ export class ApiApprovals {
     account: Account,
     key: { id: string; name: string; approval_threshold: string | null },
     method: string,
-    params: Record<string, unknown>,
+    params: Params,
   ): Promise<ApprovalDecision> {
-    const threshold = key.approval_threshold === null ? null : parseDecimal(key.approval_threshold);
-    if (!threshold) return { kind: "not_needed" };
-    const notional = notionalOf(method, params);
-    if (notional === null || (notional !== "unknown" && !exceeds(notional, threshold)))
-      return { kind: "not_needed" };
+    const thresholds = thresholdsOf(key.approval_threshold);
+    const movements = movementsOf(method, params);
+    if (!movements) return { kind: "not_needed" };
+    const over = assetsOverThreshold(movements, thresholds);
+    if (over.length === 0) return { kind: "not_needed" };
 
     const { nonce: _nonce, otp: _otp, approval_id: approvalId, ...fields } = params;
     const request = { keyId: key.id, method, fields };
@@ -150,12 +73,12 @@ export class ApiApprovals {
         .executeTakeFirst();
       return spent ? { kind: "approved" } : { kind: "invalid" };
     }
-    const amount = notional === "unknown" ? "an amount not known in advance" : show(notional);
+    const limits = over.map((asset) => `${asset} ${thresholds[asset]}`).join(", ");
     const approval = await this.actions.create(
       account,
       API_APPROVAL,
       request,
-      `API key "${key.name}": ${method} ${describeFields(fields)} — ${amount}, above the key's approval threshold of ${show(threshold)}`,
+      `API key "${key.name}" — ${describeRequest(method, params)} — above the key's approval threshold (${limits})`,
       undefined,
       APPROVAL_TTL_MS,
     );
@@ -179,11 +102,4 @@ export class ApiApprovals {
   async pending(account: Account): Promise<ActionView[]> {
     return this.actions.pendingOfType(account, API_APPROVAL);
   }
-}
-
-function describeFields(fields: Record<string, unknown>): string {
-  return Object.entries(fields)
-    .map(([name, value]) => `${name}=${typeof value === "string" ? value : JSON.stringify(value)}`)
-    .join(" ")
-    .slice(0, 300);
 }

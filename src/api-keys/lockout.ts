@@ -1,19 +1,28 @@
 import type { Kysely } from "kysely";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
+import { addressSubject } from "../support/network.js";
 
 const MAX_FAILURES = 10;
 const WINDOW_MS = 15 * 60_000;
 const LOCKOUT_MS = 15 * 60_000;
 
-/** The subjects a signed request is counted under: the API-Key it names (known or not) and its IP. */
-export function lockoutSubjects(apiKey: string | undefined, ip: string): string[] {
-  return apiKey ? [`key:${apiKey.slice(0, 128)}`, `ip:${ip}`] : [`ip:${ip}`];
-}
+/**
+ * Who a failure is counted against. Before a valid signature anyone can send anything, so failures count
+ * against where they come from (the address, an IPv6 address by its /64, and that address with the key it
+ * named), never against the key alone: knowing a key's public string must not let a stranger lock its
+ * owner out. After a valid signature (a stale nonce, a wrong key `otp`) the sender holds the secret, and
+ * the failure counts against the key.
+ */
+export const sourceSubjects = (apiKey: string | undefined, ip: string): string[] => {
+  const source = addressSubject(ip);
+  return apiKey ? [`ip:${source}`, `keyip:${apiKey.slice(0, 128)}|${source}`] : [`ip:${source}`];
+};
+export const keySubject = (keyId: string): string => `key:${keyId}`;
 
 /**
- * SPEC §11: ten bad signatures, nonces or keys within 15 minutes from one key or one IP lock both out for
- * 15 minutes (`EGeneral:Temporary lockout`). Each failure is one upsert that counts within a window
+ * SPEC §11: ten bad signatures, nonces or keys within 15 minutes against one subject lock it out for 15
+ * minutes (`EGeneral:Temporary lockout`). Each failure is one upsert that counts within a window
  * opened by the first failure and sets the lock on the tenth, so parallel guesses count exactly.
  */
 export class ApiLockout {
@@ -22,14 +31,15 @@ export class ApiLockout {
     private readonly clock: Clock,
   ) {}
 
-  async isLockedOut(subjects: string[]): Promise<boolean> {
-    const row = await this.db
+  /** The subjects among these that are locked out now (one query for every subject of a request). */
+  async lockedOut(subjects: string[]): Promise<Set<string>> {
+    const rows = await this.db
       .selectFrom("api_lockouts")
       .select("subject")
       .where("subject", "in", subjects)
       .where("locked_until", ">", this.clock.now())
-      .executeTakeFirst();
-    return row !== undefined;
+      .execute();
+    return new Set(rows.map((row) => row.subject));
   }
 
   async recordFailure(subjects: string[]): Promise<void> {

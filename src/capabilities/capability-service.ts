@@ -8,6 +8,13 @@ import { type CapabilityVector, evaluateCapabilities, type SecurityHold } from "
 import type { ClientName, Policy, Product } from "./policy.js";
 import type { SubsystemService } from "./subsystems.js";
 
+/** What the capability function needs of an account's security, beside the account row. */
+export interface SecurityInputs {
+  hasSecondFactor: boolean;
+  restricted: boolean;
+  holds: SecurityHold[];
+}
+
 /** Gathers what the capability function needs for one account and client, and answers gates with it. */
 export class CapabilityService {
   constructor(
@@ -30,7 +37,7 @@ export class CapabilityService {
   ): Promise<CapabilityVector> {
     const [snapshot, security] = await Promise.all([
       this.subsystems.snapshot(),
-      known ?? this.readSecurity(account),
+      known ?? this.securityInputs(account),
     ]);
     return evaluateCapabilities({
       account: {
@@ -49,7 +56,8 @@ export class CapabilityService {
     });
   }
 
-  private async readSecurity(account: Account) {
+  /** Holds are read as active now; `vector` drops any that have ended by the time it evaluates. */
+  async securityInputs(account: Account): Promise<SecurityInputs> {
     const [hasSecondFactor, guard, holds] = await Promise.all([
       this.factors.hasSignInFactor(account.id),
       this.guard.status(account.id),

@@ -155,3 +155,34 @@ function evaluateProduct(product: Product, input: CapabilityInput): Capability {
   if (reasons.length > 0) return { allowed: false, reasons };
   return mode ? { allowed: true, mode } : { allowed: true };
 }
+
+/** What a trading request does to the book: Kraken's engine modes treat the two differently. */
+export type TradingIntent = { kind: "cancel" } | { kind: "order"; postOnly: boolean };
+
+/**
+ * Kraken's engine modes for one trading request, on top of the product's capability: in `cancel_only`
+ * cancelling passes (it is the one thing the mode exists to allow) and order entry is refused; in
+ * `post_only` only orders that are all post-only pass. The remaining reasons, or null when the request
+ * may go ahead. Every trading gate (portal actions and every gateway dialect) asks this one function.
+ */
+export function tradingRefusal(capability: Capability, intent: TradingIntent): Reason[] | null {
+  if (capability.allowed) {
+    if (intent.kind === "order" && capability.mode === "post_only" && !intent.postOnly) {
+      return [
+        {
+          code: "subsystem_maintenance",
+          message: "The market accepts only post-only limit orders right now.",
+          subsystem: "spot_engine",
+          state: "post_only",
+          until: null,
+        },
+      ];
+    }
+    return null;
+  }
+  const reasons =
+    intent.kind === "cancel"
+      ? capability.reasons.filter((r) => !(r.code === "subsystem_maintenance" && r.state === "cancel_only"))
+      : capability.reasons;
+  return reasons.length > 0 ? reasons : null;
+}

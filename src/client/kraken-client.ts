@@ -8,13 +8,15 @@ import { createHash, createHmac } from "node:crypto";
 
 /** Kraken's API-Sign: base64(HMAC-SHA512(base64-decoded secret, path + SHA-256(nonce + body))). */
 export function krakenSignature(secretBase64: string, path: string, nonce: string, body: string): string {
+  return krakenSignatureBytes(Buffer.from(secretBase64, "base64"), path, nonce, body).toString("base64");
+}
+
+/** The same signature as bytes, from the decoded secret: what a verifier holding the key compares. */
+export function krakenSignatureBytes(hmacKey: Buffer, path: string, nonce: string, body: string): Buffer {
   const digest = createHash("sha256")
     .update(nonce + body)
     .digest();
-  return createHmac("sha512", Buffer.from(secretBase64, "base64"))
-    .update(path)
-    .update(digest)
-    .digest("base64");
+  return createHmac("sha512", hmacKey).update(path).update(digest).digest();
 }
 
 export interface KrakenAnswer<T = Record<string, unknown>> {

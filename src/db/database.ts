@@ -20,7 +20,9 @@ import * as globalLock from "./migrations/0005-global-lock-and-recovery.js";
 import * as apiKeys from "./migrations/0006-api-keys.js";
 import * as apiKeyLimits from "./migrations/0007-api-key-limits.js";
 import * as apiKeyOtpStep from "./migrations/0008-api-key-otp-step.js";
+import * as gatewayClosed from "./migrations/0009-gateway-closed.js";
 import * as stepUpSession from "./migrations/0010-step-up-session.js";
+import * as cacheGenerations from "./migrations/0014-cache-generations.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -96,7 +98,9 @@ const migrations: Record<string, Migration> = {
   "0006-api-keys": apiKeys,
   "0007-api-key-limits": apiKeyLimits,
   "0008-api-key-otp-step": apiKeyOtpStep,
+  "0009-gateway-closed": gatewayClosed,
   "0010-step-up-session": stepUpSession,
+  "0014-cache-generations": cacheGenerations,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

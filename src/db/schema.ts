@@ -290,7 +290,38 @@ export interface ApiKeysTable {
   otp_sealed: string | null;
   /** The TOTP step last accepted for the key's own second factor: each code works once. */
   otp_last_step: number | null;
+  /** JSON object of asset → decimal string: requests moving more are held for the owner's approval. */
   approval_threshold: string | null;
+  /** Nonces at or below this (20-digit text) are refused, whatever the window: it never moves down. */
+  nonce_floor: Generated<string>;
+}
+
+export interface ApiTradingCountersTable {
+  key_id: string;
+  pair: string;
+  level: number;
+  level_at: number;
+}
+
+export interface ApiOrdersTable {
+  key_id: string;
+  txid: string;
+  pair: string;
+  placed_at: number;
+}
+
+export interface CacheGenerationsTable {
+  /** "api_keys" or "accounts": raised by triggers whenever what the gateway caches changes. */
+  name: string;
+  value: number;
+}
+
+export interface ApiWsTokensTable {
+  token_hash: string;
+  key_id: string;
+  account_id: string;
+  created_at: number;
+  used_at: number | null;
 }
 
 export interface ApiLockoutsTable {
@@ -329,4 +360,8 @@ export interface Database {
   api_keys: ApiKeysTable;
   api_key_nonces: ApiKeyNoncesTable;
   api_lockouts: ApiLockoutsTable;
+  api_trading_counters: ApiTradingCountersTable;
+  api_orders: ApiOrdersTable;
+  api_ws_tokens: ApiWsTokensTable;
+  cache_generations: CacheGenerationsTable;
 }

@@ -27,6 +27,12 @@ export class Metrics {
     labelNames: ["outcome"] as const,
     registers: [this.registry],
   });
+  readonly gatewayPassThrough = new Counter({
+    name: "portcullis_gateway_public_calls_total",
+    help: "Public market-data calls passed through to the venue, by dialect and method",
+    labelNames: ["dialect", "method", "outcome"] as const,
+    registers: [this.registry],
+  });
   readonly httpDuration = new Histogram({
     name: "portcullis_http_request_duration_seconds",
     help: "HTTP request latency by route and status class",

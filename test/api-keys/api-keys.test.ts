@@ -61,6 +61,7 @@ describe.each(engines)("API keys and Kraken-signed requests on %s (SPEC §11)", 
       body: {
         path,
         headers: {
+          "Content-Type": "application/x-www-form-urlencoded",
           "API-Key": key.key,
           "API-Sign": krakenSignature(options.secret ?? key.secret, path, nonce, body),
         },

@@ -115,7 +115,7 @@ describe.each(engines)("the authenticating gateway on %s (SPEC §11)", (engine) 
     const { key } = await keyFor({
       name: "own-client",
       permissions: ["funds_query", "trades_modify"],
-      approvalThreshold: "100",
+      approvalThreshold: { USD: "100" },
     });
     const client = new KrakenClient({ baseUrl: base, key: key.key, secret: key.secret, json: true });
     const held = await client.private("AddOrder", {

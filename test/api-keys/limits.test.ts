@@ -133,17 +133,33 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     expect(answers.filter((a) => a.error === "EAPI:Rate limit exceeded")).toHaveLength(25);
   });
 
-  it("locks a key or an IP out for 15 minutes after 10 bad signatures", async () => {
+  it("locks out where guesses come from, never a key whose public string a stranger knows", async () => {
     const { createKey } = await owner();
     const key = await createKey({ name: "target", permissions: ["funds_query"] });
     const good = clientFor(key);
     const forger = clientFor({ key: key.key, secret: Buffer.alloc(64, 3).toString("base64") });
-    // Ten bad signatures for this key, each from another address: the key is locked out.
+    // Ten bad signatures for this key from ten addresses: the owner's bot is not locked out.
     for (let i = 0; i < 10; i += 1)
       expect((await check(forger, "Balance")).error).toBe("EAPI:Invalid signature");
-    expect((await check(good, "Balance")).error).toBe("EGeneral:Temporary lockout");
-    h.clock.advance(15 * 60_000);
     expect((await check(good, "Balance")).allow).toBe(true);
+    // Ten from one address lock that address out, for this key and every other.
+    const forgerAddress = "192.0.2.77";
+    for (let i = 0; i < 10; i += 1)
+      expect((await check(forger, "Balance", {}, forgerAddress)).error).toBe("EAPI:Invalid signature");
+    expect((await check(good, "Balance", {}, forgerAddress)).error).toBe("EGeneral:Temporary lockout");
+    expect((await check(good, "Balance")).allow).toBe(true);
+    h.clock.advance(15 * 60_000);
+    expect((await check(good, "Balance", {}, forgerAddress)).allow).toBe(true);
+
+    // An IPv6 attacker counts by its /64, whichever address of it each guess comes from.
+    for (let i = 0; i < 10; i += 1)
+      expect((await check(forger, "Balance", {}, `2001:db8:66:1::${(i + 1).toString(16)}`)).error).toBe(
+        "EAPI:Invalid signature",
+      );
+    expect((await check(good, "Balance", {}, "2001:db8:66:1:ffff::1")).error).toBe(
+      "EGeneral:Temporary lockout",
+    );
+    expect((await check(good, "Balance", {}, "2001:db8:66:2::1")).allow).toBe(true);
 
     // Ten unknown keys from one address: that address is locked out, for every key.
     const other = clientFor(await createKey({ name: "bystander", permissions: ["funds_query"] }));
@@ -154,6 +170,18 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     }
     expect((await check(other, "Balance", {}, attacker)).error).toBe("EGeneral:Temporary lockout");
     expect((await check(other, "Balance")).allow).toBe(true);
+
+    // After a valid signature, mistakes count against the key: ten stale nonces lock it out everywhere.
+    const staleKey = await createKey({ name: "stale", permissions: ["funds_query"] });
+    const stale = new KrakenClient({
+      baseUrl: "http://unused.invalid",
+      key: staleKey.key,
+      secret: staleKey.secret,
+      nonce: () => 5n,
+    });
+    expect((await check(stale, "Balance")).allow).toBe(true);
+    for (let i = 0; i < 10; i += 1) expect((await check(stale, "Balance")).error).toBe("EAPI:Invalid nonce");
+    expect((await check(clientFor(staleKey), "Balance")).error).toBe("EGeneral:Temporary lockout");
     const audit = await h.request("GET", `/v1/admin/audit?limit=5`, { headers: service });
     expect(JSON.stringify(audit.json())).toContain("EGeneral:Temporary lockout");
   });
@@ -303,7 +331,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     const key = await trader.createKey({
       name: "big-bot",
       permissions: ["trades_modify"],
-      approvalThreshold: "1000",
+      approvalThreshold: { USD: "1000", XBT: "2" },
     });
     const client = clientFor(key);
     const small = { pair: "XBTUSD", type: "buy", ordertype: "limit", price: "500", volume: "1.5" };
@@ -312,16 +340,18 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
     const held = await check(client, "AddOrder", large);
     expect(held).toMatchObject({ allow: false, error: "EGeneral:Approval required" });
     const approvalId = held.approval!.id;
-    // A market order's notional is not known here: it is held too.
+    // A market order moves its volume of the base asset: above the BTC threshold it is held too.
     expect(
-      (await check(client, "AddOrder", { pair: "XBTUSD", type: "buy", ordertype: "market", volume: "0.1" }))
+      (await check(client, "AddOrder", { pair: "XBTUSD", type: "buy", ordertype: "market", volume: "2.1" }))
         .error,
     ).toBe("EGeneral:Approval required");
 
     const listed = await h.request("GET", "/v1/approvals", { token: trader.token() });
     const approval = listed.json().approvals.find((a: { id: string }) => a.id === approvalId);
-    expect(approval.summary).toContain('API key "big-bot": AddOrder');
-    expect(approval.summary).toContain("1250");
+    expect(approval.summary).toContain(
+      'API key "big-bot" — AddOrder: pair XBTUSD; side buy; type limit; volume 2.5; price 500',
+    );
+    expect(approval.summary).toContain("BTC 2, USD 1000");
     // Resubmitting before the approval is confirmed does not pass.
     expect((await check(client, "AddOrder", { ...large, approval_id: approvalId })).error).toBe(
       "EGeneral:Invalid arguments",
@@ -353,7 +383,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
         name: "withdrawer",
         permissions: ["funds_withdraw"],
         ipAllowlist: ["198.18.0.0/15"],
-        approvalThreshold: "1",
+        approvalThreshold: { BTC: "1" },
       }),
     );
     const withdrawal = { asset: "XBT", key: "cold", amount: "2" };

@@ -91,6 +91,7 @@ describe("two instances on PostgreSQL + Redis behind a round-robin (SPEC §4, §
 
   describe("with an API key", () => {
     let key: { id: string; key: string; secret: string };
+    let ownerToken = "";
     beforeAll(async () => {
       const user = await a.createVerifiedUser();
       const enrolled = await enrollTotp(a, await a.sessionToken(user, "pro"), { password: user.password });
@@ -104,6 +105,7 @@ describe("two instances on PostgreSQL + Redis behind a round-robin (SPEC §4, §
       );
       expect(created.response.statusCode, created.response.body).toBe(201);
       key = created.response.json();
+      ownerToken = created.token;
     });
 
     const check = (instance: Harness, signed: ReturnType<KrakenClient["sign"]>) =>
@@ -135,6 +137,27 @@ describe("two instances on PostgreSQL + Redis behind a round-robin (SPEC §4, §
       // Starter tier: a ceiling of 15 calls, wherever they arrive.
       expect(results.filter((r) => r.allow)).toHaveLength(15);
       expect(results.filter((r) => r.error === "EAPI:Rate limit exceeded")).toHaveLength(25);
+    });
+
+    it("lets exactly one of 40 parallel copies of one nonce through, across both instances", async () => {
+      a.clock.advance(16 * 60_000);
+      const client = new KrakenClient({ baseUrl: "http://unused.invalid", key: key.key, secret: key.secret });
+      const copy = client.sign("Balance");
+      const results = await Promise.all(Array.from({ length: 40 }, () => check(next(), copy)));
+      expect(results.filter((r) => r.allow)).toHaveLength(1);
+      expect(results.filter((r) => r.error === "EAPI:Invalid nonce").length).toBeGreaterThanOrEqual(9);
+    });
+
+    it("refuses on the other instance, on the very next request, a key deleted on one", async () => {
+      a.clock.advance(16 * 60_000);
+      const client = new KrakenClient({ baseUrl: "http://unused.invalid", key: key.key, secret: key.secret });
+      // Both instances have the key in memory now.
+      expect((await check(a, client.sign("Balance"))).allow).toBe(true);
+      expect((await check(b, client.sign("Balance"))).allow).toBe(true);
+      const deleted = await a.request("DELETE", `/v1/api-keys/${key.id}`, { token: ownerToken });
+      expect(deleted.statusCode, deleted.body).toBe(200);
+      expect(await check(b, client.sign("Balance"))).toEqual({ allow: false, error: "EAPI:Invalid key" });
+      expect(await check(a, client.sign("Balance"))).toEqual({ allow: false, error: "EAPI:Invalid key" });
     });
   });
 });

@@ -1,5 +1,6 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
+import { notFound } from "../../support/problem.js";
 import { caller, requestContext } from "../auth.js";
 import { ActionIdHeader, ConfirmBody } from "../schemas.js";
 import type { App } from "../server.js";
@@ -24,12 +25,23 @@ const KeyFields = {
       Type.Null(),
     ]),
   ),
-  approvalThreshold: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 40 }), Type.Null()])),
+  approvalThreshold: Type.Optional(
+    Type.Union([
+      Type.Record(
+        Type.String({ minLength: 1, maxLength: 12 }),
+        Type.String({ minLength: 1, maxLength: 40 }),
+        {
+          maxProperties: 32,
+        },
+      ),
+      Type.Null(),
+    ]),
+  ),
 };
 const KeyParams = Type.Object({ id: Type.String({ format: "uuid" }) });
 
 export function registerApiKeyRoutes(app: App, services: Services): void {
-  const { apiKeys, signedRequests, geo } = services;
+  const { apiKeys, signedRequests, webSocketTokens, geo } = services;
   const session = { auth: "session" as const };
 
   app.get(
@@ -188,12 +200,15 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       );
       const verdict = await signedRequests.verify({
         path: request.body.path,
+        contentType: headers["content-type"],
         apiKey: headers["api-key"],
         apiSign: headers["api-sign"],
         body: request.body.body,
         ip: request.body.ip,
         userAgent: null,
       });
+      // An allowed request names the body the venue must act on: the canonical form of exactly the
+      // parameters that were checked, with its Content-Type (never the bytes as the client sent them).
       return verdict.allow
         ? {
             allow: true,
@@ -201,8 +216,26 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
             keyId: verdict.keyId,
             permissions: verdict.permissions,
             headers: identityHeaders(verdict),
+            forward: { contentType: verdict.body.contentType, body: verdict.body.canonical },
           }
         : { allow: false, error: verdict.error, ...(verdict.approval ? { approval: verdict.approval } : {}) };
+    },
+  );
+
+  app.post(
+    "/v1/gateway/ws-token",
+    {
+      config: { auth: "admin" },
+      schema: {
+        tags: ["gateway"],
+        summary: "Whose WebSocket token this is (the venue's WebSocket server asks once per token)",
+        body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 128 }) }),
+      },
+    },
+    async (request) => {
+      const owner = await webSocketTokens.redeem(request.body.token);
+      if (!owner) throw notFound("That token");
+      return owner;
     },
   );
 }
