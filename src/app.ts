@@ -41,7 +41,9 @@ import { AttemptGuard } from "./protection/attempt-guard.js";
 import { BotCheck, FailureSignals } from "./protection/bot-check.js";
 import { DatabaseRateLimiter, type RateLimiter } from "./protection/rate-limiter.js";
 import { RedisRateLimiter } from "./protection/redis-rate-limiter.js";
+import { AccountFreeze, LockLinks } from "./security/account-freeze.js";
 import { DisconnectAll } from "./security/disconnect-all.js";
+import { EmailChange } from "./security/email-change.js";
 import { GlobalLockService } from "./security/global-lock.js";
 import { SecurityHolds } from "./security/holds.js";
 import { SecuritySettings } from "./security/security-settings.js";
@@ -121,7 +123,18 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const transport: MailTransport =
     options.transport ?? (config.smtpUrl ? new SmtpTransport(config.smtpUrl) : localMailbox!);
   const silent = { warn: () => {} };
-  const outbox = new Outbox(db, transport, clock, settings.outbox, config.mailFrom, logger || silent);
+  const tokens = new OneTimeTokens(db, clock);
+  const publicUrl = config.publicUrl;
+  // Every security email carries a "lock my account" link, minted with the email.
+  const outbox = new Outbox(
+    db,
+    transport,
+    clock,
+    settings.outbox,
+    config.mailFrom,
+    logger || silent,
+    new LockLinks(tokens, publicUrl),
+  );
   const accounts = new AccountRepository(db);
   const audit = new AuditLog(db, clock, dataKey.derive("audit-chain"));
   const redis = config.redisUrl ? connectRedis(config.redisUrl) : null;
@@ -147,11 +160,9 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     bus: revocations,
   });
   const devices = new DeviceService(db, clock);
-  const tokens = new OneTimeTokens(db, clock);
   const hasher = options.hasher ?? new Argon2idHasher(settings.password);
   const metrics = new Metrics({ processMetrics: options.startWorkers ?? false });
   const geo = options.geo ?? new OfflineGeoLocator();
-  const publicUrl = config.publicUrl;
 
   const protection = new AccountProtection(guard, audit, outbox, metrics, clock, publicUrl);
   const factors = new SecondFactorRepository(db);
@@ -223,6 +234,31 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     accounts,
     "Portcullis",
     tokens,
+    publicUrl,
+  );
+  const accountFreeze = new AccountFreeze(
+    db,
+    clock,
+    accounts,
+    tokens,
+    sessions,
+    changes,
+    factors,
+    proofs,
+    audit,
+    outbox,
+  );
+  const emailChange = new EmailChange(
+    db,
+    clock,
+    accounts,
+    tokens,
+    changes,
+    factors,
+    holds,
+    sessions,
+    audit,
+    outbox,
     publicUrl,
   );
   const disconnectAll = new DisconnectAll(changes, devices, sessions, apiKeys);
@@ -346,6 +382,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     transactions,
     securitySettings,
     globalLock,
+    accountFreeze,
+    emailChange,
     disconnectAll,
     recovery,
     apiKeys,

@@ -9,7 +9,7 @@ import type { SecondFactorRepository } from "../factors/second-factors.js";
 import type { WithdrawalAddressBook } from "../security/withdrawal-addresses.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
-import { expired, notFound, Problem } from "../support/problem.js";
+import { accountFrozen, expired, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import { type ActionService, type ActionView, isTransaction, type RequiredProof } from "./actions.js";
 import { describeTransaction, productOf, type TransactionType } from "./transactions.js";
@@ -142,6 +142,7 @@ export class TransactionService {
         : capability.reasons;
     const reasons = options.finalCheck ? refused.filter((r) => r.code !== "client_app") : refused;
     if (reasons.length === 0) return;
+    if (reasons.some((r) => r.code === "account_frozen")) throw accountFrozen();
     if (reasons.every((r) => r.code === "security_hold")) {
       const until = reasons
         .map((r) => (r.code === "security_hold" ? r.until : ""))

@@ -122,7 +122,8 @@ function allowedAddress(ip: string, cidrs: string[]): boolean {
 /** Kraken's answer for a refusal of the capability function, by what refused it. */
 function capabilityError(reasons: Reason[]): KrakenError {
   const codes = reasons.map((reason) => reason.code);
-  if (codes.includes("account_restricted")) return "EAuth:Account temporary disabled";
+  if (codes.includes("account_frozen") || codes.includes("account_restricted"))
+    return "EAuth:Account temporary disabled";
   const engine = reasons.find((reason) => reason.code === "subsystem_maintenance");
   if (engine && engine.code === "subsystem_maintenance") {
     if (engine.state === "cancel_only" && reasons.length === 1) return "EService:Market in cancel_only mode";

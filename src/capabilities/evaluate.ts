@@ -18,6 +18,7 @@ export type Reason =
   | { code: "subsystem_maintenance"; message: string; subsystem: string; state: string; until: string | null }
   | { code: "security_hold"; message: string; until: string; hold: string }
   | { code: "account_restricted"; message: string }
+  | { code: "account_frozen"; message: string }
   | { code: "second_factor_required"; message: string };
 
 export type Capability = { allowed: true; mode?: "post_only" } | { allowed: false; reasons: Reason[] };
@@ -30,7 +31,14 @@ export interface SecurityHold {
 }
 
 export interface CapabilityInput {
-  account: { tier: Tier; country: string; region: string | null; restricted: boolean };
+  account: {
+    tier: Tier;
+    country: string;
+    region: string | null;
+    restricted: boolean;
+    /** Frozen by "lock my account": every product refused until the freeze is lifted. */
+    frozen?: boolean;
+  };
   client: ClientName;
   security: { hasSecondFactor: boolean; holds: SecurityHold[] };
   subsystems: SubsystemSnapshot;
@@ -89,6 +97,12 @@ function evaluateProduct(product: Product, input: CapabilityInput): Capability {
   const name = names[product];
   const reasons: Reason[] = [];
 
+  if (account.frozen) {
+    reasons.push({
+      code: "account_frozen",
+      message: "Your account is frozen from a security email's lock link until the freeze is lifted.",
+    });
+  }
   if (account.restricted) {
     reasons.push({ code: "account_restricted", message: "Your account is restricted. Contact support." });
   }

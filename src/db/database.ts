@@ -23,6 +23,7 @@ import * as apiKeyOtpStep from "./migrations/0008-api-key-otp-step.js";
 import * as gatewayClosed from "./migrations/0009-gateway-closed.js";
 import * as stepUpSession from "./migrations/0010-step-up-session.js";
 import * as cacheGenerations from "./migrations/0014-cache-generations.js";
+import * as accountFreeze from "./migrations/0015-account-freeze.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -101,6 +102,7 @@ const migrations: Record<string, Migration> = {
   "0009-gateway-closed": gatewayClosed,
   "0010-step-up-session": stepUpSession,
   "0014-cache-generations": cacheGenerations,
+  "0015-account-freeze": accountFreeze,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

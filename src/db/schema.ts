@@ -32,6 +32,8 @@ export interface AccountsTable {
   global_lock_since: number | null;
   global_lock_delay_days: number | null;
   global_lock_unlocks_at: number | null;
+  /** "Lock my account": frozen since then, until the owner (Master Key and a second factor) or an operator lifts it. */
+  frozen_at: number | null;
 }
 
 /** The per-account attempt counter of SPEC §4: one row per account, changed only by conditional updates. */

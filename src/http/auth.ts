@@ -3,7 +3,7 @@ import { constantTimeEqual } from "../crypto/tokens.js";
 import type { Principal, SessionService } from "../sessions/sessions.js";
 import type { GeoLocator } from "../support/geo.js";
 import { describePlace } from "../support/geo.js";
-import { forbidden, Problem, unauthenticated } from "../support/problem.js";
+import { accountFrozen, forbidden, Problem, unauthenticated } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 
 export type RouteAuth = "none" | "session" | "admin";
@@ -43,6 +43,20 @@ const enrollmentRoutes = new Set([
   "POST /v1/security/webauthn",
   // On a locked account enrolling is refused: the bypass session unlocks with the Master Key it proved.
   "POST /v1/security/global-lock/unlock",
+  "GET /v1/actions/:id",
+  "POST /v1/actions/:id/confirm",
+  "POST /v1/actions/:id/webauthn/options",
+]);
+
+/**
+ * What a session of a frozen account may do: see the freeze (its account and capabilities), sign out, and lift it with
+ * the Master Key and a step-up. Everything else answers 423 account_frozen.
+ */
+const frozenRoutes = new Set([
+  "GET /v1/session",
+  "GET /v1/capabilities",
+  "DELETE /v1/session",
+  "POST /v1/security/account-lock/lift",
   "GET /v1/actions/:id",
   "POST /v1/actions/:id/confirm",
   "POST /v1/actions/:id/webauthn/options",
@@ -125,6 +139,13 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
           reason: "origin_required",
         },
       );
+    }
+    // A frozen account's session (only ones opened after the freeze: it ended the others) sees the freeze.
+    if (
+      principal.account.frozenAt !== null &&
+      !frozenRoutes.has(`${request.method} ${request.routeOptions.url}`)
+    ) {
+      throw accountFrozen();
     }
     // A session opened with the Master Key bypass may only enroll a new second factor (SPEC §7).
     if (

@@ -3,7 +3,7 @@ import type { Settings } from "../config/settings.js";
 import { newId } from "../crypto/tokens.js";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
-import { type EmailMessage, renderEmail } from "./templates.js";
+import { type EmailMessage, isSecurityEmail, renderEmail } from "./templates.js";
 import type { MailTransport } from "./transports.js";
 
 const BATCH = 50;
@@ -12,6 +12,11 @@ export interface Recipient {
   email: string;
   accountId: string | null;
   antiPhishingCode: string | null;
+}
+
+/** Mints the single-use "lock my account" link a security email carries, in the email's own transaction. */
+export interface LockLinkIssuer {
+  issue(accountId: string, db: Kysely<Database>): Promise<string>;
 }
 
 interface Logger {
@@ -37,10 +42,16 @@ export class Outbox {
     private readonly settings: Settings["outbox"],
     private readonly from: string,
     private readonly logger: Logger,
+    private readonly lockLinks: LockLinkIssuer | null = null,
   ) {}
 
-  async enqueue(recipient: Recipient, message: EmailMessage, trx?: Transaction<Database>): Promise<string> {
-    const rendered = renderEmail(message, { antiPhishingCode: recipient.antiPhishingCode });
+  async enqueue(
+    recipient: Recipient,
+    message: EmailMessage,
+    trx?: Transaction<Database>,
+    lockLink: string | null = null,
+  ): Promise<string> {
+    const rendered = renderEmail(message, { antiPhishingCode: recipient.antiPhishingCode, lockLink });
     const id = newId();
     const now = this.clock.now();
     await (trx ?? this.db)
@@ -61,17 +72,28 @@ export class Outbox {
     return id;
   }
 
-  /** An email to an account's owner, framed with their anti-phishing code. */
-  notify(
+  /**
+   * An email to an account's owner, framed with their anti-phishing code. A security email also carries
+   * a fresh "lock my account" link, whose token is written with the email: both or neither.
+   */
+  async notify(
     account: { id: string; email: string; antiPhishingCode: string | null },
     message: EmailMessage,
     trx?: Transaction<Database>,
   ): Promise<string> {
-    return this.enqueue(
-      { email: account.email, accountId: account.id, antiPhishingCode: account.antiPhishingCode },
-      message,
-      trx,
-    );
+    const recipient = {
+      email: account.email,
+      accountId: account.id,
+      antiPhishingCode: account.antiPhishingCode,
+    };
+    const lockLinks = this.lockLinks;
+    if (!lockLinks || !isSecurityEmail(message.kind)) return this.enqueue(recipient, message, trx);
+    const write = async (db: Transaction<Database>) =>
+      this.enqueue(recipient, message, db, await lockLinks.issue(account.id, db));
+    if (trx) return write(trx);
+    const id = await this.db.transaction().execute(write);
+    this.nudge();
+    return id;
   }
 
   /** Delivers every message that is due; returns how many were sent. Safe to call concurrently. */

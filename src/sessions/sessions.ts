@@ -58,7 +58,8 @@ export type EndReason =
   | "superseded"
   | "device_removed"
   | "disconnect_all"
-  | "account_disabled";
+  | "account_disabled"
+  | "account_frozen";
 
 function toSession(row: Selectable<SessionsTable>): Session {
   return {
@@ -221,6 +222,7 @@ export class SessionService {
         "a.global_lock_since",
         "a.global_lock_delay_days",
         "a.global_lock_unlocks_at",
+        "a.frozen_at",
         "a.created_at as account_created_at",
         "g.permanently_restricted_at",
       ])
@@ -278,6 +280,7 @@ export class SessionService {
       global_lock_since: row.global_lock_since,
       global_lock_delay_days: row.global_lock_delay_days,
       global_lock_unlocks_at: row.global_lock_unlocks_at,
+      frozen_at: row.frozen_at,
       created_at: row.account_created_at,
     });
     return {
