@@ -2,8 +2,10 @@ import { useEffect, useState } from "react";
 import { api, type StatusInfo } from "./api.js";
 import { AddressesPage, ConfirmAddressPage } from "./pages/addresses.js";
 import { ApiKeysPage } from "./pages/api-keys.js";
+import { ConfirmEmailPage } from "./pages/confirm-email.js";
 import { DashboardPage } from "./pages/dashboard.js";
 import { DisableApiKeysPage } from "./pages/disable-api-keys.js";
+import { LockAccountPage } from "./pages/lock-account.js";
 import { ForgotPasswordPage, ForgotUsernamePage, ResetPasswordPage } from "./pages/recovery.js";
 import { SecurityPage } from "./pages/security.js";
 import { ApproveDevicePage, SignInPage } from "./pages/sign-in.js";
@@ -25,6 +27,8 @@ const publicPages: Record<string, () => React.ReactNode> = {
   "/approve-device": () => <ApproveDevicePage />,
   "/confirm-address": () => <ConfirmAddressPage />,
   "/disable-api-keys": () => <DisableApiKeysPage />,
+  "/lock-account": () => <LockAccountPage />,
+  "/confirm-email": () => <ConfirmEmailPage />,
   "/status": () => <StatusPage />,
 };
 
@@ -128,6 +132,8 @@ const titles: Record<string, string> = {
   "/approve-device": "Approve a device",
   "/confirm-address": "Confirm a withdrawal address",
   "/disable-api-keys": "Disable your API keys",
+  "/lock-account": "Lock your account",
+  "/confirm-email": "Confirm your new email address",
   "/status": "Status",
 };
 
