@@ -46,6 +46,7 @@ import { DisconnectAll } from "./security/disconnect-all.js";
 import { EmailChange } from "./security/email-change.js";
 import { GlobalLockService } from "./security/global-lock.js";
 import { SecurityHolds } from "./security/holds.js";
+import { NewPlaces } from "./security/new-places.js";
 import { SecuritySettings } from "./security/security-settings.js";
 import { SettingChanges } from "./security/setting-changes.js";
 import { WithdrawalAddressBook } from "./security/withdrawal-addresses.js";
@@ -164,6 +165,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const metrics = new Metrics({ processMetrics: options.startWorkers ?? false });
   const geo = options.geo ?? new OfflineGeoLocator();
 
+  const places = new NewPlaces(db, clock, geo, outbox, accounts);
   const protection = new AccountProtection(guard, audit, outbox, metrics, clock, publicUrl);
   const factors = new SecondFactorRepository(db);
   const totp = new TotpFactor(db, dataKey, clock, "Portcullis");
@@ -279,6 +281,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     capabilities,
     gatewayState,
     approvals,
+    places,
   );
   const webSocketTokens = new WebSocketTokens(db, clock);
   const admin = new AdminService(accounts, guard, subsystems, sessions, audit, clock);
@@ -336,6 +339,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     clock,
     settings,
     publicUrl,
+    places,
   });
 
   const recovery = new RecoveryService({

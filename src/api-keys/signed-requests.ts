@@ -15,6 +15,7 @@ import type { DataKey } from "../crypto/data-key.js";
 import { constantTimeEqual } from "../crypto/tokens.js";
 import type { ApiKeysTable, Database } from "../db/schema.js";
 import { matchTotp } from "../factors/totp.js";
+import type { NewPlaces } from "../security/new-places.js";
 import type { Clock } from "../support/clock.js";
 import type { Metrics } from "../support/metrics.js";
 import { plainAddress } from "../support/network.js";
@@ -203,6 +204,7 @@ export class SignedRequestVerifier {
     private readonly capabilities: CapabilityService,
     private readonly state: GatewayState,
     private readonly approvals: ApiApprovals,
+    private readonly places: NewPlaces | null = null,
   ) {}
 
   async verify(request: SignedRequest): Promise<Verdict> {
@@ -211,6 +213,21 @@ export class SignedRequestVerifier {
     if (counted === "source") await this.state.recordFailure(sourceSubjects(request.apiKey, request.ip));
     if (counted === "key" && verdict.keyId) await this.state.recordFailure([keySubject(verdict.keyId)]);
     const result = verdict as Verdict;
+    const context = {
+      ip: request.ip,
+      userAgent: request.userAgent,
+      location: null,
+      country: null,
+      city: null,
+    };
+    // A key used from a country the account was not used from: the owner is told once.
+    if (result.allow) {
+      await this.places?.observe({
+        accountId: result.accountId,
+        context,
+        by: `by the API key with id ${result.keyId}`,
+      });
+    }
     this.metrics.apiKeyDecisions.inc({ outcome: result.allow ? "allow" : result.error });
     await this.audit.append(
       {
@@ -226,7 +243,7 @@ export class SignedRequestVerifier {
               ...(result.approval ? { approvalId: result.approval.id } : {}),
             },
       },
-      { ip: request.ip, userAgent: request.userAgent, location: null, country: null, city: null },
+      context,
     );
     return result;
   }

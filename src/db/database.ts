@@ -24,6 +24,7 @@ import * as gatewayClosed from "./migrations/0009-gateway-closed.js";
 import * as stepUpSession from "./migrations/0010-step-up-session.js";
 import * as cacheGenerations from "./migrations/0014-cache-generations.js";
 import * as accountFreeze from "./migrations/0015-account-freeze.js";
+import * as accountPlaces from "./migrations/0016-account-places.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -103,6 +104,7 @@ const migrations: Record<string, Migration> = {
   "0010-step-up-session": stepUpSession,
   "0014-cache-generations": cacheGenerations,
   "0015-account-freeze": accountFreeze,
+  "0016-account-places": accountPlaces,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

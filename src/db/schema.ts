@@ -339,6 +339,14 @@ export interface ApiKeyNoncesTable {
   nonce: string;
 }
 
+/** A place an account was used from: "country:DE", or "network:<device id>:<network>" for a known device. */
+export interface AccountPlacesTable {
+  account_id: string;
+  place: string;
+  first_seen_at: number;
+  last_seen_at: number;
+}
+
 export interface Database {
   accounts: AccountsTable;
   account_guards: AccountGuardsTable;
@@ -366,4 +374,5 @@ export interface Database {
   api_orders: ApiOrdersTable;
   api_ws_tokens: ApiWsTokensTable;
   cache_generations: CacheGenerationsTable;
+  account_places: AccountPlacesTable;
 }

@@ -21,6 +21,7 @@ import type { AttemptGuard } from "../protection/attempt-guard.js";
 import type { BotCheck, FailureSignals } from "../protection/bot-check.js";
 import type { RateLimiter } from "../protection/rate-limiter.js";
 import type { SecurityHolds } from "../security/holds.js";
+import type { NewPlaces } from "../security/new-places.js";
 import { type DeviceService, deviceLabel } from "../sessions/devices.js";
 import type { ClientApp, Session, SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
@@ -99,6 +100,7 @@ export interface SignInDependencies {
   clock: Clock;
   settings: Settings;
   publicUrl: URL;
+  places: NewPlaces;
 }
 
 type FlowRow = Selectable<SignInFlowsTable>;
@@ -500,6 +502,18 @@ export class SignInService {
         );
       }
     }
+    // A known device on a new network, or a sign-in from a new country: the owner hears of the place
+    // (a new device's email above already names it).
+    await deps.places.observe(
+      {
+        accountId: moved.account_id,
+        context,
+        by: "by a sign-in",
+        deviceId,
+        quiet: newDevice || from === "device_approved",
+      },
+      trx,
+    );
     // Last: the audit chain head stays locked from here to the commit.
     await deps.audit.append(
       {

@@ -63,6 +63,8 @@ export type EmailMessage =
   /** To both addresses once the change took effect. */
   | ({ kind: "email_changed"; oldEmail: string; newEmail: string; holdUntil: string } & SecurityEventDetails)
   | ({ kind: "account_frozen" } & SecurityEventDetails)
+  /** A sign-in or API-key use from a country (or, for a known device, a network) the account was not used from. */
+  | ({ kind: "new_place"; place: string; by: string } & SecurityEventDetails)
   | ({ kind: "account_unfrozen"; by: "owner" | "operator" } & SecurityEventDetails)
   | ({
       kind: "confirm_withdrawal_address";
@@ -261,6 +263,15 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
           `Withdrawals are on hold until ${message.holdUntil}.`,
         ],
       };
+    case "new_place":
+      return {
+        subject: "Your account was used from a new place",
+        lines: [
+          `Your account was used from ${message.place}, where it had not been used before, ${message.by}.`,
+          ...describeRequest(message),
+          "If this was you, no action is needed.",
+        ],
+      };
     case "account_frozen":
       return {
         subject: "Your account is frozen",
@@ -312,6 +323,7 @@ const securityKinds: ReadonlySet<EmailMessage["kind"]> = new Set<EmailMessage["k
   "email_change_requested",
   "email_changed",
   "account_unfrozen",
+  "new_place",
   "confirm_withdrawal_address",
 ]);
 
