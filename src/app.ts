@@ -340,6 +340,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     settings,
     publicUrl,
     places,
+    geo,
+    approvalNetwork: config.approvalNetwork,
   });
 
   const recovery = new RecoveryService({

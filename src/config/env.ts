@@ -32,6 +32,12 @@ export interface EnvConfig {
   upstreamUrl: string | undefined;
   trustedProxies: string[];
   botCheck: BotCheckMode;
+  /**
+   * Where a device approval must be clicked from to count: "network" (the default), the same IPv4 /24 or
+   * IPv6 /48 as the device that asked, which a phishing proxy forwarding the email is not on; "country",
+   * the same country in the offline database; "off", anywhere (for users behind carrier NAT).
+   */
+  approvalNetwork: "network" | "country" | "off";
   /** Where development files live: the SQLite file's folder, the generated key, the local mail outbox. */
   dataDir: string;
   logLevel: string;
@@ -170,6 +176,12 @@ export function loadEnvConfig(env: Env = process.env): EnvConfig {
     upstreamUrl,
     trustedProxies,
     botCheck: oneOf(env, "PORTCULLIS_BOT_CHECK", ["always", "adaptive", "off"] as const, "always"),
+    approvalNetwork: oneOf(
+      env,
+      "PORTCULLIS_DEVICE_APPROVAL_NETWORK",
+      ["network", "country", "off"] as const,
+      "network",
+    ),
     dataDir: optional(env, "PORTCULLIS_DATA_DIR") ?? (sqliteFile ? path.dirname(sqliteFile) : "./data"),
     logLevel: oneOf(
       env,

@@ -20,13 +20,16 @@ import type { AccountProtection } from "../protection/account-protection.js";
 import type { AttemptGuard } from "../protection/attempt-guard.js";
 import type { BotCheck, FailureSignals } from "../protection/bot-check.js";
 import type { RateLimiter } from "../protection/rate-limiter.js";
+import { LOCK_LINK_TTL_MS } from "../security/account-freeze.js";
 import type { SecurityHolds } from "../security/holds.js";
 import type { NewPlaces } from "../security/new-places.js";
 import { type DeviceService, deviceLabel } from "../sessions/devices.js";
 import type { ClientApp, Session, SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
+import { describePlace, type GeoLocator } from "../support/geo.js";
 import type { Metrics } from "../support/metrics.js";
+import { networkOf } from "../support/network.js";
 import { expired, invalidCredentials, notFound, Problem, rateLimited } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import type { OneTimeTokens } from "./one-time-tokens.js";
@@ -41,13 +44,15 @@ export type FlowState =
   | "second_factor"
   | "device_approval"
   | "device_approved"
+  | "device_refused"
   | "authenticated";
 
 const transitions: Record<FlowState, readonly FlowState[]> = {
   password_verified: ["second_factor", "device_approval", "authenticated"],
   second_factor: ["device_approval", "authenticated"],
-  device_approval: ["device_approved"],
+  device_approval: ["device_approved", "device_refused"],
   device_approved: ["authenticated"],
+  device_refused: [],
   authenticated: [],
 };
 
@@ -101,6 +106,9 @@ export interface SignInDependencies {
   settings: Settings;
   publicUrl: URL;
   places: NewPlaces;
+  geo: GeoLocator;
+  /** Where a device approval must come from to count (EnvConfig.approvalNetwork). */
+  approvalNetwork: "network" | "country" | "off";
 }
 
 type FlowRow = Selectable<SignInFlowsTable>;
@@ -310,17 +318,95 @@ export class SignInService {
     return this.deps.webauthn.assertionOptions(flow.account_id, "sign_in", flow.id);
   }
 
-  /** The link in the "Approve device" email: the device becomes known and the waiting sign-in may finish. */
-  async approveDevice(token: string, context: RequestContext): Promise<void> {
-    const { deps } = this;
-    const { accountId, data } = await deps.tokens.consume("approve_device", token);
+  /** The sign-in an approval link is for, without spending the link. */
+  private async approvalFlow(token: string): Promise<FlowRow> {
+    const { accountId, data } = await this.deps.tokens.peek("approve_device", token);
     const flowId = typeof data?.flowId === "string" ? data.flowId : "";
-    const flow = await deps.db
+    const flow = await this.deps.db
       .selectFrom("sign_in_flows")
       .selectAll()
       .where("id", "=", flowId)
       .executeTakeFirst();
     if (!flow?.device_id || flow.account_id !== accountId) throw notFound("This sign-in");
+    return flow;
+  }
+
+  /**
+   * Does an approval from `ip` count for a sign-in from `flowIp`? Addresses the offline database cannot
+   * place (private, loopback) are compared by network in "country" mode too.
+   */
+  private approvalPlaceMatches(flowIp: string, ip: string): boolean {
+    const mode = this.deps.approvalNetwork;
+    if (mode === "off") return true;
+    if (mode === "country") {
+      const asked = this.deps.geo.locate(flowIp).country;
+      const approving = this.deps.geo.locate(ip).country;
+      if (asked && approving) return asked === approving;
+    }
+    return networkOf(flowIp) === networkOf(ip);
+  }
+
+  /** What the approval page shows: the device, its place and time, and whether this network may approve. */
+  async approvalDetails(token: string, context: RequestContext) {
+    const flow = await this.approvalFlow(token);
+    return {
+      device: deviceLabel(flow.user_agent),
+      location: describePlace(this.deps.geo.locate(flow.ip)),
+      ip: flow.ip,
+      requestedAt: iso(flow.created_at),
+      sameNetwork: this.approvalPlaceMatches(flow.ip, context.ip),
+    };
+  }
+
+  /**
+   * "This wasn't me" on the approval page: the link is spent, the waiting sign-in refused for good, and a
+   * lock token handed back so the page can offer to freeze the account at once.
+   */
+  async refuseDevice(token: string, context: RequestContext): Promise<{ lockToken: string }> {
+    const { deps } = this;
+    const flow = await this.approvalFlow(token);
+    return deps.db.transaction().execute(async (trx) => {
+      await deps.tokens.consume("approve_device", token, trx);
+      await trx
+        .updateTable("sign_in_flows")
+        .set({ state: "device_refused" })
+        .where("id", "=", flow.id)
+        .where("state", "=", "device_approval")
+        .execute();
+      const lockToken = await deps.tokens.issue("lock_account", flow.account_id, LOCK_LINK_TTL_MS, null, trx);
+      await deps.audit.append(
+        {
+          event: "device.refused",
+          outcome: "success",
+          accountId: flow.account_id,
+          details: { flowId: flow.id, device: deviceLabel(flow.user_agent) },
+        },
+        context,
+        trx,
+      );
+      return { lockToken };
+    });
+  }
+
+  /**
+   * The link in the "Approve device" email: the device becomes known and the waiting sign-in may finish.
+   * It counts only from the network of the device that asked (see approvalPlaceMatches), so a phishing
+   * proxy that forwards the email cannot approve its own sign-in; refused, the link stays unspent.
+   */
+  async approveDevice(token: string, context: RequestContext): Promise<void> {
+    const { deps } = this;
+    const asked = await this.approvalFlow(token);
+    if (!this.approvalPlaceMatches(asked.ip, context.ip)) {
+      throw new Problem(
+        403,
+        "approval_network",
+        'This approval was opened on a different network from the device that is signing in, so it does not count. Open the link on the same network (the same Wi-Fi or connection) as that device. If you are not signing in, choose "This wasn\'t me".',
+      );
+    }
+    const { accountId, data } = await deps.tokens.consume("approve_device", token);
+    const flowId = typeof data?.flowId === "string" ? data.flowId : "";
+    const flow = asked.id === flowId && asked.account_id === accountId ? asked : null;
+    if (!flow?.device_id) throw notFound("This sign-in");
     await deps.devices.remember(accountId, flow.device_id, {
       ip: flow.ip,
       location: null,

@@ -360,6 +360,20 @@ const routes: RouteSpec[] = [
   },
   {
     method: "POST",
+    path: "/v1/devices/approve/details",
+    auth: "none",
+    bare: "4xx",
+    body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
+  },
+  {
+    method: "POST",
+    path: "/v1/devices/refuse",
+    auth: "none",
+    bare: "4xx",
+    body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
+  },
+  {
+    method: "POST",
     path: "/v1/account-lock",
     auth: "none",
     bare: "4xx",

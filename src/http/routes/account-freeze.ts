@@ -9,7 +9,7 @@ const TokenBody = Type.Object({ token: Type.String({ minLength: 1, maxLength: 25
 
 /** "When someone else gets in": changing the email address, freezing the account and lifting the freeze. */
 export function registerAccountFreezeRoutes(app: App, services: Services): void {
-  const { emailChange, accountFreeze, geo } = services;
+  const { emailChange, accountFreeze, signIn, geo } = services;
   const session = { auth: "session" as const };
 
   app.post(
@@ -67,6 +67,34 @@ export function registerAccountFreezeRoutes(app: App, services: Services): void 
       },
     },
     async (request) => accountFreeze.liftByOwner(changeRequest(request, services), request.body.masterKey),
+  );
+
+  app.post(
+    "/v1/devices/approve/details",
+    {
+      schema: {
+        tags: ["sign-in"],
+        summary:
+          "What an approval link is for: the device, its place and time, and whether it may be approved from here",
+        body: TokenBody,
+      },
+    },
+    async (request) => signIn.approvalDetails(request.body.token, requestContext(request, geo)),
+  );
+
+  app.post(
+    "/v1/devices/refuse",
+    {
+      schema: {
+        tags: ["sign-in"],
+        summary: '"This wasn\'t me": refuse the waiting sign-in; answers a lock token to freeze the account',
+        body: TokenBody,
+      },
+    },
+    async (request) => ({
+      status: "refused",
+      ...(await signIn.refuseDevice(request.body.token, requestContext(request, geo))),
+    }),
   );
 
   app.delete(
