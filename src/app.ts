@@ -192,7 +192,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
 
   const subsystems = new SubsystemService(db, clock);
   const capabilities = new CapabilityService(policy, subsystems, factors, guard, holds, clock);
-  const addresses = new WithdrawalAddressBook(db, clock, changes, tokens, audit, publicUrl);
+  const addresses = new WithdrawalAddressBook(db, clock, changes, tokens, audit, accounts, publicUrl);
   const transactions = new TransactionService(
     db,
     clock,

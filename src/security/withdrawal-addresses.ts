@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from "kysely";
+import type { AccountRepository } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { newId } from "../crypto/tokens.js";
 import type { Database, WithdrawalAddressesTable } from "../db/schema.js";
@@ -8,7 +9,7 @@ import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import { notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
-import type { ChangeRequest, SettingChanges } from "./setting-changes.js";
+import { type ChangeRequest, type SettingChanges, settingsLocked } from "./setting-changes.js";
 
 const HOUR = 3_600_000;
 /** An address is usable this long after its owner confirmed it (SPEC §8: hold before first use). */
@@ -54,6 +55,7 @@ export class WithdrawalAddressBook {
     private readonly changes: SettingChanges,
     private readonly tokens: OneTimeTokens,
     private readonly audit: AuditLog,
+    private readonly accounts: AccountRepository,
     private readonly publicUrl: URL,
   ) {}
 
@@ -115,29 +117,38 @@ export class WithdrawalAddressBook {
     });
   }
 
-  /** The emailed link: the address is confirmed and its hold before first use starts. */
+  /**
+   * The emailed link: the address is confirmed and its hold before first use starts. Finishing the
+   * addition is a setting change too: refused while the Global Settings Lock is on (the link stays
+   * unspent), checked with the account's row held.
+   */
   async confirm(token: string, context: RequestContext) {
-    const { accountId, data } = await this.tokens.consume("confirm_address", token);
     const now = this.clock.now();
-    const row = await this.db
-      .updateTable("withdrawal_addresses")
-      .set({ confirmed_at: now, usable_from: now + ADDRESS_HOLD_MS })
-      .where("id", "=", String(data?.addressId ?? ""))
-      .where("account_id", "=", accountId)
-      .where("confirmed_at", "is", null)
-      .where("removed_at", "is", null)
-      .returningAll()
-      .executeTakeFirst();
-    if (!row) throw notFound("That address");
-    await this.audit.append(
-      {
-        event: "withdrawal_address.confirmed",
-        outcome: "success",
-        accountId,
-        details: { addressId: row.id },
-      },
-      context,
-    );
+    const row = await this.db.transaction().execute(async (trx) => {
+      const { accountId, data } = await this.tokens.consume("confirm_address", token, trx);
+      if (!(await this.accounts.holdIfUnlocked(accountId, now, trx))) throw settingsLocked();
+      const confirmed = await trx
+        .updateTable("withdrawal_addresses")
+        .set({ confirmed_at: now, usable_from: now + ADDRESS_HOLD_MS })
+        .where("id", "=", String(data?.addressId ?? ""))
+        .where("account_id", "=", accountId)
+        .where("confirmed_at", "is", null)
+        .where("removed_at", "is", null)
+        .returningAll()
+        .executeTakeFirst();
+      if (!confirmed) throw notFound("That address");
+      await this.audit.append(
+        {
+          event: "withdrawal_address.confirmed",
+          outcome: "success",
+          accountId,
+          details: { addressId: confirmed.id },
+        },
+        context,
+        trx,
+      );
+      return confirmed;
+    });
     return describeAddress(row, now);
   }
 

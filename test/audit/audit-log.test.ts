@@ -151,6 +151,37 @@ describe.each(engines)("the audit log on %s (SPEC §12)", (engine) => {
     expect(seqsReturned.map((seq) => bySeq.get(seq))).toEqual(seqsReturned.map((_, i) => i));
   });
 
+  it("keeps the chain whole when appends inside change transactions, committed or rolled back, meet group commits", async () => {
+    const { db } = h;
+    const grouped = Array.from({ length: 120 }, (_, i) =>
+      h.services.audit.append({ event: "test.grouped", outcome: "info", details: { i } }, null),
+    );
+    // Each change appends in its own transaction; every third one fails after its append and rolls back.
+    const inChanges = Array.from({ length: 30 }, (_, i) =>
+      db
+        .transaction()
+        .execute(async (trx) => {
+          const seq = await h.services.audit.append(
+            { event: "test.in_change", outcome: "info", details: { i } },
+            null,
+            trx,
+          );
+          if (i % 3 === 0) throw new Error("the change failed");
+          return seq;
+        })
+        .catch(() => null),
+    );
+    const [groupedSeqs, changeSeqs] = await Promise.all([Promise.all(grouped), Promise.all(inChanges)]);
+    expect((await verify()).ok).toBe(true);
+    const committed = changeSeqs.filter((seq): seq is number => seq !== null);
+    expect(committed).toHaveLength(20);
+    const entries = await h.services.audit.list({ events: ["test.in_change"], limit: 100 });
+    // Only the committed changes left an entry, each under the seq its append returned.
+    expect(entries.map((e) => e.seq).sort((a, b) => a - b)).toEqual([...committed].sort((a, b) => a - b));
+    expect(entries.every((e) => Number(e.details.i) % 3 !== 0)).toBe(true);
+    expect(new Set([...groupedSeqs, ...committed]).size).toBe(140);
+  });
+
   it("never stores a password, token or bot-check answer", async () => {
     const rows = await sql<{
       text: string;

@@ -139,6 +139,31 @@ describe.each(engines)("one path for every owner setting change on %s", (engine)
     expect(confirmed).toHaveLength(1);
   });
 
+  it("refuses confirming a withdrawal address from its email while the lock is on, and keeps the link", async () => {
+    const { user, id, step } = await secured();
+    const added = await step("POST", "/v1/withdrawal-addresses", {
+      asset: "BTC",
+      address: "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh",
+      label: "Cold",
+    });
+    expect(added.statusCode).toBe(202);
+    await h.deliverMail();
+    const link = linkToken(
+      await h.smtp.waitFor(user.email, /Confirm a new withdrawal address/),
+      "/confirm-address",
+    );
+    await step("POST", "/v1/security/global-lock", { unlockDelayDays: 1 });
+    const refused = await h.request("POST", "/v1/withdrawal-addresses/confirm", { body: { token: link } });
+    expect(refused.statusCode, refused.body).toBe(403);
+    expect(refused.json().error.code).toBe("settings_locked");
+    const row = await h.db
+      .selectFrom("withdrawal_addresses")
+      .select("confirmed_at")
+      .where("account_id", "=", id)
+      .executeTakeFirstOrThrow();
+    expect(row.confirmed_at).toBeNull();
+  });
+
   it("lets only the session that confirmed a step-up spend it, also after that session rotates again", async () => {
     const { user, secret, token, setToken } = await secured();
     const other = await signInWithTotp(user, secret);
