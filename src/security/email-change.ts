@@ -10,10 +10,10 @@ import { securityDetails } from "../notify/templates.js";
 import type { SessionService } from "../sessions/sessions.js";
 import { type Clock, iso } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
-import { accountFrozen, invalidRequest, notFound, Problem } from "../support/problem.js";
+import { invalidRequest, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import type { SecurityHolds } from "./holds.js";
-import { type ChangeRequest, type SettingChanges, settingsLocked } from "./setting-changes.js";
+import { type ChangeRequest, holdForEmailedChange, type SettingChanges } from "./setting-changes.js";
 
 /** How long the confirmation link sent to the new address works. */
 export const EMAIL_CONFIRMATION_TTL_MS = 24 * 3_600_000;
@@ -120,11 +120,7 @@ export class EmailChange {
       const from = String(data?.from ?? "");
       const to = String(data?.to ?? "");
       const now = this.clock.now();
-      if (!(await this.accounts.holdForChange(accountId, now, { lock: true, freeze: true }, trx))) {
-        const current = await this.accounts.findById(accountId, trx);
-        if (!current) throw notFound("That account");
-        throw current.frozenAt !== null ? accountFrozen() : settingsLocked();
-      }
+      await holdForEmailedChange(this.accounts, accountId, now, trx);
       const account = await this.accounts.findById(accountId, trx);
       if (!account) throw notFound("That account");
       const takenMeanwhile = new Problem(

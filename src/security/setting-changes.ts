@@ -32,6 +32,22 @@ export const settingsLocked = () =>
   );
 
 /**
+ * For a change finished from an emailed link (no session, so not through SettingChanges.run): holds the
+ * account's row until the transaction ends, or refuses while the Global Settings Lock is on or the account
+ * is frozen. The link's transaction then rolls back, leaving the link unspent.
+ */
+export async function holdForEmailedChange(
+  accounts: AccountRepository,
+  accountId: string,
+  now: number,
+  trx: Transaction<Database>,
+): Promise<void> {
+  if (await accounts.holdForChange(accountId, now, { lock: true, freeze: true }, trx)) return;
+  const current = await accounts.findById(accountId, trx);
+  throw current?.frozenAt != null ? accountFrozen() : settingsLocked();
+}
+
+/**
  * The step-up half of a change, as ActionService offers it. Declared here so that security/ needs nothing
  * from actions/ (which reads withdrawal addresses from here).
  */

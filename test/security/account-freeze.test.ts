@@ -208,6 +208,43 @@ describe.each(engines)("'lock my account' on %s", (engine) => {
     expect(audit).toHaveLength(1);
   });
 
+  it("refuses changes finished from emailed links while frozen, leaving the links unspent", async () => {
+    const owner = await secured();
+    const added = await owner.step("POST", "/v1/withdrawal-addresses", {
+      asset: "BTC",
+      address: "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh",
+      label: "Cold",
+    });
+    expect(added.statusCode, added.body).toBe(202);
+    const newEmail = `moved.${owner.accountId.slice(0, 8)}@example.test`;
+    expect((await owner.step("POST", "/v1/security/email", { newEmail })).statusCode).toBe(202);
+    await h.deliverMail();
+    const addressToken = linkToken(
+      await h.smtp.waitFor(owner.user.email, /Confirm a new withdrawal address/),
+      "/confirm-address",
+    );
+    const emailToken = linkToken(await h.smtp.waitFor(newEmail, /Confirm your new email/), "/confirm-email");
+
+    expect(
+      (await h.request("POST", "/v1/account-lock", { body: { token: owner.lockToken } })).statusCode,
+    ).toBe(200);
+    for (const [url, token] of [
+      ["/v1/withdrawal-addresses/confirm", addressToken],
+      ["/v1/security/email/confirm", emailToken],
+    ] as const) {
+      const refused = await h.request("POST", url, { body: { token } });
+      expect(refused.statusCode, `${url}: ${refused.body}`).toBe(423);
+      expect(refused.json().error.code).toBe("account_frozen");
+    }
+    expect((await h.services.accounts.findById(owner.accountId))!.email).toBe(owner.user.email);
+
+    await h.request("DELETE", `/v1/admin/accounts/${owner.accountId}/freeze`, { headers: operator });
+    const confirmed = await h.request("POST", "/v1/withdrawal-addresses/confirm", {
+      body: { token: addressToken },
+    });
+    expect(confirmed.statusCode, confirmed.body).toBe(200);
+  });
+
   it("lets exactly one of ten parallel uses of a lock link freeze, and refuses an expired link", async () => {
     const owner = await secured();
     const answers = await Promise.all(
