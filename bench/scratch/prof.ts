@@ -5,9 +5,19 @@ import { ADMIN_TOKEN, Harness } from "../../test/helpers/harness.js";
 const h = await Harness.create("sqlite");
 const user = await h.createVerifiedUser({ country: "GB" });
 const accountId = await h.accountId(user);
-await h.request("PUT", `/v1/admin/accounts/${accountId}/verification`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, body: { tier: "pro" } });
+await h.request("PUT", `/v1/admin/accounts/${accountId}/verification`, {
+  headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  body: { tier: "pro" },
+});
 const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
-const created = await withStepUp(h, enrolled.token, "POST", "/v1/api-keys", { totp: nextTotpCode(h, enrolled.secret) }, { body: { name: "p", permissions: ["funds_query"] } });
+const created = await withStepUp(
+  h,
+  enrolled.token,
+  "POST",
+  "/v1/api-keys",
+  { totp: nextTotpCode(h, enrolled.secret) },
+  { body: { name: "p", permissions: ["funds_query"] } },
+);
 const key = created.response.json();
 const client = new KrakenClient({ baseUrl: "http://x", key: key.key, secret: key.secret });
 const run = async (n: number) => {
@@ -15,7 +25,10 @@ const run = async (n: number) => {
   for (let i = 0; i < n; i++) {
     h.clock.advance(1000);
     const s = client.sign("Balance");
-    const r = await h.request("POST", "/v1/gateway/check", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, body: { path: s.path, headers: s.headers, body: s.body, ip: "198.18.0.1" } });
+    const r = await h.request("POST", "/v1/gateway/check", {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      body: { path: s.path, headers: s.headers, body: s.body, ip: "198.18.0.1" },
+    });
     if (!r.json().allow) throw new Error(r.body);
   }
   const used = process.cpuUsage(started);
