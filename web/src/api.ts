@@ -80,6 +80,8 @@ export interface SessionInfo {
     tier: string;
     country: string;
     region: string | null;
+    /** Set while the account is frozen by "lock my account". */
+    frozen?: { since: string; liftableAt: string } | null;
   };
   session: {
     id: string;

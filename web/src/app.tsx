@@ -6,6 +6,7 @@ import { ApproveDevicePage } from "./pages/approve-device.js";
 import { ConfirmEmailPage } from "./pages/confirm-email.js";
 import { DashboardPage } from "./pages/dashboard.js";
 import { DisableApiKeysPage } from "./pages/disable-api-keys.js";
+import { FrozenNotice } from "./pages/frozen.js";
 import { LockAccountPage } from "./pages/lock-account.js";
 import { ForgotPasswordPage, ForgotUsernamePage, ResetPasswordPage } from "./pages/recovery.js";
 import { SecurityPage } from "./pages/security.js";
@@ -116,6 +117,7 @@ function Shell() {
         </nav>
       </header>
       <MaintenanceBanner />
+      <FrozenNotice />
       <main id="main" tabIndex={-1}>
         {content}
       </main>
