@@ -432,6 +432,13 @@ const routes: RouteSpec[] = [
   },
   {
     method: "POST",
+    path: "/v1/gateway/ws-token",
+    auth: "admin",
+    bare: "4xx",
+    body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
+  },
+  {
+    method: "POST",
     path: "/v1/security/password",
     auth: "session",
     bare: "4xx",
