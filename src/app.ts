@@ -43,9 +43,12 @@ import { AttemptGuard } from "./protection/attempt-guard.js";
 import { BotCheck, FailureSignals } from "./protection/bot-check.js";
 import { DatabaseRateLimiter, type RateLimiter } from "./protection/rate-limiter.js";
 import { RedisRateLimiter } from "./protection/redis-rate-limiter.js";
+import { AccountFreeze, LockLinks } from "./security/account-freeze.js";
 import { DisconnectAll } from "./security/disconnect-all.js";
+import { EmailChange } from "./security/email-change.js";
 import { GlobalLockService } from "./security/global-lock.js";
 import { SecurityHolds } from "./security/holds.js";
+import { NewPlaces } from "./security/new-places.js";
 import { SecuritySettings } from "./security/security-settings.js";
 import { SettingChanges } from "./security/setting-changes.js";
 import { WithdrawalAddressBook } from "./security/withdrawal-addresses.js";
@@ -144,6 +147,9 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const transport: MailTransport =
     options.transport ?? (config.smtpUrl ? new SmtpTransport(config.smtpUrl) : localMailbox!);
   const silent = { warn: () => {} };
+  const tokens = new OneTimeTokens(db, clock);
+  const publicUrl = config.publicUrl;
+  // Every security email carries a "lock my account" link, minted with the email.
   const outbox = new Outbox(
     db,
     transport,
@@ -152,6 +158,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     config.mailFrom,
     logger || silent,
     dataKey,
+    new LockLinks(tokens, publicUrl),
   );
   const accounts = new AccountRepository(db);
   const audit = new AuditLog(db, clock, dataKey.derive("audit-chain"));
@@ -178,12 +185,11 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     bus: revocations,
   });
   const devices = new DeviceService(db, clock);
-  const tokens = new OneTimeTokens(db, clock);
   const hasher = options.hasher ?? new Argon2idHasher(settings.password);
   const metrics = new Metrics({ processMetrics: options.startWorkers ?? false });
   const geo = options.geo ?? new OfflineGeoLocator();
-  const publicUrl = config.publicUrl;
 
+  const places = new NewPlaces(db, clock, geo, outbox, accounts);
   const protection = new AccountProtection(guard, audit, outbox, metrics, clock, publicUrl);
   const factors = new SecondFactorRepository(db);
   const totp = new TotpFactor(db, dataKey, clock, "Portcullis");
@@ -256,6 +262,31 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     tokens,
     publicUrl,
   );
+  const accountFreeze = new AccountFreeze(
+    db,
+    clock,
+    accounts,
+    tokens,
+    sessions,
+    changes,
+    factors,
+    proofs,
+    audit,
+    outbox,
+  );
+  const emailChange = new EmailChange(
+    db,
+    clock,
+    accounts,
+    tokens,
+    changes,
+    factors,
+    holds,
+    sessions,
+    audit,
+    outbox,
+    publicUrl,
+  );
   const disconnectAll = new DisconnectAll(changes, devices, sessions, apiKeys);
   const approvals = new ApiApprovals(db, clock, actions);
   // One SQLite process decides the gateway's hot state in memory; instances sharing PostgreSQL decide it
@@ -275,6 +306,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     capabilities,
     gatewayState,
     approvals,
+    places,
   );
   const webSocketTokens = new WebSocketTokens(db, clock);
   const admin = new AdminService(accounts, guard, subsystems, sessions, audit, clock);
@@ -332,6 +364,9 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     clock,
     settings,
     publicUrl,
+    places,
+    geo,
+    approvalNetwork: config.approvalNetwork,
   });
 
   const recovery = new RecoveryService({
@@ -378,6 +413,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     transactions,
     securitySettings,
     globalLock,
+    accountFreeze,
+    emailChange,
     disconnectAll,
     recovery,
     apiKeys,

@@ -22,7 +22,9 @@ import type { Outbox } from "./notify/outbox.js";
 import type { LocalOutboxTransport } from "./notify/transports.js";
 import type { AttemptGuard } from "./protection/attempt-guard.js";
 import type { BotCheck } from "./protection/bot-check.js";
+import type { AccountFreeze } from "./security/account-freeze.js";
 import type { DisconnectAll } from "./security/disconnect-all.js";
+import type { EmailChange } from "./security/email-change.js";
 import type { GlobalLockService } from "./security/global-lock.js";
 import type { SecurityHolds } from "./security/holds.js";
 import type { SecuritySettings } from "./security/security-settings.js";
@@ -61,6 +63,8 @@ export interface Services {
   transactions: TransactionService;
   securitySettings: SecuritySettings;
   globalLock: GlobalLockService;
+  accountFreeze: AccountFreeze;
+  emailChange: EmailChange;
   disconnectAll: DisconnectAll;
   recovery: RecoveryService;
   apiKeys: ApiKeyService;

@@ -17,12 +17,14 @@ export interface Account {
   disabled: boolean;
   passwordHash: string;
   createdAt: number;
-  /** SPEC §8 owner settings. */
+  /** docs/behaviour.md §8 owner settings. */
   fundingTwoFactor: boolean;
   tradingTwoFactor: boolean;
   tradingPasscodeHash: string | null;
   masterKeyHash: string | null;
   globalLock: { since: number; delayDays: number; unlocksAt: number | null } | null;
+  /** Frozen from a "lock my account" link since then; null while not frozen. */
+  frozenAt: number | null;
 }
 
 export const emailKey = (email: string) => email.trim().toLowerCase();
@@ -54,6 +56,7 @@ export function toAccount(row: Selectable<AccountsTable>): Account {
             delayDays: row.global_lock_delay_days ?? 0,
             unlocksAt: row.global_lock_unlocks_at,
           },
+    frozenAt: row.frozen_at === null ? null : Number(row.frozen_at),
   };
 }
 
@@ -84,7 +87,7 @@ export class AccountRepository {
     return row ? toAccount(row) : null;
   }
 
-  /** SPEC §1: the username signs in; an email signs in only for accounts that opted in. */
+  /** docs/behaviour.md §1: the username signs in; an email signs in only for accounts that opted in. */
   async findBySignInIdentifier(identifier: string): Promise<Account | null> {
     const byUsername = await this.findByUsername(identifier);
     if (byUsername) return byUsername;
@@ -165,6 +168,72 @@ export class AccountRepository {
           eb.and([eb("global_lock_unlocks_at", "is not", null), eb("global_lock_unlocks_at", "<=", now)]),
         ]),
       )
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /**
+   * Holds the account's row for a setting change until the transaction ends, if the change may go ahead:
+   * not under the Global Settings Lock (unless `lock` is false) and not frozen (unless `freeze` is false).
+   * One conditional UPDATE, so a lock or freeze committed meanwhile is seen; false when either refuses.
+   */
+  async holdForChange(
+    id: string,
+    now: number,
+    refusedBy: { lock: boolean; freeze: boolean },
+    db: Kysely<Database>,
+  ): Promise<boolean> {
+    let query = db
+      .updateTable("accounts")
+      .set((eb) => ({ global_lock_since: eb.ref("global_lock_since") }))
+      .where("id", "=", id);
+    if (refusedBy.lock) {
+      query = query.where((eb) =>
+        eb.or([
+          eb("global_lock_since", "is", null),
+          eb.and([eb("global_lock_unlocks_at", "is not", null), eb("global_lock_unlocks_at", "<=", now)]),
+        ]),
+      );
+    }
+    if (refusedBy.freeze) query = query.where("frozen_at", "is", null);
+    return (await query.returning("id").executeTakeFirst()) !== undefined;
+  }
+
+  /** Freezes the account; false when it already is frozen. */
+  async freeze(id: string, now: number, db: Kysely<Database>): Promise<boolean> {
+    const row = await db
+      .updateTable("accounts")
+      .set({ frozen_at: now })
+      .where("id", "=", id)
+      .where("frozen_at", "is", null)
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Lifts a freeze; `frozenBefore` (when given) must be later than the freeze began. False when not frozen. */
+  async unfreeze(id: string, frozenBefore: number | null, db: Kysely<Database>): Promise<boolean> {
+    let query = db
+      .updateTable("accounts")
+      .set({ frozen_at: null })
+      .where("id", "=", id)
+      .where("frozen_at", "is not", null);
+    if (frozenBefore !== null) query = query.where("frozen_at", "<=", frozenBefore);
+    return (await query.returning("id").executeTakeFirst()) !== undefined;
+  }
+
+  /**
+   * Moves the account to a new address, only from `fromEmail` (a confirmation made for an address the
+   * account no longer has changes nothing). False when the account's address is no longer `fromEmail`;
+   * a unique-key violation when another account took the new address meanwhile.
+   */
+  async changeEmail(id: string, fromEmail: string, toEmail: string, db: Kysely<Database>): Promise<boolean> {
+    const row = await db
+      .updateTable("accounts")
+      .set({ email: toEmail.trim(), email_key: emailKey(toEmail) })
+      .where("id", "=", id)
+      .where("email_key", "=", emailKey(fromEmail))
       .returning("id")
       .executeTakeFirst();
     return row !== undefined;

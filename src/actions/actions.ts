@@ -19,7 +19,7 @@ import { transactionTypes } from "./transactions.js";
 const ACTION_TTL_MS = 5 * 60_000;
 
 export const isTransaction = (type: string) => (transactionTypes as readonly string[]).includes(type);
-/** A Kraken-signed request held for its owner's approval (SPEC §11): it moves money, like a transaction. */
+/** A Kraken-signed request held for its owner's approval (behaviour §11): it moves money, like a transaction. */
 export const API_APPROVAL = "api_request";
 /** Confirming these is consent to one movement of money, not a privilege change of the session. */
 const movesMoney = (type: string) => isTransaction(type) || type === API_APPROVAL;
@@ -71,7 +71,7 @@ export function actionDigest(type: string, params: Record<string, unknown>): str
 }
 
 /**
- * Actions (API.md "Step-up"): the server builds what is to be confirmed from the request, keeps a digest
+ * Actions (docs/http-api.md "Step-up: confirming a change"): the server builds what is to be confirmed from the request, keeps a digest
  * of its canonical parameters, and lets it happen only once it is confirmed with the required proof and
  * then presented again (`X-Action-Id`) with the very same parameters, by the session that confirmed it.
  * Every owner setting change asks for and spends its step-up through SettingChanges; confirming one is a

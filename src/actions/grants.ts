@@ -20,7 +20,7 @@ export interface GrantClaims {
 const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 
 /**
- * Grants (SPEC §8): compact JWS, EdDSA, proving the owner confirmed exactly this action; verifiable offline
+ * Grants (behaviour §8): compact JWS, EdDSA, proving the owner confirmed exactly this action; verifiable offline
  * with /.well-known/jwks.json. The Ed25519 key is derived from the data key, so every instance signs with
  * the same key and publishes the same JWKS with no key to distribute.
  */

@@ -9,13 +9,13 @@ import type { SecondFactorRepository } from "../factors/second-factors.js";
 import type { WithdrawalAddressBook } from "../security/withdrawal-addresses.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
-import { expired, notFound, Problem } from "../support/problem.js";
+import { accountFrozen, expired, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import { type ActionService, type ActionView, isTransaction, type RequiredProof } from "./actions.js";
 import { describeTransaction, productOf, type TransactionType } from "./transactions.js";
 
 /**
- * Funding and trading actions (SPEC §8): built by the server from the request, gated by the capability
+ * Funding and trading actions (behaviour §8): built by the server from the request, gated by the capability
  * function (and, for withdrawals, the address book), confirmed with the proofs the owner's settings
  * require, and redeemed exactly once by the venue's backend after a final check.
  */
@@ -142,6 +142,7 @@ export class TransactionService {
         : capability.reasons;
     const reasons = options.finalCheck ? refused.filter((r) => r.code !== "client_app") : refused;
     if (reasons.length === 0) return;
+    if (reasons.some((r) => r.code === "account_frozen")) throw accountFrozen();
     if (reasons.every((r) => r.code === "security_hold")) {
       const until = reasons
         .map((r) => (r.code === "security_hold" ? r.until : ""))
@@ -152,7 +153,7 @@ export class TransactionService {
     throw new Problem(403, "not_eligible", reasons[0]?.message ?? "Not available.", { product, reasons });
   }
 
-  /** SPEC §8: withdrawals always need a second factor; the owner's settings add the rest. */
+  /** docs/behaviour.md §8: withdrawals always need a second factor; the owner's settings add the rest. */
   private async requiredProofs(account: Account, type: TransactionType): Promise<RequiredProof[]> {
     const required: RequiredProof[] = [];
     const funding =

@@ -4,7 +4,7 @@ import type { WithdrawalAddressBook } from "../security/withdrawal-addresses.js"
 import { shortAddress } from "../security/withdrawal-addresses.js";
 import { invalidRequest } from "../support/problem.js";
 
-/** The funding and trading actions of SPEC §8. */
+/** The funding and trading actions of docs/behaviour.md §8. */
 export const transactionTypes = [
   "withdraw",
   "new_deposit_address",

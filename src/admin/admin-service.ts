@@ -11,7 +11,7 @@ import { invalidRequest, notFound } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 
 /**
- * Operator operations (SPEC §14), the same for the admin API and the CLI: each checks its input, does
+ * Operator operations (behaviour §14), the same for the admin API and the CLI: each checks its input, does
  * one thing and is audited with the operator as actor.
  */
 export class AdminService {
@@ -32,7 +32,7 @@ export class AdminService {
     }
     const account = await this.accounts.findById(accountId);
     if (!account) throw notFound("That account");
-    // SPEC §7: raising the verification level is a setting change the Global Settings Lock refuses.
+    // docs/behaviour.md §7: raising the verification level is a setting change the Global Settings Lock refuses.
     if (tiers.indexOf(tier as Tier) > tiers.indexOf(account.tier) && isLocked(account, this.clock.now())) {
       throw settingsLocked();
     }

@@ -119,7 +119,7 @@ function approvalThresholds(input: Record<string, string> | null): Thresholds | 
 }
 
 /**
- * API keys (SPEC §11). Creating or changing one is an action — a step-up, plus the trading passcode when
+ * API keys (behaviour §11). Creating or changing one is an action — a step-up, plus the trading passcode when
  * set — and so refused under the Global Settings Lock; the secret (64 random bytes) is shown once and
  * kept sealed with the data key, bound to the key's id. Deleting a key needs no step-up: revocation must
  * be quick.
@@ -139,7 +139,7 @@ export class ApiKeyService {
     private readonly publicUrl: URL,
   ) {}
 
-  /** Checks every field against SPEC §11, on top of the key's current settings when it is a change. */
+  /** Checks every field against docs/behaviour.md §11, on top of the key's current settings when it is a change. */
   private settings(input: ApiKeyInput, current: KeySettings | null): KeySettings {
     const dialectName = current?.dialect ?? input.dialect ?? "kraken";
     if (!isDialectName(dialectName))
@@ -392,7 +392,7 @@ export class ApiKeyService {
   }
 
   /**
-   * An operator disables a key (SPEC §14), e.g. one seen abused: it stops working at once, and the owner
+   * An operator disables a key (behaviour §14), e.g. one seen abused: it stops working at once, and the owner
    * is told by email.
    */
   async disableByOperator(keyId: string, context: RequestContext): Promise<void> {

@@ -32,7 +32,7 @@ export type ApprovalDecision =
   | { kind: "invalid" };
 
 /**
- * Out-of-band approval of signed requests above a key's threshold (SPEC §11). A request over the line is
+ * Out-of-band approval of signed requests above a key's threshold (behaviour §11). A request over the line is
  * held as an action whose parameters are the key, the method and every request field but the nonce, the
  * otp and the approval id; the owner confirms it in the portal with a second factor; the bot sends the
  * same request again (new nonce) with `approval_id`, which spends the approval once.

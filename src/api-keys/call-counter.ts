@@ -2,7 +2,7 @@ import { type Kysely, sql } from "kysely";
 import type { Tier } from "../capabilities/policy.js";
 import type { Database } from "../db/schema.js";
 
-/** Kraken's per-key call counter by verification tier (SPEC §11): a ceiling and a decay per second. */
+/** Kraken's per-key call counter by verification tier (behaviour §11): a ceiling and a decay per second. */
 export const callLimits: Record<Tier, { max: number; decayPerSecond: number }> = {
   starter: { max: 15, decayPerSecond: 0.33 },
   intermediate: { max: 20, decayPerSecond: 0.5 },

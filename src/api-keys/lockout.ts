@@ -21,7 +21,7 @@ export const sourceSubjects = (apiKey: string | undefined, ip: string): string[]
 export const keySubject = (keyId: string): string => `key:${keyId}`;
 
 /**
- * SPEC §11: ten bad signatures, nonces or keys within 15 minutes against one subject lock it out for 15
+ * docs/behaviour.md §11: ten bad signatures, nonces or keys within 15 minutes against one subject lock it out for 15
  * minutes (`EGeneral:Temporary lockout`). Each failure is one upsert that counts within a window
  * opened by the first failure and sets the lock on the tenth, so parallel guesses count exactly.
  */

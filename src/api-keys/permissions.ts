@@ -1,4 +1,4 @@
-/** Kraken's API key permissions (SPEC §11). */
+/** Kraken's API key permissions (behaviour §11). */
 export const permissions = [
   "funds_query",
   "funds_add",
@@ -63,7 +63,7 @@ export const methodPermissions: Record<string, Permission | null> = {
   GetWebSocketsToken: "websocket",
 };
 
-/** Ledger and trade-history calls cost 2 on Kraken's counter, the rest 1 (SPEC §11). */
+/** Ledger and trade-history calls cost 2 on Kraken's counter, the rest 1 (behaviour §11). */
 export function callCost(method: string): number {
   return ["Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"].includes(method) ? 2 : 1;
 }

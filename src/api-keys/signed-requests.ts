@@ -8,6 +8,7 @@ import type { DataKey } from "../crypto/data-key.js";
 import { constantTimeEqual } from "../crypto/tokens.js";
 import type { Database } from "../db/schema.js";
 import { matchTotp } from "../factors/totp.js";
+import type { NewPlaces } from "../security/new-places.js";
 import type { Clock } from "../support/clock.js";
 import type { Metrics } from "../support/metrics.js";
 import { addressSubject, plainAddress } from "../support/network.js";
@@ -93,7 +94,8 @@ function allowedAddress(ip: string, cidrs: string[]): boolean {
 /** The pipeline's refusal for what the capability function said, by what refused it. */
 function capabilityRefusal(reasons: Reason[]): Refusal {
   const codes = reasons.map((reason) => reason.code);
-  if (codes.includes("account_restricted")) return "account_restricted";
+  // A frozen account ("lock my account") is refused as a restricted one is, in each exchange's words.
+  if (codes.includes("account_frozen") || codes.includes("account_restricted")) return "account_restricted";
   const engine = reasons.find((reason) => reason.code === "subsystem_maintenance");
   if (engine && engine.code === "subsystem_maintenance") {
     if (engine.state === "cancel_only" && reasons.length === 1) return "cancel_only";
@@ -128,6 +130,7 @@ export class SignedRequestVerifier {
     private readonly capabilities: CapabilityService,
     private readonly state: GatewayState,
     private readonly approvals: ApiApprovals,
+    private readonly places: NewPlaces | null = null,
   ) {}
 
   async verify(dialect: Dialect, request: GatewayRequest): Promise<Verdict> {
@@ -154,6 +157,14 @@ export class SignedRequestVerifier {
       country: null,
       city: null,
     };
+    // A key used from a country the account was not used from: the owner is told once.
+    if (result.allow) {
+      await this.places?.observe({
+        accountId: result.accountId,
+        context,
+        by: `by the API key with id ${result.keyId}`,
+      });
+    }
     const dialectDetail = dialect.name === "kraken" ? {} : { dialect: dialect.name };
     if (!decision.allow && !decision.signed && !result.allow) {
       // Nobody proved who they are: a flood of these costs one audit entry per source, error and minute.

@@ -38,7 +38,7 @@ export interface VerifyResult {
 const GENESIS = "0".repeat(64);
 
 /**
- * The hash of an entry covers the previous hash and every field, in a fixed order (SPEC §12). It is an
+ * The hash of an entry covers the previous hash and every field, in a fixed order (behaviour §12). It is an
  * HMAC-SHA256 under a key derived from the data key, which lives outside the database: someone who can
  * write to the database but does not hold the key cannot rewrite an entry and recompute the chain.
  */

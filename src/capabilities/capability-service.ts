@@ -3,7 +3,7 @@ import type { SecondFactorRepository } from "../factors/second-factors.js";
 import type { AttemptGuard } from "../protection/attempt-guard.js";
 import type { SecurityHolds } from "../security/holds.js";
 import type { Clock } from "../support/clock.js";
-import { Problem } from "../support/problem.js";
+import { accountFrozen, Problem } from "../support/problem.js";
 import { type CapabilityVector, evaluateCapabilities, type SecurityHold } from "./evaluate.js";
 import type { ClientName, Policy, Product } from "./policy.js";
 import type { SubsystemService } from "./subsystems.js";
@@ -45,6 +45,7 @@ export class CapabilityService {
         country: account.country,
         region: account.region,
         restricted: security.restricted,
+        frozen: account.frozenAt !== null,
       },
       client,
       security: {
@@ -74,6 +75,7 @@ export class CapabilityService {
   ): Promise<CapabilityVector[Product]> {
     const capability = (await this.vector(account, client))[product];
     if (!capability.allowed) {
+      if (capability.reasons.some((reason) => reason.code === "account_frozen")) throw accountFrozen();
       throw new Problem(403, "not_eligible", capability.reasons[0]?.message ?? "Not available.", {
         product,
         reasons: capability.reasons,

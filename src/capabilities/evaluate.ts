@@ -18,6 +18,7 @@ export type Reason =
   | { code: "subsystem_maintenance"; message: string; subsystem: string; state: string; until: string | null }
   | { code: "security_hold"; message: string; until: string; hold: string }
   | { code: "account_restricted"; message: string }
+  | { code: "account_frozen"; message: string }
   | { code: "second_factor_required"; message: string };
 
 export type Capability = { allowed: true; mode?: "post_only" } | { allowed: false; reasons: Reason[] };
@@ -30,7 +31,14 @@ export interface SecurityHold {
 }
 
 export interface CapabilityInput {
-  account: { tier: Tier; country: string; region: string | null; restricted: boolean };
+  account: {
+    tier: Tier;
+    country: string;
+    region: string | null;
+    restricted: boolean;
+    /** Frozen by "lock my account": every product refused until the freeze is lifted. */
+    frozen?: boolean;
+  };
   client: ClientName;
   security: { hasSecondFactor: boolean; holds: SecurityHold[] };
   subsystems: SubsystemSnapshot;
@@ -57,7 +65,7 @@ const clientNames: Record<ClientName, string> = {
   api: "the API",
 };
 const tierNames: Record<Tier, string> = { starter: "Starter", intermediate: "Intermediate", pro: "Pro" };
-/** Products that move funds out: security holds apply to them (SPEC §7). */
+/** Products that move funds out: security holds apply to them (behaviour §7). */
 const withdrawals: Product[] = ["withdraw.crypto"];
 /** Products whose new orders a cancel-only engine refuses. */
 const trading: Product[] = ["spot", "margin", "futures", "stocks"];
@@ -72,7 +80,7 @@ function place(account: CapabilityInput["account"]): string {
 }
 
 /**
- * The capability vector of SPEC §9: for every product, whether this account may use it right now
+ * The capability vector of docs/behaviour.md §9: for every product, whether this account may use it right now
  * through this client, and every reason when not. Pure: the same input gives the same vector, so every
  * gate (portal, actions, the API gateway) can call it and agree.
  */
@@ -89,6 +97,12 @@ function evaluateProduct(product: Product, input: CapabilityInput): Capability {
   const name = names[product];
   const reasons: Reason[] = [];
 
+  if (account.frozen) {
+    reasons.push({
+      code: "account_frozen",
+      message: "Your account is frozen from a security email's lock link until the freeze is lifted.",
+    });
+  }
   if (account.restricted) {
     reasons.push({ code: "account_restricted", message: "Your account is restricted. Contact support." });
   }

@@ -49,7 +49,7 @@ export interface JurisdictionRule {
 }
 
 export interface ProductPolicy extends JurisdictionRule {
-  /** Client apps that offer the product (SPEC §9: app is the simple app, pro everything, api the gateway). */
+  /** Client apps that offer the product (docs/behaviour.md §9: app is the simple app, pro everything, api the gateway). */
   clients: ClientName[];
   /** Subsystems it cannot work without. */
   subsystems: SubsystemId[];
@@ -63,7 +63,7 @@ export type Policy = Record<Product, ProductPolicy>;
 
 const everywhere: ClientName[] = ["web", "app", "pro", "api"];
 
-/** The defaults of SPEC §9. */
+/** The defaults of docs/behaviour.md §9. */
 export const defaultPolicy: Policy = {
   spot: { minTier: "starter", clients: everywhere, subsystems: ["spot_engine"], requires: [] },
   margin: {

@@ -69,7 +69,7 @@ function checkStatus(subsystem: string, status: string): asserts status is Subsy
 }
 
 /**
- * Subsystem status and maintenance windows (SPEC §10). A window takes effect and ends by itself: the
+ * Subsystem status and maintenance windows (behaviour §10). A window takes effect and ends by itself: the
  * status in force is computed from the clock at each read, never switched by a job.
  */
 export class SubsystemService {

@@ -225,6 +225,17 @@ accounts
       print(`Global Settings Lock removed for ${reference}`);
     }),
   );
+accounts
+  .command("unfreeze <account>")
+  .description(
+    "Lift a freeze the owner set with a lock link (account id or username); audited, the owner is told",
+  )
+  .action((reference: string) =>
+    withServices(async (services) => {
+      await services.accountFreeze.liftByOperator(await accountId(services, reference), cliContext);
+      print(`freeze lifted for ${reference}`);
+    }),
+  );
 
 const dev = program.command("dev").description("Development shortcuts (refused outside development)");
 dev

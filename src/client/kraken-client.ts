@@ -2,7 +2,7 @@ import { createHash, createHmac } from "node:crypto";
 
 /**
  * A small client for the Kraken-compatible private API that Portcullis guards, for the venue's own tools
- * and tests. It signs exactly as Kraken's clients do (SPEC §11), so anything it can do, ccxt or a bot
+ * and tests. It signs exactly as Kraken's clients do (behaviour §11), so anything it can do, ccxt or a bot
  * written against Kraken can do unchanged.
  */
 

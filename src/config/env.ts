@@ -15,7 +15,7 @@ export class ConfigError extends Error {
 export type BotCheckMode = "always" | "adaptive" | "off";
 export type Environment = "development" | "production";
 
-/** Everything read from the environment (API.md "Configuration"), validated once at start. */
+/** Everything read from the environment (the README's configuration table), validated once at start. */
 export interface EnvConfig {
   env: Environment;
   databaseUrl: string;
@@ -37,6 +37,12 @@ export interface EnvConfig {
   upstreamUrl: string | undefined;
   trustedProxies: string[];
   botCheck: BotCheckMode;
+  /**
+   * Where a device approval must be clicked from to count: "network" (the default), the same IPv4 /24 or
+   * IPv6 /48 as the device that asked, which a phishing proxy forwarding the email is not on; "country",
+   * the same country in the offline database; "off", anywhere (for users behind carrier NAT).
+   */
+  approvalNetwork: "network" | "country" | "off";
   /** Where development files live: the SQLite file's folder, the generated key, the local mail outbox. */
   dataDir: string;
   logLevel: string;
@@ -228,6 +234,12 @@ export function loadEnvConfig(env: Env = process.env): EnvConfig {
     upstreamUrl,
     trustedProxies,
     botCheck: oneOf(env, "PORTCULLIS_BOT_CHECK", ["always", "adaptive", "off"] as const, "always"),
+    approvalNetwork: oneOf(
+      env,
+      "PORTCULLIS_DEVICE_APPROVAL_NETWORK",
+      ["network", "country", "off"] as const,
+      "network",
+    ),
     dataDir: optional(env, "PORTCULLIS_DATA_DIR") ?? (sqliteFile ? path.dirname(sqliteFile) : "./data"),
     logLevel: oneOf(
       env,

@@ -1,5 +1,5 @@
 /**
- * The numbers of SPEC.md, in one place. Every one is a default that deployments and tests may override;
+ * The numbers of docs/behaviour.md, in one place. Every one is a default that deployments and tests may override;
  * services receive the settings they need rather than reading globals.
  */
 export interface Settings {
@@ -8,7 +8,7 @@ export interface Settings {
   };
   signIn: {
     flowTtlMs: number;
-    /** SPEC §2 step 3: a device never seen on the account must be approved by email. */
+    /** docs/behaviour.md §2 step 3: a device never seen on the account must be approved by email. */
     deviceApproval: boolean;
     deviceApprovalTtlMs: number;
   };
@@ -21,7 +21,7 @@ export interface Settings {
     parallelism: number;
   };
   protection: {
-    /** Consecutive failures that restrict an account (SPEC §4). */
+    /** Consecutive failures that restrict an account (behaviour §4). */
     failuresBeforeRestriction: number;
     firstRestrictionMs: number;
     maxRestrictionMs: number;

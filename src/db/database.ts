@@ -25,6 +25,8 @@ import * as stepUpSession from "./migrations/0010-step-up-session.js";
 import * as sealedOutbox from "./migrations/0011-sealed-outbox-and-audit-aggregates.js";
 import * as keyDialects from "./migrations/0013-key-dialects.js";
 import * as cacheGenerations from "./migrations/0014-cache-generations.js";
+import * as accountFreeze from "./migrations/0015-account-freeze.js";
+import * as accountPlaces from "./migrations/0016-account-places.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -126,6 +128,8 @@ const migrations: Record<string, Migration> = {
   "0011-sealed-outbox-and-audit-aggregates": sealedOutbox,
   "0013-key-dialects": keyDialects,
   "0014-cache-generations": cacheGenerations,
+  "0015-account-freeze": accountFreeze,
+  "0016-account-places": accountPlaces,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

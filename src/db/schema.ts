@@ -20,21 +20,23 @@ export interface AccountsTable {
   anti_phishing_code: string | null;
   disabled_at: number | null;
   created_at: number;
-  /** SPEC §8: a second factor for withdrawals, futures transfers and new deposit addresses. */
+  /** docs/behaviour.md §8: a second factor for withdrawals, futures transfers and new deposit addresses. */
   funding_2fa: Generated<number>;
-  /** SPEC §8: a second factor for placing and cancelling orders. */
+  /** docs/behaviour.md §8: a second factor for placing and cancelling orders. */
   trading_2fa: Generated<number>;
   /** Argon2id of the 6-digit trading passcode, when set. */
   trading_passcode_hash: string | null;
-  /** Argon2id of the Master Key (SPEC §7), when set. */
+  /** Argon2id of the Master Key (behaviour §7), when set. */
   master_key_hash: string | null;
   /** The Global Settings Lock: on since, its unlock waiting period, and when a requested unlock completes. */
   global_lock_since: number | null;
   global_lock_delay_days: number | null;
   global_lock_unlocks_at: number | null;
+  /** "Lock my account": frozen since then, until the owner (Master Key and a second factor) or an operator lifts it. */
+  frozen_at: number | null;
 }
 
-/** The per-account attempt counter of SPEC §4: one row per account, changed only by conditional updates. */
+/** The per-account attempt counter of docs/behaviour.md §4: one row per account, changed only by conditional updates. */
 export interface AccountGuardsTable {
   account_id: string;
   /** Failures since the last fully successful sign-in (towards the permanent restriction). */
@@ -372,6 +374,14 @@ export interface ApiKeyNoncesTable {
   nonce: string;
 }
 
+/** A place an account was used from: "country:DE", or "network:<device id>:<network>" for a known device. */
+export interface AccountPlacesTable {
+  account_id: string;
+  place: string;
+  first_seen_at: number;
+  last_seen_at: number;
+}
+
 export interface Database {
   accounts: AccountsTable;
   account_guards: AccountGuardsTable;
@@ -402,4 +412,5 @@ export interface Database {
   api_orders: ApiOrdersTable;
   api_ws_tokens: ApiWsTokensTable;
   cache_generations: CacheGenerationsTable;
+  account_places: AccountPlacesTable;
 }

@@ -25,7 +25,7 @@ const roamingRequired = () =>
   );
 
 /**
- * Adding and removing second factors (SPEC §6). Every change needs a fresh step-up, is audited and emails
+ * Adding and removing second factors (behaviour §6). Every change needs a fresh step-up, is audited and emails
  * the owner in one transaction (SettingChanges), and is refused under the Global Settings Lock — finishing
  * an enrollment too; the first factor must be a roaming one; the first factor also creates the recovery
  * codes, shown once.
@@ -117,7 +117,7 @@ export class FactorManagement {
       async (trx) => {
         if (remaining.length > 0 && !remaining.some(isRoaming)) throw roamingRequired();
         if (!(await this.factors.remove(account.id, factorId, trx))) throw notFound("That factor");
-        // SPEC §7: removing a second factor holds withdrawals for 48 hours.
+        // docs/behaviour.md §7: removing a second factor holds withdrawals for 48 hours.
         await this.holds.place(account.id, "second_factor_removed", trx);
         // With no second factor left, recovery codes would recover nothing; a new first factor makes new ones.
         if (remaining.length === 0) await this.recoveryCodes.clear(account.id, trx);

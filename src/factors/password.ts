@@ -29,7 +29,7 @@ export function normalizePassword(password: string): string {
 }
 
 /**
- * The password rules of SPEC §1: length in code points, no composition rules, no truncation, a
+ * The password rules of docs/behaviour.md §1: length in code points, no composition rules, no truncation, a
  * blocklist and context words, each failure with its reason.
  */
 export function passwordWeaknesses(

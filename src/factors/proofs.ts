@@ -12,7 +12,7 @@ import type { RecoveryCodes } from "./recovery-codes.js";
 import type { TotpFactor } from "./totp-factor.js";
 import type { WebAuthnFactor } from "./webauthn-factor.js";
 
-/** Something a person presents to prove it is them, in the names of API.md. */
+/** Something a person presents to prove it is them, in the names of docs/http-api.md. */
 export type Proof =
   | { kind: "password"; password: string }
   | { kind: "totp"; code: string }

@@ -8,7 +8,7 @@ import type { Clock } from "../support/clock.js";
 export const RECOVERY_CODE_COUNT = 10;
 // Crockford's base32: no I, L, O or U, so a code read aloud or handwritten survives.
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-const CODE_LENGTH = 16; // 16 × 5 bits = 80 bits (SPEC §6: at least 80).
+const CODE_LENGTH = 16; // 16 × 5 bits = 80 bits (docs/behaviour.md §6: at least 80).
 
 function newCode(): string {
   let code = "";
@@ -25,7 +25,7 @@ const hashCode = (accountId: string, code: string) =>
   sha256Hex(`${accountId}:${normalizeRecoveryCode(code)}`);
 
 /**
- * Ten single-use recovery codes (SPEC §6), stored as SHA-256 (80 random bits need no slow hash).
+ * Ten single-use recovery codes (behaviour §6), stored as SHA-256 (80 random bits need no slow hash).
  * Regenerating replaces the whole set; a code is spent by one conditional UPDATE.
  */
 export class RecoveryCodes {

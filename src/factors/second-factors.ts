@@ -4,7 +4,7 @@ import { iso } from "../support/clock.js";
 
 export type SecondFactorType = "totp" | "webauthn";
 
-/** The second factors a sign-in flow may offer, in the names of API.md. */
+/** The second factors a sign-in flow may offer, in the names of docs/http-api.md. */
 export type SignInFactor = "totp" | "webauthn" | "recovery_code" | "master_key";
 
 export interface SecondFactorView {
@@ -40,7 +40,7 @@ export function isRoaming(row: Pick<Selectable<SecondFactorsTable>, "type" | "tr
 }
 
 /**
- * The second factors an account can present, in the names of API.md: an authenticator app, security
+ * The second factors an account can present, in the names of docs/http-api.md: an authenticator app, security
  * keys, and — once either exists — recovery codes.
  */
 export function secondFactorNames(rows: Pick<Selectable<SecondFactorsTable>, "type">[]): SignInFactor[] {

@@ -18,7 +18,7 @@ export interface TotpEnrollment {
 }
 
 /**
- * Authenticator-app factor (SPEC §6). The seed is sealed with the data key, bound to its row id; an
+ * Authenticator-app factor (behaviour §6). The seed is sealed with the data key, bound to its row id; an
  * enrollment counts only once confirmed by a first valid code; each accepted code claims its time step
  * with a compare-and-set, so a code works once however many requests carry it.
  */

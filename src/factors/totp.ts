@@ -3,7 +3,7 @@ import QRCode from "qrcode";
 
 /**
  * TOTP per RFC 6238 with the parameters every authenticator app understands: SHA-1, 6 digits, 30 s
- * (SPEC §6). The same functions take other parameters so the RFC's test vectors run through them.
+ * (behaviour §6). The same functions take other parameters so the RFC's test vectors run through them.
  */
 export interface TotpParameters {
   algorithm: "SHA1" | "SHA256" | "SHA512";

@@ -43,7 +43,7 @@ function signedChallenge(clientDataJSON: unknown): string | null {
 export type AssertionFailure = "unknown_credential" | "counter_regression" | "invalid";
 
 /**
- * Security keys and passkeys (SPEC §6, STANDARDS "WebAuthn") through @simplewebauthn/server: attestation
+ * Security keys and passkeys (docs/behaviour.md §6, STANDARDS "WebAuthn") through @simplewebauthn/server: attestation
  * "none", user verification preferred, origin and RP ID from the public URL. Every challenge is stored
  * with its purpose and subject and spent once; a credential id belongs to one account (unique index);
  * a sign count that does not increase is refused.

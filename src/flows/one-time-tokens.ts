@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from "kysely";
+import type { Kysely } from "kysely";
 import { hashToken, mintToken } from "../crypto/tokens.js";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
@@ -10,7 +10,9 @@ export type TokenPurpose =
   | "approve_device"
   | "confirm_address"
   | "bypass_code"
-  | "disable_api_keys";
+  | "disable_api_keys"
+  | "lock_account"
+  | "confirm_email";
 
 export interface ConsumedToken {
   accountId: string;
@@ -32,7 +34,7 @@ export class OneTimeTokens {
     accountId: string,
     ttlMs: number,
     data: Record<string, unknown> | null = null,
-    trx?: Transaction<Database>,
+    trx?: Kysely<Database>,
     token: string = mintToken(),
   ): Promise<string> {
     const now = this.clock.now();
@@ -97,6 +99,21 @@ export class OneTimeTokens {
       "expired",
       existing.used_at !== null ? "This link was already used." : "This link has expired. Ask for a new one.",
     );
+  }
+
+  /** Spends every unused token of this purpose for the account: a newer link replaces the older ones. */
+  async revokeUnused(
+    purpose: TokenPurpose,
+    accountId: string,
+    db: Kysely<Database> = this.db,
+  ): Promise<void> {
+    await db
+      .updateTable("one_time_tokens")
+      .set({ used_at: this.clock.now() })
+      .where("account_id", "=", accountId)
+      .where("purpose", "=", purpose)
+      .where("used_at", "is", null)
+      .execute();
   }
 
   async countIssuedSince(purpose: TokenPurpose, accountId: string, since: number): Promise<number> {

@@ -46,7 +46,7 @@ export interface RecoveryDependencies {
 }
 
 /**
- * Recovery (SPEC §13). Answers never say whether an account matched; the mailbox owner learns by email.
+ * Recovery (behaviour §13). Answers never say whether an account matched; the mailbox owner learns by email.
  * A reset never signs in, ends every session, holds withdrawals 24 hours, and asks for the Master Key
  * when one is set — and it works while the account is temporarily restricted.
  */
@@ -129,7 +129,7 @@ export class RecoveryService {
       }
     }
     const passwordHash = await deps.hasher.hash(input.newPassword);
-    // A permanent restriction is lifted only by support or a reset that proves the Master Key (SPEC §4).
+    // A permanent restriction is lifted only by support or a reset that proves the Master Key (behaviour §4).
     const { permanent } = await deps.guard.status(account.id);
     // One transaction: the link spent, the password, the sessions ended, the hold, the audit entry and
     // the emails — and the lock checked again while the account's row is held.

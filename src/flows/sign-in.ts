@@ -20,19 +20,22 @@ import type { AccountProtection } from "../protection/account-protection.js";
 import type { AttemptGuard } from "../protection/attempt-guard.js";
 import type { BotCheck, FailureSignals } from "../protection/bot-check.js";
 import type { RateLimiter } from "../protection/rate-limiter.js";
+import { LOCK_LINK_TTL_MS } from "../security/account-freeze.js";
 import type { SecurityHolds } from "../security/holds.js";
+import type { NewPlaces } from "../security/new-places.js";
 import { type DeviceService, deviceLabel } from "../sessions/devices.js";
 import type { ClientApp, Session, SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
+import { describePlace, type GeoLocator } from "../support/geo.js";
 import type { Metrics } from "../support/metrics.js";
-import { addressSubject } from "../support/network.js";
+import { addressSubject, networkOf } from "../support/network.js";
 import { expired, invalidCredentials, notFound, Problem, rateLimited } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import type { OneTimeTokens } from "./one-time-tokens.js";
 
 /**
- * The sign-in flow of SPEC §2 as an explicit state machine. A flow is created by a correct password and
+ * The sign-in flow of docs/behaviour.md §2 as an explicit state machine. A flow is created by a correct password and
  * can only move forward along `transitions`; each move is a conditional UPDATE on the expected state, so
  * a step cannot be skipped, repeated or raced.
  */
@@ -41,13 +44,15 @@ export type FlowState =
   | "second_factor"
   | "device_approval"
   | "device_approved"
+  | "device_refused"
   | "authenticated";
 
 const transitions: Record<FlowState, readonly FlowState[]> = {
   password_verified: ["second_factor", "device_approval", "authenticated"],
   second_factor: ["device_approval", "authenticated"],
-  device_approval: ["device_approved"],
+  device_approval: ["device_approved", "device_refused"],
   device_approved: ["authenticated"],
+  device_refused: [],
   authenticated: [],
 };
 
@@ -100,6 +105,10 @@ export interface SignInDependencies {
   clock: Clock;
   settings: Settings;
   publicUrl: URL;
+  places: NewPlaces;
+  geo: GeoLocator;
+  /** Where a device approval must come from to count (EnvConfig.approvalNetwork). */
+  approvalNetwork: "network" | "country" | "off";
 }
 
 type FlowRow = Selectable<SignInFlowsTable>;
@@ -136,7 +145,7 @@ export class SignInService {
 
     const account = await deps.accounts.findBySignInIdentifier(identifier);
     if (!account) {
-      // SPEC §2: the Argon2 work is done for unknown identifiers too, so timing tells nothing.
+      // docs/behaviour.md §2: the Argon2 work is done for unknown identifiers too, so timing tells nothing.
       await deps.hasher.verifyDummy(input.password);
       deps.metrics.attempts.inc({ factor: "password", outcome: "failure" });
       await deps.signals.record(context.ip, identifier);
@@ -229,7 +238,7 @@ export class SignInService {
   }
 
   /**
-   * SPEC §7: a lost second factor is bypassed with the Master Key. The right Master Key sends a one-time
+   * docs/behaviour.md §7: a lost second factor is bypassed with the Master Key. The right Master Key sends a one-time
    * code by email; see `completeBypass`.
    */
   async startBypass(flowId: string, masterKey: string, context: RequestContext): Promise<void> {
@@ -310,17 +319,95 @@ export class SignInService {
     return this.deps.webauthn.assertionOptions(flow.account_id, "sign_in", flow.id);
   }
 
-  /** The link in the "Approve device" email: the device becomes known and the waiting sign-in may finish. */
-  async approveDevice(token: string, context: RequestContext): Promise<void> {
-    const { deps } = this;
-    const { accountId, data } = await deps.tokens.consume("approve_device", token);
+  /** The sign-in an approval link is for, without spending the link. */
+  private async approvalFlow(token: string): Promise<FlowRow> {
+    const { accountId, data } = await this.deps.tokens.peek("approve_device", token);
     const flowId = typeof data?.flowId === "string" ? data.flowId : "";
-    const flow = await deps.db
+    const flow = await this.deps.db
       .selectFrom("sign_in_flows")
       .selectAll()
       .where("id", "=", flowId)
       .executeTakeFirst();
     if (!flow?.device_id || flow.account_id !== accountId) throw notFound("This sign-in");
+    return flow;
+  }
+
+  /**
+   * Does an approval from `ip` count for a sign-in from `flowIp`? Addresses the offline database cannot
+   * place (private, loopback) are compared by network in "country" mode too.
+   */
+  private approvalPlaceMatches(flowIp: string, ip: string): boolean {
+    const mode = this.deps.approvalNetwork;
+    if (mode === "off") return true;
+    if (mode === "country") {
+      const asked = this.deps.geo.locate(flowIp).country;
+      const approving = this.deps.geo.locate(ip).country;
+      if (asked && approving) return asked === approving;
+    }
+    return networkOf(flowIp) === networkOf(ip);
+  }
+
+  /** What the approval page shows: the device, its place and time, and whether this network may approve. */
+  async approvalDetails(token: string, context: RequestContext) {
+    const flow = await this.approvalFlow(token);
+    return {
+      device: deviceLabel(flow.user_agent),
+      location: describePlace(this.deps.geo.locate(flow.ip)),
+      ip: flow.ip,
+      requestedAt: iso(flow.created_at),
+      sameNetwork: this.approvalPlaceMatches(flow.ip, context.ip),
+    };
+  }
+
+  /**
+   * "This wasn't me" on the approval page: the link is spent, the waiting sign-in refused for good, and a
+   * lock token handed back so the page can offer to freeze the account at once.
+   */
+  async refuseDevice(token: string, context: RequestContext): Promise<{ lockToken: string }> {
+    const { deps } = this;
+    const flow = await this.approvalFlow(token);
+    return deps.db.transaction().execute(async (trx) => {
+      await deps.tokens.consume("approve_device", token, trx);
+      await trx
+        .updateTable("sign_in_flows")
+        .set({ state: "device_refused" })
+        .where("id", "=", flow.id)
+        .where("state", "=", "device_approval")
+        .execute();
+      const lockToken = await deps.tokens.issue("lock_account", flow.account_id, LOCK_LINK_TTL_MS, null, trx);
+      await deps.audit.append(
+        {
+          event: "device.refused",
+          outcome: "success",
+          accountId: flow.account_id,
+          details: { flowId: flow.id, device: deviceLabel(flow.user_agent) },
+        },
+        context,
+        trx,
+      );
+      return { lockToken };
+    });
+  }
+
+  /**
+   * The link in the "Approve device" email: the device becomes known and the waiting sign-in may finish.
+   * It counts only from the network of the device that asked (see approvalPlaceMatches), so a phishing
+   * proxy that forwards the email cannot approve its own sign-in; refused, the link stays unspent.
+   */
+  async approveDevice(token: string, context: RequestContext): Promise<void> {
+    const { deps } = this;
+    const asked = await this.approvalFlow(token);
+    if (!this.approvalPlaceMatches(asked.ip, context.ip)) {
+      throw new Problem(
+        403,
+        "approval_network",
+        'This approval was opened on a different network from the device that is signing in, so it does not count. Open the link on the same network (the same Wi-Fi or connection) as that device. If you are not signing in, choose "This wasn\'t me".',
+      );
+    }
+    const { accountId, data } = await deps.tokens.consume("approve_device", token);
+    const flowId = typeof data?.flowId === "string" ? data.flowId : "";
+    const flow = asked.id === flowId && asked.account_id === accountId ? asked : null;
+    if (!flow?.device_id) throw notFound("This sign-in");
     await deps.devices.remember(accountId, flow.device_id, {
       ip: flow.ip,
       location: null,
@@ -455,7 +542,7 @@ export class SignInService {
     const moved = await move(trx);
     if (!moved) throw expired("This sign-in has expired or already finished. Start again.");
     await deps.guard.recordSuccess(moved.account_id, trx);
-    // SPEC §12: the owner hears of a sign-in from a device the account had not seen — unless this very
+    // docs/behaviour.md §12: the owner hears of a sign-in from a device the account had not seen — unless this very
     // sign-in already emailed a device approval, which said as much. One device write either way: a known
     // device is recognised (its last-seen updated), only an unknown one is remembered.
     let deviceId = knownDeviceId ?? null;
@@ -501,6 +588,18 @@ export class SignInService {
         );
       }
     }
+    // A known device on a new network, or a sign-in from a new country: the owner hears of the place
+    // (a new device's email above already names it).
+    await deps.places.observe(
+      {
+        accountId: moved.account_id,
+        context,
+        by: "by a sign-in",
+        deviceId,
+        quiet: newDevice || from === "device_approved",
+      },
+      trx,
+    );
     // Last: the audit chain head stays locked from here to the commit.
     await deps.audit.append(
       {
@@ -547,7 +646,7 @@ export class SignInService {
   }
 
   /**
-   * SPEC §6: a failed second factor after a correct password tells the owner. At most one such email per
+   * docs/behaviour.md §6: a failed second factor after a correct password tells the owner. At most one such email per
    * account per quarter hour, however many sign-ins an attacker holding the password opens.
    */
   private async notifyFailedSecondFactor(account: Account, context: RequestContext): Promise<void> {

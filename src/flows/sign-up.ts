@@ -44,12 +44,12 @@ export interface SignUpDependencies {
   clock: Clock;
   settings: Settings;
   publicUrl: URL;
-  /** Refuses while the `signups` subsystem is in maintenance (SPEC §10); open by default. */
+  /** Refuses while the `signups` subsystem is in maintenance (behaviour §10); open by default. */
   assertSignUpsOpen?: () => Promise<void>;
 }
 
 /**
- * Sign-up (SPEC §1). The answer is the same whether or not the email or username already exists; the
+ * Sign-up (behaviour §1). The answer is the same whether or not the email or username already exists; the
  * owner of the mailbox learns what happened by email. The password is hashed in every case, so the
  * answer takes the same time too.
  */
@@ -125,7 +125,7 @@ export class SignUpService {
     return accountId;
   }
 
-  /** Field and password rules (SPEC §1), with every reason. */
+  /** Field and password rules (behaviour §1), with every reason. */
   private validate(input: SignUpInput): { email: string; username: string } {
     const email = input.email.trim();
     const username = usernameKey(input.username);

@@ -3,7 +3,7 @@ import { constantTimeEqual } from "../crypto/tokens.js";
 import type { Principal, SessionService } from "../sessions/sessions.js";
 import type { GeoLocator } from "../support/geo.js";
 import { describePlace } from "../support/geo.js";
-import { forbidden, Problem, unauthenticated } from "../support/problem.js";
+import { accountFrozen, forbidden, Problem, unauthenticated } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 
 /**
@@ -61,7 +61,21 @@ const enrollmentRoutes = new Set([
   "POST /v1/actions/:id/webauthn/options",
 ]);
 
-/** `__Host-` and Secure whenever the public URL is https (SPEC §5); browsers refuse both on plain http. */
+/**
+ * What a session of a frozen account may do: see the freeze (its account and capabilities), sign out, and lift it with
+ * the Master Key and a step-up. Everything else answers 423 account_frozen.
+ */
+const frozenRoutes = new Set([
+  "GET /v1/session",
+  "GET /v1/capabilities",
+  "DELETE /v1/session",
+  "POST /v1/security/account-lock/lift",
+  "GET /v1/actions/:id",
+  "POST /v1/actions/:id/confirm",
+  "POST /v1/actions/:id/webauthn/options",
+]);
+
+/** `__Host-` and Secure whenever the public URL is https (behaviour §5); browsers refuse both on plain http. */
 export function sessionCookieName(publicUrl: URL): string {
   return publicUrl.protocol === "https:" ? "__Host-portcullis_session" : "portcullis_session";
 }
@@ -99,7 +113,7 @@ function bearerToken(request: FastifyRequest): string | null {
 
 /**
  * Authentication before the body is even parsed: `config.auth` on a route says who may call it. Browser
- * sessions on state-changing requests must also prove same origin (SPEC §5), which with SameSite=Strict
+ * sessions on state-changing requests must also prove same origin (behaviour §5), which with SameSite=Strict
  * cookies closes cross-site request forgery.
  */
 export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
@@ -151,7 +165,14 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
         },
       );
     }
-    // A session opened with the Master Key bypass may only enroll a new second factor (SPEC §7).
+    // A frozen account's session (only ones opened after the freeze: it ended the others) sees the freeze.
+    if (
+      principal.account.frozenAt !== null &&
+      !frozenRoutes.has(`${request.method} ${request.routeOptions.url}`)
+    ) {
+      throw accountFrozen();
+    }
+    // A session opened with the Master Key bypass may only enroll a new second factor (behaviour §7).
     if (
       principal.session.enrollmentRequired &&
       !enrollmentRoutes.has(`${request.method} ${request.routeOptions.url}`)

@@ -17,7 +17,7 @@ export function presentedDeviceKey(request: FastifyRequest, publicUrl: URL): str
 }
 
 /**
- * The device signing in (SPEC §2 step 3). Browsers keep a long-lived random cookie, set here on their
+ * The device signing in (docs/behaviour.md §2 step 3). Browsers keep a long-lived random cookie, set here on their
  * first visit; apps send their own device id, or receive one to keep (`issued`).
  */
 export function deviceKeyFor(

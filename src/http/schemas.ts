@@ -21,10 +21,10 @@ export const Client = Type.Union([Type.Literal("web"), Type.Literal("app"), Type
 
 export const Notice = Type.Object({ code: Type.String(), message: Type.String() });
 
-/** A setting change repeats its request with the confirmed action's id (API.md "Step-up"). */
+/** A setting change repeats its request with the confirmed action's id (docs/http-api.md "Step-up: confirming a change"). */
 export const ActionIdHeader = Type.Object({ "x-action-id": Type.Optional(Type.String({ format: "uuid" })) });
 
-/** The proofs that confirm an action or an approval (API.md "Step-up"). */
+/** The proofs that confirm an action or an approval (docs/http-api.md "Step-up: confirming a change"). */
 export const ConfirmBody = Type.Object({
   password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
   totp: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),

@@ -8,6 +8,7 @@ import { addressSubject } from "../support/network.js";
 import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { frameworkError, registerErrorHandling } from "./errors.js";
 import { registerInputHygiene } from "./input-hygiene.js";
+import { registerAccountFreezeRoutes } from "./routes/account-freeze.js";
 import { registerAccountRoutes } from "./routes/accounts.js";
 import { registerActionRoutes } from "./routes/actions.js";
 import { registerActivityRoutes } from "./routes/activity.js";
@@ -194,6 +195,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   registerGatewayRoutes(app, services);
   registerLockAndRecoveryRoutes(app, services);
   registerDeviceRoutes(app, services);
+  registerAccountFreezeRoutes(app, services);
   registerAdminRoutes(app, services);
   registerDevRoutes(app, services);
   await registerPortalRoutes(app, services);

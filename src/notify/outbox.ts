@@ -4,7 +4,7 @@ import type { DataKey } from "../crypto/data-key.js";
 import { newId } from "../crypto/tokens.js";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
-import { type EmailMessage, type RenderedEmail, renderEmail } from "./templates.js";
+import { type EmailMessage, isSecurityEmail, type RenderedEmail, renderEmail } from "./templates.js";
 import type { MailTransport } from "./transports.js";
 
 const BATCH = 50;
@@ -18,6 +18,11 @@ export interface Recipient {
   antiPhishingCode: string | null;
 }
 
+/** Mints the single-use "lock my account" link a security email carries, in the email's own transaction. */
+export interface LockLinkIssuer {
+  issue(accountId: string, db: Kysely<Database>): Promise<string>;
+}
+
 interface Logger {
   warn(object: object, message: string): void;
 }
@@ -26,13 +31,15 @@ interface Logger {
 interface StoredMessage {
   message: EmailMessage;
   antiPhishingCode: string | null;
+  /** The "lock my account" link: a live single-use token, sealed like the rest. */
+  lockLink?: string | null;
 }
 
 /** Rows written before messages were sealed carry their rendered text, marked with this prefix. */
 const PLAIN_PREFIX = "plain:";
 
 /**
- * Transactional outbox (SPEC §12): an email is a row first, written with the change that caused it, and
+ * Transactional outbox (behaviour §12): an email is a row first, written with the change that caused it, and
  * delivered afterwards by a worker that retries with backoff. SMTP being down delays mail; it never
  * loses it. Claims are conditional updates, so several instances can run workers side by side.
  *
@@ -57,12 +64,18 @@ export class Outbox {
     private readonly from: string,
     private readonly logger: Logger,
     private readonly dataKey: DataKey,
+    private readonly lockLinks: LockLinkIssuer | null = null,
   ) {}
 
-  async enqueue(recipient: Recipient, message: EmailMessage, trx?: Transaction<Database>): Promise<string> {
+  async enqueue(
+    recipient: Recipient,
+    message: EmailMessage,
+    trx?: Transaction<Database>,
+    lockLink: string | null = null,
+  ): Promise<string> {
     const id = newId();
     const now = this.clock.now();
-    const stored: StoredMessage = { message, antiPhishingCode: recipient.antiPhishingCode };
+    const stored: StoredMessage = { message, antiPhishingCode: recipient.antiPhishingCode, lockLink };
     await (trx ?? this.db)
       .insertInto("outbox")
       .values({
@@ -79,17 +92,28 @@ export class Outbox {
     return id;
   }
 
-  /** An email to an account's owner, framed with their anti-phishing code. */
-  notify(
+  /**
+   * An email to an account's owner, framed with their anti-phishing code. A security email also carries
+   * a fresh "lock my account" link, whose token is written with the email: both or neither.
+   */
+  async notify(
     account: { id: string; email: string; antiPhishingCode: string | null },
     message: EmailMessage,
     trx?: Transaction<Database>,
   ): Promise<string> {
-    return this.enqueue(
-      { email: account.email, accountId: account.id, antiPhishingCode: account.antiPhishingCode },
-      message,
-      trx,
-    );
+    const recipient = {
+      email: account.email,
+      accountId: account.id,
+      antiPhishingCode: account.antiPhishingCode,
+    };
+    const lockLinks = this.lockLinks;
+    if (!lockLinks || !isSecurityEmail(message.kind)) return this.enqueue(recipient, message, trx);
+    const write = async (db: Transaction<Database>) =>
+      this.enqueue(recipient, message, db, await lockLinks.issue(account.id, db));
+    if (trx) return write(trx);
+    const id = await this.db.transaction().execute(write);
+    this.nudge();
+    return id;
   }
 
   /** Delivers every message that is due; returns how many were sent. Safe to call concurrently. */
@@ -164,7 +188,10 @@ export class Outbox {
     if (payload.startsWith(PLAIN_PREFIX))
       return JSON.parse(payload.slice(PLAIN_PREFIX.length)) as RenderedEmail;
     const stored = JSON.parse(this.dataKey.open(payload, sealContext(id)).toString("utf8")) as StoredMessage;
-    return renderEmail(stored.message, { antiPhishingCode: stored.antiPhishingCode });
+    return renderEmail(stored.message, {
+      antiPhishingCode: stored.antiPhishingCode,
+      lockLink: stored.lockLink ?? null,
+    });
   }
 
   /** Deletes sent rows older than the retention period; returns how many. */

@@ -2,7 +2,7 @@ import { describeUserAgent } from "../support/user-agent.js";
 
 /**
  * Every email Portcullis sends, as plain text plus a simple HTML rendering. Each carries the owner's
- * anti-phishing code when set (SPEC §12), so a forged email is recognisable by its absence.
+ * anti-phishing code when set (behaviour §12), so a forged email is recognisable by its absence.
  */
 export interface RenderedEmail {
   subject: string;
@@ -12,6 +12,8 @@ export interface RenderedEmail {
 
 export interface EmailFrame {
   antiPhishingCode: string | null;
+  /** The single-use "lock my account" link, in every security email to the owner. */
+  lockLink?: string | null;
 }
 
 export interface SecurityEventDetails {
@@ -59,6 +61,18 @@ export type EmailMessage =
   | ({ kind: "bypass_code"; code: string } & SecurityEventDetails)
   /** After a reset or "disconnect all": the API keys that still work, and one link that disables them all. */
   | ({ kind: "api_keys_still_active"; keys: string[]; link: string } & SecurityEventDetails)
+  /** To the new address: the link that makes it the account's address. */
+  | ({ kind: "confirm_email_change"; username: string; link: string } & SecurityEventDetails)
+  /** To the new address when another account already has it: nothing changes, and the asker is not told. */
+  | ({ kind: "email_change_address_taken" } & SecurityEventDetails)
+  /** To the current address, at once: someone asked to move the account to another address. */
+  | ({ kind: "email_change_requested"; newEmail: string } & SecurityEventDetails)
+  /** To both addresses once the change took effect. */
+  | ({ kind: "email_changed"; oldEmail: string; newEmail: string; holdUntil: string } & SecurityEventDetails)
+  | ({ kind: "account_frozen" } & SecurityEventDetails)
+  /** A sign-in or API-key use from a country (or, for a known device, a network) the account was not used from. */
+  | ({ kind: "new_place"; place: string; by: string } & SecurityEventDetails)
+  | ({ kind: "account_unfrozen"; by: "owner" | "operator" } & SecurityEventDetails)
   | ({
       kind: "confirm_withdrawal_address";
       asset: string;
@@ -239,6 +253,73 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
           ...describeRequest(message),
         ],
       };
+    case "confirm_email_change":
+      return {
+        subject: "Confirm your new email address",
+        lines: [
+          `The owner of the account "${message.username}" asked to use this address from now on.`,
+          ...describeRequest(message),
+          "To make it the account's address, open this link (it works once, for 24 hours):",
+          message.link,
+          "If this was not you, ignore this email: nothing changes.",
+        ],
+      };
+    case "email_change_address_taken":
+      return {
+        subject: "Someone tried to move an account to your email address",
+        lines: [
+          "Someone asked to move another account to this email address, which already belongs to an account. Nothing changed.",
+          ...describeRequest(message),
+          "If this was you, choose another address for the other account. If it was not, no action is needed.",
+        ],
+      };
+    case "email_change_requested":
+      return {
+        subject: "Someone asked to change your account's email address",
+        lines: [
+          `Someone signed in to your account asked to change its email address to ${message.newEmail}.`,
+          ...describeRequest(message),
+          "Nothing changes until the new address confirms it. Once it does, withdrawals wait 72 hours.",
+        ],
+      };
+    case "email_changed":
+      return {
+        subject: "Your account's email address changed",
+        lines: [
+          `The email address of your account changed from ${message.oldEmail} to ${message.newEmail}.`,
+          ...describeRequest(message),
+          `Withdrawals are on hold until ${message.holdUntil}.`,
+        ],
+      };
+    case "new_place":
+      return {
+        subject: "Your account was used from a new place",
+        lines: [
+          `Your account was used from ${message.place}, where it had not been used before, ${message.by}.`,
+          ...describeRequest(message),
+          "If this was you, no action is needed.",
+        ],
+      };
+    case "account_frozen":
+      return {
+        subject: "Your account is frozen",
+        lines: [
+          "Your account was frozen with the lock link from one of our security emails. Every session ended, API keys stopped working, and no withdrawal, new address, API key or setting change is allowed.",
+          ...describeRequest(message),
+          "To lift the freeze, sign in after 24 hours and confirm with your Master Key and your second factor, or contact support.",
+        ],
+      };
+    case "account_unfrozen":
+      return {
+        subject: "The freeze on your account was lifted",
+        lines: [
+          message.by === "owner"
+            ? "The freeze on your account was lifted with your Master Key and second factor."
+            : "Support lifted the freeze on your account.",
+          ...describeRequest(message),
+          "Sessions and API keys work again. If this was not you or your request, lock the account again:",
+        ],
+      };
     case "security_change":
       return {
         // The subject says what happened, so a list of these emails reads as a log.
@@ -252,8 +333,44 @@ function body(message: EmailMessage): { subject: string; lines: string[] } {
   }
 }
 
+/**
+ * The emails that tell the owner about something done to their account: each carries a "lock my account"
+ * link. Not the ones that only help the reader (verification, reminders), the ones to an address that is
+ * not yet the account's, and the freeze's own notice (the account is frozen already).
+ */
+const securityKinds: ReadonlySet<EmailMessage["kind"]> = new Set<EmailMessage["kind"]>([
+  "sign_up_email_taken",
+  "account_restricted",
+  "approve_device",
+  "second_factor_failed",
+  "new_sign_in",
+  "recovery_code_used",
+  "security_change",
+  "password_reset",
+  "bypass_code",
+  "api_keys_still_active",
+  "email_change_requested",
+  "email_changed",
+  "account_unfrozen",
+  "new_place",
+  "confirm_withdrawal_address",
+]);
+
+export function isSecurityEmail(kind: EmailMessage["kind"]): boolean {
+  return securityKinds.has(kind);
+}
+
 export function renderEmail(message: EmailMessage, frame: EmailFrame): RenderedEmail {
-  const { subject, lines } = body(message);
+  const rendered = body(message);
+  const { subject } = rendered;
+  const lines = frame.lockLink
+    ? [
+        ...rendered.lines,
+        "",
+        "If someone else may be in your account, lock it now: every session and API key stops, and nothing can be changed or withdrawn until it is lifted. The link works once, for 7 days, without signing in:",
+        frame.lockLink,
+      ]
+    : rendered.lines;
   const preamble = frame.antiPhishingCode ? [`Your anti-phishing code: ${frame.antiPhishingCode}`, ""] : [];
   const footer = ["", "— Portcullis security. We never ask for your password, 2FA codes or Master Key."];
   const text = [...preamble, ...lines, ...footer].join("\n");

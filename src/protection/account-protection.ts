@@ -24,7 +24,7 @@ export interface AttemptLabel {
 }
 
 /**
- * The one way any factor is checked against an account (SPEC §4: "per account, across every factor").
+ * The one way any factor is checked against an account (docs/behaviour.md §4: "per account, across every factor").
  * A failure is reserved on the attempt counter before the check runs, kept when the check fails (which
  * may restrict the account and email its owner) and given back when it passes. Every attempt is audited
  * and counted in the metrics.

@@ -21,7 +21,7 @@ export interface GuardStatus {
 }
 
 /**
- * The per-account attempt counter of SPEC §4, shared by every factor (password, TOTP, recovery code,
+ * The per-account attempt counter of docs/behaviour.md §4, shared by every factor (password, TOTP, recovery code,
  * passkey, trading passcode, Master Key).
  *
  * A guess first *reserves* a failure with one conditional UPDATE; only a reservation may run the expensive

@@ -11,7 +11,7 @@ import type { RateLimiter } from "./rate-limiter.js";
 
 /**
  * Failed credential checks, counted per IP, per identifier and overall. They drive adaptive bot checks
- * and raise the proof-of-work difficulty while the venue is under attack (SPEC §3).
+ * and raise the proof-of-work difficulty while the venue is under attack (behaviour §3).
  */
 export class FailureSignals {
   constructor(
@@ -55,7 +55,7 @@ interface SolvedPayload {
 const botCheckFailed = (message: string) => new Problem(400, "bot_check_failed", message);
 
 /**
- * ALTCHA proof-of-work challenges (SPEC §3). Challenges are signed with a key derived from the data key,
+ * ALTCHA proof-of-work challenges (behaviour §3). Challenges are signed with a key derived from the data key,
  * so any instance can verify any other's; a solved challenge is accepted once (a row in used_bot_checks)
  * and expires after five minutes by our clock.
  */

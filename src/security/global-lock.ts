@@ -28,7 +28,7 @@ export interface LockState {
 const notLocked = () => new Problem(409, "conflict", "The Global Settings Lock is not on.");
 
 /**
- * The Global Settings Lock (SPEC §7). What it refuses is decided in one place — every setting change
+ * The Global Settings Lock (behaviour §7). What it refuses is decided in one place — every setting change
  * passes through SettingChanges, which refuses all of them but the few that only take privilege away.
  * Unlocking takes the Master Key (at once) or a waiting period asked for with a step-up (cancellable with
  * one); a 0-day lock without a Master Key is for support to remove. Every unlock attempt emails the owner.

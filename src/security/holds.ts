@@ -6,7 +6,7 @@ import type { Clock } from "../support/clock.js";
 
 const HOUR = 3_600_000;
 
-/** SPEC §7: how long withdrawals wait after each kind of security change. */
+/** docs/behaviour.md §7: how long withdrawals wait after each kind of security change. */
 export const holdLengths = {
   password_reset: 24 * HOUR,
   second_factor_removed: 48 * HOUR,

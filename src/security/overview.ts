@@ -5,7 +5,7 @@ import { iso } from "../support/clock.js";
 import type { LockState } from "./global-lock.js";
 
 /**
- * The security level of SPEC §13's overview: one point each for the password, sign-in 2FA, funding 2FA,
+ * The security level of docs/behaviour.md §13's overview: one point each for the password, sign-in 2FA, funding 2FA,
  * trading 2FA, and the Global Settings Lock with a Master Key — with what to do next.
  */
 export function securityOverview(
@@ -36,7 +36,7 @@ export function securityOverview(
   ];
   const level = items.filter((item) => item.done).length;
   if (lock.enabled) {
-    // SPEC §7: the lock hides the security page's details.
+    // docs/behaviour.md §7: the lock hides the security page's details.
     return { level, checklist: items, globalLock: lock, hidden: true };
   }
   return {

@@ -10,7 +10,7 @@ import type { SecurityHolds } from "./holds.js";
 import type { ChangeRequest, SettingChanges } from "./setting-changes.js";
 
 /**
- * The owner's per-action settings (SPEC §8): funding 2FA, trading 2FA and the KuCoin-style trading
+ * The owner's per-action settings (behaviour §8): funding 2FA, trading 2FA and the KuCoin-style trading
  * passcode; the password, the Master Key and the anti-phishing code. Every change is a step-up action,
  * made with its audit entry and email in one transaction (SettingChanges).
  */
@@ -88,7 +88,7 @@ export class SecuritySettings {
     });
   }
 
-  /** ASVS 6.2.3: changing the password needs the current one; every other session ends (SPEC §5). */
+  /** ASVS 6.2.3: changing the password needs the current one; every other session ends (behaviour §5). */
   async changePassword(request: ChangeRequest, input: { currentPassword: string; newPassword: string }) {
     const { account, context } = request;
     const stepUp = { type: "change_password", params: {}, summary: "Change your password" };
@@ -124,7 +124,7 @@ export class SecuritySettings {
     });
   }
 
-  /** The Master Key (SPEC §7): a separate long passphrase, set or changed only while the lock is off. */
+  /** The Master Key (behaviour §7): a separate long passphrase, set or changed only while the lock is off. */
   async setMasterKey(request: ChangeRequest, masterKey: string) {
     const { account } = request;
     const length = [...normalizePassword(masterKey)].length;
@@ -155,7 +155,7 @@ export class SecuritySettings {
     });
   }
 
-  /** A code of the owner's choosing, shown in every email Portcullis sends (SPEC §12). */
+  /** A code of the owner's choosing, shown in every email Portcullis sends (behaviour §12). */
   async setAntiPhishingCode(request: ChangeRequest, code: string) {
     const { account } = request;
     if (!/^[\p{L}\p{N} _-]{4,20}$/u.test(code)) {

@@ -6,7 +6,7 @@ import type { Outbox } from "../notify/outbox.js";
 import { type EmailMessage, securityDetails } from "../notify/templates.js";
 import type { SessionService } from "../sessions/sessions.js";
 import type { Clock } from "../support/clock.js";
-import { Problem } from "../support/problem.js";
+import { accountFrozen, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 
 /** The owner, their session and the action id they present for a setting change. */
@@ -30,6 +30,22 @@ export const settingsLocked = () =>
     "settings_locked",
     "The Global Settings Lock is on: unlock it to change security settings.",
   );
+
+/**
+ * For a change finished from an emailed link (no session, so not through SettingChanges.run): holds the
+ * account's row until the transaction ends, or refuses while the Global Settings Lock is on or the account
+ * is frozen. The link's transaction then rolls back, leaving the link unspent.
+ */
+export async function holdForEmailedChange(
+  accounts: AccountRepository,
+  accountId: string,
+  now: number,
+  trx: Transaction<Database>,
+): Promise<void> {
+  if (await accounts.holdForChange(accountId, now, { lock: true, freeze: true }, trx)) return;
+  const current = await accounts.findById(accountId, trx);
+  throw current?.frozenAt != null ? accountFrozen() : settingsLocked();
+}
 
 /**
  * The step-up half of a change, as ActionService offers it. Declared here so that security/ needs nothing
@@ -69,6 +85,8 @@ export interface ChangeOptions {
    * take privilege away, and the lock's own unlock and cancel, which check the lock themselves.
    */
   whileLocked?: "refused" | "allowed";
+  /** "refused" (the default): refused while the account is frozen. "allowed": only lifting the freeze. */
+  whileFrozen?: "refused" | "allowed";
 }
 
 /** What a change did: its audit entry, the sentence of its "security setting changed" email, other emails. */
@@ -114,16 +132,28 @@ export class SettingChanges {
   ): Promise<T> {
     const { account, context, actionId } = request;
     const lockRefuses = (options.whileLocked ?? "refused") === "refused";
+    const freezeRefuses = (options.whileFrozen ?? "refused") === "refused";
     // Read from the session's view first, so a locked owner is told so before being asked to step up.
+    if (freezeRefuses && account.frozenAt !== null) throw accountFrozen();
     if (lockRefuses && isLocked(account, this.clock.now())) throw settingsLocked();
     const { stepUp } = options;
     if (stepUp && actionId === undefined) return this.demand(account, stepUp);
     let outcome: ChangeOutcome<T>;
     try {
       outcome = await this.db.transaction().execute(async (trx) => {
-        // Again inside the transaction, holding the account's row: the lock may have turned on meanwhile.
-        if (lockRefuses && !(await this.accounts.holdIfUnlocked(account.id, this.clock.now(), trx))) {
-          throw settingsLocked();
+        // Again inside the transaction, holding the account's row: the lock may have turned on, or the
+        // account been frozen, meanwhile.
+        if (
+          (lockRefuses || freezeRefuses) &&
+          !(await this.accounts.holdForChange(
+            account.id,
+            this.clock.now(),
+            { lock: lockRefuses, freeze: freezeRefuses },
+            trx,
+          ))
+        ) {
+          const current = await this.accounts.findById(account.id, trx);
+          throw current?.frozenAt != null && freezeRefuses ? accountFrozen() : settingsLocked();
         }
         if (
           stepUp &&

@@ -9,10 +9,10 @@ import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import { notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
-import { type ChangeRequest, type SettingChanges, settingsLocked } from "./setting-changes.js";
+import { type ChangeRequest, holdForEmailedChange, type SettingChanges } from "./setting-changes.js";
 
 const HOUR = 3_600_000;
-/** An address is usable this long after its owner confirmed it (SPEC §8: hold before first use). */
+/** An address is usable this long after its owner confirmed it (docs/behaviour.md §8: hold before first use). */
 export const ADDRESS_HOLD_MS = 48 * HOUR;
 const CONFIRMATION_TTL_MS = 24 * HOUR;
 
@@ -119,14 +119,14 @@ export class WithdrawalAddressBook {
 
   /**
    * The emailed link: the address is confirmed and its hold before first use starts. Finishing the
-   * addition is a setting change too: refused while the Global Settings Lock is on (the link stays
-   * unspent), checked with the account's row held.
+   * addition is a setting change too: refused while the Global Settings Lock is on or the account is
+   * frozen (the link stays unspent), checked with the account's row held.
    */
   async confirm(token: string, context: RequestContext) {
     const now = this.clock.now();
     const row = await this.db.transaction().execute(async (trx) => {
       const { accountId, data } = await this.tokens.consume("confirm_address", token, trx);
-      if (!(await this.accounts.holdIfUnlocked(accountId, now, trx))) throw settingsLocked();
+      await holdForEmailedChange(this.accounts, accountId, now, trx);
       const confirmed = await trx
         .updateTable("withdrawal_addresses")
         .set({ confirmed_at: now, usable_from: now + ADDRESS_HOLD_MS })

@@ -21,7 +21,7 @@ export function deviceLabel(userAgent: string | null): string | null {
 }
 
 /**
- * Known devices (SPEC §2 step 3, §5): a browser's long-lived random device cookie or an app's device id,
+ * Known devices (docs/behaviour.md §2 step 3, §5): a browser's long-lived random device cookie or an app's device id,
  * stored as SHA-256. A device is known to an account once approved; the owner lists and removes them.
  */
 export class DeviceService {

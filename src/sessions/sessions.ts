@@ -58,7 +58,8 @@ export type EndReason =
   | "superseded"
   | "device_removed"
   | "disconnect_all"
-  | "account_disabled";
+  | "account_disabled"
+  | "account_frozen";
 
 function toSession(row: Selectable<SessionsTable>): Session {
   return {
@@ -87,7 +88,7 @@ function toSession(row: Selectable<SessionsTable>): Session {
 const secondFactorMethods = new Set(["totp", "webauthn", "recovery_code"]);
 
 /**
- * Sessions as rows (SPEC §5): the token is 256 random bits, only its SHA-256 is stored; idle and absolute
+ * Sessions as rows (behaviour §5): the token is 256 random bits, only its SHA-256 is stored; idle and absolute
  * timeouts per client app are enforced here on every check.
  */
 export class SessionService {
@@ -221,6 +222,7 @@ export class SessionService {
         "a.global_lock_since",
         "a.global_lock_delay_days",
         "a.global_lock_unlocks_at",
+        "a.frozen_at",
         "a.created_at as account_created_at",
         "g.permanently_restricted_at",
       ])
@@ -278,6 +280,7 @@ export class SessionService {
       global_lock_since: row.global_lock_since,
       global_lock_delay_days: row.global_lock_delay_days,
       global_lock_unlocks_at: row.global_lock_unlocks_at,
+      frozen_at: row.frozen_at,
       created_at: row.account_created_at,
     });
     return {
@@ -323,7 +326,7 @@ export class SessionService {
   }
 
   /**
-   * A new token for a privilege change (step-up, SPEC §5): the session continues under a new id and token
+   * A new token for a privilege change (step-up, docs/behaviour.md §5): the session continues under a new id and token
    * with the added methods, and the old token dies at once. Null when the old session already ended.
    */
   async rotate(

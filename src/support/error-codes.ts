@@ -42,6 +42,11 @@ export const errorCodes = {
       "Your Global Settings Lock is on, so security settings cannot be changed. Unlock it in Security first.",
   },
   step_up_required: { status: 403, message: "Confirm this change with your second factor." },
+  approval_network: {
+    status: 403,
+    message:
+      "Approve this sign-in from the same network as the device that is signing in (the same Wi-Fi or mobile connection).",
+  },
   enrollment_required: { status: 403, message: "Set up a new second factor before doing anything else." },
   not_eligible: { status: 403, message: "Your account cannot use this right now." },
   email_not_verified: {
@@ -61,6 +66,10 @@ export const errorCodes = {
   },
   expired: { status: 410, message: "This has expired. Start again." },
   on_hold: { status: 423, message: "This is on hold after a recent security change." },
+  account_frozen: {
+    status: 423,
+    message: "Your account is locked: nothing can be changed or moved until the lock is lifted.",
+  },
   rate_limited: { status: 429, message: "Too many attempts. Wait a moment and try again." },
   internal_error: {
     status: 500,

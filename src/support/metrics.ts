@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 
-/** Prometheus metrics (SPEC §14), one registry per app so tests and several apps in a process stay apart. */
+/** Prometheus metrics (behaviour §14), one registry per app so tests and several apps in a process stay apart. */
 export class Metrics {
   readonly registry = new Registry();
   readonly attempts = new Counter({

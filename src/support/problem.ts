@@ -61,3 +61,11 @@ export class DependencyUnavailable extends Problem {
   }
   dependency: string;
 }
+
+/** "Lock my account" froze the account: nothing that changes or moves anything is allowed until lifted. */
+export const accountFrozen = () =>
+  new Problem(
+    423,
+    "account_frozen",
+    "This account is frozen because someone used the lock link in a security email. It can be lifted with the Master Key and a second factor 24 hours after it began, or by support.",
+  );

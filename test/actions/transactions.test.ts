@@ -13,7 +13,7 @@ const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const ADDRESS = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh";
 
-describe.each(engines)("funding and trading actions on %s (SPEC §8)", (engine) => {
+describe.each(engines)("funding and trading actions on %s (behaviour §8)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
     h = await Harness.create(engine);

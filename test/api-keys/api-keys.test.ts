@@ -6,7 +6,7 @@ import { engines } from "../helpers/storage.js";
 
 const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
-describe.each(engines)("API keys and Kraken-signed requests on %s (SPEC §11)", (engine) => {
+describe.each(engines)("API keys and Kraken-signed requests on %s (behaviour §11)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
     h = await Harness.create(engine);
@@ -19,7 +19,7 @@ describe.each(engines)("API keys and Kraken-signed requests on %s (SPEC §11)", 
 
   const owner = async () => {
     const user = await h.createVerifiedUser();
-    // API keys are offered on the website and in Pro, not in the simple app (SPEC §9).
+    // API keys are offered on the website and in Pro, not in the simple app (behaviour §9).
     const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
     let token = enrolled.token;
     const create = async (body: Record<string, unknown>) => {
@@ -167,7 +167,7 @@ describe.each(engines)("API keys and Kraken-signed requests on %s (SPEC §11)", 
     const nonce = nextNonce();
     const results = await Promise.all(Array.from({ length: 50 }, () => check(key, "Balance", { nonce })));
     expect(results.filter((r) => r.json().allow === true)).toHaveLength(1);
-    // The replays are refused; after ten bad nonces the key is also locked out for a while (SPEC §11).
+    // The replays are refused; after ten bad nonces the key is also locked out for a while (behaviour §11).
     const errors = results.filter((r) => r.json().allow === false).map((r) => r.json().error);
     expect(errors).toHaveLength(49);
     expect(errors.filter((e) => e !== "EAPI:Invalid nonce" && e !== "EGeneral:Temporary lockout")).toEqual(

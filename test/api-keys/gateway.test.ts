@@ -46,7 +46,7 @@ class Upstream {
   }
 }
 
-describe.each(engines)("the authenticating gateway on %s (SPEC §11)", (engine) => {
+describe.each(engines)("the authenticating gateway on %s (behaviour §11)", (engine) => {
   let h: Harness;
   const upstream = new Upstream();
   let base = "";

@@ -11,7 +11,7 @@ const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const run = promisify(execFile);
 
-describe.each(engines)("API key limits, second factors and approvals on %s (SPEC §11)", (engine) => {
+describe.each(engines)("API key limits, second factors and approvals on %s (behaviour §11)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
     h = await Harness.create(engine);
@@ -203,7 +203,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
         })
       ).allow,
     ).toBe(true);
-    // Margin needs Intermediate verification (SPEC §9 defaults): a starter's leveraged order is refused.
+    // Margin needs Intermediate verification (docs/behaviour.md §9 defaults): a starter's leveraged order is refused.
     expect(
       (
         await check(client, "AddOrder", {
@@ -483,7 +483,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (SPEC
       permissions: ["funds_query", "trades_query_open"],
     });
     expect((await check(client, "OpenOrders")).allow).toBe(true);
-    // The owner is told of both, by email (SPEC §12).
+    // The owner is told of both, by email (behaviour §12).
     await h.deliverMail();
     const told = h.smtp.messages.filter((m) => m.to.includes(trader.user.email)).map((m) => m.text);
     expect(told.some((text) => text.includes('created API key "evolving"'))).toBe(true);

@@ -8,7 +8,7 @@ import { engines } from "../helpers/storage.js";
 
 const run = promisify(execFile);
 
-describe.each(engines)("the audit log on %s (SPEC §12)", (engine) => {
+describe.each(engines)("the audit log on %s (behaviour §12)", (engine) => {
   let h: Harness;
   beforeEach(async () => {
     h = await Harness.create(engine);

@@ -10,7 +10,7 @@ const run = promisify(execFile);
 const HOUR = 3600_000;
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
-describe.each(engines)("capabilities and status on %s (SPEC §9, §10)", (engine) => {
+describe.each(engines)("capabilities and status on %s (behaviour §9, §10)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
     h = await Harness.create(engine);

@@ -48,7 +48,7 @@ const codes = (
   capability: ReturnType<typeof evaluateCapabilities>[keyof ReturnType<typeof evaluateCapabilities>],
 ) => (capability.allowed ? [] : capability.reasons.map((r) => r.code));
 
-describe("the capability vector over the default policy (SPEC §9)", () => {
+describe("the capability vector over the default policy (behaviour §9)", () => {
   it.each([
     // tier, country, region, client, product, allowed, reasons
     ["starter", "US", "US-NY", "app", "spot", true, []],

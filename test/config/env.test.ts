@@ -6,7 +6,7 @@ import { ConfigError, loadEnvConfig } from "../../src/config/env.js";
 
 const run = promisify(execFile);
 
-describe("configuration from the environment (API.md)", () => {
+describe("configuration from the environment (docs/http-api.md)", () => {
   it("has working defaults for development", () => {
     const config = loadEnvConfig({});
     expect(config).toMatchObject({

@@ -12,7 +12,7 @@ const freshIp = () => {
   return `198.18.${Math.floor(ipCounter / 250) % 250}.${(ipCounter % 250) + 1}`;
 };
 
-describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
+describe.each(engines)("second factors on %s (behaviour §6)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
     h = await Harness.create(engine);
@@ -163,7 +163,7 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect(answers.filter((r) => r.statusCode === 200)).toHaveLength(1);
     expect(answers.filter((r) => r.statusCode === 401)).toHaveLength(19);
 
-    // The 19 refusals restricted the account for 15 minutes (SPEC §4): let that pass.
+    // The 19 refusals restricted the account for 15 minutes (behaviour §4): let that pass.
     h.clock.advance(16 * 60_000);
     const regenerated = await withStepUp(h, token, "POST", "/v1/security/recovery-codes", {
       totp: totpCode(secret, h.clock.now()),
@@ -300,7 +300,7 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     });
     expect(registered.statusCode, registered.body).toBe(200);
 
-    /** One sign-in answered with `tamper`; fewer than five per account between successes (SPEC §4). */
+    /** One sign-in answered with `tamper`; fewer than five per account between successes (behaviour §4). */
     const attempt = async (flowId: string, tamper: Parameters<SoftwareAuthenticator["assert"]>[1]) => {
       const challenge = (await h.request("POST", `/v1/sign-in/${flowId}/webauthn/options`)).json();
       return h.request("POST", `/v1/sign-in/${flowId}/webauthn`, {
@@ -448,7 +448,7 @@ describe.each(engines)("second factors on %s (SPEC §6)", (engine) => {
     expect(reused.statusCode).toBe(403);
     expect(reused.json().error.code).toBe("step_up_required");
     expect((await h.request("GET", "/v1/security/factors", { token })).json().factors).toHaveLength(1);
-    // The owner is told which factor went (SPEC §12).
+    // The owner is told which factor went (behaviour §12).
     await h.deliverMail();
     await h.smtp.waitFor(user.email, /^Removed security key "Backup key"$/);
     expect(h.smtp.to(user.email).some((m) => m.text.includes('removed security key "Backup key"'))).toBe(

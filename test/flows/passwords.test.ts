@@ -6,7 +6,7 @@ import { engines } from "../helpers/storage.js";
 
 const rules = defaultSettings.password;
 
-describe("the password rules (SPEC §1, ASVS 6.2)", () => {
+describe("the password rules (docs/behaviour.md §1, ASVS 6.2)", () => {
   it.each([
     ["short", "eleven char", ["too_short"]],
     ["common", "qwerty123456", ["common_password"]],

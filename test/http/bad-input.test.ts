@@ -359,6 +359,55 @@ const routes: RouteSpec[] = [
     bare: "4xx",
     body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
   },
+  {
+    method: "POST",
+    path: "/v1/security/email",
+    auth: "session",
+    bare: "4xx",
+    body: { base: () => ({ newEmail: "someone.else@example.test" }), required: ["newEmail"], optional: [] },
+  },
+  {
+    method: "POST",
+    path: "/v1/security/email/confirm",
+    auth: "none",
+    bare: "4xx",
+    body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
+  },
+  {
+    method: "POST",
+    path: "/v1/devices/approve/details",
+    auth: "none",
+    bare: "4xx",
+    body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
+  },
+  {
+    method: "POST",
+    path: "/v1/devices/refuse",
+    auth: "none",
+    bare: "4xx",
+    body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
+  },
+  {
+    method: "POST",
+    path: "/v1/account-lock",
+    auth: "none",
+    bare: "4xx",
+    body: { base: () => ({ token: "not-a-token-we-ever-issued" }), required: ["token"], optional: [] },
+  },
+  {
+    method: "POST",
+    path: "/v1/security/account-lock/lift",
+    auth: "session",
+    bare: "4xx",
+    body: { base: () => ({ masterKey: "not frozen, so refused" }), required: ["masterKey"], optional: [] },
+  },
+  {
+    method: "DELETE",
+    path: "/v1/admin/accounts/:id/freeze",
+    auth: "admin",
+    bare: "4xx",
+    params: { id: uuidLike },
+  },
   { method: "GET", path: "/v1/approvals", auth: "session", bare: "clean" },
   {
     method: "PUT",
@@ -792,7 +841,7 @@ function problemsWith(c: Case, response: LightMyRequestResponse, authenticated: 
   const where = `${c.method} ${shown} [${c.label}] → ${response.statusCode} ${response.body.slice(0, 300)}`;
   const problems: string[] = [];
   const status = response.statusCode;
-  // API.md: with no upstream configured, the gateway answers 503 (in Kraken's shape) — the one 5xx allowed.
+  // docs/http-api.md: with no upstream configured, the gateway answers 503 (in Kraken's shape) — the one 5xx allowed.
   const noUpstream =
     c.url.startsWith("/0/") &&
     status === 503 &&
@@ -814,7 +863,7 @@ function problemsWith(c: Case, response: LightMyRequestResponse, authenticated: 
       body = undefined;
     }
     const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-    // The Kraken-compatible gateway answers in Kraken's own shape (SPEC §11): {"error":["EAPI:…"],"result":{}}.
+    // The Kraken-compatible gateway answers in Kraken's own shape (behaviour §11): {"error":["EAPI:…"],"result":{}}.
     const kraken =
       c.url.startsWith("/0/") &&
       Array.isArray(error) &&

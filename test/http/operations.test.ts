@@ -7,7 +7,7 @@ import { withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, METRICS_TOKEN, SERVICE_TOKEN, sessionCookie } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
-describe.each(engines)("operations endpoints on %s (SPEC §14)", (engine) => {
+describe.each(engines)("operations endpoints on %s (behaviour §14)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
     h = await Harness.create(engine);

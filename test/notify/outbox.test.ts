@@ -3,7 +3,7 @@ import { Harness, newUser } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
 import { engines } from "../helpers/storage.js";
 
-describe.each(engines)("the email outbox on %s (SPEC §12)", (engine) => {
+describe.each(engines)("the email outbox on %s (behaviour §12)", (engine) => {
   let h: Harness;
   beforeEach(async () => {
     h = await Harness.create(engine);

@@ -12,7 +12,7 @@ const freshIp = () => {
   return `198.51.${Math.floor(ipCounter / 250) % 250}.${(ipCounter % 250) + 1}`;
 };
 
-describe.each(engines)("account restriction on %s (SPEC §4)", (engine) => {
+describe.each(engines)("account restriction on %s (behaviour §4)", (engine) => {
   let h: Harness;
   const hasher = new CountingHasher();
 

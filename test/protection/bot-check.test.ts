@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Harness, newUser } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
-describe.each(engines)("the bot check on %s (SPEC §3)", (engine) => {
+describe.each(engines)("the bot check on %s (behaviour §3)", (engine) => {
   let h: Harness;
   afterEach(async () => {
     await h?.close();

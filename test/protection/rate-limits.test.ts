@@ -7,7 +7,7 @@ const setups = engines.flatMap((engine) => [
   { engine, redis: true, name: `${engine} with Redis counters` },
 ]);
 
-describe.each(setups)("per-IP rate limits on $name (SPEC §4)", ({ engine, redis }) => {
+describe.each(setups)("per-IP rate limits on $name (behaviour §4)", ({ engine, redis }) => {
   let h: Harness;
   afterEach(async () => {
     await h?.close();

@@ -12,7 +12,7 @@ const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
  * pool, session cache and Redis connections — with requests dealt out in turn, as a round-robin load
  * balancer would. (SQLite is one server process by design: several instances need PostgreSQL.)
  */
-describe("two instances on PostgreSQL + Redis behind a round-robin (SPEC §4, §5, §11)", () => {
+describe("two instances on PostgreSQL + Redis behind a round-robin (behaviour §4, §5, §11)", () => {
   const hasher = new CountingHasher();
   let a: Harness;
   let b: Harness;

@@ -9,7 +9,7 @@ import { engines } from "../helpers/storage.js";
 const MINUTE = 60_000;
 const newDevice = () => randomBytes(32).toString("base64url");
 
-describe.each(engines)("new sign-in emails on %s (SPEC §12)", (engine) => {
+describe.each(engines)("new sign-in emails on %s (behaviour §12)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
     // Without device approval, the email is what tells the owner of a device never seen before.
@@ -44,7 +44,7 @@ describe.each(engines)("new sign-in emails on %s (SPEC §12)", (engine) => {
   });
 });
 
-describe.each(engines)("device approval on %s (SPEC §2 step 3, §5)", (engine) => {
+describe.each(engines)("device approval on %s (docs/behaviour.md §2 step 3, §5)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
     h = await Harness.create(engine, { settings: { signIn: { deviceApproval: true } } });

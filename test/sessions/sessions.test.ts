@@ -7,7 +7,7 @@ import { engines } from "../helpers/storage.js";
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
-describe.each(engines)("sessions on %s (SPEC §5)", (engine) => {
+describe.each(engines)("sessions on %s (behaviour §5)", (engine) => {
   let h: Harness;
   let user: TestUser;
   beforeAll(async () => {
@@ -208,7 +208,7 @@ describe("session cookies behind https", () => {
   });
 });
 
-describe.each(engines)("an account disabled by an operator on %s (SPEC §14)", (engine) => {
+describe.each(engines)("an account disabled by an operator on %s (behaviour §14)", (engine) => {
   let h: Harness;
   beforeAll(async () => {
     h = await Harness.create(engine);

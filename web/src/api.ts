@@ -1,6 +1,6 @@
 /**
  * The one way the portal talks to the API: JSON in and out, the session cookie, and errors as ApiError
- * with the stable code from API.md. The browser sends the Origin header itself, which the server requires
+ * with the stable code from docs/http-api.md. The browser sends the Origin header itself, which the server requires
  * for cookie-authenticated changes.
  */
 export interface ApiErrorBody {
@@ -26,7 +26,7 @@ export class ApiError extends Error {
 
 export interface RequestOptions {
   body?: unknown;
-  /** A confirmed step-up action this request spends (API.md "Step-up"). */
+  /** A confirmed step-up action this request spends (docs/http-api.md "Step-up: confirming a change"). */
   actionId?: string;
 }
 
@@ -80,6 +80,8 @@ export interface SessionInfo {
     tier: string;
     country: string;
     region: string | null;
+    /** Set while the account is frozen by "lock my account". */
+    frozen?: { since: string; liftableAt: string } | null;
   };
   session: {
     id: string;

@@ -2,11 +2,15 @@ import { useEffect, useState } from "react";
 import { api, type StatusInfo } from "./api.js";
 import { AddressesPage, ConfirmAddressPage } from "./pages/addresses.js";
 import { ApiKeysPage } from "./pages/api-keys.js";
+import { ApproveDevicePage } from "./pages/approve-device.js";
+import { ConfirmEmailPage } from "./pages/confirm-email.js";
 import { DashboardPage } from "./pages/dashboard.js";
 import { DisableApiKeysPage } from "./pages/disable-api-keys.js";
+import { FrozenNotice } from "./pages/frozen.js";
+import { LockAccountPage } from "./pages/lock-account.js";
 import { ForgotPasswordPage, ForgotUsernamePage, ResetPasswordPage } from "./pages/recovery.js";
 import { SecurityPage } from "./pages/security.js";
-import { ApproveDevicePage, SignInPage } from "./pages/sign-in.js";
+import { SignInPage } from "./pages/sign-in.js";
 import { SignUpPage, VerifyEmailPage } from "./pages/sign-up.js";
 import { StatusPage } from "./pages/status.js";
 import { WithdrawDemoPage } from "./pages/withdraw-demo.js";
@@ -25,6 +29,8 @@ const publicPages: Record<string, () => React.ReactNode> = {
   "/approve-device": () => <ApproveDevicePage />,
   "/confirm-address": () => <ConfirmAddressPage />,
   "/disable-api-keys": () => <DisableApiKeysPage />,
+  "/lock-account": () => <LockAccountPage />,
+  "/confirm-email": () => <ConfirmEmailPage />,
   "/status": () => <StatusPage />,
 };
 
@@ -124,6 +130,7 @@ function Shell() {
         </nav>
       </header>
       <MaintenanceBanner />
+      <FrozenNotice />
       <main id="main" tabIndex={-1}>
         {content}
       </main>
@@ -141,10 +148,12 @@ const titles: Record<string, string> = {
   "/approve-device": "Approve a device",
   "/confirm-address": "Confirm a withdrawal address",
   "/disable-api-keys": "Disable your API keys",
+  "/lock-account": "Lock your account",
+  "/confirm-email": "Confirm your new email address",
   "/status": "Status",
 };
 
-/** Subsystems that are not operational, and windows open now, on every page (SPEC §10). */
+/** Subsystems that are not operational, and windows open now, on every page (behaviour §10). */
 function MaintenanceBanner() {
   const [status, setStatus] = useState<StatusInfo | null>(null);
   useEffect(() => {

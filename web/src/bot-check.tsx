@@ -4,7 +4,7 @@ import ShaWorker from "altcha/workers/sha?worker";
 import { useEffect, useRef } from "react";
 
 // The "external" build ships no inline worker, so the page's CSP needs no blob: or inline script: the
-// SHA worker is a file of its own from this origin. The server's challenges use SHA-256 (SPEC §3).
+// SHA worker is a file of its own from this origin. The server's challenges use SHA-256 (behaviour §3).
 for (const algorithm of ["SHA-256", "SHA-384", "SHA-512"]) {
   globalThis.$altcha.algorithms.set(algorithm, () => new ShaWorker());
 }
@@ -17,7 +17,7 @@ export interface BotCheckHandle {
 }
 
 /**
- * The ALTCHA proof-of-work widget (SPEC §3): it fetches a challenge from /v1/bot-check and solves it in
+ * The ALTCHA proof-of-work widget (behaviour §3): it fetches a challenge from /v1/bot-check and solves it in
  * the browser as soon as the form appears, so the person never waits for it.
  */
 export function BotCheck({ handle }: { handle: React.RefObject<BotCheckHandle | null> }) {

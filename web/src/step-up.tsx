@@ -32,7 +32,7 @@ type Confirm = (action: Action, basePath?: string) => Promise<ConfirmedAction>;
 const StepUpContext = createContext<Confirm | null>(null);
 
 /**
- * The one step-up mechanism (API.md "Step-up"): a setting change answered with 403 step_up_required
+ * The one step-up mechanism (docs/http-api.md "Step-up: confirming a change"): a setting change answered with 403 step_up_required
  * carries an action; the owner sees exactly what it is, proves it with a factor, and the request is sent
  * again with X-Action-Id. Every page wraps its changes in `useStepUp()` instead of handling this itself.
  */
@@ -115,7 +115,7 @@ const technicalValue = (value: unknown) =>
 
 /**
  * Shows what is being confirmed in words (the amount, the whole destination address, the key's
- * permissions by name), keeps the type, ids and the digest the confirmation covers (SPEC §8 dynamic
+ * permissions by name), keeps the type, ids and the digest the confirmation covers (docs/behaviour.md §8 dynamic
  * linking) under "Technical details", and takes the proofs the action requires. The buttons stay in view
  * on a small screen while the summary scrolls; the first proof field has the focus, and closing returns
  * the focus to where it was.

@@ -1,6 +1,6 @@
 import { type Kysely, sql } from "kysely";
 
-// SPEC §1–§5, §12: accounts, attempt counters, single-use tokens, sign-in flows, sessions, audit log, outbox.
+// docs/behaviour.md §1–§5, §12: accounts, attempt counters, single-use tokens, sign-in flows, sessions, audit log, outbox.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable("accounts")

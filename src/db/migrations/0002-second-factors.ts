@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 
-// SPEC §2 (device approval), §5 (devices), §6 (second factors), and the step-up actions of API.md.
+// docs/behaviour.md §2 (device approval), §5 (devices), §6 (second factors), and the step-up actions of docs/http-api.md.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable("second_factors")

@@ -12,7 +12,7 @@ const subsystems = [
   "signups",
 ];
 
-// SPEC §10: subsystem status and scheduled maintenance windows.
+// docs/behaviour.md §10: subsystem status and scheduled maintenance windows.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable("subsystems")

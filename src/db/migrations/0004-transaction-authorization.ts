@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 
-// SPEC §7 (holds), §8 (funding and trading 2FA, trading passcode, grants), withdrawal address book.
+// docs/behaviour.md §7 (holds), §8 (funding and trading 2FA, trading passcode, grants), withdrawal address book.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .alterTable("accounts")

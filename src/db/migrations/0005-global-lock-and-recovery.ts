@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 
-// SPEC §7 (Master Key, Global Settings Lock), §12 (anti-phishing code), §13 (recovery).
+// docs/behaviour.md §7 (Master Key, Global Settings Lock), §12 (anti-phishing code), §13 (recovery).
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.alterTable("accounts").addColumn("master_key_hash", "text").execute();
   await db.schema.alterTable("accounts").addColumn("global_lock_since", "bigint").execute();

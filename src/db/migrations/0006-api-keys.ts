@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 
-// SPEC §11: API keys with Kraken-compatible signed requests.
+// docs/behaviour.md §11: API keys with Kraken-compatible signed requests.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable("api_keys")

@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 
-// SPEC §11: the per-key decaying rate counter, per-key 2FA, approval thresholds and the temporary lockout.
+// docs/behaviour.md §11: the per-key decaying rate counter, per-key 2FA, approval thresholds and the temporary lockout.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .alterTable("api_keys")

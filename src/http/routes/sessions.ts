@@ -1,5 +1,6 @@
 import { Type } from "typebox";
 import { eligibilitySummary } from "../../capabilities/capability-service.js";
+import { freezeState } from "../../security/account-freeze.js";
 import { isLocked } from "../../security/global-lock.js";
 import type { Services } from "../../services.js";
 import { describeSession } from "../../sessions/sessions.js";
@@ -44,6 +45,11 @@ export function registerSessionRoutes(app: App, services: Services): void {
               tier: Type.String(),
               country: Type.String(),
               region: Type.Union([Type.String(), Type.Null()]),
+              /** Set while "lock my account" keeps the account frozen: since when, and when the owner may lift it. */
+              frozen: Type.Union([
+                Type.Object({ since: Type.String(), liftableAt: Type.String() }),
+                Type.Null(),
+              ]),
             }),
             session: SessionSummary,
             eligibility: Type.Object({
@@ -62,11 +68,12 @@ export function registerSessionRoutes(app: App, services: Services): void {
         account: {
           id: account.id,
           username: account.username,
-          // SPEC §7: the Global Settings Lock hides the email address.
+          // docs/behaviour.md §7: the Global Settings Lock hides the email address.
           ...(isLocked(account, services.clock.now()) ? {} : { email: account.email }),
           tier: account.tier,
           country: account.country,
           region: account.region,
+          frozen: freezeState(account),
         },
         session: {
           id: current.id,

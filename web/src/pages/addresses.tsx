@@ -37,7 +37,7 @@ export function useAddresses() {
   return { addresses, error, reload };
 }
 
-/** The withdrawal address book (SPEC §7–§8): additions are confirmed by email and then wait 48 hours. */
+/** The withdrawal address book (docs/behaviour.md §7–§8): additions are confirmed by email and then wait 48 hours. */
 export function AddressesPage() {
   const { addresses, error, reload } = useAddresses();
   const withStepUp = useStepUp();

@@ -4,7 +4,7 @@ import { BotCheck, type BotCheckHandle } from "../bot-check.js";
 import { Link } from "../router.js";
 import { ErrorMessage, Field, Notice, useTask } from "../ui.js";
 
-/** SPEC §13: the answer is the same whether or not the account exists, so the page says so too. */
+/** docs/behaviour.md §13: the answer is the same whether or not the account exists, so the page says so too. */
 export function ForgotPasswordPage() {
   const [email, setEmail] = useState("");
   const [username, setUsername] = useState("");

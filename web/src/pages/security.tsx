@@ -29,7 +29,7 @@ interface StatusItem {
 const onOff = (on: boolean | undefined) => (on ? "on" : "off");
 
 /**
- * The security centre (SPEC §5–§8) as a status list, as exchanges show it: each item says where it
+ * The security centre (docs/behaviour.md §5–§8) as a status list, as exchanges show it: each item says where it
  * stands and has one action, which opens its form in place (one at a time; the address's #fragment
  * names it, so a link can open it). Every change goes through the shared step-up mechanism; the page
  * reloads the overview after each so what it shows is what the server has.
@@ -485,7 +485,7 @@ function RequirementsCard({
   );
 }
 
-/** The Global Settings Lock (SPEC §7): lock with a waiting period; unlock with the Master Key or after it. */
+/** The Global Settings Lock (behaviour §7): lock with a waiting period; unlock with the Master Key or after it. */
 function LockCard(props: { lock: LockState; masterKeySet?: boolean; onChange: () => Promise<void> }) {
   const { lock } = props;
   const withStepUp = useStepUp();

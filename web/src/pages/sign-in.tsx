@@ -17,7 +17,7 @@ const factorLabels: Record<string, string> = {
 export const signInNoticesKey = "portcullis.sign-in-notices";
 
 /**
- * Sign-in as the server's state machine has it (SPEC §2): password, then a second factor when the account
+ * Sign-in as the server's state machine has it (behaviour §2): password, then a second factor when the account
  * has one, then device approval for a new device; the page shows whichever step the server says is next.
  */
 export function SignInPage() {
@@ -52,6 +52,12 @@ export function SignInPage() {
         <SecondFactorStep flow={flow} onNext={advance} onError={restart} />
       ) : null}
       {flow?.state === "device_approval" ? <DeviceApprovalStep flow={flow} onNext={advance} /> : null}
+      {flow?.state === "device_refused" ? (
+        <Notice tone="warning">
+          This sign-in was refused from the approval email ("This wasn't me"). If that was you by mistake,
+          sign in again.
+        </Notice>
+      ) : null}
     </div>
   );
 }
@@ -279,7 +285,7 @@ function SecondFactorStep(props: {
   );
 }
 
-/** The device-approval wait (SPEC §2 step 3): the emailed link approves; this page polls and continues. */
+/** The device-approval wait (docs/behaviour.md §2 step 3): the emailed link approves; this page polls and continues. */
 function DeviceApprovalStep(props: { flow: SignInState; onNext: (state: SignInState) => Promise<void> }) {
   const [error, setError] = useState<unknown>(null);
   const { flow } = props;
@@ -314,42 +320,14 @@ function DeviceApprovalStep(props: { flow: SignInState; onNext: (state: SignInSt
       <h2>Approve this device</h2>
       <p>
         This browser has not signed in to your account before. We emailed you an{" "}
-        <strong>Approve device</strong> link, valid for 20 minutes. Open it on any device; this page continues
-        by itself.
+        <strong>Approve device</strong> link, valid for 20 minutes. Open it on a device on this same network
+        (the same Wi-Fi or connection): an approval from elsewhere does not count. This page continues by
+        itself.
       </p>
       <p className="waiting" aria-busy="true">
         Waiting for approval…
       </p>
       <ErrorMessage error={error} />
     </section>
-  );
-}
-
-export function ApproveDevicePage() {
-  const token = new URLSearchParams(location.search).get("token") ?? "";
-  const [done, setDone] = useState(false);
-  const task = useTask();
-  async function approve() {
-    if ((await task.run(() => api("POST", "/v1/devices/approve", { body: { token } }))) !== undefined)
-      setDone(true);
-  }
-  return (
-    <div className="narrow">
-      <h1>Approve a new device</h1>
-      {done ? (
-        <Notice tone="success">Approved. The browser that is waiting signs in now.</Notice>
-      ) : (
-        <>
-          <p>
-            Someone who knows your password is signing in from a new device. Approve it only if that is you.
-            If it is not, change your password now.
-          </p>
-          <ErrorMessage error={task.error} />
-          <button type="button" className="primary" onClick={() => void approve()} disabled={task.busy}>
-            Approve this device
-          </button>
-        </>
-      )}
-    </div>
   );
 }

@@ -12,7 +12,7 @@ const statusNames: Record<string, string> = {
   post_only: "Post only",
 };
 
-/** The public status page (SPEC §10): every subsystem, and maintenance windows open or to come. */
+/** The public status page (behaviour §10): every subsystem, and maintenance windows open or to come. */
 export function StatusPage() {
   const [status, setStatus] = useState<StatusInfo | null>(null);
   const [error, setError] = useState<unknown>(null);

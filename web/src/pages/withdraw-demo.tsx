@@ -6,7 +6,7 @@ import { Card, ErrorMessage, Field, Notice, Select, useTask } from "../ui.js";
 import { useAddresses } from "./addresses.js";
 
 /**
- * What a venue embeds where money moves (SPEC §8): the server builds the withdrawal from the request, the
+ * What a venue embeds where money moves (behaviour §8): the server builds the withdrawal from the request, the
  * dialog shows exactly what is signed, and the confirmed action's grant goes to the venue's backend.
  */
 export function WithdrawDemoPage() {
