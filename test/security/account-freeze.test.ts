@@ -7,7 +7,7 @@ import { totpCode } from "../../src/factors/totp.js";
 import type { EmailMessage } from "../../src/notify/templates.js";
 import { isSecurityEmail } from "../../src/notify/templates.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
 import { engines } from "../helpers/storage.js";
 
@@ -15,6 +15,7 @@ const HOUR = 3_600_000;
 const MASTER_KEY = "correct horse battery staple vault";
 const run = promisify(execFile);
 const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
 const details = {
   at: "2026-01-01T00:00:00.000Z",
@@ -90,7 +91,7 @@ describe.each(engines)("'lock my account' on %s", (engine) => {
     await h.deliverMail();
     const keyEmail = h.smtp
       .to(user.email)
-      .filter((m) => /security setting/.test(m.subject) && m.text.includes("bot"))
+      .filter((m) => /^Created API key "bot"/.test(m.subject))
       .at(-1);
     expect(keyEmail, "the new API key's email").toBeDefined();
     const client = new KrakenClient({ baseUrl: "http://unused.invalid", key: key.key, secret: key.secret });
@@ -104,7 +105,7 @@ describe.each(engines)("'lock my account' on %s", (engine) => {
       gateway: async () =>
         (
           await h.request("POST", "/v1/gateway/check", {
-            headers: operator,
+            headers: service,
             body: { ...client.sign("Balance"), ip: "198.51.100.7" },
           })
         ).json() as { allow: boolean; error?: string },

@@ -2,12 +2,12 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness, type TestUser } from "../helpers/harness.js";
+import { Harness, SERVICE_TOKEN, type TestUser } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
 import { engines } from "../helpers/storage.js";
 
 const DAY = 86_400_000;
-const service = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 /** Addresses the offline GeoLite2 database places. */
 const GB = "81.2.69.142"; // Bracknell, GB
 const GB_ELSEWHERE = "2.125.160.216"; // Plymouth, GB: another /24
