@@ -1556,7 +1556,16 @@ async function main(): Promise<void> {
         keys,
       );
       keysUsedAt = Date.now();
-      measured.push(ratioRow(`gateway check: allowed, ${label}`, allowed, sqlite.bareNode, 0));
+      const single = measured.find((row) => row.name.startsWith("gateway check: allowed"));
+      const scaling = single ? `; ${(allowed.reqPerSec / single.reqPerSec).toFixed(2)} × 1 instance` : "";
+      measured.push(
+        ratioRow(
+          `gateway check: allowed, ${label}`,
+          { ...allowed, notes: `${allowed.notes}${scaling}` },
+          sqlite.bareNode,
+          0,
+        ),
+      );
       log(`${label}: GET /v1/session`);
       measured.push(
         ratioRow(
