@@ -1,20 +1,41 @@
 /**
  * `npm run bench`: throughput of Portcullis relative to baselines measured in the same run, on the same
- * machine. It only reports (and exits 0); the targets are printed next to the measured ratios.
+ * machine, with the same client (autocannon, from this process) and the same connections. It only
+ * reports (and exits 0); the targets are printed next to the measured ratios.
  *
- *   1. baseline        a bare Fastify 5 server, one GET route returning a small JSON object
- *   2. session check   GET /v1/session with a bearer token        ratio to 1, target >= 0.70
- *   3. raw Argon2id    verify() of @node-rs/argon2, same params   (in a child process, nothing else loaded)
- *   4. sign-in         POST /v1/sign-in with the correct password  ratio to 3, target >= 0.85
- *   5. bare HMAC       Kraken's API-Sign computed in a loop, in this process (SHA-256 + HMAC-SHA512)
- *   6. gateway check   POST /v1/gateway/check with a Kraken-signed request   ratio to 1, target >= 0.60,
- *                      and to 5 (how much of a bare signature check the whole decision keeps)
+ * Baselines, each answering the same bytes Portcullis answers for the request it stands beside:
+ *   bare Node         node:http answering POST /v1/gateway/check's allowed answer, fed the same signed POSTs
+ *   bare Fastify      a Fastify 5 route answering the same, and a GET route answering GET /v1/session's body
+ *   raw Argon2id      verify() of @node-rs/argon2, same params (in a child process, nothing else loaded)
+ *   bare HMAC         Kraken's API-Sign computed in a loop, in this process (SHA-256 + HMAC-SHA512)
  *
- * Accounts are made through the API (sign-up, the link from the development mail outbox, verification),
- * each signing up with the device id it later signs in with, so no device approval is asked.
+ * The gateway (SQLite unless named), on the path a venue runs all day and on its refusals:
+ *   allowed           POST /v1/gateway/check, 8 pro accounts x 50 keys, Balance calls in nonce order,
+ *                     round-robin over the keys and counted in requests (autocannon `amount`) so every
+ *                     key stays inside Kraken's burst of 20: nearly every answer is a real allow
+ *                                                             ratio to bare Node, target >= 0.4 (aim 0.5)
+ *   bad signature     one key, a wrong signature, a new source address per request (no lockout builds up)
+ *   rate limit        one key whose call counter is exhausted
+ *   lockout           one source address locked out by ten bad signatures
+ *                     (each refusal path: ratio to the allowed path, target >= 1)
+ *   proxied           POST /0/private/Balance through the gateway to a local upstream (a bare Node server
+ *                     standing in for the venue)                ratio to bare Node
+ *   PostgreSQL + Redis, 1 and 2 instances: the allowed path, both instances' answers added up
+ *   CPU profile       the allowed load again on a server run with --cpu-prof: self time by function and
+ *                     by file or package, within the load's window ("where the time goes")
  *
- * Every server runs in its own child process on 127.0.0.1; autocannon loads it from this process. The
- * results are printed as a table and written to bench/results/latest.json.
+ * Sessions and sign-in (SQLite, then PostgreSQL + Redis with 1 and 2 instances):
+ *   session check     GET /v1/session with a bearer token      ratio to bare Fastify (same body), >= 0.5
+ *   sign-in           POST /v1/sign-in with the correct password   ratio to raw Argon2id, target >= 0.85
+ *   memory            RSS after a session-check load with 100,000 sessions stored
+ * and Better Auth on the same engine with the same loads, side by side.
+ *
+ * Accounts and API keys are made through the API (sign-up, the link from the development mail outbox,
+ * verification; the tier set by the operator API; each key created with a password step-up), each
+ * account signing up with the device id it later signs in with, so no device approval is asked.
+ *
+ * Every server runs in its own child process on 127.0.0.1. The results are printed as a table and written
+ * to bench/results/latest.json and bench/REPORT.md.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -25,26 +46,45 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import autocannon from "autocannon";
 import pg from "pg";
-import { krakenSignature } from "../src/client/kraken-client.js";
+import { krakenSignature, krakenSignatureBytes } from "../src/client/kraken-client.js";
 import { defaultSettings } from "../src/config/settings.js";
 import { measureBetterAuth } from "./better-auth.js";
+import { type ProfileSummary, summariseProfile } from "./cpu-profile.js";
 import { insertPortcullisSessions, MEMORY_LOAD, readRssMb, STORED_SESSIONS } from "./session-memory.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const RESULTS_FILE = path.join(ROOT, "bench", "results", "latest.json");
 
 /** Load settings: connections, warm-up and measured seconds. */
-const BASELINE = { connections: 10, warmupSeconds: 2, seconds: 8 };
-const SESSION_CHECK = { connections: 10, warmupSeconds: 2, seconds: 8 };
+const BASELINE = { connections: 10, warmupSeconds: 2, seconds: 6 };
+const SESSION_CHECK = { connections: 10, warmupSeconds: 2, seconds: 6 };
 // Four sign-ins in flight keep libuv's four pool threads, and so both cores, busy with Argon2.
-const SIGN_IN = { connections: 4, warmupSeconds: 2, seconds: 10 };
-const RAW_ARGON2 = { concurrency: SIGN_IN.connections, warmupSeconds: 1, seconds: 8 };
-
-const GATEWAY_CHECK = { connections: 10, warmupSeconds: 2, seconds: 8 };
+const SIGN_IN = { connections: 4, warmupSeconds: 2, seconds: 8 };
+const RAW_ARGON2 = { concurrency: SIGN_IN.connections, warmupSeconds: 1, seconds: 6 };
 const BARE_HMAC = { seconds: 3 };
 
-const TARGET_SESSION_VS_BASELINE = 0.7;
-const TARGET_GATEWAY_VS_BASELINE = 0.6;
+/**
+ * The allowed path: 8 accounts of 50 keys (an account holds at most 50). Kraken's counter for the pro tier
+ * allows a burst of 20 calls, then one a second, per key: the warm-up sends each key 2 calls and the
+ * measurement 17, round-robin, so no key passes its ceiling and nearly every answer is an allow.
+ */
+const GATEWAY = { accounts: 8, keysPerAccount: 50, connections: 10, warmupPerKey: 2, measuredPerKey: 17 };
+/** The refusal paths are counted in seconds: they never run out. */
+const REFUSALS = { connections: GATEWAY.connections, warmupSeconds: 1, seconds: 4 };
+/**
+ * The rate-limit path takes this many of the allowed path's keys (nonce window 0, like them), so the
+ * round-robin keeps each key's nonces in order over the parallel connections.
+ */
+const RATE_LIMITED_KEYS = 50;
+/** Long enough for a pro key's counter (one call a second) to drain from 19 to 0 before it is used again. */
+const KEY_REST_MS = 20_000;
+/** Sampling interval of the profiled server (V8's default is 1000 µs). */
+const PROFILE_INTERVAL_US = 500;
+
+const TARGET_SESSION_VS_FASTIFY = 0.5;
+const TARGET_GATEWAY_VS_NODE = 0.4;
+const GATEWAY_AIM_VS_NODE = 0.5;
+const TARGET_REFUSAL_VS_ALLOWED = 1;
 const ADMIN_TOKEN = randomBytes(32).toString("base64url");
 const SERVICE_TOKEN = randomBytes(32).toString("base64url");
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -68,6 +108,8 @@ interface Row {
   /** Share of the machine's CPU time used by processes outside this benchmark while measuring. */
   otherCpu: number | null;
   notes: string;
+  /** Gateway loads: the share of answers that were the outcome measured (an allow, or that refusal). */
+  share?: number;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -106,11 +148,16 @@ interface Started {
  * Runs a TypeScript file with `node --import tsx` (one process, so killing its pid ends it). PORTCULLIS_*
  * variables of this shell are not passed on: the server gets exactly the configuration given here.
  */
-function startScript(script: string, args: string[], env: Record<string, string>): Started {
+function startScript(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+): Started {
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !name.startsWith("PORTCULLIS_")),
   );
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", script, ...args], {
     cwd: ROOT,
     env: { ...inherited, ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -126,12 +173,13 @@ function startScript(script: string, args: string[], env: Record<string, string>
   return { child, output: () => output };
 }
 
-async function stopScript(started: Started): Promise<void> {
+/** SIGTERM, then SIGKILL if the child has not exited after `graceMs`. */
+async function stopScript(started: Started, graceMs = 5000): Promise<void> {
   const { child } = started;
   if (!isRunning(child)) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.kill("SIGTERM");
-  const inTime = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+  const inTime = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
   if (!inTime && isRunning(child)) {
     child.kill("SIGKILL");
     await exited;
@@ -253,6 +301,31 @@ function cpuSample(): CpuSample | null {
   }
 }
 
+/**
+ * Waits (at most `timeoutMs`) until `servers` use under 5% of a core over half a second: work left from
+ * setting up (the mail a new API key sends its owner, a batch still being written) must not fall into
+ * the next measurement.
+ */
+async function settle(servers: Portcullis[], timeoutMs = 20_000): Promise<void> {
+  const ticks = () =>
+    servers.reduce((sum, server) => {
+      const pid = server.server.child.pid;
+      if (pid === undefined || !isRunning(server.server.child)) return sum;
+      const [utime = 0, stime = 0] = processTicks(pid);
+      return sum + utime + stime;
+    }, 0);
+  const perSecond = 100; // USER_HZ on Linux
+  const deadline = Date.now() + timeoutMs;
+  let last = ticks();
+  while (Date.now() < deadline) {
+    await sleep(500);
+    const now = ticks();
+    if ((now - last) / (perSecond / 2) < 0.05) return;
+    last = now;
+  }
+  log(`the servers were still busy after ${timeoutMs / 1000} s; measuring anyway`);
+}
+
 function otherCpuShare(start: CpuSample | null, end: CpuSample | null): number | null {
   if (!start || !end || end.total <= start.total) return null;
   const other = end.busy - start.busy - (end.ours - start.ours);
@@ -290,19 +363,58 @@ async function load(
   };
 }
 
-async function measureBaseline(): Promise<LoadResult> {
+/** A body Portcullis answered, to be answered byte for byte by a baseline server. */
+interface Answer {
+  body: Buffer;
+  contentType: string;
+}
+
+interface Baseline {
+  server: Started;
+  /** Where it listens: http://127.0.0.1:port */
+  origin: string;
+}
+
+/**
+ * Starts bench/baseline-server.ts: `kind` node (node:http) or fastify, answering `method path` with
+ * `answer`'s bytes and Content-Type; up once it answers that request.
+ */
+async function startBaseline(
+  kind: "node" | "fastify",
+  method: "GET" | "POST",
+  route: string,
+  answer: Answer,
+  dir: string,
+): Promise<Baseline> {
   const port = await freePort();
-  const server = startScript("bench/baseline-server.ts", [], { BENCH_PORT: String(port) });
-  try {
-    const url = `http://127.0.0.1:${port}/`;
-    await waitUntilUp(url, server, 20_000);
-    return await load(
-      { url, connections: BASELINE.connections, duration: BASELINE.seconds },
-      BASELINE.warmupSeconds,
-    );
-  } finally {
-    await stopScript(server);
+  const bodyFile = path.join(dir, `baseline-${kind}-${port}.body`);
+  fs.writeFileSync(bodyFile, answer.body);
+  const server = startScript("bench/baseline-server.ts", [], {
+    BENCH_PORT: String(port),
+    BENCH_SERVER: kind,
+    BENCH_METHOD: method,
+    BENCH_PATH: route,
+    BENCH_BODY_FILE: bodyFile,
+    BENCH_CONTENT_TYPE: answer.contentType,
+  });
+  const origin = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (!isRunning(server.child)) throw new Error(`baseline exited while starting:\n${server.output()}`);
+    try {
+      const response = await fetch(`${origin}${route}`, {
+        method,
+        ...(method === "POST" ? { headers: { "content-type": "application/json" }, body: "{}" } : {}),
+      });
+      const body = Buffer.from(await response.arrayBuffer());
+      if (response.ok && body.equals(answer.body)) return { server, origin };
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(100);
   }
+  await stopScript(server);
+  throw new Error(`the ${kind} baseline did not answer within 20 s:\n${server.output()}`);
 }
 
 /** What bench/argon2-rate.ts prints. */
@@ -347,28 +459,40 @@ interface Portcullis {
 interface Backing {
   databaseUrl?: string;
   redisUrl?: string;
+  /** The venue's server behind the gateway. */
+  upstreamUrl?: string;
 }
 
-async function startPortcullis(dataDir: string, backing: Backing = {}): Promise<Portcullis> {
+async function startPortcullis(
+  dataDir: string,
+  backing: Backing = {},
+  nodeArgs: string[] = [],
+): Promise<Portcullis> {
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
-  const server = startScript("src/cli/main.ts", ["serve"], {
-    PORTCULLIS_ENV: "development",
-    PORTCULLIS_DATABASE_URL: backing.databaseUrl ?? `sqlite:${path.join(dataDir, "portcullis.db")}`,
-    ...(backing.redisUrl ? { PORTCULLIS_REDIS_URL: backing.redisUrl } : {}),
-    // Instances of one deployment share the data folder: its data key seals secrets for all of them.
-    PORTCULLIS_DATA_DIR: dataDir,
-    PORTCULLIS_HOST: "127.0.0.1",
-    PORTCULLIS_PORT: String(port),
-    PORTCULLIS_PUBLIC_URL: baseUrl,
-    PORTCULLIS_BOT_CHECK: "off",
-    PORTCULLIS_LOG_LEVEL: "warn",
-    // The sign-in load comes from one address; it names a different client address per request instead.
-    PORTCULLIS_TRUSTED_PROXIES: "127.0.0.1",
-    PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
-    PORTCULLIS_SERVICE_TOKEN: SERVICE_TOKEN,
-    // No PORTCULLIS_SMTP_URL: mail goes to <dataDir>/outbox/*.json.
-  });
+  const server = startScript(
+    "src/cli/main.ts",
+    ["serve"],
+    {
+      PORTCULLIS_ENV: "development",
+      PORTCULLIS_DATABASE_URL: backing.databaseUrl ?? `sqlite:${path.join(dataDir, "portcullis.db")}`,
+      ...(backing.redisUrl ? { PORTCULLIS_REDIS_URL: backing.redisUrl } : {}),
+      ...(backing.upstreamUrl ? { PORTCULLIS_UPSTREAM_URL: backing.upstreamUrl } : {}),
+      // Instances of one deployment share the data folder: its data key seals secrets for all of them.
+      PORTCULLIS_DATA_DIR: dataDir,
+      PORTCULLIS_HOST: "127.0.0.1",
+      PORTCULLIS_PORT: String(port),
+      PORTCULLIS_PUBLIC_URL: baseUrl,
+      PORTCULLIS_BOT_CHECK: "off",
+      PORTCULLIS_LOG_LEVEL: "warn",
+      // The sign-in load comes from one address; it names a different client address per request instead.
+      PORTCULLIS_TRUSTED_PROXIES: "127.0.0.1",
+      PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+      PORTCULLIS_SERVICE_TOKEN: SERVICE_TOKEN,
+      // No PORTCULLIS_SMTP_URL: mail goes to <dataDir>/outbox/*.json.
+    },
+    nodeArgs,
+  );
   await waitUntilUp(`${baseUrl}/readyz`, server, 30_000);
   return { server, baseUrl, dataDir };
 }
@@ -561,12 +685,16 @@ async function loadSpread(
 
 /**
  * An API key made as its owner makes one: POST /v1/api-keys answers step_up_required, the action is
- * confirmed with the password (no second factor enrolled), and the request is repeated with its id. The
- * nonce window lets the load's connections deliver their nonces in any order.
+ * confirmed with the password (no second factor enrolled), and the request is repeated with its id.
  */
-async function createApiKey(portcullis: Portcullis, token: string): Promise<{ key: string; secret: string }> {
+async function createApiKey(
+  portcullis: Portcullis,
+  token: string,
+  name: string,
+  nonceWindow: number,
+): Promise<{ key: BenchKey; token: string }> {
   const auth = { authorization: `Bearer ${token}` };
-  const body = { name: "bench", permissions: ["funds_query"], nonceWindow: 1_000_000_000 };
+  const body = { name, permissions: ["funds_query"], nonceWindow };
   const first = await postJson(`${portcullis.baseUrl}/v1/api-keys`, body, auth);
   const actionId = (first.json.error as { actionId?: string } | undefined)?.actionId;
   if (first.status !== 403 || !actionId) throw new Error(`no step-up: ${JSON.stringify(first.json)}`);
@@ -581,7 +709,288 @@ async function createApiKey(portcullis: Portcullis, token: string): Promise<{ ke
     "x-action-id": actionId,
   });
   if (created.status !== 201) throw new Error(`key not created: ${JSON.stringify(created.json)}`);
-  return { key: created.json.key as string, secret: created.json.secret as string };
+  const secret = created.json.secret as string;
+  return {
+    key: {
+      key: created.json.key as string,
+      secret,
+      hmacKey: Buffer.from(secret, "base64"),
+      nonce: BigInt(Date.now()) * 1000n,
+    },
+    // Confirming rotates the session's token: the old one no longer works.
+    token: renewed,
+  };
+}
+
+/** A key as the load generator holds it: its secret decoded once, and the next nonce it signs with. */
+interface BenchKey {
+  key: string;
+  secret: string;
+  hmacKey: Buffer;
+  nonce: bigint;
+}
+
+async function accountId(portcullis: Portcullis, token: string): Promise<string> {
+  const response = await fetch(`${portcullis.baseUrl}/v1/session`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const json = (await response.json()) as { account?: { id?: string } };
+  if (!response.ok || !json.account?.id) throw new Error(`no session: ${JSON.stringify(json)}`);
+  return json.account.id;
+}
+
+/** The operator raises the account to the pro tier (the highest call counter, as bots are given). */
+async function makePro(portcullis: Portcullis, token: string): Promise<void> {
+  const id = await accountId(portcullis, token);
+  const response = await fetch(`${portcullis.baseUrl}/v1/admin/accounts/${id}/verification`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ tier: "pro" }),
+  });
+  if (!response.ok) throw new Error(`tier not set: ${response.status} ${await response.text()}`);
+}
+
+/**
+ * The allowed path's keys: GATEWAY.accounts pro accounts of GATEWAY.keysPerAccount keys each, with
+ * Kraken's default nonce window (0: every nonce above the last), as a bot uses them. Accounts in parallel,
+ * each account's keys one after another (every creation is a password step-up).
+ */
+async function createGatewayKeys(portcullis: Portcullis): Promise<BenchKey[]> {
+  const perAccount = await Promise.all(
+    Array.from({ length: GATEWAY.accounts }, async (_, a) => {
+      const account = await createVerifiedAccount(portcullis, 100 + a);
+      let token = await sessionToken(portcullis, account, "pro");
+      await makePro(portcullis, token);
+      const keys: BenchKey[] = [];
+      for (let k = 0; k < GATEWAY.keysPerAccount; k += 1) {
+        const created = await createApiKey(portcullis, token, `bot ${k}`, 0);
+        keys.push(created.key);
+        token = created.token;
+      }
+      return keys;
+    }),
+  );
+  // Interleaved by account, so consecutive requests of the round-robin belong to different accounts.
+  return Array.from({ length: GATEWAY.keysPerAccount }, (_, k) => perAccount.map((keys) => keys[k]!)).flat();
+}
+
+/** Kraken's signed Balance call with a key's next nonce (a wrong secret signs it when `forge` is set). */
+function signedBalance(key: BenchKey, forge = false): { headers: Record<string, string>; body: string } {
+  key.nonce += 1n;
+  const nonce = key.nonce.toString();
+  const body = `nonce=${nonce}`;
+  const sign = krakenSignatureBytes(forge ? FORGED_SECRET : key.hmacKey, BALANCE, nonce, body);
+  return {
+    headers: {
+      "API-Key": key.key,
+      "API-Sign": sign.toString("base64"),
+      "content-type": "application/x-www-form-urlencoded",
+    },
+    body,
+  };
+}
+
+const BALANCE = "/0/private/Balance";
+const FORGED_SECRET = randomBytes(64);
+
+/** The check endpoint's request for a signed call from `ip`, as a venue's proxy sends it. */
+function checkBody(signed: { headers: Record<string, string>; body: string }, ip: string): string {
+  return JSON.stringify({ path: BALANCE, headers: signed.headers, body: signed.body, ip });
+}
+
+/** Where the client of the gateway loads sits, unless a load names other addresses. */
+const CLIENT_IP = "203.0.113.9";
+
+/** What one load sends: its route, and each request's headers and body, built as it is sent. */
+interface LoadRequest {
+  method: "GET" | "POST";
+  path: string;
+  build(): { headers: Record<string, string>; body?: string };
+}
+
+/** The gateway check endpoint, round-robin over `keys`, from `ip()`; signed wrongly when `forge` is set. */
+function checkRequests(keys: BenchKey[], ip: () => string, forge = false): LoadRequest {
+  let next = 0;
+  return {
+    method: "POST",
+    path: "/v1/gateway/check",
+    build: () => {
+      const key = keys[next % keys.length]!;
+      next += 1;
+      return {
+        headers: { "content-type": "application/json", authorization: `Bearer ${SERVICE_TOKEN}` },
+        body: checkBody(signedBalance(key, forge), ip()),
+      };
+    },
+  };
+}
+
+/** Kraken's private Balance call sent to the gateway itself, round-robin over `keys`. */
+function proxiedRequests(keys: BenchKey[]): LoadRequest {
+  let next = 0;
+  return {
+    method: "POST",
+    path: BALANCE,
+    build: () => {
+      const key = keys[next % keys.length]!;
+      next += 1;
+      return signedBalance(key);
+    },
+  };
+}
+
+/** What an answer was: "allow", or the Kraken error it carried (check endpoint and gateway alike). */
+function outcomeOf(status: number, body: string): string {
+  if (body.startsWith('{"allow":true')) return "allow";
+  const error = /"error":\[?"([^"]+)"/.exec(body)?.[1];
+  if (error) return error;
+  // The venue's own answer, passed through (its error list is empty).
+  return status === 200 && !body.startsWith('{"allow"') ? "allow" : `HTTP ${status}`;
+}
+
+/** How long a load runs: a number of seconds, or a number of requests (spread over the instances). */
+type Span = { seconds: number } | { amount: number };
+
+interface OutcomeLoad extends LoadResult {
+  /** The share of answers that were the outcome measured. */
+  share: number;
+  /** Answers per outcome in the measured part. */
+  outcomes: Record<string, number>;
+  /** When the measured part ran, in microseconds of the monotonic clock (process.hrtime). */
+  window: { fromUs: number; toUs: number };
+}
+
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
+/**
+ * Loads one or more instances (a round-robin balancer's share of the connections and requests each) with
+ * `request`, a warm-up first; counts every answer by its outcome, and reports the answers per second
+ * that were `expected` (added up over the instances), their share of all answers, and the p99 latency.
+ */
+async function loadOutcomes(
+  origins: string[],
+  connections: number,
+  request: LoadRequest,
+  expected: string,
+  warmup: Span,
+  measured: Span,
+): Promise<OutcomeLoad> {
+  const share = Math.max(1, Math.floor(connections / origins.length));
+  const counts = origins.map(() => new Map<string, number>());
+  const options = (
+    i: number,
+    span: Span,
+  ): autocannon.Options & { connections: number; duration: number } => ({
+    url: origins[i]!,
+    connections: share,
+    duration: "seconds" in span ? span.seconds : 3600,
+    ...("amount" in span ? { amount: Math.max(share, Math.round(span.amount / origins.length)) } : {}),
+    requests: [
+      {
+        method: request.method,
+        path: request.path,
+        setupRequest: (req) => {
+          const { headers, body } = request.build();
+          return { ...req, headers: { ...req.headers, ...headers }, ...(body === undefined ? {} : { body }) };
+        },
+        onResponse: (status, body) => {
+          const outcome = outcomeOf(status, body);
+          counts[i]!.set(outcome, (counts[i]!.get(outcome) ?? 0) + 1);
+        },
+      },
+    ],
+  });
+  await Promise.all(origins.map((_, i) => autocannon(options(i, warmup))));
+  for (const count of counts) count.clear();
+  const before = cpuSample();
+  const fromUs = monotonicUs();
+  const results = await Promise.all(origins.map((_, i) => autocannon(options(i, measured))));
+  const toUs = monotonicUs();
+  const otherCpu = otherCpuShare(before, cpuSample());
+  const outcomes: Record<string, number> = {};
+  let total = 0;
+  let reqPerSec = 0;
+  results.forEach((result, i) => {
+    for (const [outcome, n] of counts[i]!) {
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + n;
+      total += n;
+    }
+    reqPerSec += (counts[i]!.get(expected) ?? 0) / result.duration;
+  });
+  const errors = results.reduce((sum, r) => sum + r.errors + r.timeouts, 0);
+  const listed = Object.entries(outcomes)
+    .sort((a, b) => b[1] - a[1])
+    .map(([outcome, n]) => `${n} ${outcome === "allow" ? "allowed" : outcome}`)
+    .join(", ");
+  return {
+    reqPerSec,
+    p99Ms: Math.max(...results.map((r) => r.latency.p99)),
+    otherCpu,
+    share: total > 0 ? (outcomes[expected] ?? 0) / total : 0,
+    outcomes,
+    window: { fromUs, toUs },
+    notes: `${listed}${errors > 0 ? `; ${errors} connection errors or timeouts` : ""}`,
+  };
+}
+
+/** The allowed path over `keys`: 2 calls a key to warm up, then 17 a key measured (see GATEWAY). */
+function loadAllowed(origins: string[], request: LoadRequest, keys: BenchKey[]): Promise<OutcomeLoad> {
+  return loadOutcomes(
+    origins,
+    GATEWAY.connections,
+    request,
+    "allow",
+    { amount: keys.length * GATEWAY.warmupPerKey },
+    { amount: keys.length * GATEWAY.measuredPerKey },
+  );
+}
+
+/** A new IPv4 source address per call (from a /10 of its own), so no address reaches the lockout. */
+function rotatingAddresses(): () => string {
+  let n = 0;
+  return () => {
+    n += 1;
+    return `100.${64 + ((n >> 16) & 63)}.${(n >> 8) & 255}.${n & 255}`;
+  };
+}
+
+/** One allowed decision, answered by the check endpoint: the bytes the baselines answer. */
+async function allowedAnswer(portcullis: Portcullis, key: BenchKey): Promise<Answer> {
+  const response = await fetch(`${portcullis.baseUrl}/v1/gateway/check`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${SERVICE_TOKEN}` },
+    body: checkBody(signedBalance(key), CLIENT_IP),
+  });
+  const body = Buffer.from(await response.arrayBuffer());
+  if (!response.ok || !body.toString("utf8").startsWith('{"allow":true'))
+    throw new Error(`the check did not allow: ${response.status} ${body.toString("utf8")}`);
+  return { body, contentType: response.headers.get("content-type") ?? "application/json" };
+}
+
+/** GET /v1/session's answer for `token`: the bytes the session baseline answers. */
+async function sessionAnswer(portcullis: Portcullis, token: string): Promise<Answer> {
+  const response = await fetch(`${portcullis.baseUrl}/v1/session`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  if (!response.ok) throw new Error(`GET /v1/session answered ${response.status}`);
+  return {
+    body: Buffer.from(await response.arrayBuffer()),
+    contentType: response.headers.get("content-type") ?? "application/json",
+  };
+}
+
+/** Ten bad signatures from `ip`: the address is locked out (checked: the next answer says so). */
+async function lockOut(portcullis: Portcullis, key: BenchKey, ip: string): Promise<void> {
+  let last = "";
+  for (let i = 0; i < 11; i += 1) {
+    const response = await fetch(`${portcullis.baseUrl}/v1/gateway/check`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${SERVICE_TOKEN}` },
+      body: checkBody(signedBalance(key, true), ip),
+    });
+    last = outcomeOf(response.status, await response.text());
+  }
+  if (last !== "EGeneral:Temporary lockout") throw new Error(`${ip} is not locked out: ${last}`);
 }
 
 /** Kraken's signature computed back to back: what verifying a signature costs with nothing around it. */
@@ -602,72 +1011,18 @@ function measureBareHmac(secret: string): LoadResult {
   return { reqPerSec: count / seconds, p99Ms: 0, otherCpu: null, notes: `${count} signatures, one core` };
 }
 
-/**
- * The venue's check endpoint, each request a fresh Kraken-signed Balance call (signed by the load
- * generator). Every answer is a full decision — key, IP, signature, nonce, permission, the capability
- * function, the call counter, an audit entry — and the key's counter soon answers "EAPI:Rate limit
- * exceeded", the last check: the table counts decisions, and notes how many allowed.
- */
-async function measureGatewayCheck(
-  portcullis: Portcullis,
-  apiKey: { key: string; secret: string },
-): Promise<LoadResult> {
-  let nonce = BigInt(Date.now()) * 1000n;
-  let allowed = 0;
-  let decisions = 0;
-  const path = "/0/private/Balance";
-  const result = await load(
-    {
-      url: portcullis.baseUrl,
-      connections: GATEWAY_CHECK.connections,
-      duration: GATEWAY_CHECK.seconds,
-      requests: [
-        {
-          method: "POST",
-          path: "/v1/gateway/check",
-          setupRequest: (request) => {
-            nonce += 1n;
-            const body = `nonce=${nonce}`;
-            return {
-              ...request,
-              headers: {
-                ...request.headers,
-                "content-type": "application/json",
-                authorization: `Bearer ${SERVICE_TOKEN}`,
-              },
-              body: JSON.stringify({
-                path,
-                headers: {
-                  "API-Key": apiKey.key,
-                  "API-Sign": krakenSignature(apiKey.secret, path, nonce.toString(), body),
-                },
-                body,
-                ip: "203.0.113.9",
-              }),
-            };
-          },
-          onResponse: (_status, body) => {
-            decisions += 1;
-            if (body.startsWith('{"allow":true')) allowed += 1;
-          },
-        },
-      ],
-    },
-    GATEWAY_CHECK.warmupSeconds,
-  );
-  const refusedOtherwise = decisions - allowed;
-  return {
-    ...result,
-    notes:
-      `${allowed} allowed, ${refusedOtherwise} refused (rate limit) in warm-up and run; ${result.notes}`.replace(
-        /; $/,
-        "",
-      ),
-  };
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Report.
+
+/** A ratio shown for information, with no target. */
+function untargeted(row: Row): Row {
+  return { ...row, target: null, meetsTarget: null };
+}
+
+/** A measurement compared with nothing (a baseline). */
+function plain(name: string, result: LoadResult): Row {
+  return { name, ...result, ratio: null, comparedTo: null, target: null, meetsTarget: null };
+}
 
 function ratioRow(name: string, measured: LoadResult, base: Row, target: number): Row {
   const ratio = base.reqPerSec > 0 ? measured.reqPerSec / base.reqPerSec : 0;
@@ -708,6 +1063,32 @@ function printTable(rows: Row[]): void {
 
 const REPORT_FILE = path.join(ROOT, "bench", "REPORT.md");
 
+/** The profiled allowed load and where its time went. */
+interface Profiled {
+  load: OutcomeLoad;
+  summary: ProfileSummary;
+  /** False when the load's window could not be placed in the profile and the whole run is summed. */
+  windowed: boolean;
+}
+
+/** Text for a Markdown table cell: pipes escaped, and code-looking names kept literal. */
+function mdCell(text: string): string {
+  return `\`${text.replaceAll("|", "\\|").replaceAll("`", "'")}\``;
+}
+
+function printProfile(profile: Profiled): void {
+  const { summary } = profile;
+  console.log(
+    `where the time goes (allowed path, ${summary.busyMs.toFixed(0)} ms busy of ${summary.windowMs.toFixed(0)} ms sampled${profile.windowed ? "" : ", whole run"}):`,
+  );
+  for (const f of summary.functions) console.log(`  ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
+  console.log("by file or package:");
+  for (const f of summary.files) console.log(`  ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
+  console.log("by the nearest repository function on the stack (with what it calls):");
+  for (const f of summary.repository) console.log(`  ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
+  console.log("");
+}
+
 /** Portcullis beside another system: the ratio of throughputs and whether p99 latency is lower. */
 interface Comparison {
   name: string;
@@ -722,6 +1103,7 @@ function writeReport(
   rows: Row[],
   comparisons: Comparison[],
   memory: { name: string; rssMb: number }[],
+  profile: Profiled,
   startedAt: Date,
 ): void {
   const cpus = os.cpus();
@@ -739,14 +1121,49 @@ function writeReport(
     "",
     "## Throughput",
     "",
-    "| measurement | req/s | p99 ms | ratio | to | target | other CPU |",
-    "| --- | ---: | ---: | ---: | --- | --- | ---: |",
+    "Gateway rows count the answers per second that were the outcome named (an allow, or that refusal);",
+    "'share' is their part of all answers. The allowed path sends each of",
+    `${GATEWAY.accounts * GATEWAY.keysPerAccount} pro-tier keys (${GATEWAY.accounts} accounts × ${GATEWAY.keysPerAccount}) ${GATEWAY.warmupPerKey} Balance calls to warm up, then ${GATEWAY.measuredPerKey} measured, round-robin`,
+    "in nonce order, inside Kraken's burst of 20; the baselines answer the same bytes Portcullis",
+    `answers, to the same requests, over the same ${GATEWAY.connections} connections. The allowed path aims at ${GATEWAY_AIM_VS_NODE} × bare Node.`,
+    "",
+    "| measurement | req/s | share | p99 ms | ratio | to | target | other CPU |",
+    "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |",
     ...rows.map(
       (row) =>
-        `| ${row.name} | ${fmt(row.reqPerSec)} | ${row.p99Ms === 0 ? "< 1" : row.p99Ms.toFixed(0)} | ${row.ratio === null ? "–" : ratio(row.ratio)} | ${row.comparedTo ?? "–"} | ${row.target === null ? "–" : `≥ ${row.target} ${row.meetsTarget ? "(met)" : "(not met)"}`} | ${row.otherCpu === null ? "?" : `${Math.round(row.otherCpu * 100)}%`} |`,
+        `| ${row.name} | ${fmt(row.reqPerSec)} | ${row.share === undefined ? "–" : `${(row.share * 100).toFixed(1)}%`} | ${row.p99Ms === 0 ? "< 1" : row.p99Ms.toFixed(0)} | ${row.ratio === null ? "–" : ratio(row.ratio)} | ${row.comparedTo ?? "–"} | ${row.target === null ? "–" : `≥ ${row.target} ${row.meetsTarget ? "(met)" : "(not met)"}`} | ${row.otherCpu === null ? "?" : `${Math.round(row.otherCpu * 100)}%`} |`,
     ),
     "",
   ];
+  const { summary } = profile;
+  const pct = (share: number) => `${(share * 100).toFixed(1)}%`;
+  lines.push(
+    "## Where the time goes: the gateway's allowed path",
+    "",
+    `The allowed load once more (${fmt(profile.load.reqPerSec)} allowed/s, ${pct(profile.load.share)} allowed, under the profiler) on the`,
+    `same SQLite data, the server run with \`--cpu-prof --cpu-prof-interval=${PROFILE_INTERVAL_US}\`. Self time of the`,
+    `main thread's samples ${profile.windowed ? "taken during the measured load" : "of the whole run (the load's window could not be placed)"}: ${fmt(summary.busyMs)} ms busy`,
+    `of ${fmt(summary.windowMs)} ms (${pct(summary.windowMs > 0 ? summary.busyMs / summary.windowMs : 0)}), ${summary.samples.toLocaleString("en-US")} samples. '(native …)' is time in V8 builtins and C++`,
+    "bindings that V8 shows as frames of their own (the sockets' `writev`); '(program)' is V8 itself,",
+    "'(garbage collector)' the collector. better-sqlite3's statements run synchronously inside",
+    "kysely's `executeQuery`, and V8 charges their native time to it: that row is SQLite executing.",
+    "",
+    "| function (self time) | ms | share of busy |",
+    "| --- | ---: | ---: |",
+    ...summary.functions.map((f) => `| ${mdCell(f.name)} | ${fmt(f.ms)} | ${pct(f.share)} |`),
+    "",
+    "| file or package (self time) | ms | share of busy |",
+    "| --- | ---: | ---: |",
+    ...summary.files.map((f) => `| ${mdCell(f.name)} | ${fmt(f.ms)} | ${pct(f.share)} |`),
+    "",
+    "Each sample charged instead to the nearest function of the repository's own code on its stack",
+    "(with the packages, node internals and native code it called below it):",
+    "",
+    "| repository function (with what it calls) | ms | share of busy |",
+    "| --- | ---: | ---: |",
+    ...summary.repository.map((f) => `| ${mdCell(f.name)} | ${fmt(f.ms)} | ${pct(f.share)} |`),
+    "",
+  );
   if (comparisons.length) {
     lines.push(
       "## Side by side",
@@ -785,7 +1202,9 @@ function writeReport(
     "`postgres://postgres@127.0.0.1:5432/test`, a schema of its own per run) and `BENCH_REDIS_URL`",
     "(default `redis://127.0.0.1:6379`) point elsewhere. Each server runs in a child process on",
     "127.0.0.1 and autocannon loads it from the parent after an uncounted warm-up; the load generator",
-    "shares the machine, so a column 'other CPU' above 5% marks a figure as unreliable.",
+    "(which also signs every gateway request, for the baselines too) shares the machine, so a column",
+    "'other CPU' above 5% marks a figure as unreliable. The gateway loads are short (a few thousand",
+    "requests, so that no key passes Kraken's burst): compare several runs before trusting a ratio.",
     "",
   );
   fs.writeFileSync(REPORT_FILE, `${lines.join("\n")}`);
@@ -802,11 +1221,18 @@ function log(message: string): void {
 /**
  * Starts a deployment — one instance on SQLite, or `instances` sharing a fresh PostgreSQL schema and the
  * local Redis — makes the sign-in accounts through the API, runs `measure`, and takes everything down.
+ * `addInstance` starts one more instance of the same deployment; servers `measure` starts itself go
+ * into `servers`, so they are stopped too.
  */
 async function deployment<T>(
   kind: string,
   instances: number,
-  measure: (servers: Portcullis[], accounts: BenchAccount[]) => Promise<T>,
+  extra: Backing,
+  measure: (
+    servers: Portcullis[],
+    accounts: BenchAccount[],
+    addInstance: () => Promise<Portcullis>,
+  ) => Promise<T>,
 ): Promise<T> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-bench-"));
   tempDirs.add(dataDir);
@@ -814,14 +1240,22 @@ async function deployment<T>(
   const servers: Portcullis[] = [];
   try {
     log(`Portcullis: starting ${kind}`);
-    const backing: Backing = postgres ? { databaseUrl: postgres.url, redisUrl: REDIS_URL } : {};
+    const backing: Backing = {
+      ...extra,
+      ...(postgres ? { databaseUrl: postgres.url, redisUrl: REDIS_URL } : {}),
+    };
     // One after another: the first migrates the schema.
     for (let i = 0; i < instances; i += 1) servers.push(await startPortcullis(dataDir, backing));
     const first = servers[0]!;
     const accounts = await Promise.all(
       Array.from({ length: SIGN_IN.connections }, (_, i) => createVerifiedAccount(first, i + 1)),
     );
-    return await measure(servers, accounts);
+    const addInstance = async () => {
+      const added = await startPortcullis(dataDir, backing);
+      servers.push(added);
+      return added;
+    };
+    return await measure(servers, accounts, addInstance);
   } catch (error) {
     for (const server of servers)
       console.error(`Portcullis server output (last lines):\n${server.server.output()}`);
@@ -834,72 +1268,240 @@ async function deployment<T>(
   }
 }
 
+/** Waits until `keys` last used at `usedAt` have drained their call counters. */
+async function restKeys(usedAt: number): Promise<void> {
+  const wait = usedAt + KEY_REST_MS - Date.now();
+  if (wait > 0) {
+    log(`waiting ${Math.ceil(wait / 1000)} s for the keys' call counters to drain`);
+    await sleep(wait);
+  }
+}
+
+/**
+ * The allowed load once more, on the same data restarted with --cpu-prof; the server is stopped with
+ * SIGTERM (it closes and exits, and node writes the profile on exit), and the samples taken during the
+ * measured part are summed.
+ */
+async function profileAllowedPath(
+  dataDir: string,
+  backing: Backing,
+  keys: BenchKey[],
+  servers: Portcullis[],
+  profileDir: string,
+): Promise<Profiled> {
+  const profiled = await startPortcullis(dataDir, backing, [
+    "--cpu-prof",
+    `--cpu-prof-dir=${profileDir}`,
+    `--cpu-prof-interval=${PROFILE_INTERVAL_US}`,
+  ]);
+  servers.push(profiled);
+  const measured = await loadAllowed(
+    [profiled.baseUrl],
+    checkRequests(keys, () => CLIENT_IP),
+    keys,
+  );
+  await stopScript(profiled.server, 30_000);
+  if (profiled.server.child.exitCode !== 0)
+    throw new Error(`the profiled server did not exit cleanly:\n${profiled.server.output()}`);
+  const file = fs.readdirSync(profileDir).find((name) => name.endsWith(".cpuprofile"));
+  if (!file) throw new Error(`no CPU profile written in ${profileDir}`);
+  const profilePath = path.join(profileDir, file);
+  // V8 stamps samples with the machine's monotonic clock, the one process.hrtime reads here: the window
+  // is the measured load as this process saw it. Should a platform differ, the whole profile is taken.
+  const whole = summariseProfile(profilePath, ROOT);
+  const { fromUs, toUs } = measured.window;
+  const windowed = summariseProfile(profilePath, ROOT, { fromUs, toUs });
+  const inWindow = windowed.samples > 0;
+  return { load: measured, summary: inWindow ? windowed : whole, windowed: inWindow };
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
   const { memoryCostKib, timeCost, parallelism } = defaultSettings.password;
   log(`${os.cpus().length} CPUs, Node ${process.version}; each number is compared within this run only`);
-
-  log(`baseline: bare Fastify, ${BASELINE.connections} connections, ${BASELINE.seconds} s`);
-  const baseline: Row = {
-    name: "baseline: bare Fastify GET",
-    ...(await measureBaseline()),
-    ratio: null,
-    comparedTo: null,
-    target: null,
-    meetsTarget: null,
-  };
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-bench-scratch-"));
+  tempDirs.add(scratch);
 
   log(
     `raw Argon2id verify (m=${memoryCostKib}, t=${timeCost}, p=${parallelism}), ${RAW_ARGON2.concurrency} at once`,
   );
-  const rawArgon2: Row = {
-    name: "raw Argon2id verify()",
-    ...(await measureRawArgon2()),
-    ratio: null,
-    comparedTo: null,
-    target: null,
-    meetsTarget: null,
-  };
+  const rawArgon2: Row = plain("raw Argon2id verify()", await measureRawArgon2());
+  const rows: Row[] = [];
 
-  const rows: Row[] = [baseline, rawArgon2];
-  const plain = (name: string, result: LoadResult): Row => ({
-    name,
-    ...result,
-    ratio: null,
-    comparedTo: null,
-    target: null,
-    meetsTarget: null,
-  });
+  // The venue behind the gateway: a bare Node server answering a Balance result.
+  const venueAnswer: Answer = {
+    body: Buffer.from(JSON.stringify({ error: [], result: { ZUSD: "171288.6158", XXBT: "0.0011240000" } })),
+    contentType: "application/json",
+  };
+  const venue = await startBaseline("node", "POST", BALANCE, venueAnswer, scratch);
 
   // 1. The default deployment: one process on SQLite.
-  const sqlite = await deployment("SQLite", 1, async (servers, accounts) => {
-    const server = servers[0];
-    const token = await sessionToken(server!, accounts[0]!);
+  const sqliteBacking: Backing = { upstreamUrl: venue.origin };
+  const sqlite = await deployment("SQLite", 1, sqliteBacking, async (servers, accounts) => {
+    const server = servers[0]!;
+    const origin = [server.baseUrl];
+    const token = await sessionToken(server, accounts[0]!);
+    log(`API keys: ${GATEWAY.accounts} pro accounts x ${GATEWAY.keysPerAccount}, each with a step-up`);
+    const keys = await createGatewayKeys(server);
+    const proToken = await sessionToken(server, accounts[0]!, "pro");
+    await makePro(server, proToken);
+    // A key of its own for the baselines' answer and the paths refused before the signature is accepted.
+    const { key: spare } = await createApiKey(server, proToken, "spare", 0);
+    const checkAnswer = await allowedAnswer(server, spare);
+    const sessionBody = await sessionAnswer(server, token);
+    await settle(servers);
+
+    // Baselines, answering the bytes Portcullis answered, loaded by the same client with the same requests.
+    const checkLoad = (origins: string[], request: LoadRequest) =>
+      loadOutcomes(
+        origins,
+        BASELINE.connections,
+        request,
+        "allow",
+        { seconds: BASELINE.warmupSeconds },
+        { seconds: BASELINE.seconds },
+      );
+    const baselineRow = async (
+      name: string,
+      kind: "node" | "fastify",
+      measure: (baseline: Baseline) => Promise<LoadResult>,
+      answer: Answer,
+      method: "GET" | "POST",
+      route: string,
+    ): Promise<Row> => {
+      log(`${name}: ${BASELINE.connections} connections, ${BASELINE.seconds} s`);
+      const baseline = await startBaseline(kind, method, route, answer, scratch);
+      try {
+        return plain(name, { ...(await measure(baseline)), notes: `${answer.body.length} bytes answered` });
+      } finally {
+        await stopScript(baseline.server);
+      }
+    };
+    const bareNode = await baselineRow(
+      "bare Node http: POST, the check's allowed answer",
+      "node",
+      (b) =>
+        checkLoad(
+          [b.origin],
+          checkRequests(keys, () => CLIENT_IP),
+        ),
+      checkAnswer,
+      "POST",
+      "/v1/gateway/check",
+    );
+    const bareFastify = await baselineRow(
+      "bare Fastify: POST, the check's allowed answer",
+      "fastify",
+      (b) =>
+        checkLoad(
+          [b.origin],
+          checkRequests(keys, () => CLIENT_IP),
+        ),
+      checkAnswer,
+      "POST",
+      "/v1/gateway/check",
+    );
+    const fastifySession = await baselineRow(
+      "bare Fastify: GET, /v1/session's answer",
+      "fastify",
+      (b) =>
+        load(
+          {
+            url: `${b.origin}/v1/session`,
+            headers: { authorization: `Bearer ${token}` },
+            connections: SESSION_CHECK.connections,
+            duration: SESSION_CHECK.seconds,
+          },
+          SESSION_CHECK.warmupSeconds,
+        ),
+      sessionBody,
+      "GET",
+      "/v1/session",
+    );
+
+    const perKey = `${keys.length} keys x ${GATEWAY.measuredPerKey} calls, ${GATEWAY.connections} connections`;
+    log(`gateway check, allowed: ${perKey}`);
+    const allowed = await loadAllowed(
+      origin,
+      checkRequests(keys, () => CLIENT_IP),
+      keys,
+    );
+    let keysUsedAt = Date.now();
+    const allowedRow = ratioRow("gateway check: allowed", allowed, bareNode, TARGET_GATEWAY_VS_NODE);
+    const refusal = async (
+      name: string,
+      request: LoadRequest,
+      expected: string,
+      warmup: Span = { seconds: REFUSALS.warmupSeconds },
+    ): Promise<Row> => {
+      log(`${name}: ${REFUSALS.connections} connections, ${REFUSALS.seconds} s`);
+      const measured = await loadOutcomes(origin, REFUSALS.connections, request, expected, warmup, {
+        seconds: REFUSALS.seconds,
+      });
+      return ratioRow(name, measured, allowedRow, TARGET_REFUSAL_VS_ALLOWED);
+    };
+    const badSignature = await refusal(
+      "gateway check: bad signature",
+      checkRequests([spare], rotatingAddresses(), true),
+      "EAPI:Invalid signature",
+    );
+    const lockedIp = "198.51.100.7";
+    await lockOut(server, spare, lockedIp);
+    const lockedOut = await refusal(
+      "gateway check: lockout",
+      checkRequests([spare], () => lockedIp, true),
+      "EGeneral:Temporary lockout",
+    );
+
+    await restKeys(keysUsedAt);
+    log(`gateway proxied to the local venue, allowed: ${perKey}`);
+    const proxied = untargeted(
+      ratioRow(
+        "gateway: POST /0/private/Balance, proxied",
+        await loadAllowed(origin, proxiedRequests(keys), keys),
+        bareNode,
+        0,
+      ),
+    );
+
+    // Keys like the allowed path's, in nonce order round-robin: the warm-up sends each more calls than
+    // the burst holds, and from then on nearly every call is refused (each key earns one a second back).
+    const exhausted = keys.slice(0, RATE_LIMITED_KEYS);
+    const rateLimited = await refusal(
+      `gateway check: rate limit (${RATE_LIMITED_KEYS} exhausted keys)`,
+      checkRequests(exhausted, () => CLIENT_IP),
+      "EAPI:Rate limit exceeded",
+      { amount: RATE_LIMITED_KEYS * 25 },
+    );
+    keysUsedAt = Date.now();
+
     log(`GET /v1/session: ${SESSION_CHECK.connections} connections, ${SESSION_CHECK.seconds} s`);
     const session = ratioRow(
       "GET /v1/session (bearer)",
-      await measureSessionCheck([server!], token),
-      baseline,
-      TARGET_SESSION_VS_BASELINE,
+      await measureSessionCheck([server], token),
+      fastifySession,
+      TARGET_SESSION_VS_FASTIFY,
     );
     log(`POST /v1/sign-in: ${SIGN_IN.connections} connections, ${SIGN_IN.seconds} s`);
     const signIn = ratioRow(
       "POST /v1/sign-in (password)",
-      await measureSignIn([server!], accounts),
+      await measureSignIn([server], accounts),
       rawArgon2,
       TARGET_SIGN_IN_VS_RAW_ARGON2,
     );
-    const apiKey = await createApiKey(server!, await sessionToken(server!, accounts[0]!, "pro"));
     log(`bare HMAC: Kraken's API-Sign in a loop, ${BARE_HMAC.seconds} s`);
-    const bareHmac = plain("bare Kraken signature (HMAC)", measureBareHmac(apiKey.secret));
-    log(`POST /v1/gateway/check: ${GATEWAY_CHECK.connections} connections, ${GATEWAY_CHECK.seconds} s`);
-    const gateway = await measureGatewayCheck(server!, apiKey);
+    const bareHmac = plain("bare Kraken signature (HMAC)", measureBareHmac(spare.secret));
 
-    // Memory with 100,000 stored sessions: stop, store them, start again, load, read the RSS.
+    log("CPU profile: the allowed path again on a server run with --cpu-prof");
+    await stopScript(server.server);
+    await restKeys(keysUsedAt);
+    const profileDir = path.join(scratch, "profile");
+    const profile = await profileAllowedPath(server.dataDir, sqliteBacking, keys, servers, profileDir);
+
+    // Memory with 100,000 stored sessions: store them, start again, load, read the RSS.
     log(`memory: ${STORED_SESSIONS.toLocaleString("en-US")} stored sessions, then GET /v1/session`);
-    await stopScript(server!.server);
-    insertPortcullisSessions(path.join(server!.dataDir, "portcullis.db"), STORED_SESSIONS);
-    const restarted = await startPortcullis(server!.dataDir);
+    insertPortcullisSessions(path.join(server.dataDir, "portcullis.db"), STORED_SESSIONS);
+    const restarted = await startPortcullis(server.dataDir);
     servers.push(restarted);
     await load(
       {
@@ -913,46 +1515,77 @@ async function main(): Promise<void> {
     const rssMb = readRssMb(restarted.server.child.pid!);
     return {
       rssMb,
+      bareNode,
+      fastifySession,
+      profile,
+      baselines: [bareNode, bareFastify, fastifySession, rawArgon2, bareHmac],
+      gateway: [
+        allowedRow,
+        ratioRow("gateway check: allowed", allowed, bareFastify, 0),
+        ratioRow("gateway check: allowed", allowed, bareHmac, 0),
+        badSignature,
+        rateLimited,
+        lockedOut,
+        proxied,
+      ],
       session,
       signIn,
-      gatewayRows: [
-        bareHmac,
-        ratioRow("POST /v1/gateway/check", gateway, baseline, TARGET_GATEWAY_VS_BASELINE),
-        {
-          ...ratioRow("POST /v1/gateway/check", gateway, bareHmac, 0),
-          target: null,
-          meetsTarget: null,
-          notes: "",
-        },
-      ],
     };
   });
-  rows.push(sqlite.session, sqlite.signIn, ...sqlite.gatewayRows);
+  await stopScript(venue.server);
+  rows.push(
+    ...sqlite.baselines,
+    ...sqlite.gateway.map((row, i) => (i === 1 || i === 2 ? untargeted(row) : row)),
+  );
+  rows.push(sqlite.session, sqlite.signIn);
 
-  // 2. Scaled out: PostgreSQL + Redis, with one instance and then two sharing the load.
-  for (const instances of [1, 2]) {
-    const label = `PostgreSQL + Redis, ${instances} instance${instances > 1 ? "s" : ""}`;
-    const measured = await deployment(label, instances, async (servers, accounts) => {
-      const token = await sessionToken(servers[0]!, accounts[0]!);
+  // 2. Scaled out: PostgreSQL + Redis, with one instance and then a second sharing the load.
+  const scaled = await deployment("PostgreSQL + Redis", 1, {}, async (servers, accounts, addInstance) => {
+    const token = await sessionToken(servers[0]!, accounts[0]!);
+    log(`PostgreSQL + Redis: API keys, ${GATEWAY.accounts} pro accounts x ${GATEWAY.keysPerAccount}`);
+    const keys = await createGatewayKeys(servers[0]!);
+    await settle(servers);
+    const measured: Row[] = [];
+    let keysUsedAt = 0;
+    for (const instances of [1, 2]) {
+      const label = `PostgreSQL + Redis, ${instances} instance${instances > 1 ? "s" : ""}`;
+      if (servers.length < instances) await addInstance();
+      const origins = servers.map((server) => server.baseUrl);
+      await restKeys(keysUsedAt);
+      log(`${label}: gateway check, allowed${instances > 1 ? ", the instances' answers added up" : ""}`);
+      const allowed = await loadAllowed(
+        origins,
+        checkRequests(keys, () => CLIENT_IP),
+        keys,
+      );
+      keysUsedAt = Date.now();
+      const single = measured.find((row) => row.name.startsWith("gateway check: allowed"));
+      const scaling = single ? `; ${(allowed.reqPerSec / single.reqPerSec).toFixed(2)} × 1 instance` : "";
+      measured.push(
+        ratioRow(
+          `gateway check: allowed, ${label}`,
+          { ...allowed, notes: `${allowed.notes}${scaling}` },
+          sqlite.bareNode,
+          0,
+        ),
+      );
       log(`${label}: GET /v1/session`);
-      const session = ratioRow(
-        `GET /v1/session, ${label}`,
-        await measureSessionCheck(servers, token),
-        baseline,
-        0,
+      measured.push(
+        ratioRow(
+          `GET /v1/session, ${label}`,
+          await measureSessionCheck(servers, token),
+          sqlite.fastifySession,
+          0,
+        ),
       );
       log(`${label}: POST /v1/sign-in`);
-      const signIn = ratioRow(
-        `POST /v1/sign-in, ${label}`,
-        await measureSignIn(servers, accounts),
-        rawArgon2,
-        0,
+      measured.push(
+        ratioRow(`POST /v1/sign-in, ${label}`, await measureSignIn(servers, accounts), rawArgon2, 0),
       );
-      return { session, signIn };
-    });
-    for (const row of [measured.session, measured.signIn])
-      rows.push({ ...row, target: null, meetsTarget: null });
-  }
+    }
+    return measured;
+  });
+  rows.push(...scaled.map(untargeted));
 
   // 3. Better Auth on the same engine (SQLite), with the same Argon2id parameters and the same loads.
   const betterAuthDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-bench-better-auth-"));
@@ -977,7 +1610,7 @@ async function main(): Promise<void> {
   const betterAuthSession = ratioRow(
     "Better Auth: GET /api/auth/get-session (cookie)",
     betterAuth.sessionCheck,
-    baseline,
+    sqlite.fastifySession,
     0,
   );
   const betterAuthSignIn = ratioRow(
@@ -1020,7 +1653,9 @@ async function main(): Promise<void> {
       sessionCheck: SESSION_CHECK,
       signIn: SIGN_IN,
       rawArgon2: RAW_ARGON2,
-      gatewayCheck: GATEWAY_CHECK,
+      gateway: GATEWAY,
+      refusals: REFUSALS,
+      profileIntervalUs: PROFILE_INTERVAL_US,
       argon2: { memoryCostKib, timeCost, parallelism },
     },
     results: rows,
@@ -1031,9 +1666,11 @@ async function main(): Promise<void> {
       p99Ms: { portcullis: c.ours.p99Ms, other: c.theirs.p99Ms },
     })),
     memory,
+    profile: { windowed: sqlite.profile.windowed, load: sqlite.profile.load, ...sqlite.profile.summary },
   };
   fs.writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
-  writeReport(rows, comparisons, memory, startedAt);
+  printProfile(sqlite.profile);
+  writeReport(rows, comparisons, memory, sqlite.profile, startedAt);
   log(`written to ${path.relative(ROOT, RESULTS_FILE)} and ${path.relative(ROOT, REPORT_FILE)}`);
 }
 
