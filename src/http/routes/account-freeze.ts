@@ -1,7 +1,7 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
 import { requestContext } from "../auth.js";
-import { ActionIdHeader } from "../schemas.js";
+import { ActionIdHeader, Open } from "../schemas.js";
 import type { App } from "../server.js";
 import { changeRequest } from "./security.js";
 
@@ -17,6 +17,7 @@ export function registerAccountFreezeRoutes(app: App, services: Services): void 
     {
       config: session,
       schema: {
+        response: { 202: Open({}, "The outcome: a status, and when or what comes next where it applies") },
         tags: ["security"],
         summary:
           "Change the email address (step-up with a second factor): a confirmation link goes to the new address",
@@ -34,6 +35,7 @@ export function registerAccountFreezeRoutes(app: App, services: Services): void 
     "/v1/security/email/confirm",
     {
       schema: {
+        response: { 200: Open({}, "The outcome: a status, and when or what comes next where it applies") },
         tags: ["security"],
         summary: "Make the new address the account's, with the single-use link sent to it (24 hours)",
         body: TokenBody,
@@ -46,6 +48,7 @@ export function registerAccountFreezeRoutes(app: App, services: Services): void 
     "/v1/account-lock",
     {
       schema: {
+        response: { 200: Open({}, "The outcome: a status, and when or what comes next where it applies") },
         tags: ["security"],
         summary:
           "Freeze the account with the single-use lock link of a security email (7 days): sessions end, API keys stop",
@@ -60,6 +63,7 @@ export function registerAccountFreezeRoutes(app: App, services: Services): void 
     {
       config: session,
       schema: {
+        response: { 200: Open({}, "The outcome: a status, and when or what comes next where it applies") },
         tags: ["security"],
         summary: "Lift the freeze, 24 hours after it began, with the Master Key and a step-up",
         headers: ActionIdHeader,
@@ -73,6 +77,7 @@ export function registerAccountFreezeRoutes(app: App, services: Services): void 
     "/v1/devices/approve/details",
     {
       schema: {
+        response: { 200: Open({}, "The outcome: a status, and when or what comes next where it applies") },
         tags: ["sign-in"],
         summary:
           "What an approval link is for: the device, its place and time, and whether it may be approved from here",
@@ -86,6 +91,7 @@ export function registerAccountFreezeRoutes(app: App, services: Services): void 
     "/v1/devices/refuse",
     {
       schema: {
+        response: { 200: Open({}, "The outcome: a status, and when or what comes next where it applies") },
         tags: ["sign-in"],
         summary: '"This wasn\'t me": refuse the waiting sign-in; answers a lock token to freeze the account',
         body: TokenBody,
@@ -102,6 +108,7 @@ export function registerAccountFreezeRoutes(app: App, services: Services): void 
     {
       config: { auth: "admin" },
       schema: {
+        response: { 200: Open({}, "The outcome: a status, and when or what comes next where it applies") },
         tags: ["admin"],
         summary: "Lift a freeze at once (audited; the owner is told)",
         params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
