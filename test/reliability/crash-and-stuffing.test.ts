@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPortcullis } from "../../src/app.js";
 import { AuditLog } from "../../src/audit/audit-log.js";
@@ -8,6 +8,7 @@ import { openStorage } from "../../src/db/database.js";
 import { systemClock } from "../../src/support/clock.js";
 import { freePort } from "../helpers/free-port.js";
 import { Harness, newUser } from "../helpers/harness.js";
+import { exited, startServe } from "../helpers/serve-process.js";
 import { engines, openTestStorage, type TestStorage } from "../helpers/storage.js";
 
 const PASSWORD = "violet tractor mango 42";
@@ -46,27 +47,7 @@ describe.each(engines)("kill -9 during sign-ins on %s", (engine) => {
 
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    let output = "";
-    child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], {
-      env: { ...process.env, ...env, PORTCULLIS_PORT: String(port), PORTCULLIS_PUBLIC_URL: url },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    child.stdout?.on("data", (chunk) => {
-      output += chunk;
-    });
-    child.stderr?.on("data", (chunk) => {
-      output += chunk;
-    });
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
-      const up = await fetch(`${url}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (up) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    child = await startServe(env, port);
 
     // Sign-ins, right and wrong, from many addresses, until the process is killed mid-flight.
     const answered = { ok: 0, wrong: 0 };
@@ -94,9 +75,7 @@ describe.each(engines)("kill -9 during sign-ins on %s", (engine) => {
     child.kill("SIGKILL");
     killed = true;
     await Promise.all(loops);
-    await new Promise<void>((resolve) =>
-      child!.exitCode !== null || child!.signalCode ? resolve() : child!.once("exit", () => resolve()),
-    );
+    await exited(child);
 
     const db = openStorage(storage.url);
     try {

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPortcullis } from "../../src/app.js";
@@ -11,41 +11,10 @@ import { openStorage } from "../../src/db/database.js";
 import { systemClock } from "../../src/support/clock.js";
 import { freePort } from "../helpers/free-port.js";
 import { ADMIN_TOKEN, newUser, SERVICE_TOKEN } from "../helpers/harness.js";
+import { exited, startServe } from "../helpers/serve-process.js";
 import { engines, openTestStorage, type TestStorage } from "../helpers/storage.js";
 
 const context = { ip: "127.0.0.1", userAgent: null, location: null, country: null, city: null };
-
-async function startServe(env: Record<string, string>, port: number): Promise<ChildProcess> {
-  const url = `http://127.0.0.1:${port}`;
-  let output = "";
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], {
-    env: { ...process.env, ...env, PORTCULLIS_PORT: String(port), PORTCULLIS_PUBLIC_URL: url },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stdout?.on("data", (chunk) => {
-    output += chunk;
-  });
-  child.stderr?.on("data", (chunk) => {
-    output += chunk;
-  });
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
-    if (
-      await fetch(`${url}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return child;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-const killed = (child: ChildProcess) =>
-  new Promise<void>((resolve) =>
-    child.exitCode !== null || child.signalCode ? resolve() : child.once("exit", () => resolve()),
-  );
 
 describe.each(engines)("kill -9 during a gateway load on %s", (engine) => {
   let storage: TestStorage | null = null;
@@ -141,7 +110,7 @@ describe.each(engines)("kill -9 during a gateway load on %s", (engine) => {
     child.kill("SIGKILL");
     stop = true;
     await Promise.all(loops);
-    await killed(child);
+    await exited(child);
     const allowed = acknowledged.reduce((n, list) => n + list.length, 0);
 
     const reopened = openStorage(storage.url);

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPortcullis } from "../../src/app.js";
@@ -9,6 +9,7 @@ import { openStorage } from "../../src/db/database.js";
 import { systemClock } from "../../src/support/clock.js";
 import { freePort } from "../helpers/free-port.js";
 import { newUser } from "../helpers/harness.js";
+import { exited, startServe } from "../helpers/serve-process.js";
 import { engines, openTestStorage, type TestStorage } from "../helpers/storage.js";
 
 const PASSWORD = "violet tractor mango 42";
@@ -54,27 +55,7 @@ describe.each(engines)("kill -9 during setting changes on %s", (engine) => {
 
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    let output = "";
-    child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], {
-      env: { ...process.env, ...env, PORTCULLIS_PORT: String(port), PORTCULLIS_PUBLIC_URL: url },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    child.stdout?.on("data", (chunk) => {
-      output += chunk;
-    });
-    child.stderr?.on("data", (chunk) => {
-      output += chunk;
-    });
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
-      const up = await fetch(`${url}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (up) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    child = await startServe(env, port);
 
     const call = (method: string, path: string, token: string, body: unknown, actionId?: string) =>
       fetch(`${url}${path}`, {
@@ -114,15 +95,13 @@ describe.each(engines)("kill -9 during setting changes on %s", (engine) => {
     };
     const loops = owners.map((owner) => ownerLoop(owner));
     while (acknowledged.length < 8) {
-      if (child.exitCode !== null) throw new Error(`server stopped:\n${output}`);
+      if (child.exitCode !== null) throw new Error("the server stopped before the kill");
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     child.kill("SIGKILL");
     killed = true;
     await Promise.all(loops);
-    await new Promise<void>((resolve) =>
-      child!.exitCode !== null || child!.signalCode ? resolve() : child!.once("exit", () => resolve()),
-    );
+    await exited(child);
 
     const db = openStorage(storage.url);
     try {
