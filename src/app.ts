@@ -261,6 +261,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     "Portcullis",
     tokens,
     publicUrl,
+    settings.apiKeys,
   );
   const accountFreeze = new AccountFreeze(
     db,

@@ -14,6 +14,7 @@ import type { Outbox } from "../notify/outbox.js";
 import type { EmailMessage } from "../notify/templates.js";
 import { securityDetails } from "../notify/templates.js";
 import type { ChangeRequest, SettingChanges } from "../security/setting-changes.js";
+import type { Settings } from "../config/settings.js";
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
@@ -137,6 +138,7 @@ export class ApiKeyService {
     private readonly issuer: string,
     private readonly tokens: OneTimeTokens,
     private readonly publicUrl: URL,
+    private readonly limits: Settings["apiKeys"],
   ) {}
 
   /** Checks every field against docs/behaviour.md §11, on top of the key's current settings when it is a change. */
@@ -262,6 +264,19 @@ export class ApiKeyService {
       alsoRequire: account.tradingPasscodeHash ? (["trading_passcode"] as const) : [],
     };
     return this.changes.run(request, { stepUp }, async (trx) => {
+      // Counted inside the change's transaction, which holds the account: parallel creations queue here.
+      const { active } = await trx
+        .selectFrom("api_keys")
+        .select((eb) => eb.fn.countAll<number>().as("active"))
+        .where("account_id", "=", account.id)
+        .where("disabled_at", "is", null)
+        .executeTakeFirstOrThrow();
+      if (Number(active) >= this.limits.maxPerAccount)
+        throw new Problem(
+          409,
+          "conflict",
+          `An account holds at most ${this.limits.maxPerAccount} API keys. Delete one you no longer use first.`,
+        );
       const id = newId();
       const secret = randomBytes(64).toString("base64");
       const otp = input.otp

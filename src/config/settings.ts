@@ -62,6 +62,10 @@ export interface Settings {
     /** How long a sent row (recipient, kind, times; never its content) is kept for support questions. */
     retentionMs: number;
   };
+  apiKeys: {
+    /** Active keys an account may hold: a bound on what one account costs the gateway to keep. */
+    maxPerAccount: number;
+  };
 }
 
 const MINUTE = 60_000;
@@ -103,6 +107,7 @@ export const defaultSettings: Settings = {
     claimMs: MINUTE,
     retentionMs: 30 * DAY,
   },
+  apiKeys: { maxPerAccount: 50 },
 };
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
