@@ -556,7 +556,7 @@ async function verificationToken(dataDir: string, email: string, timeoutMs: numb
 interface BenchAccount {
   username: string;
   password: string;
-  /** The app's device id, known to the account since sign-up, so sign-ins need no device approval. */
+  /** The app's device id, known to the account since it verified the email, so sign-ins need no approval. */
   deviceId: string;
 }
 
@@ -578,7 +578,12 @@ async function createVerifiedAccount(portcullis: Portcullis, n: number): Promise
   if (signUp.status !== 202)
     throw new Error(`sign-up failed: ${signUp.status} ${JSON.stringify(signUp.json)}`);
   const token = await verificationToken(portcullis.dataDir, email, 15_000);
-  const verified = await postJson(`${portcullis.baseUrl}/v1/accounts/verify-email`, { token });
+  // The device that opens the link becomes the account's known device (not the one that signed up).
+  const verified = await postJson(
+    `${portcullis.baseUrl}/v1/accounts/verify-email`,
+    { token },
+    { "x-device-id": deviceId },
+  );
   if (verified.status !== 200) {
     throw new Error(`verification failed: ${verified.status} ${JSON.stringify(verified.json)}`);
   }
@@ -1428,6 +1433,20 @@ async function main(): Promise<void> {
     );
     let keysUsedAt = Date.now();
     const allowedRow = ratioRow("gateway check: allowed", allowed, bareNode, TARGET_GATEWAY_VS_NODE);
+    if (process.env.BENCH_QUICK === "1") {
+      // A short look while working on the allowed path: its ratio and nothing else (no report written).
+      log(
+        `quick: bare Node ${bareNode.reqPerSec.toFixed(0)}/s, allowed ${allowed.reqPerSec.toFixed(0)}/s ` +
+          `(${((allowedRow.share ?? 0) * 100).toFixed(1)}% allowed, p99 ${allowed.p99Ms} ms, other CPU ${allowed.otherCpu}) = ${allowedRow.ratio?.toFixed(3)} x bare Node`,
+      );
+      if (process.env.BENCH_QUICK_PROFILE === "1") {
+        await stopScript(server.server);
+        await restKeys(keysUsedAt);
+        const profileDir = path.join(scratch, "profile");
+        printProfile(await profileAllowedPath(server.dataDir, sqliteBacking, keys, servers, profileDir));
+      }
+      process.exit(0);
+    }
     const refusal = async (
       name: string,
       request: LoadRequest,

@@ -293,17 +293,22 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   // One SQLite process decides the gateway's hot state in memory; instances sharing PostgreSQL decide it
   // in the database, where every rule is one conditional statement.
   const databaseGatewayState = new DatabaseGatewayState(db, new ApiLockout(db, clock));
-  const gatewayState: GatewayState =
-    storage.engine === "sqlite"
-      ? new MemoryGatewayState(db, clock, databaseGatewayState)
-      : databaseGatewayState;
+  const gatewayState: GatewayState = storage.sqlite
+    ? new MemoryGatewayState(db, storage.sqlite, clock, databaseGatewayState, audit)
+    : databaseGatewayState;
   const signedRequests = new SignedRequestVerifier(
     db,
     dataKey,
     clock,
     audit,
     metrics,
-    new GatewayCache(db, dataKey, accounts, (account) => capabilities.securityInputs(account)),
+    new GatewayCache(
+      db,
+      dataKey,
+      accounts,
+      (account) => capabilities.securityInputs(account),
+      storage.sqlite,
+    ),
     capabilities,
     gatewayState,
     approvals,

@@ -1,3 +1,4 @@
+import type SqliteDatabase from "better-sqlite3";
 import type { Kysely, Selectable } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { SecurityInputs } from "../capabilities/capability-service.js";
@@ -33,16 +34,32 @@ export class GatewayCache {
   private keysGeneration = -1;
   private accountsGeneration = -1;
 
+  private readonly generations: () => Promise<{ name: string; value: number }[]>;
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly dataKey: DataKey,
     private readonly accountRepository: AccountRepository,
     private readonly readSecurity: (account: Account) => Promise<SecurityInputs>,
-  ) {}
+    /**
+     * SQLite: the connection itself, read synchronously (a few microseconds instead of a query through
+     * the builder). It may see a generation raised by a transaction still open on that connection; a
+     * generation is compared for being different, not higher, so one rolled back only clears the
+     * caches once more, and a key read meanwhile waits for that transaction to end.
+     */
+    sqlite?: SqliteDatabase.Database,
+  ) {
+    if (sqlite) {
+      const statement = sqlite.prepare("select name, value from cache_generations");
+      this.generations = async () => statement.all() as { name: string; value: number }[];
+    } else {
+      this.generations = () => this.db.selectFrom("cache_generations").select(["name", "value"]).execute();
+    }
+  }
 
   /** Reads both generations and drops whatever they say changed. Call once per decision, first. */
   async refresh(): Promise<void> {
-    const rows = await this.db.selectFrom("cache_generations").select(["name", "value"]).execute();
+    const rows = await this.generations();
     for (const { name, value } of rows) {
       if (name === "api_keys" && value !== this.keysGeneration) {
         this.keys.clear();

@@ -1,4 +1,6 @@
+import type SqliteDatabase from "better-sqlite3";
 import type { Kysely } from "kysely";
+import type { AuditLog } from "../audit/audit-log.js";
 import type { Tier } from "../capabilities/policy.js";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
@@ -33,6 +35,30 @@ interface Lockout {
   lockedUntil: number;
 }
 
+/**
+ * The batch's statements, prepared once. They run synchronously on the connection kysely uses, from
+ * inside the callback of the audit batch's transaction, so they are part of that transaction.
+ */
+function writeStatements(sqlite: SqliteDatabase.Database) {
+  return {
+    key: sqlite.prepare(
+      `update api_keys set last_nonce = ?, nonce_floor = ?, otp_last_step = ?, rate_level = ?, rate_at = ?,
+         last_used_at = ? where id = ?`,
+    ),
+    nonce: sqlite.prepare("insert into api_key_nonces (key_id, nonce) values (?, ?) on conflict do nothing"),
+    forgetNonces: sqlite.prepare("delete from api_key_nonces where key_id = ? and nonce <= ?"),
+    trading: sqlite.prepare(
+      `insert into api_trading_counters (key_id, pair, level, level_at) values (?, ?, ?, ?)
+         on conflict (key_id, pair) do update set level = excluded.level, level_at = excluded.level_at`,
+    ),
+    lockout: sqlite.prepare(
+      `insert into api_lockouts (subject, failures, window_start, locked_until) values (?, ?, ?, ?)
+         on conflict (subject) do update set failures = excluded.failures,
+           window_start = excluded.window_start, locked_until = excluded.locked_until`,
+    ),
+  };
+}
+
 /** A decaying counter charged by `cost` if it stays within `max`: decided and applied at once. */
 function charge(counter: Level, cost: number, max: number, decayPerSecond: number, now: number): boolean {
   const decayed = Math.max(0, counter.level - ((now - counter.at) * decayPerSecond) / 1000);
@@ -45,10 +71,11 @@ function charge(counter: Level, cost: number, max: number, decayPerSecond: numbe
 /**
  * The gateway's hot state for a single process (the embedded SQLite deployment, which is one process by
  * construction): every rule is decided in memory, synchronously, so two requests can never both pass a
- * check meant for one. The database stays the durable record: changes are written in batches (one
- * transaction for everything decided meanwhile) and each decision waits for the batch holding its state,
- * so a crash never forgets a nonce, a counter or a lockout behind an answer already given. State is read
- * back from the database the first time a key or subject is met.
+ * check meant for one. The database stays the durable record: changes are written in the audit log's
+ * group-committed batches, in the same transaction as the audit entries of the decisions that made
+ * them. Every answer waits for such a commit (its own audit entry, or `audit.commit()` for a refusal
+ * counted only in aggregate), so a crash never forgets a nonce, a counter or a lockout behind an
+ * answer already given. State is read back from the database the first time a key or subject is met.
  */
 export class MemoryGatewayState implements GatewayState {
   private readonly keys = new Map<string, Promise<KeyState>>();
@@ -56,16 +83,21 @@ export class MemoryGatewayState implements GatewayState {
   private lockouts: Promise<Map<string, Lockout>> | null = null;
   private readonly dirtyKeys = new Map<string, { nonces: bigint[]; pairs: Set<string> }>();
   private readonly dirtySubjects = new Set<string>();
-  private waiters: { resolve(): void; reject(error: unknown): void }[] = [];
-  private scheduled = false;
-  private writing: Promise<void> = Promise.resolve();
+
+  private readonly write: ReturnType<typeof writeStatements>;
 
   constructor(
     private readonly db: Kysely<Database>,
+    /** The connection under `db`: the batch's statements run on it inside the audit batch's transaction. */
+    sqlite: SqliteDatabase.Database,
     private readonly clock: Clock,
     /** Signature claims and weight pools (KuCoin, Kraken Futures) stay one statement in the database. */
     private readonly database: DatabaseGatewayState,
-  ) {}
+    private readonly audit: AuditLog,
+  ) {
+    this.write = writeStatements(sqlite);
+    audit.joinBatches(async () => this.writeDirty());
+  }
 
   claimSignature(keyId: string, signature: string, expiresAt: number, now: number): Promise<boolean> {
     return this.database.claimSignature(keyId, signature, expiresAt, now);
@@ -153,7 +185,8 @@ export class MemoryGatewayState implements GatewayState {
       }
       this.dirtySubjects.add(subject);
     }
-    await this.persist();
+    // A refusal counted only in aggregate has no audit entry of its own to wait for.
+    await this.audit.commit();
   }
 
   async claimNonce(keyId: string, nonce: bigint, window: number): Promise<NonceClaim> {
@@ -171,7 +204,6 @@ export class MemoryGatewayState implements GatewayState {
       state.used.add(nonce);
       dirty.nonces.push(nonce);
     }
-    await this.persist();
     return "accepted";
   }
 
@@ -180,7 +212,6 @@ export class MemoryGatewayState implements GatewayState {
     if (state.otpStep !== null && state.otpStep >= step) return false;
     state.otpStep = step;
     this.dirty(keyId);
-    await this.persist();
     return true;
   }
 
@@ -190,7 +221,6 @@ export class MemoryGatewayState implements GatewayState {
     if (!charge(state.calls, cost, max, decayPerSecond, now)) return false;
     state.lastUsedAt = now;
     this.dirty(keyId);
-    await this.persist();
     return true;
   }
 
@@ -204,7 +234,6 @@ export class MemoryGatewayState implements GatewayState {
     }
     if (!charge(counter, trade.cost, max, decayPerSecond, now)) return false;
     this.dirty(keyId).pairs.add(trade.pair);
-    await this.persist();
     return true;
   }
 
@@ -231,84 +260,51 @@ export class MemoryGatewayState implements GatewayState {
     return entry;
   }
 
-  /** Resolves once a batch holding every change made so far is committed (group commit). */
-  private persist(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        // One batch at a time, in order: the next starts when the one in flight has committed.
-        this.writing = this.writing.then(() => this.writeBatch());
-      }
-    });
-  }
-
-  private async writeBatch(): Promise<void> {
-    this.scheduled = false;
-    const waiters = this.waiters;
-    this.waiters = [];
+  /**
+   * Writes everything changed since the last batch inside the audit batch's transaction; should that
+   * transaction fail, the changes are marked again for the next one.
+   */
+  private async writeDirty(): Promise<(() => void) | undefined> {
+    if (this.dirtyKeys.size === 0 && this.dirtySubjects.size === 0) return undefined;
     const keys = [...this.dirtyKeys];
     this.dirtyKeys.clear();
     const subjects = [...this.dirtySubjects];
     this.dirtySubjects.clear();
+    // Loaded already (a subject is marked only after its lockouts were read): no query inside the batch.
     const lockouts = subjects.length > 0 ? await this.subjects() : new Map<string, Lockout>();
-    try {
-      await this.db.transaction().execute(async (trx) => {
-        for (const [keyId, dirty] of keys) {
-          const state = this.loadedKeys.get(keyId);
-          if (!state) continue;
-          await trx
-            .updateTable("api_keys")
-            .set({
-              last_nonce: pad(state.last),
-              nonce_floor: pad(state.floor),
-              otp_last_step: state.otpStep,
-              rate_level: state.calls.level,
-              rate_at: state.calls.at,
-              last_used_at: state.lastUsedAt,
-            })
-            .where("id", "=", keyId)
-            .execute();
-          if (dirty.nonces.length > 0) {
-            await trx
-              .insertInto("api_key_nonces")
-              .values(dirty.nonces.map((nonce) => ({ key_id: keyId, nonce: pad(nonce) })))
-              .onConflict((oc) => oc.columns(["key_id", "nonce"]).doNothing())
-              .execute();
-            await trx
-              .deleteFrom("api_key_nonces")
-              .where("key_id", "=", keyId)
-              .where("nonce", "<=", pad(state.floor))
-              .execute();
-          }
-          for (const pair of dirty.pairs) {
-            const counter = state.trading.get(pair)!;
-            await trx
-              .insertInto("api_trading_counters")
-              .values({ key_id: keyId, pair, level: counter.level, level_at: counter.at })
-              .onConflict((oc) =>
-                oc.columns(["key_id", "pair"]).doUpdateSet({ level: counter.level, level_at: counter.at }),
-              )
-              .execute();
-          }
-        }
-        for (const subject of subjects) {
-          const lockout = lockouts.get(subject)!;
-          const values = {
-            failures: lockout.failures,
-            window_start: lockout.windowStart,
-            locked_until: lockout.lockedUntil,
-          };
-          await trx
-            .insertInto("api_lockouts")
-            .values({ subject, ...values })
-            .onConflict((oc) => oc.column("subject").doUpdateSet(values))
-            .execute();
-        }
-      });
-      for (const waiter of waiters) waiter.resolve();
-    } catch (error) {
-      for (const waiter of waiters) waiter.reject(error);
+    for (const [keyId, dirty] of keys) {
+      const state = this.loadedKeys.get(keyId);
+      if (!state) continue;
+      const c = state.calls;
+      this.write.key.run(
+        pad(state.last),
+        pad(state.floor),
+        state.otpStep,
+        c.level,
+        c.at,
+        state.lastUsedAt,
+        keyId,
+      );
+      if (dirty.nonces.length > 0) {
+        for (const nonce of dirty.nonces) this.write.nonce.run(keyId, pad(nonce));
+        this.write.forgetNonces.run(keyId, pad(state.floor));
+      }
+      for (const pair of dirty.pairs) {
+        const counter = state.trading.get(pair)!;
+        this.write.trading.run(keyId, pair, counter.level, counter.at);
+      }
     }
+    for (const subject of subjects) {
+      const lockout = lockouts.get(subject)!;
+      this.write.lockout.run(subject, lockout.failures, lockout.windowStart, lockout.lockedUntil);
+    }
+    return () => {
+      for (const [keyId, dirty] of keys) {
+        const again = this.dirty(keyId);
+        again.nonces.push(...dirty.nonces);
+        for (const pair of dirty.pairs) again.pairs.add(pair);
+      }
+      for (const subject of subjects) this.dirtySubjects.add(subject);
+    };
   }
 }

@@ -59,7 +59,7 @@ export function entryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): s
 }
 
 /** The chain entry of one aggregate: the first event of its minute, with the count and time span. */
-function aggregateEntry(row: AuditAggregatesTable): Pending["row"] {
+function aggregateEntry(row: AuditAggregatesTable): NonNullable<Pending["row"]> {
   const details = JSON.parse(row.details) as Record<string, unknown>;
   return {
     at: row.first_at,
@@ -80,10 +80,19 @@ function aggregateEntry(row: AuditAggregatesTable): Pending["row"] {
 }
 
 interface Pending {
-  row: Omit<AuditLogTable, "seq" | "prev_hash" | "hash">;
+  /** The entry to chain; null for a caller that only waits for the next commit (`commit()`). */
+  row: Omit<AuditLogTable, "seq" | "prev_hash" | "hash"> | null;
   resolve(seq: number): void;
   reject(error: unknown): void;
 }
+
+/**
+ * Work written inside the transaction of the next group-committed batch, before its entries: state
+ * decided in memory (the gateway's nonces and counters) becomes durable in the same commit as the
+ * audit entries of the decisions that made it. It returns what to do once that commit failed (put its
+ * changes back to be written by the next batch).
+ */
+export type BatchWriter = (trx: Transaction<Database>) => Promise<(() => void) | undefined>;
 
 /** At most this many entries share one transaction (and one multi-row INSERT). */
 const MAX_BATCH = 200;
@@ -96,14 +105,16 @@ export const AGGREGATE_WINDOW_MS = 60_000;
  * PostgreSQL, the single writer on SQLite), so concurrent appends from any number of instances form one
  * unbroken chain.
  *
- * Group commit: appends made while a transaction is in flight wait for it and then go together in the
- * next one (one head update, one INSERT for all of them), so under load the chain costs a few statements
- * per batch instead of per entry. Each `append` still resolves only after its entry is committed: no
- * caller answers before its audit entry is durable.
+ * Group commit: appends made in one turn of the event loop, or while a transaction is in flight, go
+ * together in the next one (one head update, one INSERT for all of them), so under load the chain costs
+ * a few statements per batch instead of per entry; batch writers (the gateway's in-memory state) write
+ * in the same transaction. Each `append` still resolves only after its entry is committed: no caller
+ * answers before its audit entry is durable.
  */
 export class AuditLog {
   private queue: Pending[] = [];
   private writing = false;
+  private readonly writers: BatchWriter[] = [];
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -129,22 +140,45 @@ export class AuditLog {
       outcome: event.outcome,
       details: JSON.stringify(event.details ?? {}),
     };
-    if (trx) return this.writeBatch([row], trx).then((seqs) => seqs[0]!);
+    if (trx) return this.chain(trx, [row]).then((seqs) => seqs[0]!);
+    return this.enqueue(row);
+  }
+
+  /** Adds work to every group-committed batch's transaction (see `BatchWriter`). */
+  joinBatches(writer: BatchWriter): void {
+    this.writers.push(writer);
+  }
+
+  /**
+   * Resolves once a batch that began after this call has committed: whatever a batch writer holds
+   * in memory by now is durable then. A caller that answers without an audit entry of its own (a
+   * refusal counted only in aggregate) waits for this before answering.
+   */
+  commit(): Promise<void> {
+    return this.enqueue(null).then(() => undefined);
+  }
+
+  private enqueue(row: Pending["row"]): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       this.queue.push({ row, resolve, reject });
-      if (!this.writing) void this.writeQueued();
+      if (!this.writing) {
+        this.writing = true;
+        // The batch starts after the requests already read from the sockets have been decided, so
+        // that everything decided in one turn of the event loop shares one transaction.
+        setImmediate(() => void this.writeQueued());
+      }
     });
   }
 
   /** Writes batches until the queue is empty; one writer per instance, so batches keep their order. */
   private async writeQueued(): Promise<void> {
-    this.writing = true;
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_BATCH);
         try {
-          const seqs = await this.writeBatch(batch.map((entry) => entry.row));
-          for (const [i, entry] of batch.entries()) entry.resolve(seqs[i]!);
+          const seqs = await this.writeBatch(batch.flatMap((entry) => (entry.row ? [entry.row] : [])));
+          let i = 0;
+          for (const entry of batch) entry.resolve(entry.row ? seqs[i++]! : 0);
         } catch (error) {
           for (const entry of batch) entry.reject(error);
         }
@@ -154,12 +188,25 @@ export class AuditLog {
     }
   }
 
-  private writeBatch(rows: Pending["row"][], within?: Transaction<Database>): Promise<number[]> {
-    return within ? this.chain(within, rows) : this.db.transaction().execute((trx) => this.chain(trx, rows));
+  /** One transaction: the batch writers' work, then the entries chained. */
+  private async writeBatch(rows: NonNullable<Pending["row"]>[]): Promise<number[]> {
+    const undo: (() => void)[] = [];
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        for (const writer of this.writers) {
+          const restore = await writer(trx);
+          if (restore) undo.push(restore);
+        }
+        return rows.length > 0 ? this.chain(trx, rows) : [];
+      });
+    } catch (error) {
+      for (const restore of undo) restore();
+      throw error;
+    }
   }
 
   /** Links rows to the end of the chain inside the caller's transaction; returns their sequence numbers. */
-  private async chain(trx: Transaction<Database>, rows: Pending["row"][]): Promise<number[]> {
+  private async chain(trx: Transaction<Database>, rows: NonNullable<Pending["row"]>[]): Promise<number[]> {
     const head = await trx
       .updateTable("audit_head")
       .set((eb) => ({ last_seq: eb("last_seq", "+", rows.length) }))

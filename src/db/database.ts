@@ -34,6 +34,12 @@ export type Engine = "sqlite" | "postgres";
 export interface Storage {
   db: Kysely<Database>;
   engine: Engine;
+  /**
+   * SQLite only: the one connection kysely also uses, for the gateway's hot path. A statement run on it
+   * inside a kysely transaction's callback joins that transaction; outside one it runs at once,
+   * synchronously, and sees whatever the connection has written (an open transaction's rows too).
+   */
+  sqlite?: SqliteDatabase.Database;
   close(): Promise<void>;
 }
 
@@ -98,7 +104,7 @@ export function openStorage(databaseUrl: string, options: OpenOptions = {}): Sto
     sqlite.pragma("foreign_keys = ON");
     sqlite.pragma("synchronous = NORMAL");
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-    return { db, engine: "sqlite", close: () => db.destroy() };
+    return { db, engine: "sqlite", sqlite, close: () => db.destroy() };
   }
   const pool = new pg.Pool({
     connectionString: databaseUrl,
