@@ -132,7 +132,8 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
     },
   };
 
-  app.addHook("onRequest", async (request) => {
+  /** Origin and token checks are synchronous; only a session needs a lookup. */
+  const checkOriginAndToken = (request: FastifyRequest): "session" | "done" => {
     const requestOrigin = request.headers.origin;
     // A browser announcing another origin never gets to change anything, signed in or not.
     if (unsafeMethods.has(request.method) && requestOrigin !== undefined && requestOrigin !== origin) {
@@ -141,14 +142,32 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
       });
     }
     const auth = request.routeOptions.config?.auth ?? "none";
-    if (auth === "none") return;
+    if (auth === "none") return "done";
     if (isTokenAuth(auth)) {
       const expected = tokens[auth];
       if (!expected.token) throw forbidden(expected.disabled);
       const token = bearerToken(request);
       if (!token || !constantTimeEqual(token, expected.token)) throw unauthenticated();
+      return "done";
+    }
+    return "session";
+  };
+
+  // A callback hook: the gateway's checks and public routes pass without a promise of their own.
+  app.addHook("onRequest", (request, _reply, done) => {
+    let next: "session" | "done";
+    try {
+      next = checkOriginAndToken(request);
+    } catch (error) {
+      done(error as Error);
       return;
     }
+    if (next === "done") done();
+    else authenticateSession(request).then(() => done(), done);
+  });
+
+  const authenticateSession = async (request: FastifyRequest): Promise<void> => {
+    const requestOrigin = request.headers.origin;
     const bearer = bearerToken(request);
     const cookie = bearer ? undefined : request.cookies[cookieName];
     const token = bearer ?? cookie;
@@ -180,7 +199,7 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
       throw new Problem(403, "enrollment_required", "Set up a new second factor before anything else.");
     }
     request.authenticated = { ...principal, token, via: bearer ? "bearer" : "cookie" };
-  });
+  };
 }
 
 /** The authenticated caller of a `config.auth: "session"` route. */

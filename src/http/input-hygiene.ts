@@ -32,7 +32,7 @@ function findBadValue(root: unknown, rootName: string): { field: string; message
 }
 
 export function registerInputHygiene(app: FastifyInstance): void {
-  app.addHook("preHandler", async (request: FastifyRequest) => {
+  app.addHook("preHandler", (request: FastifyRequest, _reply, done) => {
     for (const [name, value] of [
       ["params", request.params],
       ["query", request.query],
@@ -41,10 +41,14 @@ export function registerInputHygiene(app: FastifyInstance): void {
       const bad = findBadValue(value, name);
       if (bad) {
         const field = bad.field.replace(/^(params|query|body)\.?/, "") || bad.field;
-        throw new Problem(400, "invalid_request", "Some fields need attention.", {
-          details: [{ field, message: bad.message }],
-        });
+        done(
+          new Problem(400, "invalid_request", "Some fields need attention.", {
+            details: [{ field, message: bad.message }],
+          }),
+        );
+        return;
       }
     }
+    done();
   });
 }

@@ -39,13 +39,14 @@ export function registerSecurityHeaders(app: FastifyInstance, publicUrl: URL): v
     "x-frame-options": "DENY",
     "x-permitted-cross-domain-policies": "none",
   };
-  app.addHook("onSend", async (_request, reply, payload) => {
+  // A callback hook, not an async one: it runs on every answer, and a promise per answer is measurable.
+  app.addHook("onSend", (_request, reply, payload, done) => {
     // The portal's content-hashed assets are the one thing worth caching (src/http/routes/portal.ts).
     const immutable = String(reply.getHeader("cache-control") ?? "").includes("immutable");
     reply.headers(everyAnswer);
     if (immutable) reply.header("cache-control", "public, max-age=31536000, immutable");
     const type = reply.getHeader("content-type");
     if (typeof type === "string" && type.startsWith("text/html")) reply.headers(pages);
-    return payload;
+    done(null, payload);
   });
 }

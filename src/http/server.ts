@@ -164,7 +164,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   });
   app.addSchema(ErrorResponse);
 
-  app.addHook("onResponse", async (request, reply) => {
+  app.addHook("onResponse", (request, reply, done) => {
     services.metrics.httpDuration.observe(
       {
         method: request.method,
@@ -173,6 +173,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
       },
       reply.elapsedTime / 1000,
     );
+    done();
   });
 
   registerAuth(app, {

@@ -31,8 +31,14 @@ export function registerPublicRoutes(app: App, services: Services): void {
         .status(503)
         .send({ error: { code: "unavailable", message: "The database is not reachable." } });
     }
-    if (services.redis && services.redis.status !== "ready") {
-      return reply.status(503).send({ error: { code: "unavailable", message: "Redis is not reachable." } });
+    // Asked, not read off the client's state: a connection just dropped can still say "ready".
+    if (services.redis) {
+      const answered = await services.redis.ping().then(
+        () => true,
+        () => false,
+      );
+      if (!answered)
+        return reply.status(503).send({ error: { code: "unavailable", message: "Redis is not reachable." } });
     }
     return { status: "ready" };
   });
