@@ -136,7 +136,7 @@ export class RecoveryService {
     await deps.db.transaction().execute(async (trx) => {
       if (!(await deps.accounts.holdIfUnlocked(account.id, deps.clock.now(), trx))) throw settingsLocked();
       await deps.tokens.consume("reset_password", input.token, trx);
-      await deps.accounts.updatePasswordHash(account.id, passwordHash, trx);
+      await deps.accounts.replacePassword(account.id, passwordHash, trx);
       await deps.sessions.endAllWithin(trx, account.id, null, "password_changed");
       await deps.holds.place(account.id, "password_reset", trx);
       if (!permanent || masterKeyProven) await deps.guard.lift(account.id, trx);

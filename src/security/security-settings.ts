@@ -114,7 +114,7 @@ export class SecuritySettings {
       hash = await this.hasher.hash(input.newPassword);
     }
     await this.changes.run(request, { stepUp }, async (trx) => {
-      await this.accounts.updatePasswordHash(account.id, hash, trx);
+      await this.accounts.replacePassword(account.id, hash, trx);
       await this.sessions.endAllWithin(trx, account.id, request.sessionId, "password_changed");
       return {
         result: null,
