@@ -21,6 +21,8 @@ const weakPasswordReasons: Record<string, string> = {
   too_short: "It must be at least 12 characters long.",
   too_long: "It must be at most 256 characters long.",
   common_password: "It is on a list of commonly used passwords.",
+  breached_password:
+    "This password has appeared in a data breach, so attackers try it first. Choose another one that you do not use anywhere else.",
   contains_username: "It must not contain your username.",
   contains_email: "It must not contain the first part of your email address.",
 };
