@@ -86,9 +86,18 @@ export class BreachedPasswordFilter {
       throw new Error("breached-password filter: not a filter file");
     }
     const headerLength = buffer.readUInt32LE(4);
-    const header = JSON.parse(buffer.toString("utf8", 8, 8 + headerLength)) as FilterHeader;
-    const bitArray = new Uint8Array(buffer.buffer, buffer.byteOffset + 8 + headerLength);
+    let header: FilterHeader;
+    try {
+      if (8 + headerLength > buffer.length) throw new Error("short");
+      header = JSON.parse(buffer.toString("utf8", 8, 8 + headerLength)) as FilterHeader;
+    } catch {
+      throw new Error("breached-password filter: the header does not match the file");
+    }
+    // The bits end where the file does (not where the buffer it was read into does).
+    const bitArray = buffer.subarray(8 + headerLength);
     if (
+      typeof header !== "object" ||
+      header === null ||
       header.format !== 1 ||
       !Number.isInteger(header.bits) ||
       header.bits <= 0 ||
