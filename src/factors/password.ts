@@ -2,6 +2,7 @@ import { hash, verify } from "@node-rs/argon2";
 import { dictionary } from "@zxcvbn-ts/language-common";
 import type { Settings } from "../config/settings.js";
 import { mintToken } from "../crypto/tokens.js";
+import { Problem } from "../support/problem.js";
 import { isBreachedPassword } from "./breached-passwords.js";
 
 export type PasswordWeakness =
@@ -21,6 +22,17 @@ export const weaknessMessages: Record<PasswordWeakness, string> = {
   contains_username: "Do not include your username in your password.",
   contains_email: "Do not include your email address in your password.",
 };
+
+/**
+ * The answer to a password that breaks the rules: every reason with its code and sentence, and the
+ * sentences again as the problem of the field the password was sent in, so a form shows them beside it.
+ */
+export function weakPassword(weaknesses: PasswordWeakness[], field: "password" | "newPassword"): Problem {
+  return new Problem(400, "weak_password", "Choose a stronger password.", {
+    reasons: weaknesses.map((code) => ({ code, message: weaknessMessages[code] })),
+    details: [{ field, message: weaknesses.map((code) => weaknessMessages[code]).join(" ") }],
+  });
+}
 
 // @node-rs/argon2's Algorithm is a const enum, which isolated modules cannot read; 2 is its Argon2id.
 const ARGON2ID = 2;

@@ -6,7 +6,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { Settings } from "../config/settings.js";
 import type { Database } from "../db/schema.js";
 import type { PasswordHasher } from "../factors/password.js";
-import { passwordWeaknesses, weaknessMessages } from "../factors/password.js";
+import { passwordWeaknesses, weakPassword } from "../factors/password.js";
 import type { Outbox } from "../notify/outbox.js";
 import { securityDetails } from "../notify/templates.js";
 import type { AccountProtection } from "../protection/account-protection.js";
@@ -101,9 +101,7 @@ export class RecoveryService {
       deps.settings.password,
     );
     if (weaknesses.length > 0) {
-      throw new Problem(400, "weak_password", "Choose a stronger password.", {
-        reasons: weaknesses.map((code) => ({ code, message: weaknessMessages[code] })),
-      });
+      throw weakPassword(weaknesses, "newPassword");
     }
     let masterKeyProven = false;
     if (account.masterKeyHash) {

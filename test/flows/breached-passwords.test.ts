@@ -16,13 +16,18 @@ const BREACHED = {
 
 const SENTENCE = weaknessMessages.breached_password;
 
-function expectBreachedRefusal(response: { statusCode: number; body: string; json(): unknown }) {
+function expectBreachedRefusal(
+  response: { statusCode: number; body: string; json(): unknown },
+  field: "password" | "newPassword",
+) {
   expect(response.statusCode, response.body).toBe(400);
   const { error } = response.json() as {
-    error: { code: string; reasons: { code: string; message: string }[] };
+    error: { code: string; reasons: { code: string; message: string }[]; details: unknown };
   };
   expect(error.code).toBe("weak_password");
   expect(error.reasons).toEqual([{ code: "breached_password", message: SENTENCE }]);
+  // The same sentence as the problem of the field, for a form to show beside it.
+  expect(error.details).toEqual([{ field, message: SENTENCE }]);
 }
 
 describe.each(engines)(
@@ -43,7 +48,7 @@ describe.each(engines)(
         password: BREACHED.signUp,
         country: "DE",
       });
-      expectBreachedRefusal(response);
+      expectBreachedRefusal(response, "password");
       expect(SENTENCE).toMatch(/appeared in a data breach.*Choose another/);
       // Case is no disguise.
       expectBreachedRefusal(
@@ -53,6 +58,7 @@ describe.each(engines)(
           password: BREACHED.signUp.toUpperCase(),
           country: "DE",
         }),
+        "password",
       );
       expect(await h.services.accounts.findByUsername(`breach_${engine}`)).toBeNull();
     });
@@ -68,7 +74,7 @@ describe.each(engines)(
         { password: user.password },
         { body: { currentPassword: user.password, newPassword: BREACHED.change } },
       );
-      expectBreachedRefusal(response);
+      expectBreachedRefusal(response, "newPassword");
       expect((await h.signIn(user.username, user.password)).statusCode).toBe(200);
     });
 
@@ -81,7 +87,7 @@ describe.each(engines)(
       const token = linkToken(await h.smtp.waitFor(user.email, /Reset your password/), "/reset-password");
       const complete = (newPassword: string) =>
         h.request("POST", "/v1/recovery/password/complete", { body: { token, newPassword } });
-      expectBreachedRefusal(await complete(BREACHED.reset));
+      expectBreachedRefusal(await complete(BREACHED.reset), "newPassword");
       expect((await complete("a reset passphrase of my own 19")).statusCode).toBe(200);
     });
 

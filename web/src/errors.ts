@@ -56,8 +56,12 @@ export function humanMessage(error: unknown, shownBesideFields: ReadonlySet<stri
   const parts = [general];
   const fields = [...fieldProblems(error)].filter(([field]) => !shownBesideFields.has(field));
   if (code === "weak_password" && Array.isArray(error.body.reasons)) {
-    for (const reason of error.body.reasons as { code?: string; message?: string }[]) {
-      parts.push((reason.code && weakPasswordReasons[reason.code]) ?? reason.message ?? "");
+    // The reasons stand beside the password field when the form shows it; otherwise they are listed here.
+    const besideField = [...fieldProblems(error).keys()].some((field) => shownBesideFields.has(field));
+    if (!besideField) {
+      for (const reason of error.body.reasons as { code?: string; message?: string }[]) {
+        parts.push((reason.code && weakPasswordReasons[reason.code]) ?? reason.message ?? "");
+      }
     }
   } else if (fieldProblems(error).size > 0) {
     for (const [, sentence] of fields) parts.push(sentence);
