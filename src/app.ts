@@ -24,6 +24,7 @@ import type { EnvConfig } from "./config/env.js";
 import { defaultSettings, type Settings } from "./config/settings.js";
 import { loadDataKey } from "./crypto/data-key.js";
 import { migrateToLatest, openStorage, type Storage } from "./db/database.js";
+import { breachedPasswordFilter } from "./factors/breached-passwords.js";
 import { FactorManagement } from "./factors/factor-management.js";
 import { Argon2idHasher, type PasswordHasher } from "./factors/password.js";
 import { ProofVerifier } from "./factors/proofs.js";
@@ -186,6 +187,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   });
   const devices = new DeviceService(db, clock);
   const hasher = options.hasher ?? new Argon2idHasher(settings.password);
+  // Read now, once: a missing or damaged list stops the start rather than the first sign-up.
+  breachedPasswordFilter();
   const metrics = new Metrics({ processMetrics: options.startWorkers ?? false });
   const geo = options.geo ?? new OfflineGeoLocator();
 

@@ -25,6 +25,8 @@ export interface Account {
   globalLock: { since: number; delayDays: number; unlocksAt: number | null } | null;
   /** Frozen from a "lock my account" link since then; null while not frozen. */
   frozenAt: number | null;
+  /** When a sign-in found the password on the breached list; null once a new password replaced it. */
+  passwordBreachedAt: number | null;
 }
 
 export const emailKey = (email: string) => email.trim().toLowerCase();
@@ -57,6 +59,7 @@ export function toAccount(row: Selectable<AccountsTable>): Account {
             unlocksAt: row.global_lock_unlocks_at,
           },
     frozenAt: row.frozen_at === null ? null : Number(row.frozen_at),
+    passwordBreachedAt: row.password_breached_at === null ? null : Number(row.password_breached_at),
   };
 }
 
@@ -105,8 +108,30 @@ export class AccountRepository {
       .execute();
   }
 
+  /** The same password hashed anew (new parameters): whatever is known of the password still holds. */
   async updatePasswordHash(id: string, passwordHash: string, db: Kysely<Database> = this.db): Promise<void> {
     await db.updateTable("accounts").set({ password_hash: passwordHash }).where("id", "=", id).execute();
+  }
+
+  /** A new password, one that passed the rules: a breached one it replaces is no longer a concern. */
+  async replacePassword(id: string, passwordHash: string, db: Kysely<Database> = this.db): Promise<void> {
+    await db
+      .updateTable("accounts")
+      .set({ password_hash: passwordHash, password_breached_at: null })
+      .where("id", "=", id)
+      .execute();
+  }
+
+  /** Marks the password as found on the breached list; false when it already was marked. */
+  async markPasswordBreached(id: string, at: number, db: Kysely<Database> = this.db): Promise<boolean> {
+    const row = await db
+      .updateTable("accounts")
+      .set({ password_breached_at: at })
+      .where("id", "=", id)
+      .where("password_breached_at", "is", null)
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /** Disables (with the time) or enables an account; false when there is no such account. */

@@ -10,6 +10,7 @@ export const activityEvents = [
   "account.email_verified",
   "account.restricted",
   "account.restriction_lifted",
+  "account.password_breached",
   "sign_in.password",
   "sign_in.totp",
   "sign_in.webauthn",
@@ -114,6 +115,7 @@ const plain: Record<string, string> = {
   "account.email_verified": "Verified the email address",
   "account.restricted": "Sign-in was paused after repeated failed attempts",
   "account.restriction_lifted": "Sign-in was resumed by support",
+  "account.password_breached": "The password was found among passwords known from data breaches: change it",
   "sign_in.refused": "Sign-in refused",
   "sign_in.completed": "Signed in",
   "sign_in.second_factor_reset": "Second factors were reset through account recovery",
@@ -171,6 +173,8 @@ export function describeActivity(entry: Pick<AuditEntry, "event" | "outcome" | "
 /** The result column: what happened, and why when it did not work. */
 export function describeOutcome(entry: Pick<AuditEntry, "outcome" | "details">): string {
   if (entry.outcome === "success") return "Done";
+  // Something the system noticed (a pause after failed attempts, a breached password): not a failure.
+  if (entry.outcome === "info") return "Noted";
   const reason = typeof entry.details.reason === "string" ? reasonWords[entry.details.reason] : undefined;
   const head = entry.outcome === "refused" ? "Refused" : "Failed";
   return reason ? `${head}: ${reason}` : head;

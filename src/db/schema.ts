@@ -34,6 +34,8 @@ export interface AccountsTable {
   global_lock_unlocks_at: number | null;
   /** "Lock my account": frozen since then, until the owner (Master Key and a second factor) or an operator lifts it. */
   frozen_at: number | null;
+  /** When a sign-in found the password on the breached list; cleared by a new password (behaviour §1). */
+  password_breached_at: number | null;
 }
 
 /** The per-account attempt counter of docs/behaviour.md §4: one row per account, changed only by conditional updates. */

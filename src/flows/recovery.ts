@@ -6,7 +6,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { Settings } from "../config/settings.js";
 import type { Database } from "../db/schema.js";
 import type { PasswordHasher } from "../factors/password.js";
-import { passwordWeaknesses, weaknessMessages } from "../factors/password.js";
+import { passwordWeaknesses, weakPassword } from "../factors/password.js";
 import type { Outbox } from "../notify/outbox.js";
 import { securityDetails } from "../notify/templates.js";
 import type { AccountProtection } from "../protection/account-protection.js";
@@ -101,9 +101,7 @@ export class RecoveryService {
       deps.settings.password,
     );
     if (weaknesses.length > 0) {
-      throw new Problem(400, "weak_password", "Choose a stronger password.", {
-        reasons: weaknesses.map((code) => ({ code, message: weaknessMessages[code] })),
-      });
+      throw weakPassword(weaknesses, "newPassword");
     }
     let masterKeyProven = false;
     if (account.masterKeyHash) {
@@ -136,7 +134,7 @@ export class RecoveryService {
     await deps.db.transaction().execute(async (trx) => {
       if (!(await deps.accounts.holdIfUnlocked(account.id, deps.clock.now(), trx))) throw settingsLocked();
       await deps.tokens.consume("reset_password", input.token, trx);
-      await deps.accounts.updatePasswordHash(account.id, passwordHash, trx);
+      await deps.accounts.replacePassword(account.id, passwordHash, trx);
       await deps.sessions.endAllWithin(trx, account.id, null, "password_changed");
       await deps.holds.place(account.id, "password_reset", trx);
       if (!permanent || masterKeyProven) await deps.guard.lift(account.id, trx);

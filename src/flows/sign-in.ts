@@ -5,6 +5,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { Settings } from "../config/settings.js";
 import { newId } from "../crypto/tokens.js";
 import type { Database, SignInFlowsTable } from "../db/schema.js";
+import { isBreachedPassword } from "../factors/breached-passwords.js";
 import type { PasswordHasher } from "../factors/password.js";
 import { invalidCode, type Proof, type ProofVerifier } from "../factors/proofs.js";
 import type { RecoveryCodes } from "../factors/recovery-codes.js";
@@ -122,6 +123,12 @@ const enableTwoFactorNotice: Notice = {
     "Protect your account: turn on two-factor authentication with an authenticator app or a security key.",
 };
 
+const changeBreachedPasswordNotice: Notice = {
+  code: "password_breached",
+  message:
+    "Your password has appeared in a data breach, so attackers may try it. Change it in Security to one you use nowhere else.",
+};
+
 export class SignInService {
   constructor(private readonly deps: SignInDependencies) {}
 
@@ -189,6 +196,11 @@ export class SignInService {
     }
     if (deps.hasher.needsRehash(account.passwordHash)) {
       await deps.accounts.updatePasswordHash(account.id, await deps.hasher.hash(input.password));
+    }
+    // ASVS 6.2.12: a password set before it was on the breached list still signs in, and the owner is
+    // asked to change it until they do. The password itself goes no further than this check.
+    if (account.passwordBreachedAt === null && isBreachedPassword(input.password)) {
+      await this.flagBreachedPassword(account, context);
     }
 
     const factors = await this.signInFactors(account);
@@ -573,20 +585,18 @@ export class SignInService {
       .set({ session_id: session.id })
       .where("id", "=", flow.id)
       .execute();
-    if (newDevice) {
-      const account = await deps.accounts.findById(moved.account_id, trx);
-      if (account) {
-        await deps.outbox.notify(
-          account,
-          {
-            kind: "new_sign_in",
-            sessionsLink: new URL("/security/sessions", deps.publicUrl).href,
-            resetLink: new URL("/forgot-password", deps.publicUrl).href,
-            ...securityDetails(context, now),
-          },
-          trx,
-        );
-      }
+    const account = await deps.accounts.findById(moved.account_id, trx);
+    if (newDevice && account) {
+      await deps.outbox.notify(
+        account,
+        {
+          kind: "new_sign_in",
+          sessionsLink: new URL("/security/sessions", deps.publicUrl).href,
+          resetLink: new URL("/forgot-password", deps.publicUrl).href,
+          ...securityDetails(context, now),
+        },
+        trx,
+      );
     }
     // A known device on a new network, or a sign-in from a new country: the owner hears of the place
     // (a new device's email above already names it).
@@ -612,7 +622,30 @@ export class SignInService {
       trx,
     );
     const notices = session.aal < 2 ? [enableTwoFactorNotice] : [];
+    if (account?.passwordBreachedAt != null) notices.unshift(changeBreachedPasswordNotice);
     return { state: "authenticated", flowId: flow.id, session, token, notices };
+  }
+
+  /** Marks the account (once: a later sign-in with the same password adds nothing) and audits it. */
+  private async flagBreachedPassword(account: Account, context: RequestContext): Promise<void> {
+    const { deps } = this;
+    const marked = await deps.db.transaction().execute(async (trx) => {
+      if (!(await deps.accounts.markPasswordBreached(account.id, deps.clock.now(), trx))) return false;
+      await deps.audit.append(
+        {
+          event: "account.password_breached",
+          outcome: "info",
+          accountId: account.id,
+          actor: "system",
+          details: { foundAt: "sign_in" },
+        },
+        context,
+        trx,
+      );
+      return true;
+    });
+    // Sessions already open show the request to change it too.
+    if (marked) await deps.sessions.accountChanged(account.id);
   }
 
   private async signInFactors(account: Account): Promise<SignInFactor[]> {

@@ -5,7 +5,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { Settings } from "../config/settings.js";
 import { newId } from "../crypto/tokens.js";
 import type { Database } from "../db/schema.js";
-import { type PasswordHasher, passwordWeaknesses, weaknessMessages } from "../factors/password.js";
+import { type PasswordHasher, passwordWeaknesses, weakPassword } from "../factors/password.js";
 import type { Outbox } from "../notify/outbox.js";
 import type { BotCheck } from "../protection/bot-check.js";
 import type { RateLimiter } from "../protection/rate-limiter.js";
@@ -137,9 +137,7 @@ export class SignUpService {
     if (errors.length > 0) throw invalidRequest("Some fields need attention.", errors);
     const weaknesses = passwordWeaknesses(input.password, { username, email }, this.deps.settings.password);
     if (weaknesses.length > 0) {
-      throw new Problem(400, "weak_password", "Choose a stronger password.", {
-        reasons: weaknesses.map((code) => ({ code, message: weaknessMessages[code] })),
-      });
+      throw weakPassword(weaknesses, "password");
     }
     return { email, username };
   }

@@ -1,7 +1,7 @@
 import type { AccountRepository } from "../accounts/accounts.js";
 import type { Settings } from "../config/settings.js";
 import type { PasswordHasher } from "../factors/password.js";
-import { normalizePassword, passwordWeaknesses, weaknessMessages } from "../factors/password.js";
+import { normalizePassword, passwordWeaknesses, weakPassword } from "../factors/password.js";
 import type { ProofVerifier } from "../factors/proofs.js";
 import type { SecondFactorRepository } from "../factors/second-factors.js";
 import type { SessionService } from "../sessions/sessions.js";
@@ -107,14 +107,12 @@ export class SecuritySettings {
         this.passwordRules,
       );
       if (weaknesses.length > 0) {
-        throw new Problem(400, "weak_password", "Choose a stronger password.", {
-          reasons: weaknesses.map((code) => ({ code, message: weaknessMessages[code] })),
-        });
+        throw weakPassword(weaknesses, "newPassword");
       }
       hash = await this.hasher.hash(input.newPassword);
     }
     await this.changes.run(request, { stepUp }, async (trx) => {
-      await this.accounts.updatePasswordHash(account.id, hash, trx);
+      await this.accounts.replacePassword(account.id, hash, trx);
       await this.sessions.endAllWithin(trx, account.id, request.sessionId, "password_changed");
       return {
         result: null,

@@ -223,6 +223,7 @@ export class SessionService {
         "a.global_lock_delay_days",
         "a.global_lock_unlocks_at",
         "a.frozen_at",
+        "a.password_breached_at",
         "a.created_at as account_created_at",
         "g.permanently_restricted_at",
       ])
@@ -281,6 +282,7 @@ export class SessionService {
       global_lock_delay_days: row.global_lock_delay_days,
       global_lock_unlocks_at: row.global_lock_unlocks_at,
       frozen_at: row.frozen_at,
+      password_breached_at: row.password_breached_at,
       created_at: row.account_created_at,
     });
     return {

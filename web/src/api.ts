@@ -82,6 +82,8 @@ export interface SessionInfo {
     region: string | null;
     /** Set while the account is frozen by "lock my account". */
     frozen?: { since: string; liftableAt: string } | null;
+    /** A sign-in found the password among those known from data breaches: it should be changed. */
+    passwordBreached?: boolean;
   };
   session: {
     id: string;
@@ -145,7 +147,8 @@ export interface LockState {
 
 export interface SecurityOverview {
   level: number;
-  checklist: { id: string; done: boolean; title: string }[];
+  /** `problem` and `message` say why an item is not done when it once was (a breached password). */
+  checklist: { id: string; done: boolean; title: string; problem?: string; message?: string }[];
   globalLock: LockState;
   hidden?: boolean;
   secondFactors?: SecondFactor[];

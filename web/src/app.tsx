@@ -3,6 +3,7 @@ import { api, type StatusInfo } from "./api.js";
 import { AddressesPage, ConfirmAddressPage } from "./pages/addresses.js";
 import { ApiKeysPage } from "./pages/api-keys.js";
 import { ApproveDevicePage } from "./pages/approve-device.js";
+import { BreachedPasswordNotice } from "./pages/breached-password.js";
 import { ConfirmEmailPage } from "./pages/confirm-email.js";
 import { DashboardPage } from "./pages/dashboard.js";
 import { DisableApiKeysPage } from "./pages/disable-api-keys.js";
@@ -131,6 +132,7 @@ function Shell() {
       </header>
       <MaintenanceBanner />
       <FrozenNotice />
+      <BreachedPasswordNotice />
       <main id="main" tabIndex={-1}>
         {content}
       </main>

@@ -21,6 +21,8 @@ const weakPasswordReasons: Record<string, string> = {
   too_short: "It must be at least 12 characters long.",
   too_long: "It must be at most 256 characters long.",
   common_password: "It is on a list of commonly used passwords.",
+  breached_password:
+    "This password has appeared in a data breach, so attackers try it first. Choose another one that you do not use anywhere else.",
   contains_username: "It must not contain your username.",
   contains_email: "It must not contain the first part of your email address.",
 };
@@ -54,8 +56,12 @@ export function humanMessage(error: unknown, shownBesideFields: ReadonlySet<stri
   const parts = [general];
   const fields = [...fieldProblems(error)].filter(([field]) => !shownBesideFields.has(field));
   if (code === "weak_password" && Array.isArray(error.body.reasons)) {
-    for (const reason of error.body.reasons as { code?: string; message?: string }[]) {
-      parts.push((reason.code && weakPasswordReasons[reason.code]) ?? reason.message ?? "");
+    // The reasons stand beside the password field when the form shows it; otherwise they are listed here.
+    const besideField = [...fieldProblems(error).keys()].some((field) => shownBesideFields.has(field));
+    if (!besideField) {
+      for (const reason of error.body.reasons as { code?: string; message?: string }[]) {
+        parts.push((reason.code && weakPasswordReasons[reason.code]) ?? reason.message ?? "");
+      }
     }
   } else if (fieldProblems(error).size > 0) {
     for (const [, sentence] of fields) parts.push(sentence);

@@ -30,7 +30,7 @@ export function registerActivityRoutes(app: App, services: Services): void {
                 id: Type.Integer({ description: "The entry's sequence number; pass it as before to page" }),
                 at: Type.String({ format: "date-time" }),
                 event: Type.String({ description: "e.g. sign_in.completed, factor.added, session.ended" }),
-                outcome: Type.String({ description: "success, failure or refused" }),
+                outcome: Type.String({ description: "success, failure, refused or info" }),
                 ip: Nullable(Type.String()),
                 location: Nullable(Type.String()),
                 userAgent: Nullable(Type.String()),

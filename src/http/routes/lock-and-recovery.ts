@@ -22,7 +22,17 @@ export function registerLockAndRecoveryRoutes(app: App, services: Services): voi
           200: Open(
             {
               level: Type.Integer({ minimum: 0, maximum: 5, description: "Security level: items done" }),
-              checklist: Type.Array(Open({ id: Type.String(), done: Type.Boolean(), title: Type.String() })),
+              checklist: Type.Array(
+                Open({
+                  id: Type.String(),
+                  done: Type.Boolean(),
+                  title: Type.String(),
+                  problem: Type.Optional(
+                    Type.String({ description: "Why a done item counts as not done: password_breached" }),
+                  ),
+                  message: Type.Optional(Type.String({ description: "What to do about the problem" })),
+                }),
+              ),
               globalLock: LockState,
               hidden: Type.Optional(
                 Type.Boolean({

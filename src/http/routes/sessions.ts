@@ -50,6 +50,11 @@ export function registerSessionRoutes(app: App, services: Services): void {
                 Type.Object({ since: Type.String(), liftableAt: Type.String() }),
                 Type.Null(),
               ]),
+              /** docs/behaviour.md §1: a sign-in found the password on the breached list; change it. */
+              passwordBreached: Type.Boolean({
+                description:
+                  "true when a sign-in found the password among those known from data breaches: the owner should change it",
+              }),
             }),
             session: SessionSummary,
             eligibility: Type.Object({
@@ -74,6 +79,7 @@ export function registerSessionRoutes(app: App, services: Services): void {
           country: account.country,
           region: account.region,
           frozen: freezeState(account),
+          passwordBreached: account.passwordBreachedAt !== null,
         },
         session: {
           id: current.id,

@@ -53,6 +53,7 @@ const capitalize = (text: string) => text.charAt(0).toUpperCase() + text.slice(1
 
 /** Where each unfinished checklist item is done. */
 const nextStepLinks: Record<string, string> = {
+  password: "/security#password",
   sign_in_2fa: "/security#factors",
   funding_2fa: "/security#requirements",
   trading_2fa: "/security#requirements",
@@ -67,7 +68,10 @@ export function DashboardPage() {
   const [notices] = useState<SignInNotice[]>(() => {
     const stored = sessionStorage.getItem(signInNoticesKey);
     sessionStorage.removeItem(signInNoticesKey);
-    return stored ? (JSON.parse(stored) as SignInNotice[]) : [];
+    // A breached password has its own notice on every page (BreachedPasswordNotice) until it is changed.
+    return stored
+      ? (JSON.parse(stored) as SignInNotice[]).filter((notice) => notice.code !== "password_breached")
+      : [];
   });
 
   useEffect(() => {

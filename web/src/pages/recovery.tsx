@@ -2,7 +2,7 @@ import { type FormEvent, useRef, useState } from "react";
 import { api } from "../api.js";
 import { BotCheck, type BotCheckHandle } from "../bot-check.js";
 import { Link } from "../router.js";
-import { ErrorMessage, Field, Notice, useTask } from "../ui.js";
+import { ErrorMessage, Field, FieldErrors, Notice, useTask } from "../ui.js";
 
 /** docs/behaviour.md §13: the answer is the same whether or not the account exists, so the page says so too. */
 export function ForgotPasswordPage() {
@@ -138,26 +138,28 @@ export function ResetPasswordPage() {
         </>
       ) : (
         <form onSubmit={submit}>
-          <Field
-            label="New password"
-            name="newPassword"
-            type="password"
-            autoComplete="new-password"
-            value={password}
-            onChange={setPassword}
-            hint="At least 12 characters."
-          />
-          <Field
-            label="Master Key (if you set one)"
-            name="masterKey"
-            type="password"
-            autoComplete="off"
-            required={false}
-            value={masterKey}
-            onChange={setMasterKey}
-            hint="Accounts with a Master Key need it to reset the password."
-          />
-          <ErrorMessage error={task.error} />
+          <FieldErrors error={task.error}>
+            <Field
+              label="New password"
+              name="newPassword"
+              type="password"
+              autoComplete="new-password"
+              value={password}
+              onChange={setPassword}
+              hint="At least 12 characters."
+            />
+            <Field
+              label="Master Key (if you set one)"
+              name="masterKey"
+              type="password"
+              autoComplete="off"
+              required={false}
+              value={masterKey}
+              onChange={setMasterKey}
+              hint="Accounts with a Master Key need it to reset the password."
+            />
+            <ErrorMessage error={task.error} />
+          </FieldErrors>
           <button type="submit" className="primary" disabled={task.busy}>
             Set new password
           </button>

@@ -1,6 +1,7 @@
 import { startRegistration } from "@simplewebauthn/browser";
 import { type FormEvent, type ReactNode, useCallback, useEffect, useState } from "react";
 import { ApiError, api, type LockState, type SecurityOverview } from "../api.js";
+import { useSession } from "../session.js";
 import { useStepUp } from "../step-up.js";
 import {
   Checkbox,
@@ -61,6 +62,7 @@ export function SecurityPage() {
     const factors = overview.secondFactors ?? [];
     const hidden = overview.hidden === true;
     const lock = overview.globalLock;
+    const passwordItem = overview.checklist.find((item) => item.id === "password");
     if (!hidden) {
       items.push(
         {
@@ -139,10 +141,10 @@ export function SecurityPage() {
         {
           id: "password",
           title: "Password",
-          status: "Set",
-          done: true,
+          status: passwordItem?.message ?? "Set",
+          done: passwordItem?.done ?? true,
           action: "Change",
-          panel: <PasswordCard />,
+          panel: <PasswordCard onChange={reload} />,
         },
       );
     }
@@ -699,7 +701,8 @@ function SecretForm(props: {
   );
 }
 
-function PasswordCard() {
+function PasswordCard({ onChange }: { onChange: () => Promise<void> }) {
+  const { refresh } = useSession();
   const withStepUp = useStepUp();
   const task = useTask();
   const [current, setCurrent] = useState("");
@@ -719,6 +722,8 @@ function PasswordCard() {
     setCurrent("");
     setNext("");
     setSaved(true);
+    // A breached password's notice and checklist item go with it.
+    await Promise.all([onChange(), refresh()]);
   }
   return (
     <div>
