@@ -34,10 +34,19 @@ export class LockLinks implements LockLinkIssuer {
   }
 }
 
-/** What the owner's session shows of a freeze. */
-export function freezeState(account: Pick<Account, "frozenAt">) {
+/**
+ * What the owner's session shows of a freeze. `liftable` is decided by the server's clock, not the browser's,
+ * which may be off.
+ */
+export function freezeState(account: Pick<Account, "frozenAt">, now: number) {
   if (account.frozenAt === null) return null;
-  return { since: iso(account.frozenAt), liftableAt: iso(account.frozenAt + LIFT_AFTER_MS) };
+  const liftableAt = account.frozenAt + LIFT_AFTER_MS;
+  return { since: iso(account.frozenAt), liftableAt: iso(liftableAt), liftable: now >= liftableAt };
+}
+
+/** "2026-06-20 09:15 UTC": a time in a sentence, read the same wherever the reader is. */
+function readableUtc(ms: number): string {
+  return `${iso(ms).slice(0, 16).replace("T", " ")} UTC`;
 }
 
 const notFrozen = () => new Problem(409, "conflict", "This account is not frozen.");
@@ -86,7 +95,7 @@ export class AccountFreeze {
       await this.sessions.accountChanged(outcome.account.id);
       this.outbox.nudge();
     }
-    return { status: "frozen" as const, ...freezeState(outcome.account)! };
+    return { status: "frozen" as const, ...freezeState(outcome.account, this.clock.now())! };
   }
 
   /**
@@ -108,7 +117,7 @@ export class AccountFreeze {
       throw new Problem(
         423,
         "account_frozen",
-        `The freeze can be lifted from ${iso(account.frozenAt + LIFT_AFTER_MS)}, 24 hours after it began.`,
+        `The freeze can be lifted 24 hours after it began, from ${readableUtc(account.frozenAt + LIFT_AFTER_MS)}.`,
         { liftableAt: iso(account.frozenAt + LIFT_AFTER_MS) },
       );
     }

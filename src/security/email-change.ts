@@ -47,7 +47,7 @@ export class EmailChange {
     if (invalid) throw invalidRequest(invalid.message, [{ field: "newEmail", message: invalid.message }]);
     if (emailKey(address) === emailKey(account.email)) {
       throw invalidRequest("That is already your email address.", [
-        { field: "newEmail", message: "your current address" },
+        { field: "newEmail", message: "That is already your email address." },
       ]);
     }
     if (!(await this.factors.hasSignInFactor(account.id))) {
@@ -114,8 +114,11 @@ export class EmailChange {
    * the address the request was made with), the 72-hour hold placed, both addresses told and the change
    * audited. Refused, with the link left unspent, while the Global Settings Lock is on or the account frozen.
    */
-  async confirm(token: string, context: RequestContext): Promise<{ status: "changed"; email: string }> {
-    const accountId = await this.db.transaction().execute(async (trx) => {
+  async confirm(
+    token: string,
+    context: RequestContext,
+  ): Promise<{ status: "changed"; email: string; holdUntil: string }> {
+    const { accountId, holdUntil } = await this.db.transaction().execute(async (trx) => {
       const { accountId, data } = await this.tokens.consume("confirm_email", token, trx);
       const from = String(data?.from ?? "");
       const to = String(data?.to ?? "");
@@ -164,11 +167,11 @@ export class EmailChange {
         context,
         trx,
       );
-      return accountId;
+      return { accountId, holdUntil: iso(holdUntil) };
     });
     await this.sessions.accountChanged(accountId);
     this.outbox.nudge();
     const account = await this.accounts.findById(accountId);
-    return { status: "changed", email: account?.email ?? "" };
+    return { status: "changed", email: account?.email ?? "", holdUntil };
   }
 }

@@ -68,7 +68,7 @@ export const errorCodes = {
   on_hold: { status: 423, message: "This is on hold after a recent security change." },
   account_frozen: {
     status: 423,
-    message: "Your account is locked: nothing can be changed or moved until the lock is lifted.",
+    message: "Your account is frozen: nothing can be changed or moved until the freeze is lifted.",
   },
   rate_limited: { status: 429, message: "Too many attempts. Wait a moment and try again." },
   internal_error: {
@@ -96,6 +96,7 @@ export interface FieldProblem {
  */
 const fieldNames: Record<string, string> = {
   email: "your email address",
+  newEmail: "the new email address",
   username: "your username",
   password: "your password",
   currentPassword: "your current password",
@@ -120,6 +121,7 @@ const fieldNames: Record<string, string> = {
 /** Sentences for a field whose value does not have the expected form (a pattern or format failed). */
 const formMessages: Record<string, string> = {
   email: "Enter an email address such as name@example.com.",
+  newEmail: "Enter an email address such as name@example.com.",
   passcode: "The trading passcode is 6 digits.",
   tradingPasscode: "The trading passcode is 6 digits.",
   totp: "Enter the 6-digit code from your authenticator app.",

@@ -14,6 +14,8 @@ const browsers: [RegExp, string][] = [
   [/\bYaBrowser\//, "Yandex Browser"],
   [/\bVivaldi\//, "Vivaldi"],
   [/\b(?:Firefox|FxiOS)\//, "Firefox"],
+  // Chrome without a window, as automation drives it: worth telling apart from someone's own browser.
+  [/\bHeadlessChrome\//, "Headless Chrome"],
   [/\b(?:Chrome|CriOS|Chromium)\//, "Chrome"],
   [/\bVersion\/[\d.]+.*\bSafari\//, "Safari"],
 ];

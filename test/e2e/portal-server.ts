@@ -30,8 +30,12 @@ export interface PortalServer {
  * Portcullis listening on a real port, as `npm start` runs it: development mode, mail in the local outbox
  * shown at /dev/mailbox, the outbox worker running, device approval on. The public URL is the origin the
  * browser uses (http://localhost:<port>, a secure context), so WebAuthn's origin and RP ID check out.
+ * `env` adds to the environment, e.g. PORTCULLIS_SMTP_URL to send the mail to a test's SMTP server instead.
  */
-export async function startPortalServer(engine: Engine): Promise<PortalServer> {
+export async function startPortalServer(
+  engine: Engine,
+  options: { env?: Record<string, string> } = {},
+): Promise<PortalServer> {
   const storage = await openTestStorage(engine);
   const port = await freePort();
   const url = `http://localhost:${port}`;
@@ -43,6 +47,7 @@ export async function startPortalServer(engine: Engine): Promise<PortalServer> {
     PORTCULLIS_PUBLIC_URL: url,
     PORTCULLIS_PORT: String(port),
     PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+    ...options.env,
   });
   // A real proof of work for the widget to solve, kept small so the suite stays quick.
   const settings = withSettings({

@@ -43,6 +43,10 @@ describe("user-agent labels", () => {
       "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/126.0 Safari/537.36 OPR/111.0",
       "Opera on Windows",
     ],
+    [
+      "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/142.0.0.0 Safari/537.36",
+      "Headless Chrome on Linux",
+    ],
     ["curl/8.5.0", "unknown browser"],
     ["Please call +1-555-0100", "unknown browser"],
     ["", "unknown browser"],

@@ -75,7 +75,11 @@ describe.each(engines)("changing the account's email address on %s", (engine) =>
 
     const confirmed = await h.request("POST", "/v1/security/email/confirm", { body: { token } });
     expect(confirmed.statusCode, confirmed.body).toBe(200);
-    expect(confirmed.json()).toEqual({ status: "changed", email: newEmail });
+    expect(confirmed.json()).toEqual({
+      status: "changed",
+      email: newEmail,
+      holdUntil: new Date(h.clock.now() + 72 * HOUR).toISOString(),
+    });
     expect((await h.services.accounts.findById(owner.accountId))!.email).toBe(newEmail);
     const holds = await h.services.holds.active(owner.accountId);
     expect(holds).toEqual([{ kind: "email_changed", until: h.clock.now() + 72 * HOUR }]);

@@ -30,6 +30,19 @@ export interface RequestOptions {
   actionId?: string;
 }
 
+/**
+ * What an answer says about the session itself: it has ended (401 unauthenticated: signed out elsewhere,
+ * every session ended by a freeze or a password change) or its account is frozen (423 account_frozen). The
+ * session provider listens, so whichever page made the request, the whole portal follows.
+ */
+export type SessionEvent = "ended" | "frozen";
+const sessionListeners = new Set<(event: SessionEvent) => void>();
+
+export function onSessionEvent(listener: (event: SessionEvent) => void): () => void {
+  sessionListeners.add(listener);
+  return () => sessionListeners.delete(listener);
+}
+
 export async function api<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
   const headers: Record<string, string> = { accept: "application/json" };
   if (options.body !== undefined) headers["content-type"] = "application/json";
@@ -52,6 +65,8 @@ export async function api<T>(method: string, path: string, options: RequestOptio
       parsed && typeof parsed === "object" && "error" in parsed
         ? (parsed as { error: ApiErrorBody }).error
         : { code: response.status >= 500 ? "internal_error" : "bad_request", message: response.statusText };
+    if (body.code === "unauthenticated") for (const listener of sessionListeners) listener("ended");
+    if (body.code === "account_frozen") for (const listener of sessionListeners) listener("frozen");
     const retryAfter = Number(response.headers.get("retry-after"));
     throw new ApiError(
       response.status,
@@ -80,8 +95,8 @@ export interface SessionInfo {
     tier: string;
     country: string;
     region: string | null;
-    /** Set while the account is frozen by "lock my account". */
-    frozen?: { since: string; liftableAt: string } | null;
+    /** Set while the account is frozen by "lock my account"; `liftable` by the server's clock. */
+    frozen?: { since: string; liftableAt: string; liftable: boolean } | null;
     /** A sign-in found the password among those known from data breaches: it should be changed. */
     passwordBreached?: boolean;
   };

@@ -7,7 +7,7 @@ import { BreachedPasswordNotice } from "./pages/breached-password.js";
 import { ConfirmEmailPage } from "./pages/confirm-email.js";
 import { DashboardPage } from "./pages/dashboard.js";
 import { DisableApiKeysPage } from "./pages/disable-api-keys.js";
-import { FrozenNotice } from "./pages/frozen.js";
+import { FrozenPage } from "./pages/frozen.js";
 import { LockAccountPage } from "./pages/lock-account.js";
 import { ForgotPasswordPage, ForgotUsernamePage, ResetPasswordPage } from "./pages/recovery.js";
 import { SecurityPage } from "./pages/security.js";
@@ -78,6 +78,8 @@ function Shell() {
   if (publicPage) content = publicPage();
   else if (!accountPage) content = <NotFound />;
   else if (session === undefined) content = <p aria-busy="true">Loading…</p>;
+  // A frozen account's session can do nothing but see the freeze and lift it: every account page says so.
+  else if (session?.account.frozen) content = <FrozenPage />;
   else if (session) content = accountPage.render();
   else content = null;
 
@@ -100,7 +102,7 @@ function Shell() {
           Menu
         </button>
         <nav aria-label="Main" id="main-nav" className={menuOpen ? "open" : undefined}>
-          {session ? (
+          {session && !session.account.frozen ? (
             <>
               <Link href="/" aria-current={path === "/" ? "page" : undefined}>
                 Dashboard
@@ -131,7 +133,6 @@ function Shell() {
         </nav>
       </header>
       <MaintenanceBanner />
-      <FrozenNotice />
       <BreachedPasswordNotice />
       <main id="main" tabIndex={-1}>
         {content}

@@ -52,6 +52,9 @@ export function humanMessage(error: unknown, shownBesideFields: ReadonlySet<stri
     return error instanceof Error ? error.message : String(error);
   }
   const { code, message } = error.body;
+  // "Reload the page to see the latest" is for a conflict the server did not explain; when it did
+  // ("turn on two-factor authentication first"), its sentence is the whole answer.
+  if (code === "conflict" && message && message !== messages.conflict) return message;
   const general = messages[code] ?? "Something went wrong. Try again.";
   const parts = [general];
   const fields = [...fieldProblems(error)].filter(([field]) => !shownBesideFields.has(field));

@@ -1,9 +1,11 @@
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useState } from "react";
-import { ApiError, api, type SessionInfo } from "./api.js";
+import { ApiError, api, onSessionEvent, type SessionInfo } from "./api.js";
 
 interface SessionState {
   /** undefined while loading; null when signed out. */
   session: SessionInfo | null | undefined;
+  /** The session this page had was ended by the server (not by signing out here): sign-in says so. */
+  ended: boolean;
   refresh(): Promise<SessionInfo | null>;
   signOut(): Promise<void>;
 }
@@ -13,10 +15,12 @@ const SessionContext = createContext<SessionState | null>(null);
 /** The signed-in account, from GET /v1/session; the cookie itself is HttpOnly and never read here. */
 export function SessionProvider({ children }: { children: ReactNode }) {
   const [session, setSession] = useState<SessionInfo | null | undefined>(undefined);
+  const [ended, setEnded] = useState(false);
   const refresh = useCallback(async () => {
     try {
       const info = await api<SessionInfo>("GET", "/v1/session");
       setSession(info);
+      setEnded(false);
       return info;
     } catch (error) {
       if (error instanceof ApiError && (error.status === 401 || error.code === "enrollment_required")) {
@@ -33,7 +37,24 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   useEffect(() => {
     refresh().catch(() => setSession(null));
   }, [refresh]);
-  return <SessionContext.Provider value={{ session, refresh, signOut }}>{children}</SessionContext.Provider>;
+  // Any page's request may learn that the session ended or its account was frozen meanwhile.
+  useEffect(
+    () =>
+      onSessionEvent((event) => {
+        if (event === "frozen") {
+          refresh().catch(() => setSession(null));
+          return;
+        }
+        setSession((current) => {
+          if (current) setEnded(true);
+          return current === undefined ? current : null;
+        });
+      }),
+    [refresh],
+  );
+  return (
+    <SessionContext.Provider value={{ session, ended, refresh, signOut }}>{children}</SessionContext.Provider>
+  );
 }
 
 export function useSession(): SessionState {

@@ -47,7 +47,11 @@ export function registerSessionRoutes(app: App, services: Services): void {
               region: Type.Union([Type.String(), Type.Null()]),
               /** Set while "lock my account" keeps the account frozen: since when, and when the owner may lift it. */
               frozen: Type.Union([
-                Type.Object({ since: Type.String(), liftableAt: Type.String() }),
+                Type.Object({
+                  since: Type.String(),
+                  liftableAt: Type.String(),
+                  liftable: Type.Boolean({ description: "Whether the owner may lift it now" }),
+                }),
                 Type.Null(),
               ]),
               /** docs/behaviour.md §1: a sign-in found the password on the breached list; change it. */
@@ -78,7 +82,7 @@ export function registerSessionRoutes(app: App, services: Services): void {
           tier: account.tier,
           country: account.country,
           region: account.region,
-          frozen: freezeState(account),
+          frozen: freezeState(account, services.clock.now()),
           passwordBreached: account.passwordBreachedAt !== null,
         },
         session: {

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { api } from "../api.js";
-import { navigate } from "../router.js";
+import { Link, navigate } from "../router.js";
 import { ErrorMessage, formatTime, Notice, useTask } from "../ui.js";
 
 interface ApprovalDetails {
@@ -46,7 +46,13 @@ export function ApproveDevicePage() {
   }
   return (
     <div className="narrow">
-      <h1>Approve a new device</h1>
+      <h1>
+        {outcome === "approved"
+          ? "Device approved"
+          : outcome === "refused"
+            ? "Sign-in refused"
+            : "Approve a new device"}
+      </h1>
       <ErrorMessage error={load.error} />
       {outcome === "approved" ? (
         <Notice tone="success">Approved. The browser that is waiting signs in now.</Notice>
@@ -54,30 +60,44 @@ export function ApproveDevicePage() {
       {outcome === "refused" ? (
         <>
           <Notice tone="warning">
-            The sign-in was refused. Someone knows your password: change it, and lock your account now if they
-            may already be in.
+            <p>Nobody can finish that sign-in now.</p>
+            <p>
+              Whoever started it knows your password. If they may already be signed in, lock your account:
+              every session ends and your API keys stop. Then choose a new password.
+            </p>
           </Notice>
-          <button
-            type="button"
-            className="primary"
-            onClick={() => navigate(`/lock-account?token=${encodeURIComponent(lockToken ?? "")}`)}
-          >
-            Lock my account
-          </button>
+          <div className="actions">
+            <button
+              type="button"
+              className="primary"
+              onClick={() => navigate(`/lock-account?token=${encodeURIComponent(lockToken ?? "")}`)}
+            >
+              Lock my account
+            </button>
+            <Link href="/forgot-password">Choose a new password</Link>
+          </div>
         </>
       ) : null}
       {details && outcome === null ? (
         <>
           <p>Someone who knows your password is signing in from a device this account has not used:</p>
-          <dl>
-            <dt>Device</dt>
-            <dd>{details.device}</dd>
-            <dt>Place</dt>
-            <dd>
-              {details.location ?? "unknown"} ({details.ip})
-            </dd>
-            <dt>Time</dt>
-            <dd>{formatTime(details.requestedAt)}</dd>
+          <dl className="facts">
+            <div>
+              <dt>Device</dt>
+              <dd>{details.device}</dd>
+            </div>
+            <div>
+              <dt>Place</dt>
+              <dd>{details.location ?? "Not known"}</dd>
+            </div>
+            <div>
+              <dt>IP address</dt>
+              <dd>{details.ip}</dd>
+            </div>
+            <div>
+              <dt>Time</dt>
+              <dd>{formatTime(details.requestedAt)}</dd>
+            </div>
           </dl>
           {details.sameNetwork ? null : (
             <Notice tone="warning">

@@ -1,6 +1,16 @@
 import { useState } from "react";
-import { api } from "../api.js";
+import { ApiError, api } from "../api.js";
 import { ErrorMessage, formatTime, Notice, useTask } from "../ui.js";
+
+/** A spent or expired lock link, said for what it is: other emails carry lock links of their own. */
+function lockLinkError(error: unknown): never {
+  if (error instanceof ApiError && (error.code === "invalid_token" || error.code === "expired")) {
+    throw new Error(
+      "This lock link has been used already or has expired (they work for 7 days). Every security email has a lock link of its own: use the one in a newer email, or contact support.",
+    );
+  }
+  throw error;
+}
 
 /**
  * The "lock my account" link of every security email. Nothing happens on opening the page (mail scanners
@@ -15,17 +25,22 @@ export function LockAccountPage() {
       .run(() =>
         api<{ status: "frozen"; since: string; liftableAt: string }>("POST", "/v1/account-lock", {
           body: { token },
-        }),
+        }).catch(lockLinkError),
       )
       .then((result) => setLiftableAt(result?.liftableAt ?? null));
   return (
     <div className="narrow">
-      <h1>Lock your account</h1>
+      <h1>{liftableAt ? "Your account is frozen" : "Lock your account"}</h1>
       {liftableAt ? (
         <Notice tone="success">
-          Your account is frozen. Every session has ended and your API keys have stopped working. Nothing can
-          be withdrawn or changed. From {formatTime(liftableAt)} you can lift the freeze by signing in and
-          confirming with your Master Key and your second factor, or support can lift it for you.
+          <p>
+            Every session has ended and your API keys have stopped working. Nothing can be withdrawn or
+            changed.
+          </p>
+          <p>
+            From {formatTime(liftableAt)} you can lift the freeze by signing in and confirming with your
+            Master Key and your second factor, or support can lift it for you.
+          </p>
         </Notice>
       ) : (
         <>

@@ -16,7 +16,15 @@ import {
 } from "../ui.js";
 import { ActivityCard, DevicesCard, SessionsCard } from "./sessions.js";
 
-type PanelId = "factors" | "requirements" | "passcode" | "masterKey" | "antiPhishing" | "password" | "lock";
+type PanelId =
+  | "factors"
+  | "requirements"
+  | "passcode"
+  | "masterKey"
+  | "antiPhishing"
+  | "email"
+  | "password"
+  | "lock";
 
 interface StatusItem {
   id: PanelId;
@@ -36,6 +44,7 @@ const onOff = (on: boolean | undefined) => (on ? "on" : "off");
  * reloads the overview after each so what it shows is what the server has.
  */
 export function SecurityPage() {
+  const { session } = useSession();
   const [overview, setOverview] = useState<SecurityOverview | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [open, setOpen] = useState<PanelId | null>(() => (location.hash.slice(1) as PanelId) || null);
@@ -137,6 +146,14 @@ export function SecurityPage() {
               visible
             />
           ),
+        },
+        {
+          id: "email",
+          title: "Email address",
+          status: session?.account.email ?? "Set",
+          done: true,
+          action: "Change",
+          panel: <EmailCard hasSecondFactor={factors.length > 0} />,
         },
         {
           id: "password",
@@ -696,6 +713,62 @@ function SecretForm(props: {
       <button type="submit" disabled={task.busy}>
         {props.isSet ? "Change" : "Set"}{" "}
         {props.label === "Master Key" ? "Master Key" : props.label.toLowerCase()}
+      </button>
+    </form>
+  );
+}
+
+/**
+ * Changing the email address (behaviour §7): confirmed with a second factor, it takes effect when the new
+ * address opens the link sent to it; the current address hears of it at once, with a lock link.
+ */
+function EmailCard({ hasSecondFactor }: { hasSecondFactor: boolean }) {
+  const withStepUp = useStepUp();
+  const task = useTask();
+  const [address, setAddress] = useState("");
+  const [sentTo, setSentTo] = useState<string | null>(null);
+  async function save(event: FormEvent) {
+    event.preventDefault();
+    setSentTo(null);
+    const done = await task.run(() =>
+      withStepUp((actionId) =>
+        api("POST", "/v1/security/email", { body: { newEmail: address.trim() }, actionId }),
+      ),
+    );
+    if (done === undefined) return;
+    setSentTo(address.trim());
+    setAddress("");
+  }
+  if (!hasSecondFactor) {
+    return (
+      <p>
+        Changing the email address is confirmed with a second factor: set up two-factor authentication first.
+      </p>
+    );
+  }
+  return (
+    <form onSubmit={save} noValidate>
+      <FieldErrors error={task.error}>
+        <Field
+          label="New email address"
+          name="newEmail"
+          type="email"
+          inputMode="email"
+          autoComplete="email"
+          value={address}
+          onChange={setAddress}
+          hint="We send a link to the new address, and the change takes effect when you open it. Your current address is told at once. Withdrawals wait 72 hours after the change."
+        />
+        {sentTo ? (
+          <Notice tone="success">
+            We sent a link to {sentTo}. Open it within 24 hours to make the change; until then nothing
+            changes.
+          </Notice>
+        ) : null}
+        <ErrorMessage error={task.error} />
+      </FieldErrors>
+      <button type="submit" disabled={task.busy}>
+        Change email address
       </button>
     </form>
   );

@@ -1,4 +1,5 @@
 import { useCallback, useEffect, useState } from "react";
+import { describeUserAgent } from "../../../src/support/user-agent.js";
 import { api } from "../api.js";
 import { navigate } from "../router.js";
 import { useSession } from "../session.js";
@@ -40,30 +41,13 @@ interface ActivityRow {
   userAgent: string | null;
 }
 
-/** "Chrome on Linux" from a user agent, enough to recognise one's own browser. */
+/**
+ * "Chrome on Linux" from a user agent, in the words the server's emails and device list use (one label
+ * maker for both, built from fixed words only).
+ */
 export function describeAgent(agent: string | null): string {
-  if (!agent) return "Unknown browser";
-  const browser = /Edg\//.test(agent)
-    ? "Edge"
-    : /Firefox\//.test(agent)
-      ? "Firefox"
-      : /Chrome\//.test(agent)
-        ? "Chrome"
-        : /Safari\//.test(agent)
-          ? "Safari"
-          : agent.split(" ")[0]!;
-  const system = /Windows/.test(agent)
-    ? "Windows"
-    : /Android/.test(agent)
-      ? "Android"
-      : /iPhone|iPad/.test(agent)
-        ? "iOS"
-        : /Mac OS X/.test(agent)
-          ? "macOS"
-          : /Linux/.test(agent)
-            ? "Linux"
-            : "";
-  return system ? `${browser} on ${system}` : browser;
+  const label = describeUserAgent(agent);
+  return label.charAt(0).toUpperCase() + label.slice(1);
 }
 
 function useList<T>(path: string, key: string) {

@@ -21,7 +21,7 @@ export const signInNoticesKey = "portcullis.sign-in-notices";
  * has one, then device approval for a new device; the page shows whichever step the server says is next.
  */
 export function SignInPage() {
-  const { refresh } = useSession();
+  const { refresh, ended } = useSession();
   const [flow, setFlow] = useState<SignInState | null>(null);
   const [expired, setExpired] = useState(false);
 
@@ -47,6 +47,12 @@ export function SignInPage() {
     <div className="narrow">
       <h1>Sign in</h1>
       {expired && !flow ? <Notice tone="warning">That sign-in took too long. Start again.</Notice> : null}
+      {ended && !flow ? (
+        <Notice tone="info">
+          Your session has ended: it was signed out from another device, or every session ended after a
+          security change. Sign in again to continue.
+        </Notice>
+      ) : null}
       {!flow ? <PasswordStep onNext={advance} /> : null}
       {flow?.state === "second_factor" ? (
         <SecondFactorStep flow={flow} onNext={advance} onError={restart} />
