@@ -161,7 +161,7 @@ export function migrateToLatest(storage: Storage): Promise<string[]> {
   return migrate(storage);
 }
 
-/** Only the migrations up to `name`, in name order: the schema an older release left (upgrade tests). */
+/** The schema as of migration `name` (those after it undone): what an older release left (upgrade tests). */
 export function migrateUpTo(storage: Storage, name: string): Promise<string[]> {
   return migrate(storage, name);
 }
