@@ -464,6 +464,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
       // Counts of the minute still open go into the chain now rather than wait for the next start.
       await audit.flushAggregates({ all: true }).catch(() => {});
       await outbox.stop();
+      // The end of this instance's audit chain goes into the root chain, so a later deletion shows.
+      await audit.close().catch(() => {});
       transport.close?.();
       revocations?.close();
       redis?.disconnect();

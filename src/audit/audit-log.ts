@@ -1,6 +1,6 @@
-import { createHmac } from "node:crypto";
-import type { Kysely, Transaction } from "kysely";
-import type { AuditAggregatesTable, AuditLogTable, Database } from "../db/schema.js";
+import { createHash, createHmac } from "node:crypto";
+import { type Kysely, SqliteAdapter, sql, type Transaction } from "kysely";
+import type { AuditAggregatesTable, AuditHeadTable, AuditLogTable, Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import type { RequestContext } from "../support/request-context.js";
 
@@ -29,20 +29,63 @@ export interface AuditEntry {
   details: Record<string, unknown>;
 }
 
-export interface VerifyResult {
-  ok: boolean;
-  checked: number;
-  firstBadEntry?: { seq: number; reason: string };
+/** A problem `verify` found: the chain, and where in it (a position, the entry's global seq) when it is one entry. */
+export interface VerifyProblem {
+  chain: number;
+  /** The position in the chain (from 1); absent when the problem is the chain as a whole. */
+  position?: number;
+  /** The global seq of the entry, when the entry exists. */
+  seq?: number;
+  reason: string;
 }
 
-const GENESIS = "0".repeat(64);
+export interface VerifyResult {
+  ok: boolean;
+  /** Entries found intact, over every chain. */
+  checked: number;
+  /** Chains found: with a head, with entries, or announced in the root chain (the root chain included). */
+  chains: number;
+  /** The first problem: in the lowest-numbered bad chain, at its first bad position. */
+  firstBadEntry?: VerifyProblem;
+  /** The first problem of each bad chain, by chain. */
+  badChains?: VerifyProblem[];
+}
+
+/** Chain 1: the chain the log had before there were several, and where every other chain is announced. */
+export const ROOT_CHAIN = 1;
+
+/** What an entry links to when it is the first of its chain. Chain 1 keeps the 64 zeros it began with. */
+export function chainGenesis(chainId: number): string {
+  if (chainId === ROOT_CHAIN) return "0".repeat(64);
+  return createHash("sha256").update(`portcullis audit chain ${chainId}`).digest("hex");
+}
 
 /**
- * The hash of an entry covers the previous hash and every field, in a fixed order (behaviour §12). It is an
- * HMAC-SHA256 under a key derived from the data key, which lives outside the database: someone who can
- * write to the database but does not hold the key cannot rewrite an entry and recompute the chain.
+ * The hash of an entry covers the previous hash and every field, in a fixed order (behaviour §12): its
+ * chain and position there, its global seq, and everything it records. It is an HMAC-SHA256 under a key
+ * derived from the data key, which lives outside the database: someone who can write to the database but
+ * does not hold the key cannot rewrite an entry, move it to another chain or place, and recompute the chain.
  */
 export function entryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): string {
+  const body = JSON.stringify([
+    row.chain_id,
+    row.chain_seq,
+    row.seq,
+    row.at,
+    row.account_id,
+    row.actor,
+    row.ip,
+    row.location,
+    row.user_agent,
+    row.event,
+    row.outcome,
+    row.details,
+  ]);
+  return createHmac("sha256", chainKey).update(`${row.prev_hash}\n${body}`).digest("hex");
+}
+
+/** The hash of an entry written when there was one chain (chain 1's first `legacy_entries`): no chain, no position. */
+function legacyEntryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): string {
   const body = JSON.stringify([
     row.seq,
     row.at,
@@ -58,8 +101,26 @@ export function entryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): s
   return createHmac("sha256", chainKey).update(`${row.prev_hash}\n${body}`).digest("hex");
 }
 
+/** An entry before it is linked: what it records, without its place in a chain. */
+export type AuditRow = Omit<AuditLogTable, "seq" | "chain_id" | "chain_seq" | "prev_hash" | "hash">;
+
+/** The entry for `event`, at `at`, from the request of `context`. */
+export function auditRow(event: AuditEvent, context: RequestContext | null, at: number): AuditRow {
+  return {
+    at,
+    account_id: event.accountId ?? null,
+    actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
+    ip: context?.ip ?? null,
+    location: context?.location ?? null,
+    user_agent: context?.userAgent ?? null,
+    event: event.event,
+    outcome: event.outcome,
+    details: JSON.stringify(event.details ?? {}),
+  };
+}
+
 /** The chain entry of one aggregate: the first event of its minute, with the count and time span. */
-function aggregateEntry(row: AuditAggregatesTable): NonNullable<Pending["row"]> {
+function aggregateEntry(row: AuditAggregatesTable): AuditRow {
   const details = JSON.parse(row.details) as Record<string, unknown>;
   return {
     at: row.first_at,
@@ -81,7 +142,7 @@ function aggregateEntry(row: AuditAggregatesTable): NonNullable<Pending["row"]> 
 
 interface Pending {
   /** The entry to chain; null for a caller that only waits for the next commit (`commit()`). */
-  row: Omit<AuditLogTable, "seq" | "prev_hash" | "hash"> | null;
+  row: AuditRow | null;
   resolve(seq: number): void;
   reject(error: unknown): void;
 }
@@ -94,6 +155,13 @@ interface Pending {
  */
 export type BatchWriter = (trx: Transaction<Database>) => Promise<(() => void) | undefined>;
 
+/** A chain's end as its head row keeps it, after the appender advanced its position. */
+type Head = Pick<AuditHeadTable, "last_chain_seq" | "last_hash" | "last_at">;
+
+/** The events of the root chain that open and close the other chains. */
+const CHAIN_OPENED = "audit.chain_opened";
+const CHAIN_CLOSED = "audit.chain_closed";
+
 /** At most this many entries share one transaction (and one multi-row INSERT). */
 const MAX_BATCH = 200;
 
@@ -101,9 +169,14 @@ const MAX_BATCH = 200;
 export const AGGREGATE_WINDOW_MS = 60_000;
 
 /**
- * Append-only, hash-chained audit log. Appends take the chain head row in a transaction (a row lock on
- * PostgreSQL, the single writer on SQLite), so concurrent appends from any number of instances form one
- * unbroken chain.
+ * Append-only, hash-chained audit log, as one chain per running instance. An instance opens its chain with
+ * its first append and from then on appends only there: each append locks that chain's head row and no
+ * other, takes its global seq from a PostgreSQL sequence (`nextval` locks nothing; on SQLite the single
+ * writer numbers entries), and writes its entries. Instances sharing a database therefore never wait for
+ * each other to append. Opening a chain is the one write to something shared: the root chain (chain 1)
+ * records it in an `audit.chain_opened` entry, in the same transaction that creates the chain's head, and
+ * records its end in an `audit.chain_closed` entry when the instance stops (`close`). So deleting a whole
+ * chain, or the tail of a closed one, is detectable: `verify` checks each chain against the root chain.
  *
  * Group commit: appends made in one turn of the event loop, or while a transaction is in flight, go
  * together in the next one (one head update, one INSERT for all of them), so under load the chain costs
@@ -114,32 +187,34 @@ export const AGGREGATE_WINDOW_MS = 60_000;
 export class AuditLog {
   private queue: Pending[] = [];
   private writing = false;
+  private draining: Promise<void> = Promise.resolve();
   private readonly writers: BatchWriter[] = [];
+  /** This instance's chain, once an append opened it (until that append commits, possibly not for good). */
+  private own: { id: number; openedAt: number } | null = null;
+  private readonly sqlite: boolean;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
     /** The HMAC key of the chain: `dataKey.derive("audit-chain")`. */
     private readonly chainKey: Buffer,
-  ) {}
+  ) {
+    this.sqlite = db.getExecutor().adapter instanceof SqliteAdapter;
+  }
+
+  /** The id of this instance's chain, or null before its first append (and after `close`). */
+  get chainId(): number | null {
+    return this.own?.id ?? null;
+  }
 
   /**
    * Appends an entry. With `trx`, the entry is written in that transaction and not group-committed: it
-   * takes the chain head there (its row lock holds other appenders until the commit on PostgreSQL; on
-   * SQLite the transaction is the only writer), so it commits or rolls back with the change it records.
+   * takes this instance's chain head there (its row lock holds this instance's other appenders until the
+   * commit on PostgreSQL, and no other instance's; on SQLite the transaction is the only writer), so it
+   * commits or rolls back with the change it records.
    */
   append(event: AuditEvent, context: RequestContext | null, trx?: Transaction<Database>): Promise<number> {
-    const row = {
-      at: this.clock.now(),
-      account_id: event.accountId ?? null,
-      actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
-      ip: context?.ip ?? null,
-      location: context?.location ?? null,
-      user_agent: context?.userAgent ?? null,
-      event: event.event,
-      outcome: event.outcome,
-      details: JSON.stringify(event.details ?? {}),
-    };
+    const row = auditRow(event, context, this.clock.now());
     if (trx) return this.chain(trx, [row]).then((seqs) => seqs[0]!);
     return this.enqueue(row);
   }
@@ -158,14 +233,14 @@ export class AuditLog {
     return this.enqueue(null).then(() => undefined);
   }
 
-  private enqueue(row: Pending["row"]): Promise<number> {
+  private enqueue(row: AuditRow | null): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       this.queue.push({ row, resolve, reject });
       if (!this.writing) {
         this.writing = true;
         // The batch starts after the requests already read from the sockets have been decided, so
         // that everything decided in one turn of the event loop shares one transaction.
-        setImmediate(() => void this.writeQueued());
+        this.draining = new Promise<void>((started) => setImmediate(started)).then(() => this.writeQueued());
       }
     });
   }
@@ -189,7 +264,7 @@ export class AuditLog {
   }
 
   /** One transaction: the batch writers' work, then the entries chained. */
-  private async writeBatch(rows: NonNullable<Pending["row"]>[]): Promise<number[]> {
+  private async writeBatch(rows: AuditRow[]): Promise<number[]> {
     const undo: (() => void)[] = [];
     try {
       return await this.db.transaction().execute(async (trx) => {
@@ -197,7 +272,7 @@ export class AuditLog {
           const restore = await writer(trx);
           if (restore) undo.push(restore);
         }
-        return rows.length > 0 ? this.chain(trx, rows) : [];
+        return this.chain(trx, rows);
       });
     } catch (error) {
       for (const restore of undo) restore();
@@ -205,19 +280,116 @@ export class AuditLog {
     }
   }
 
-  /** Links rows to the end of the chain inside the caller's transaction; returns their sequence numbers. */
-  private async chain(trx: Transaction<Database>, rows: NonNullable<Pending["row"]>[]): Promise<number[]> {
-    const head = await trx
+  /**
+   * Links rows to the end of this instance's chain inside the caller's transaction (opening the chain
+   * there if this instance has none yet); returns their global seqs, in the rows' order. The entries
+   * commit or roll back with the caller's transaction; a rolled-back opening is opened again by the next
+   * append. Within a chain, `at` never goes back: an entry whose time is before its predecessor's (an
+   * aggregate of a minute that is over, an append that waited for the head) takes its predecessor's time.
+   */
+  async chain(trx: Transaction<Database>, rows: AuditRow[]): Promise<number[]> {
+    if (rows.length === 0) return [];
+    const own = this.own;
+    const advanced = own ? await this.advance(trx, own.id, rows.length, own.openedAt) : undefined;
+    const { chain, head } = advanced ? { chain: own!.id, head: advanced } : await this.open(trx, rows.length);
+    const linked = await this.link(trx, chain, head, rows);
+    return linked.map((row) => row.seq);
+  }
+
+  /** The same as `chain`: for writers outside this class that batch audit entries with other writes. */
+  appendWithin(trx: Transaction<Database>, rows: AuditRow[]): Promise<number[]> {
+    return this.chain(trx, rows);
+  }
+
+  /** Moves a chain's head `count` positions on, locking it; undefined if there is no such open chain. */
+  private advance(
+    trx: Transaction<Database>,
+    chain: number,
+    count: number,
+    openedAt?: number,
+  ): Promise<Head | undefined> {
+    let query = trx
       .updateTable("audit_head")
-      .set((eb) => ({ last_seq: eb("last_seq", "+", rows.length) }))
-      .where("id", "=", 1)
-      .returning(["last_seq", "last_hash"])
-      .executeTakeFirstOrThrow();
-    let seq = head.last_seq - rows.length;
+      .set((eb) => ({ last_chain_seq: eb("last_chain_seq", "+", count) }))
+      .where("id", "=", chain);
+    if (openedAt !== undefined)
+      query = query.where("opened_at", "=", openedAt).where("closed_at", "is", null);
+    return query.returning(["last_chain_seq", "last_hash", "last_at"]).executeTakeFirst();
+  }
+
+  /** Takes the root chain's head row (a row lock on PostgreSQL, the write lock on SQLite) without changing it. */
+  private async lockRoot(trx: Transaction<Database>): Promise<void> {
+    await trx
+      .updateTable("audit_head")
+      .set((eb) => ({ last_chain_seq: eb.ref("last_chain_seq") }))
+      .where("id", "=", ROOT_CHAIN)
+      .execute();
+  }
+
+  /** Appends entries to the root chain (whose head the transaction may already hold). */
+  private async appendToRoot(trx: Transaction<Database>, rows: AuditRow[]): Promise<AuditLogTable[]> {
+    const head = await this.advance(trx, ROOT_CHAIN, rows.length);
+    if (!head) throw new Error("the audit log's root chain has no head row");
+    return this.link(trx, ROOT_CHAIN, head, rows);
+  }
+
+  /**
+   * Opens this instance's chain inside `trx`, `count` positions already taken, and announces it in the
+   * root chain. The root head is locked first, as closing does, so the two never wait for each other in a
+   * circle. If another transaction of this instance opened the chain meanwhile and committed, that chain is
+   * used.
+   */
+  private async open(trx: Transaction<Database>, count: number): Promise<{ chain: number; head: Head }> {
+    await this.lockRoot(trx);
+    const own = this.own;
+    if (own) {
+      const head = await this.advance(trx, own.id, count, own.openedAt);
+      if (head) return { chain: own.id, head };
+    }
+    const id = this.sqlite
+      ? ((
+          await trx
+            .selectFrom("audit_head")
+            .select((eb) => eb.fn.max("id").as("id"))
+            .executeTakeFirst()
+        )?.id ?? ROOT_CHAIN) + 1
+      : Number(
+          (await sql<{ id: string | number }>`select nextval('audit_chain_ids') as id`.execute(trx)).rows[0]!
+            .id,
+        );
+    const openedAt = this.clock.now();
+    const [announcement] = await this.appendToRoot(trx, [
+      auditRow(
+        { event: CHAIN_OPENED, outcome: "info", actor: "system", details: { chain: id } },
+        null,
+        openedAt,
+      ),
+    ]);
+    // The chain's entries start no earlier than its announcement.
+    const head: Head = { last_chain_seq: count, last_hash: chainGenesis(id), last_at: announcement!.at };
+    await trx
+      .insertInto("audit_head")
+      .values({ id, opened_at: openedAt, ...head, closed_at: null, legacy_entries: 0 })
+      .execute();
+    this.own = { id, openedAt };
+    return { chain: id, head };
+  }
+
+  /** Writes rows at the positions `head` was advanced over, with global seqs; returns them as stored. */
+  private async link(
+    trx: Transaction<Database>,
+    chain: number,
+    head: Head,
+    rows: AuditRow[],
+  ): Promise<AuditLogTable[]> {
+    const seqs = await this.takeSeqs(trx, rows.length);
+    let position = head.last_chain_seq - rows.length;
     let prevHash = head.last_hash;
-    const chained = rows.map((row) => {
-      seq += 1;
-      const linked = { ...row, seq, prev_hash: prevHash };
+    let at = head.last_at;
+    const chained = rows.map((row, i) => {
+      position += 1;
+      at = Math.max(at, row.at);
+      const linked = { ...row, at, seq: seqs[i]!, chain_id: chain, chain_seq: position, prev_hash: prevHash };
       prevHash = entryHash(linked, this.chainKey);
       return { ...linked, hash: prevHash };
     });
@@ -227,8 +399,64 @@ export class AuditLog {
         .values(chained.slice(i, i + MAX_BATCH))
         .execute();
     }
-    await trx.updateTable("audit_head").set({ last_hash: prevHash }).where("id", "=", 1).execute();
-    return chained.map((row) => row.seq);
+    await trx
+      .updateTable("audit_head")
+      .set({ last_hash: prevHash, last_at: at })
+      .where("id", "=", chain)
+      .execute();
+    return chained;
+  }
+
+  /**
+   * `count` global seqs, increasing. PostgreSQL: from a sequence, which no transaction holds (numbers of
+   * rolled-back appends are skipped). SQLite: the next ones after the last, under the single writer's lock.
+   */
+  private async takeSeqs(trx: Transaction<Database>, count: number): Promise<number[]> {
+    if (this.sqlite) {
+      const last = await trx
+        .selectFrom("audit_log")
+        .select((eb) => eb.fn.max("seq").as("seq"))
+        .executeTakeFirst();
+      const from = (last?.seq ?? 0) + 1;
+      return Array.from({ length: count }, (_, i) => from + i);
+    }
+    const taken = await sql<{
+      seq: string | number;
+    }>`select nextval('audit_log_seq') as seq from generate_series(1, ${count})`.execute(trx);
+    return taken.rows.map((row) => Number(row.seq)).sort((a, b) => a - b);
+  }
+
+  /**
+   * Ends this instance's chain: waits for the appends queued, then marks the head closed and records the
+   * chain's last position and hash in the root chain, so that entries deleted from its end later are
+   * found. An append after this opens a new chain. Called when the instance stops.
+   */
+  async close(): Promise<void> {
+    while (this.writing) await this.draining;
+    const own = this.own;
+    if (!own) return;
+    await this.db.transaction().execute(async (trx) => {
+      await this.lockRoot(trx);
+      const now = this.clock.now();
+      const head = await trx
+        .updateTable("audit_head")
+        .set({ closed_at: now })
+        .where("id", "=", own.id)
+        .where("opened_at", "=", own.openedAt)
+        .where("closed_at", "is", null)
+        .returning(["last_chain_seq", "last_hash", "last_at"])
+        .executeTakeFirst();
+      if (!head) return;
+      const details = { chain: own.id, length: head.last_chain_seq, lastHash: head.last_hash };
+      await this.appendToRoot(trx, [
+        auditRow(
+          { event: CHAIN_CLOSED, outcome: "info", actor: "system", details },
+          null,
+          Math.max(now, head.last_at),
+        ),
+      ]);
+    });
+    if (this.own === own) this.own = null;
   }
 
   /**
@@ -239,9 +467,10 @@ export class AuditLog {
    * the key names the source, e.g. `access.refused|anonymous|2001:db8:1::/64|forbidden`.
    *
    * Exactness and durability: each call is one atomic upsert, committed before it resolves, so the count
-   * survives a crash; `flushAggregates` moves closed minutes into the chain (one entry each, with
-   * `details.count`, `details.firstAt`, `details.lastAt`) and deletes them in the same transaction, so a
-   * count is in the chain exactly once. Until it is flushed (within a minute or so of its minute ending,
+   * survives a crash; `flushAggregates` moves closed minutes into the flushing instance's chain (one entry
+   * each, with `details.count`, `details.firstAt`, `details.lastAt`; the entry's own time is the first
+   * event's, or its predecessor's in the chain if that is later) and deletes them in the same transaction,
+   * so a count is in the log exactly once. Until it is flushed (within a minute or so of its minute ending,
    * on a timer and at shutdown) the count is visible only in `audit_aggregates`.
    */
   async appendAggregated(key: string, event: AuditEvent, context: RequestContext | null): Promise<void> {
@@ -273,7 +502,7 @@ export class AuditLog {
   }
 
   /**
-   * Writes every aggregate whose minute is over (or every one, with `all`, at shutdown) to the chain and
+   * Writes every aggregate whose minute is over (or every one, with `all`, at shutdown) to this instance's chain and
    * removes it, in one transaction; returns how many entries were written. Any instance may run it: the
    * DELETE … RETURNING hands each aggregate to exactly one flusher.
    */
@@ -324,51 +553,175 @@ export class AuditLog {
   }
 
   /**
-   * Walks the whole chain: a changed field breaks that entry's hash, a deleted or reordered entry breaks
-   * the sequence or the link to its predecessor, and a deleted tail no longer matches the head.
+   * Checks every chain and how they fit together. Each chain is walked from its genesis: positions without
+   * a gap, each entry linked to the one before, each hash right (a changed field, or an entry moved to
+   * another chain or place, breaks it), the global seq and the time never going back, the head row on the
+   * last entry. Across chains: every chain with a head or entries is announced in the root chain, every
+   * announced chain still has its head and entries and starts after its announcement, a chain closed in
+   * the root chain ends exactly where its closing says, and no two entries share a global seq. Reports the
+   * first problem of each bad chain.
    */
   async verify(batchSize = 1000): Promise<VerifyResult> {
-    let expectedSeq = 1;
-    let previousHash = GENESIS;
+    const heads = new Map(
+      (await this.db.selectFrom("audit_head").selectAll().execute()).map((head) => [head.id, head]),
+    );
+    const withEntries = new Set(
+      (await this.db.selectFrom("audit_log").select("chain_id").distinct().execute()).map(
+        (row) => row.chain_id,
+      ),
+    );
+    const problems = new Map<number, VerifyProblem>();
+    const report = (problem: VerifyProblem) => {
+      const known = problems.get(problem.chain);
+      if (!known || (problem.position ?? 0) < (known.position ?? 0)) problems.set(problem.chain, problem);
+    };
+
+    // The root chain's announcements, read apart from its walk: a break in the root chain is reported
+    // there, and the other chains are still checked against what it says.
+    const opened = new Map<number, { seq: number; at: number }>();
+    const closed = new Map<number, { seq: number; at: number; length: number; lastHash: string }>();
+    const marks = await this.db
+      .selectFrom("audit_log")
+      .select(["seq", "chain_seq", "at", "event", "details"])
+      .where("chain_id", "=", ROOT_CHAIN)
+      .where("event", "in", [CHAIN_OPENED, CHAIN_CLOSED])
+      .orderBy("chain_seq", "asc")
+      .execute();
+    for (const mark of marks) {
+      const details = JSON.parse(mark.details) as { chain?: number; length?: number; lastHash?: string };
+      const chain = Number(details.chain);
+      const at = { chain: ROOT_CHAIN, position: mark.chain_seq, seq: mark.seq };
+      if (mark.event === CHAIN_OPENED) {
+        if (opened.has(chain)) report({ ...at, reason: `announces chain ${chain} a second time` });
+        else opened.set(chain, { seq: mark.seq, at: mark.at });
+      } else if (!opened.has(chain) || closed.has(chain)) {
+        report({ ...at, reason: `closes chain ${chain}, which is not open` });
+      } else {
+        closed.set(chain, {
+          seq: mark.seq,
+          at: mark.at,
+          length: Number(details.length),
+          lastHash: String(details.lastHash),
+        });
+      }
+    }
+
+    const chains = [...new Set([ROOT_CHAIN, ...heads.keys(), ...withEntries, ...opened.keys()])].sort(
+      (a, b) => a - b,
+    );
     let checked = 0;
+    for (const chain of chains) {
+      const head = heads.get(chain);
+      if (chain !== ROOT_CHAIN && !opened.has(chain)) {
+        report({ chain, reason: "not announced in the root chain" });
+        continue;
+      }
+      if (!head && !withEntries.has(chain)) {
+        report({ chain, reason: "announced in the root chain, but its head and entries are gone" });
+        continue;
+      }
+      const walked = await this.walk(chain, head, opened.get(chain), closed.get(chain), batchSize);
+      checked += walked.checked;
+      if (walked.problem) report(walked.problem);
+    }
+
+    const shared = await this.db
+      .selectFrom("audit_log")
+      .select("seq")
+      .groupBy("seq")
+      .having((eb) => eb.fn.countAll(), ">", 1)
+      .limit(1)
+      .executeTakeFirst();
+    if (shared) {
+      const entries = await this.db
+        .selectFrom("audit_log")
+        .select(["chain_id", "chain_seq"])
+        .where("seq", "=", shared.seq)
+        .execute();
+      for (const entry of entries) {
+        report({
+          chain: entry.chain_id,
+          position: entry.chain_seq,
+          seq: shared.seq,
+          reason: "shares its seq with another entry",
+        });
+      }
+    }
+
+    const badChains = [...problems.values()].sort((a, b) => a.chain - b.chain);
+    if (badChains.length === 0) return { ok: true, checked, chains: chains.length };
+    return { ok: false, checked, chains: chains.length, firstBadEntry: badChains[0], badChains };
+  }
+
+  /** Walks one chain from its genesis to its head; stops at its first problem. */
+  private async walk(
+    chain: number,
+    head: AuditHeadTable | undefined,
+    opening: { seq: number; at: number } | undefined,
+    closing: { seq: number; at: number; length: number; lastHash: string } | undefined,
+    batchSize: number,
+  ): Promise<{ checked: number; problem?: VerifyProblem }> {
+    const legacy = head?.legacy_entries ?? 0;
+    let position = 0;
+    let previousHash = chainGenesis(chain);
+    let previous = opening;
+    let checked = 0;
+    const bad = (reason: string, at: number, seq?: number) => ({
+      checked,
+      problem: { chain, position: at, ...(seq === undefined ? {} : { seq }), reason },
+    });
     for (;;) {
       const rows = await this.db
         .selectFrom("audit_log")
         .selectAll()
-        .where("seq", ">=", expectedSeq)
-        .orderBy("seq", "asc")
+        .where("chain_id", "=", chain)
+        .where("chain_seq", ">", position)
+        .orderBy("chain_seq", "asc")
         .limit(batchSize)
         .execute();
       for (const row of rows) {
-        const bad = (reason: string): VerifyResult => ({
-          ok: false,
-          checked,
-          firstBadEntry: { seq: row.seq, reason },
-        });
-        if (row.seq !== expectedSeq) {
-          return { ok: false, checked, firstBadEntry: { seq: expectedSeq, reason: "missing entry" } };
-        }
-        if (row.prev_hash !== previousHash) return bad("does not link to the previous entry");
+        if (row.chain_seq !== position + 1) return bad("missing entry", position + 1);
+        const fail = (reason: string) => bad(reason, row.chain_seq, row.seq);
+        if (row.prev_hash !== previousHash) return fail("does not link to the previous entry");
         const { hash, ...body } = row;
-        if (entryHash(body, this.chainKey) !== hash) return bad("contents changed");
+        const expected =
+          row.chain_seq <= legacy ? legacyEntryHash(body, this.chainKey) : entryHash(body, this.chainKey);
+        if (expected !== hash) return fail("contents changed");
+        if (previous && row.seq <= previous.seq) {
+          return fail(
+            position === 0
+              ? "numbered before the chain's announcement in the root chain"
+              : "numbered before the previous entry",
+          );
+        }
+        if (previous && row.chain_seq > legacy && row.at < previous.at) {
+          return fail(
+            position === 0
+              ? "dated before the chain's announcement in the root chain"
+              : "dated before the previous entry",
+          );
+        }
         previousHash = hash;
-        expectedSeq += 1;
+        previous = { seq: row.seq, at: row.at };
+        position = row.chain_seq;
         checked += 1;
       }
       if (rows.length < batchSize) break;
     }
-    const head = await this.db
-      .selectFrom("audit_head")
-      .selectAll()
-      .where("id", "=", 1)
-      .executeTakeFirstOrThrow();
-    if (head.last_seq !== checked || head.last_hash !== previousHash) {
-      return {
-        ok: false,
-        checked,
-        firstBadEntry: { seq: checked + 1, reason: "entries missing at the end" },
-      };
+    if (!head) return bad("its head row is missing", position + 1);
+    if (head.last_chain_seq > position) return bad("entries missing at the end", position + 1);
+    if (head.last_chain_seq < position) return bad("entries after the head", head.last_chain_seq + 1);
+    if (head.last_hash !== previousHash) return bad("the head does not match the last entry", position);
+    if (closing) {
+      if (closing.length > position)
+        return bad("entries missing at the end, where it was closed", position + 1);
+      if (closing.length < position || closing.lastHash !== previousHash) {
+        return bad("entries after it was closed", closing.length + 1);
+      }
+      if (previous && closing.seq <= previous.seq) return bad("entries after it was closed", position);
+    } else if (head.closed_at !== null && chain !== ROOT_CHAIN) {
+      return bad("marked closed, but its closing is not in the root chain", position);
     }
-    return { ok: true, checked };
+    return { checked };
   }
 }

@@ -117,18 +117,23 @@ program
 const audit = program.command("audit").description("The hash-chained audit log");
 audit
   .command("verify")
-  .description("Check every entry of the audit chain; exits 1 if anything was edited, deleted or reordered")
+  .description(
+    "Check every chain of the audit log and how they fit together; exits 1 if anything was edited, deleted or reordered",
+  )
   .action(() =>
     withServices(async (services) => {
       const result = await services.audit.verify();
       if (result.ok) {
-        print(`audit log intact: ${result.checked} entries checked`);
-      } else {
-        print(
-          `audit log BROKEN at entry ${result.firstBadEntry?.seq}: ${result.firstBadEntry?.reason} (${result.checked} entries intact before it)`,
-        );
-        process.exitCode = 1;
+        print(`audit log intact: ${result.checked} entries checked in ${result.chains} chains`);
+        return;
       }
+      for (const bad of result.badChains ?? []) {
+        const where = bad.position === undefined ? "" : ` at position ${bad.position}`;
+        const entry = bad.seq === undefined ? "" : ` (entry ${bad.seq})`;
+        print(`audit log BROKEN in chain ${bad.chain}${where}${entry}: ${bad.reason}`);
+      }
+      print(`${result.checked} entries intact in ${result.chains} chains`);
+      process.exitCode = 1;
     }),
   );
 audit

@@ -27,6 +27,7 @@ import * as keyDialects from "./migrations/0013-key-dialects.js";
 import * as cacheGenerations from "./migrations/0014-cache-generations.js";
 import * as accountFreeze from "./migrations/0015-account-freeze.js";
 import * as accountPlaces from "./migrations/0016-account-places.js";
+import * as auditChains from "./migrations/0017-audit-chains.js";
 import * as breachedPassword from "./migrations/0018-breached-password.js";
 import type { Database } from "./schema.js";
 
@@ -137,6 +138,7 @@ const migrations: Record<string, Migration> = {
   "0014-cache-generations": cacheGenerations,
   "0015-account-freeze": accountFreeze,
   "0016-account-places": accountPlaces,
+  "0017-audit-chains": auditChains,
   "0018-breached-password": breachedPassword,
 };
 
@@ -148,6 +150,7 @@ export const MIGRATION_LOCK = 0x706f7274;
 async function runMigrations(
   db: Kysely<Database>,
   migrationTableSchema: string | undefined,
+  upTo?: string,
 ): Promise<string[]> {
   // Migrations are independent of each other: a database that took a later-numbered one first (built
   // between releases) still takes the others.
@@ -157,13 +160,22 @@ async function runMigrations(
     allowUnorderedMigrations: true,
     ...(migrationTableSchema ? { migrationTableSchema } : {}),
   });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = upTo ? await migrator.migrateTo(upTo) : await migrator.migrateToLatest();
   if (error) throw error;
   return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
 }
 
-export async function migrateToLatest({ db, engine }: Storage): Promise<string[]> {
-  if (engine === "sqlite") return runMigrations(db, undefined);
+export function migrateToLatest(storage: Storage): Promise<string[]> {
+  return migrate(storage);
+}
+
+/** The schema as of migration `name` (those after it undone): what an older release left (upgrade tests). */
+export function migrateUpTo(storage: Storage, name: string): Promise<string[]> {
+  return migrate(storage, name);
+}
+
+async function migrate({ db, engine }: Storage, upTo?: string): Promise<string[]> {
+  if (engine === "sqlite") return runMigrations(db, undefined, upTo);
   // On PostgreSQL the migrator reads the catalogue of every schema in the database, so it must be told its
   // own (else it finds another deployment's bookkeeping tables), and a schema dropped meanwhile would
   // break that read: migrations run on one connection holding an advisory lock that schema droppers take
@@ -173,7 +185,7 @@ export async function migrateToLatest({ db, engine }: Storage): Promise<string[]
     try {
       const schema = (await sql<{ schema: string }>`select current_schema() as schema`.execute(connection))
         .rows[0]?.schema;
-      return await runMigrations(connection, schema);
+      return await runMigrations(connection, schema, upTo);
     } finally {
       await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(connection);
     }

@@ -202,7 +202,11 @@ export interface SessionsTable {
 }
 
 export interface AuditLogTable {
+  /** The global order key: unique, and increasing within each chain. */
   seq: number;
+  /** The chain the entry belongs to (1 is the root chain) and its position there, from 1. */
+  chain_id: number;
+  chain_seq: number;
   at: number;
   account_id: string | null;
   actor: string;
@@ -216,11 +220,23 @@ export interface AuditLogTable {
   hash: string;
 }
 
-/** One row: the end of the audit chain. Appends lock it, so the chain is a line even across instances. */
+/**
+ * One row per audit chain: its end. Each instance appends to a chain of its own and locks only that row;
+ * chain 1, the root chain, records the opening and closing of every other chain.
+ */
 export interface AuditHeadTable {
+  /** The chain id. */
   id: number;
-  last_seq: number;
+  opened_at: number;
+  /** The position of the chain's last entry (0 while it has none). */
+  last_chain_seq: number;
   last_hash: string;
+  /** The time of the chain's last entry: entries never go back in time within a chain. */
+  last_at: number;
+  /** Set when the instance stopped and recorded the chain's end in the root chain. */
+  closed_at: number | null;
+  /** Entries 1…n were written before hashes covered chain and position (chain 1 only). */
+  legacy_entries: number;
 }
 
 export interface OutboxTable {

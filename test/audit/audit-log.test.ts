@@ -51,16 +51,20 @@ describe.each(engines)("the audit log on %s (behaviour §12)", (engine) => {
     expect(events).toContain("sign_in.password:failure");
     expect(events).toContain("sign_in.password:success");
     expect(events).toContain("sign_in.completed:success");
-    // Every entry names the address of its request: the test's own, or the one its account signed up from.
-    expect(entries.every((e) => e.ip === "203.0.113.10" || e.ip?.startsWith("198.19."))).toBe(true);
+    // Every entry names the address of its request: the test's own, or the one its account signed up from
+    // (but the root chain's record of this instance's chain, which no request made).
+    const fromRequests = entries.filter((e) => !e.event.startsWith("audit.chain_"));
+    expect(fromRequests.every((e) => e.ip === "203.0.113.10" || e.ip?.startsWith("198.19."))).toBe(true);
+    expect(entries.filter((e) => e.event === "audit.chain_opened")).toHaveLength(1);
     expect(entries.filter((e) => e.event.startsWith("sign_in")).every((e) => e.ip === "203.0.113.10")).toBe(
       true,
     );
     const result = await verify();
-    expect(result).toEqual({ ok: true, checked: entries.length });
+    // Two chains: the root chain, with the opening of this instance's chain, and that chain.
+    expect(result).toEqual({ ok: true, checked: entries.length, chains: 2 });
     const cli = await cliVerify();
     expect(cli.code).toBe(0);
-    expect(cli.stdout).toContain(`${entries.length} entries checked`);
+    expect(cli.stdout).toContain(`${entries.length} entries checked in 2 chains`);
   });
 
   it("records refused access (a wrong operator token, another site's request), but not a step-up request", async () => {
@@ -135,7 +139,7 @@ describe.each(engines)("the audit log on %s (behaviour §12)", (engine) => {
     expect(byIp["198.51.100.7"]).toMatchObject({ code: "forbidden", route: "/v1/sign-in", count: 120 });
     expect(byIp["198.51.100.8"]).toMatchObject({ count: 30 });
     expect(byIp.v6).toMatchObject({ count: 80 });
-    expect(await verify()).toEqual({ ok: true, checked: before.checked + 3 });
+    expect(await verify()).toEqual({ ok: true, checked: before.checked + 3, chains: 2 });
     const cli = await cliVerify();
     expect(cli.code).toBe(0);
 
@@ -152,25 +156,41 @@ describe.each(engines)("the audit log on %s (behaviour §12)", (engine) => {
     expect(JSON.parse(after.details)).toMatchObject({ count: 2 });
   });
 
+  /** This instance's chain, ordered by position. */
+  const ownChain = async () => {
+    const chain = h.services.audit.chainId!;
+    const rows = await h.db
+      .selectFrom("audit_log")
+      .selectAll()
+      .where("chain_id", "=", chain)
+      .orderBy("chain_seq")
+      .execute();
+    return { chain, rows };
+  };
+
   it("finds an edited entry", async () => {
-    await sql`update audit_log set outcome = 'success' where seq = 3`.execute(h.db);
+    const { chain, rows } = await ownChain();
+    const failed = rows.find((row) => row.event === "sign_in.password" && row.outcome === "failure")!;
+    await sql`update audit_log set outcome = 'success' where seq = ${failed.seq}`.execute(h.db);
     expect(await verify()).toMatchObject({
       ok: false,
-      firstBadEntry: { seq: 3, reason: "contents changed" },
+      firstBadEntry: { chain, position: failed.chain_seq, seq: failed.seq, reason: "contents changed" },
     });
     const cli = await cliVerify();
     expect(cli.code).toBe(1);
-    expect(cli.stdout).toContain("BROKEN at entry 3");
+    expect(cli.stdout).toContain(
+      `BROKEN in chain ${chain} at position ${failed.chain_seq} (entry ${failed.seq}): contents changed`,
+    );
   });
 
   it("finds an entry rewritten with the whole chain recomputed by someone without the data key", async () => {
-    // Someone with write access to the database alone: edits entry 3 and recomputes every hash after it,
-    // and the head, with a key of their own (or plain SHA-256, which is the same thing to them).
-    const rows = await h.db.selectFrom("audit_log").selectAll().orderBy("seq").execute();
+    // Someone with write access to the database alone: edits the third entry of the chain and recomputes
+    // every hash after it, and the head, with a key of their own (or plain SHA-256, the same thing to them).
+    const { chain, rows } = await ownChain();
     const forgedKey = Buffer.alloc(32, 7);
     let previous = rows[1]!.hash;
     for (const row of rows.slice(2)) {
-      const body = { ...row, prev_hash: previous, outcome: row.seq === 3 ? "success" : row.outcome };
+      const body = { ...row, prev_hash: previous, outcome: row.chain_seq === 3 ? "success" : row.outcome };
       const { hash: _old, ...unsigned } = body;
       const hash = entryHash(unsigned, forgedKey);
       await h.db
@@ -180,26 +200,35 @@ describe.each(engines)("the audit log on %s (behaviour §12)", (engine) => {
         .execute();
       previous = hash;
     }
-    await h.db.updateTable("audit_head").set({ last_hash: previous }).where("id", "=", 1).execute();
+    await h.db.updateTable("audit_head").set({ last_hash: previous }).where("id", "=", chain).execute();
     expect(await verify()).toMatchObject({
       ok: false,
-      firstBadEntry: { seq: 3, reason: "contents changed" },
+      firstBadEntry: { chain, position: 3, seq: rows[2]!.seq, reason: "contents changed" },
     });
   });
 
   it("finds a deleted entry, in the middle or at the end", async () => {
-    await sql`delete from audit_log where seq = 2`.execute(h.db);
-    expect(await verify()).toMatchObject({ ok: false, firstBadEntry: { seq: 2, reason: "missing entry" } });
-    await sql`delete from audit_log where seq >= 2`.execute(h.db);
-    expect(await verify()).toMatchObject({ ok: false, firstBadEntry: { seq: 2 } });
+    const { chain } = await ownChain();
+    await sql`delete from audit_log where chain_id = ${chain} and chain_seq = 2`.execute(h.db);
+    expect(await verify()).toMatchObject({
+      ok: false,
+      firstBadEntry: { chain, position: 2, reason: "missing entry" },
+    });
+    await sql`delete from audit_log where chain_id = ${chain} and chain_seq >= 2`.execute(h.db);
+    expect(await verify()).toMatchObject({
+      ok: false,
+      firstBadEntry: { chain, position: 2, reason: "entries missing at the end" },
+    });
   });
 
   it("finds reordered entries", async () => {
-    // Swap the contents of entries 2 and 3, hashes and all, keeping the sequence numbers.
-    await sql`update audit_log set seq = -1 where seq = 2`.execute(h.db);
-    await sql`update audit_log set seq = 2 where seq = 3`.execute(h.db);
-    await sql`update audit_log set seq = 3 where seq = -1`.execute(h.db);
-    expect(await verify()).toMatchObject({ ok: false, firstBadEntry: { seq: 2 } });
+    // Swap the contents of the chain's entries 2 and 3, hashes and all, keeping their positions.
+    const { chain } = await ownChain();
+    const at = (position: number) => sql`chain_id = ${chain} and chain_seq = ${position}`;
+    await sql`update audit_log set chain_seq = -1 where ${at(2)}`.execute(h.db);
+    await sql`update audit_log set chain_seq = 2 where ${at(3)}`.execute(h.db);
+    await sql`update audit_log set chain_seq = 3 where ${at(-1)}`.execute(h.db);
+    expect(await verify()).toMatchObject({ ok: false, firstBadEntry: { chain, position: 2 } });
   });
 
   it("keeps one unbroken chain under 450 parallel appends, committed in batches, each seq once", async () => {

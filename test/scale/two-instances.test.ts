@@ -160,4 +160,21 @@ describe("two instances on PostgreSQL + Redis behind a round-robin (behaviour §
       expect(await check(a, client.sign("Balance"))).toEqual({ allow: false, error: "EAPI:Invalid key" });
     });
   });
+
+  it("audits on a chain per instance, and the chains verify together", async () => {
+    // Both instances have answered requests by now: each wrote its entries to its own chain.
+    const chains = [a.services.audit.chainId, b.services.audit.chainId];
+    expect(chains.every((chain) => chain !== null && chain > 1)).toBe(true);
+    expect(chains[0]).not.toBe(chains[1]);
+    for (const chain of chains) {
+      const entries = await a.db
+        .selectFrom("audit_log")
+        .select("seq")
+        .where("chain_id", "=", chain!)
+        .execute();
+      expect(entries.length).toBeGreaterThan(0);
+    }
+    const verified = await b.services.audit.verify();
+    expect(verified, JSON.stringify(verified)).toMatchObject({ ok: true, chains: 3 });
+  });
 });

@@ -8,6 +8,14 @@ import { requestContext } from "../auth.js";
 import { ApiKeyView, MaintenanceWindow, Nullable, Open, Status } from "../schemas.js";
 import type { App } from "../server.js";
 
+/** A problem the audit check found: the chain, and the position and global seq when it is one entry. */
+const badEntry = Type.Object({
+  chain: Type.Integer(),
+  position: Type.Optional(Type.Integer()),
+  seq: Type.Optional(Type.Integer()),
+  reason: Type.String(),
+});
+
 export function registerAdminRoutes(app: App, services: Services): void {
   const admin = { auth: "admin" as const };
 
@@ -319,12 +327,14 @@ export function registerAdminRoutes(app: App, services: Services): void {
       config: admin,
       schema: {
         tags: ["admin"],
-        summary: "Check the audit log's hash chain end to end",
+        summary: "Check every chain of the audit log end to end, and how the chains fit together",
         response: {
           200: Type.Object({
             ok: Type.Boolean(),
             checked: Type.Integer(),
-            firstBadEntry: Type.Optional(Type.Object({ seq: Type.Integer(), reason: Type.String() })),
+            chains: Type.Integer(),
+            firstBadEntry: Type.Optional(badEntry),
+            badChains: Type.Optional(Type.Array(badEntry)),
           }),
         },
       },
