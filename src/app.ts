@@ -162,7 +162,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     new LockLinks(tokens, publicUrl),
   );
   const accounts = new AccountRepository(db);
-  const audit = new AuditLog(db, clock, dataKey.derive("audit-chain"));
+  const audit = new AuditLog(db, clock, dataKey.derive("audit-chain"), storage.sqlite);
   const redis = config.redisUrl ? connectRedis(config.redisUrl) : null;
   const limiter: RateLimiter = redis
     ? new RedisRateLimiter(redis, clock, options.redisKeyPrefix)
