@@ -27,6 +27,7 @@ import * as keyDialects from "./migrations/0013-key-dialects.js";
 import * as cacheGenerations from "./migrations/0014-cache-generations.js";
 import * as accountFreeze from "./migrations/0015-account-freeze.js";
 import * as accountPlaces from "./migrations/0016-account-places.js";
+import * as passkeys from "./migrations/0019-passkeys.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -130,6 +131,7 @@ const migrations: Record<string, Migration> = {
   "0014-cache-generations": cacheGenerations,
   "0015-account-freeze": accountFreeze,
   "0016-account-places": accountPlaces,
+  "0019-passkeys": passkeys,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
