@@ -76,7 +76,9 @@ export class WebAuthnFactor {
   /**
    * Registration options. A passkey on this device is asked for as a platform authenticator with a
    * discoverable credential (residentKey "required"), so it can later sign in without a username; a
-   * security key as a cross-platform one, discoverable if it can. User verification is required for both.
+   * security key as a cross-platform one, not asked to be discoverable: it is the second factor after the
+   * password, and a key's few discoverable slots stay free. Without a kind the browser offers both, and a
+   * discoverable credential is preferred. User verification is required for all.
    * The user handle is the account id, which "sign in with a passkey" checks against the credential's owner.
    */
   async registrationOptions(
@@ -95,7 +97,7 @@ export class WebAuthnFactor {
         transports: this.transportsOf(c.transports),
       })),
       authenticatorSelection: {
-        residentKey: kind === "passkey" ? "required" : "preferred",
+        residentKey: kind === "passkey" ? "required" : kind === "security_key" ? "discouraged" : "preferred",
         userVerification: "required",
       },
       ...(kind === "passkey" ? { preferredAuthenticatorType: "localDevice" as const } : {}),

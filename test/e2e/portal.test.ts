@@ -64,7 +64,7 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await target.goto("/sign-in");
     await target.getByLabel("Username").fill(user.username);
     await target.getByLabel("Password").fill(user.password);
-    await target.getByRole("button", { name: "Sign in" }).click();
+    await target.getByRole("button", { name: "Sign in", exact: true }).click();
   }
 
   async function signOut(target: Page): Promise<void> {
@@ -487,7 +487,7 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     for (let attempt = 0; attempt < 3; attempt += 1) {
       await signedOut.getByLabel("Username").fill(user.username);
       await signedOut.getByLabel("Password").fill("not the password");
-      await signedOut.getByRole("button", { name: "Sign in" }).click();
+      await signedOut.getByRole("button", { name: "Sign in", exact: true }).click();
       await signedOut.getByText("Invalid username or password.").waitFor();
       await signedOut.waitForFunction(() => !document.querySelector("button[type=submit]:disabled"));
     }

@@ -134,7 +134,7 @@ export function registerSecurityRoutes(app: App, services: Services): void {
         tags: ["security"],
         summary: "Start adding a security key or passkey (step-up required): registration options",
         description:
-          "?kind=passkey asks for a discoverable passkey on this device (platform authenticator, residentKey required) and is refused with 409 roaming_factor_required unless the account has an authenticator app or a security key; ?kind=security_key asks for a roaming key; without it the browser offers both. User verification is required.",
+          "?kind=passkey asks for a discoverable passkey on this device (platform authenticator, residentKey required) and is refused with 409 roaming_factor_required unless the account has an authenticator app or a security key; ?kind=security_key asks for a roaming key (not discoverable); without it the browser offers both. User verification is required.",
         headers: ActionIdHeader,
         querystring: Type.Object({
           kind: Type.Optional(Type.Union([Type.Literal("security_key"), Type.Literal("passkey")])),
