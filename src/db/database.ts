@@ -29,6 +29,7 @@ import * as accountFreeze from "./migrations/0015-account-freeze.js";
 import * as accountPlaces from "./migrations/0016-account-places.js";
 import * as auditChains from "./migrations/0017-audit-chains.js";
 import * as breachedPassword from "./migrations/0018-breached-password.js";
+import * as passkeys from "./migrations/0019-passkeys.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -140,6 +141,7 @@ const migrations: Record<string, Migration> = {
   "0016-account-places": accountPlaces,
   "0017-audit-chains": auditChains,
   "0018-breached-password": breachedPassword,
+  "0019-passkeys": passkeys,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

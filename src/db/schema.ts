@@ -99,6 +99,8 @@ export interface SecondFactorsTable {
   transports: string | null;
   attachment: string | null;
   backed_up: number | null;
+  /** What the registration said the credential is: "singleDevice" or "multiDevice" (a synced passkey). */
+  device_type: string | null;
 }
 
 export interface RecoveryCodesTable {
@@ -115,6 +117,15 @@ export interface WebauthnChallengesTable {
   /** "register", "sign_in" (subject: flow id) or "action" (subject: action id). */
   purpose: string;
   subject: string;
+  challenge: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+}
+
+/** Challenges of "sign in with a passkey": no account until an assertion names one; each spent once. */
+export interface PasskeyChallengesTable {
+  id: string;
   challenge: string;
   created_at: number;
   expires_at: number;
@@ -415,6 +426,7 @@ export interface Database {
   second_factors: SecondFactorsTable;
   recovery_codes: RecoveryCodesTable;
   webauthn_challenges: WebauthnChallengesTable;
+  passkey_challenges: PasskeyChallengesTable;
   devices: DevicesTable;
   actions: ActionsTable;
   subsystems: SubsystemsTable;

@@ -11,9 +11,15 @@ import type { SessionService } from "../sessions/sessions.js";
 import { notFound, Problem } from "../support/problem.js";
 import { invalidCode } from "./proofs.js";
 import type { RecoveryCodes } from "./recovery-codes.js";
-import { isRoaming, type SecondFactorRepository, type SecondFactorView } from "./second-factors.js";
+import {
+  type FactorKind,
+  factorKind,
+  isRoaming,
+  type SecondFactorRepository,
+  type SecondFactorView,
+} from "./second-factors.js";
 import type { TotpEnrollment, TotpFactor } from "./totp-factor.js";
-import type { WebAuthnFactor } from "./webauthn-factor.js";
+import type { CredentialKind, WebAuthnFactor } from "./webauthn-factor.js";
 
 export type { ChangeRequest };
 
@@ -21,14 +27,21 @@ const roamingRequired = () =>
   new Problem(
     409,
     "roaming_factor_required",
-    "Your first sign-in factor must go wherever you go: an authenticator app or a security key, not a passkey tied to one device.",
+    "Add an authenticator app or a security key you carry first: a passkey kept on one device cannot be your only way in.",
   );
+
+const factorWords: Record<FactorKind, string> = {
+  authenticator_app: "authenticator app",
+  security_key: "security key",
+  passkey: "passkey",
+};
 
 /**
  * Adding and removing second factors (behaviour §6). Every change needs a fresh step-up, is audited and emails
  * the owner in one transaction (SettingChanges), and is refused under the Global Settings Lock — finishing
- * an enrollment too; the first factor must be a roaming one; the first factor also creates the recovery
- * codes, shown once.
+ * an enrollment too; a passkey that does not roam is added only beside a roaming factor, and the last
+ * roaming factor cannot be removed while others remain; the first factor also creates the recovery codes,
+ * shown once.
  */
 export class FactorManagement {
   constructor(
@@ -78,13 +91,25 @@ export class FactorManagement {
     });
   }
 
-  async webauthnOptions(request: ChangeRequest): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  /**
+   * Registration options. A passkey on this device (`kind` "passkey") is refused at once without a
+   * roaming factor, before the browser asks for a fingerprint; the final word is `registerWebauthn`'s.
+   */
+  async webauthnOptions(
+    request: ChangeRequest,
+    kind?: CredentialKind,
+  ): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    if (kind === "passkey" && !(await this.hasRoamingFactor(request.account.id))) throw roamingRequired();
     await this.changes.run(
       request,
       { stepUp: { type: "add_webauthn", params: {}, summary: "Add a security key or passkey" } },
-      async () => ({ result: null, event: "factor.enrollment_started", details: { type: "webauthn" } }),
+      async () => ({
+        result: null,
+        event: "factor.enrollment_started",
+        details: { type: "webauthn", ...(kind ? { kind } : {}) },
+      }),
     );
-    return this.webauthn.registrationOptions(request.account);
+    return this.webauthn.registrationOptions(request.account, kind);
   }
 
   async registerWebauthn(
@@ -99,10 +124,12 @@ export class FactorManagement {
       type: "webauthn",
       transports: JSON.stringify(response?.response?.transports ?? []),
     });
-    if (first && !roaming) throw roamingRequired();
+    // A passkey bound to one device (or synced by one platform) only beside a factor that roams.
+    if (!roaming && !(await this.hasRoamingFactor(request.account.id))) throw roamingRequired();
     return this.changes.run({ ...request, actionId: undefined }, { stepUp: null }, async (trx) => {
       const factorId = await this.webauthn.register(request.account, response, name, trx);
-      return this.added(trx, request, factorId, `security key "${name}"`, first, endOtherSessions);
+      const what = roaming ? `security key "${name}"` : `passkey "${name}"`;
+      return this.added(trx, request, factorId, what, first, endOtherSessions);
     });
   }
 
@@ -127,7 +154,7 @@ export class FactorManagement {
           result: null,
           event: "factor.removed",
           details: { factorId },
-          change: `removed ${factor.type === "totp" ? "authenticator app" : "security key"} "${factor.name}"`,
+          change: `removed ${factorWords[factorKind(factor)]} "${factor.name}"`,
         };
       },
     );
@@ -149,6 +176,10 @@ export class FactorManagement {
         change: "created new recovery codes (the old ones no longer work)",
       }),
     );
+  }
+
+  private async hasRoamingFactor(accountId: string): Promise<boolean> {
+    return (await this.factors.listConfirmed(accountId)).some(isRoaming);
   }
 
   /** A factor was added: the bypass's restriction ends, and the first factor brings recovery codes. */

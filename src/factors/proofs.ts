@@ -24,7 +24,9 @@ export type Proof =
       response: AuthenticationResponseJSON;
       purpose: "sign_in" | "action";
       subject: string;
-    };
+    }
+  /** "Sign in with a passkey": an assertion for an unbound challenge, with user verification. */
+  | { kind: "passkey"; response: AuthenticationResponseJSON };
 
 export const invalidCode = (hint?: string) =>
   new Problem(401, "invalid_code", "That code or security key was not accepted.", hint ? { hint } : {});
@@ -98,6 +100,16 @@ export class ProofVerifier {
               );
             }
             return checked.ok ? { ok: true, value: "webauthn" } : ({ ok: false } as CheckResult<string>);
+          }
+          case "passkey": {
+            const checked = await this.webauthn.verifyDiscoverable(account.id, proof.response);
+            if (checked.failure === "counter_regression") {
+              await this.audit.append(
+                { event: "webauthn.counter_regression", outcome: "refused", accountId: account.id },
+                context,
+              );
+            }
+            return checked.ok ? { ok: true, value: "passkey" } : ({ ok: false } as CheckResult<string>);
           }
         }
       },

@@ -7,11 +7,21 @@ export type SecondFactorType = "totp" | "webauthn";
 /** The second factors a sign-in flow may offer, in the names of docs/http-api.md. */
 export type SignInFactor = "totp" | "webauthn" | "recovery_code" | "master_key";
 
+/**
+ * What a factor is, in the words the security centre uses: an authenticator app, a security key (a
+ * roaming WebAuthn authenticator, by the rule of `isRoaming`), or a passkey that is not roaming — kept on
+ * one device, or synced by its platform between the owner's devices (`synced`).
+ */
+export type FactorKind = "authenticator_app" | "security_key" | "passkey";
+
 export interface SecondFactorView {
   id: string;
   type: SecondFactorType;
+  kind: FactorKind;
   name: string;
   roaming: boolean;
+  /** Passkeys only: backed up by the platform and usable on the owner's other devices (a synced passkey). */
+  synced: boolean;
   createdAt: string;
   lastUsedAt: string | null;
 }
@@ -37,6 +47,11 @@ export function isRoaming(row: Pick<Selectable<SecondFactorsTable>, "type" | "tr
   const transports = row.transports ? (JSON.parse(row.transports) as unknown) : [];
   if (!Array.isArray(transports) || transports.includes("internal")) return false;
   return transports.some((t) => typeof t === "string" && roamingTransports.has(t));
+}
+
+export function factorKind(row: Pick<Selectable<SecondFactorsTable>, "type" | "transports">): FactorKind {
+  if (row.type === "totp") return "authenticator_app";
+  return isRoaming(row) ? "security_key" : "passkey";
 }
 
 /**
@@ -70,8 +85,10 @@ export class SecondFactorRepository {
     return (await this.listConfirmed(accountId)).map((row) => ({
       id: row.id,
       type: row.type,
+      kind: factorKind(row),
       name: row.name,
       roaming: isRoaming(row),
+      synced: factorKind(row) === "passkey" && (row.backed_up === 1 || row.device_type === "multiDevice"),
       createdAt: iso(row.created_at),
       lastUsedAt: row.last_used_at === null ? null : iso(row.last_used_at),
     }));

@@ -8,10 +8,10 @@ import {
   verifyAuthenticationResponse,
   verifyRegistrationResponse,
 } from "@simplewebauthn/server";
-import type { Kysely } from "kysely";
+import type { Kysely, Selectable } from "kysely";
 import type { Account } from "../accounts/accounts.js";
 import { newId } from "../crypto/tokens.js";
-import type { Database } from "../db/schema.js";
+import type { Database, SecondFactorsTable } from "../db/schema.js";
 import type { CheckResult } from "../protection/account-protection.js";
 import type { Clock } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
@@ -21,10 +21,21 @@ const CHALLENGE_TTL_MS = 5 * 60_000;
 
 export type ChallengePurpose = "register" | "sign_in" | "action";
 
+/**
+ * What the owner is adding: a security key they carry (USB, NFC, BLE), a passkey kept on this device
+ * (discoverable, so it can sign in without a username), or either (the browser lets the person choose).
+ */
+export type CredentialKind = "security_key" | "passkey";
+
 export interface RelyingParty {
   name: string;
   id: string;
   origin: string;
+}
+
+/** The WebAuthn user handle of an account: its id, as UTF-8 bytes (returned by discoverable credentials). */
+function userHandleOf(accountId: string): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(Buffer.from(accountId, "utf8"));
 }
 
 /** The challenge the authenticator signed, read from clientDataJSON (verified in full afterwards). */
@@ -42,11 +53,18 @@ function signedChallenge(clientDataJSON: unknown): string | null {
 
 export type AssertionFailure = "unknown_credential" | "counter_regression" | "invalid";
 
+/** A credential found from a "sign in with a passkey" assertion: its factor and the account it belongs to. */
+export interface DiscoveredCredential {
+  factorId: string;
+  accountId: string;
+}
+
 /**
- * Security keys and passkeys (docs/behaviour.md §6, STANDARDS "WebAuthn") through @simplewebauthn/server: attestation
- * "none", user verification preferred, origin and RP ID from the public URL. Every challenge is stored
- * with its purpose and subject and spent once; a credential id belongs to one account (unique index);
- * a sign count that does not increase is refused.
+ * Security keys and passkeys (docs/behaviour.md §6, docs/SECURITY.md §5) through @simplewebauthn/server:
+ * attestation "none", user verification required at registration and at every assertion, origin and RP
+ * ID from the public URL. Every challenge is stored with its purpose and subject and spent once (those of
+ * "sign in with a passkey", which name no account, in passkey_challenges); a credential id belongs to one
+ * account (unique index); a sign count that does not increase is refused.
  */
 export class WebAuthnFactor {
   constructor(
@@ -55,19 +73,35 @@ export class WebAuthnFactor {
     private readonly rp: RelyingParty,
   ) {}
 
-  async registrationOptions(account: Account): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  /**
+   * Registration options. A passkey on this device is asked for as a platform authenticator with a
+   * discoverable credential (residentKey "required"), so it can later sign in without a username; a
+   * security key as a cross-platform one, not asked to be discoverable: it is the second factor after the
+   * password, and a key's few discoverable slots stay free. Without a kind the browser offers both, and a
+   * discoverable credential is preferred. User verification is required for all.
+   * The user handle is the account id, which "sign in with a passkey" checks against the credential's owner.
+   */
+  async registrationOptions(
+    account: Account,
+    kind?: CredentialKind,
+  ): Promise<PublicKeyCredentialCreationOptionsJSON> {
     const existing = await this.credentials(account.id);
     const options = await generateRegistrationOptions({
       rpName: this.rp.name,
       rpID: this.rp.id,
       userName: account.username,
-      userID: new TextEncoder().encode(account.id),
+      userID: userHandleOf(account.id),
       attestationType: "none",
       excludeCredentials: existing.map((c) => ({
         id: c.credential_id!,
         transports: this.transportsOf(c.transports),
       })),
-      authenticatorSelection: { residentKey: "preferred", userVerification: "preferred" },
+      authenticatorSelection: {
+        residentKey: kind === "passkey" ? "required" : kind === "security_key" ? "discouraged" : "preferred",
+        userVerification: "required",
+      },
+      ...(kind === "passkey" ? { preferredAuthenticatorType: "localDevice" as const } : {}),
+      ...(kind === "security_key" ? { preferredAuthenticatorType: "securityKey" as const } : {}),
     });
     await this.storeChallenge(account.id, "register", account.id, options.challenge);
     return options;
@@ -95,7 +129,7 @@ export class WebAuthnFactor {
         expectedChallenge: challenge,
         expectedOrigin: this.rp.origin,
         expectedRPID: this.rp.id,
-        requireUserVerification: false,
+        requireUserVerification: true,
       });
     } catch {
       verification = { verified: false };
@@ -103,7 +137,7 @@ export class WebAuthnFactor {
     if (!verification.verified) {
       throw new Problem(400, "invalid_webauthn_response", "The security key's answer could not be verified.");
     }
-    const { credential, credentialBackedUp } = verification.registrationInfo;
+    const { credential, credentialBackedUp, credentialDeviceType } = verification.registrationInfo;
     const id = newId();
     const now = this.clock.now();
     try {
@@ -123,6 +157,7 @@ export class WebAuthnFactor {
           transports: JSON.stringify(response.response.transports ?? []),
           attachment: response.authenticatorAttachment ?? null,
           backed_up: credentialBackedUp ? 1 : 0,
+          device_type: credentialDeviceType,
         })
         .execute();
     } catch (error) {
@@ -148,11 +183,89 @@ export class WebAuthnFactor {
         id: c.credential_id!,
         transports: this.transportsOf(c.transports),
       })),
-      userVerification: "preferred",
+      userVerification: "required",
       challenge: challenge ? Buffer.from(challenge, "base64url") : undefined,
     });
     await this.storeChallenge(accountId, purpose, subject, options.challenge);
     return options;
+  }
+
+  /**
+   * Options for "sign in with a passkey": no account yet, so no allowed credentials (the authenticator
+   * offers its discoverable ones) and a challenge stored unbound, spent by the first assertion that
+   * signs it. Expired ones are swept as new ones are made.
+   */
+  async discoverableOptions(): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const options = await generateAuthenticationOptions({
+      rpID: this.rp.id,
+      allowCredentials: [],
+      userVerification: "required",
+    });
+    const now = this.clock.now();
+    await this.db.deleteFrom("passkey_challenges").where("expires_at", "<=", now).execute();
+    await this.db
+      .insertInto("passkey_challenges")
+      .values({
+        id: newId(),
+        challenge: options.challenge,
+        created_at: now,
+        expires_at: now + CHALLENGE_TTL_MS,
+      })
+      .execute();
+    return options;
+  }
+
+  /**
+   * The account a "sign in with a passkey" assertion is for: the credential id must belong to a factor,
+   * and the user handle the authenticator returned must name that factor's account (WebAuthn L2 §7.2
+   * step 6). Nothing is verified yet; `verifyDiscoverable` does that.
+   */
+  async discover(response: AuthenticationResponseJSON): Promise<DiscoveredCredential | null> {
+    const credentialId = typeof response?.id === "string" ? response.id : "";
+    const userHandle = response?.response?.userHandle;
+    if (!credentialId || typeof userHandle !== "string") return null;
+    const row = await this.db
+      .selectFrom("second_factors")
+      .select(["id", "account_id"])
+      .where("type", "=", "webauthn")
+      .where("credential_id", "=", credentialId)
+      .where("confirmed_at", "is not", null)
+      .executeTakeFirst();
+    if (!row || userHandle !== Buffer.from(userHandleOf(row.account_id)).toString("base64url")) return null;
+    return { factorId: row.id, accountId: row.account_id };
+  }
+
+  /** Spends a "sign in with a passkey" challenge whatever else is wrong with the answer that carries it. */
+  async spendDiscoverableChallenge(response: AuthenticationResponseJSON): Promise<boolean> {
+    const challenge = signedChallenge(response?.response?.clientDataJSON);
+    if (!challenge) return false;
+    const now = this.clock.now();
+    const row = await this.db
+      .updateTable("passkey_challenges")
+      .set({ used_at: now })
+      .where("challenge", "=", challenge)
+      .where("used_at", "is", null)
+      .where("expires_at", ">", now)
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /**
+   * Verifies a "sign in with a passkey" assertion for the account `discover` found: the unbound challenge
+   * spent once, then signature, origin, RP ID, user presence and user verification, and the counter.
+   */
+  async verifyDiscoverable(
+    accountId: string,
+    response: AuthenticationResponseJSON,
+  ): Promise<CheckResult<string> & { failure?: AssertionFailure }> {
+    const row = await this.credentialRow(accountId, response);
+    if (!row) {
+      await this.spendDiscoverableChallenge(response);
+      return { ok: false, failure: "unknown_credential" };
+    }
+    if (!(await this.spendDiscoverableChallenge(response))) return { ok: false, failure: "invalid" };
+    return this.verifyWith(row, signedChallenge(response.response.clientDataJSON)!, response);
   }
 
   /** Verifies an assertion made for this purpose and subject; the value is the factor's id. */
@@ -162,6 +275,16 @@ export class WebAuthnFactor {
     subject: string,
     response: AuthenticationResponseJSON,
   ): Promise<CheckResult<string> & { failure?: AssertionFailure }> {
+    const row = await this.credentialRow(accountId, response);
+    if (!row) return { ok: false, failure: "unknown_credential" };
+    const challenge = signedChallenge(response?.response?.clientDataJSON);
+    if (!challenge || !(await this.spendChallenge(accountId, purpose, subject, challenge))) {
+      return { ok: false, failure: "invalid" };
+    }
+    return this.verifyWith(row, challenge, response);
+  }
+
+  private async credentialRow(accountId: string, response: AuthenticationResponseJSON) {
     const credentialId = typeof response?.id === "string" ? response.id : "";
     const row = await this.db
       .selectFrom("second_factors")
@@ -170,11 +293,15 @@ export class WebAuthnFactor {
       .where("type", "=", "webauthn")
       .where("credential_id", "=", credentialId)
       .executeTakeFirst();
-    if (!row?.public_key || row.sign_count === null) return { ok: false, failure: "unknown_credential" };
-    const challenge = signedChallenge(response?.response?.clientDataJSON);
-    if (!challenge || !(await this.spendChallenge(accountId, purpose, subject, challenge))) {
-      return { ok: false, failure: "invalid" };
-    }
+    return row?.public_key && row.sign_count !== null && row.credential_id ? row : null;
+  }
+
+  /** The library's checks (user verification required), then the counter moved forward atomically. */
+  private async verifyWith(
+    row: Selectable<SecondFactorsTable>,
+    challenge: string,
+    response: AuthenticationResponseJSON,
+  ): Promise<CheckResult<string> & { failure?: AssertionFailure }> {
     try {
       const verification = await verifyAuthenticationResponse({
         response,
@@ -182,12 +309,12 @@ export class WebAuthnFactor {
         expectedOrigin: this.rp.origin,
         expectedRPID: this.rp.id,
         credential: {
-          id: credentialId,
-          publicKey: new Uint8Array(Buffer.from(row.public_key, "base64url")),
-          counter: row.sign_count,
+          id: row.credential_id!,
+          publicKey: new Uint8Array(Buffer.from(row.public_key!, "base64url")),
+          counter: row.sign_count!,
           transports: this.transportsOf(row.transports),
         },
-        requireUserVerification: false,
+        requireUserVerification: true,
       });
       if (!verification.verified) return { ok: false, failure: "invalid" };
       const { newCounter } = verification.authenticationInfo;

@@ -1,4 +1,8 @@
 import { randomBytes } from "node:crypto";
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+} from "@simplewebauthn/server";
 import type { Kysely, Selectable, Transaction } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
@@ -42,6 +46,7 @@ import type { OneTimeTokens } from "./one-time-tokens.js";
  */
 export type FlowState =
   | "password_verified"
+  | "passkey_verified"
   | "second_factor"
   | "device_approval"
   | "device_approved"
@@ -50,6 +55,8 @@ export type FlowState =
 
 const transitions: Record<FlowState, readonly FlowState[]> = {
   password_verified: ["second_factor", "device_approval", "authenticated"],
+  // "Sign in with a passkey": the assertion with user verification was both factors at once.
+  passkey_verified: ["device_approval", "authenticated"],
   second_factor: ["device_approval", "authenticated"],
   device_approval: ["device_approved", "device_refused"],
   device_approved: ["authenticated"],
@@ -63,6 +70,13 @@ export interface SignInInput {
   botCheck?: string | undefined;
   client: ClientApp;
   /** The browser's device cookie or the app's device id (raw; only its hash is kept). */
+  deviceKey: string;
+}
+
+export interface PasskeySignInInput {
+  response: AuthenticationResponseJSON;
+  client: ClientApp;
+  /** As in SignInInput: the browser's device cookie or the app's device id. */
   deviceKey: string;
 }
 
@@ -117,6 +131,14 @@ type FlowRow = Selectable<SignInFlowsTable>;
 // Unambiguous characters for a code read from an email and typed by hand.
 const BYPASS_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789";
 
+/** One answer for every refused "sign in with a passkey", whatever the reason, as for a wrong password. */
+const passkeyNotAccepted = () =>
+  new Problem(
+    401,
+    "passkey_not_accepted",
+    "That passkey was not accepted. Try again, or sign in with your username and password.",
+  );
+
 const enableTwoFactorNotice: Notice = {
   code: "enable_two_factor",
   message:
@@ -138,16 +160,10 @@ export class SignInService {
     const identifier = input.identifier.trim().toLowerCase();
     const { protection } = deps.settings;
     const subject = addressSubject(context.ip);
-    for (const [key, limit] of [
+    await this.limit("password", [
       [`sign-in:ip:${subject}`, protection.ipLimit],
       [`sign-in:ip-id:${subject}:${identifier}`, protection.ipIdentifierLimit],
-    ] as const) {
-      const decision = await deps.limiter.hit(key, limit);
-      if (!decision.allowed) {
-        deps.metrics.attempts.inc({ factor: "password", outcome: "rate_limited" });
-        throw rateLimited(decision.retryAfterSeconds);
-      }
-    }
+    ]);
     await deps.botCheck.check(input.botCheck, context.ip, identifier);
 
     const account = await deps.accounts.findBySignInIdentifier(identifier);
@@ -176,6 +192,91 @@ export class SignInService {
       await deps.signals.record(context.ip, identifier);
       throw invalidCredentials();
     }
+    await this.admit(account, context, invalidCredentials);
+    if (deps.hasher.needsRehash(account.passwordHash)) {
+      await deps.accounts.updatePasswordHash(account.id, await deps.hasher.hash(input.password));
+    }
+    // ASVS 6.2.12: a password set before it was on the breached list still signs in, and the owner is
+    // asked to change it until they do. The password itself goes no further than this check.
+    if (account.passwordBreachedAt === null && isBreachedPassword(input.password)) {
+      await this.flagBreachedPassword(account, context);
+    }
+
+    const flow = await this.createFlow(account, "password_verified", "password", input, context);
+    if (JSON.parse(flow.factors).length > 0) return this.advance(flow, "second_factor", context);
+    return this.afterFactors(flow, context);
+  }
+
+  /**
+   * "Sign in with a passkey", first half: assertion options without an account (no allowed credentials,
+   * so the authenticator offers its discoverable ones), with user verification required. Limited per
+   * address, as the password step is.
+   */
+  async passkeyOptions(context: RequestContext): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const subject = addressSubject(context.ip);
+    await this.limit("passkey", [[`passkey-options:ip:${subject}`, this.deps.settings.protection.ipLimit]]);
+    return this.deps.webauthn.discoverableOptions();
+  }
+
+  /**
+   * "Sign in with a passkey", second half: the credential names the account (its id and the user handle
+   * must agree), and the assertion — user verification required — replaces both the password and the
+   * second factor. Everything after is the password sign-in's own: the per-address limit, the account's
+   * attempt counter and restriction, the disabled and unverified refusals, then the device check, the
+   * session, the audit entry and the new-device and new-place emails (afterFactors and complete).
+   */
+  async startWithPasskey(input: PasskeySignInInput, context: RequestContext): Promise<SignInResult> {
+    const { deps } = this;
+    const subject = addressSubject(context.ip);
+    await this.limit("passkey", [[`sign-in:ip:${subject}`, deps.settings.protection.ipLimit]]);
+    const found = await deps.webauthn.discover(input.response);
+    const account = found ? await deps.accounts.findById(found.accountId) : null;
+    if (!found || !account) {
+      // A credential of no factor (never registered, or its factor removed): its challenge is spent too.
+      await deps.webauthn.spendDiscoverableChallenge(input.response);
+      deps.metrics.attempts.inc({ factor: "passkey", outcome: "failure" });
+      await deps.signals.record(context.ip, null);
+      await deps.audit.append(
+        { event: "sign_in.passkey", outcome: "failure", details: { reason: "unknown_credential" } },
+        context,
+      );
+      throw passkeyNotAccepted();
+    }
+    const result = await deps.proofs.verify(
+      account,
+      { kind: "passkey", response: input.response },
+      "sign_in",
+      context,
+    );
+    if (result.kind !== "passed") {
+      await deps.signals.record(context.ip, account.username);
+      throw passkeyNotAccepted();
+    }
+    await this.admit(account, context, passkeyNotAccepted);
+    const flow = await this.createFlow(account, "passkey_verified", result.value, input, context);
+    return this.afterFactors(flow, context);
+  }
+
+  /** Per-address (and per-identifier) limits: 429 with Retry-After once one is reached. */
+  private async limit(
+    factor: string,
+    limits: (readonly [string, { max: number; windowMs: number }])[],
+  ): Promise<void> {
+    for (const [key, limit] of limits) {
+      const decision = await this.deps.limiter.hit(key, limit);
+      if (!decision.allowed) {
+        this.deps.metrics.attempts.inc({ factor, outcome: "rate_limited" });
+        throw rateLimited(decision.retryAfterSeconds);
+      }
+    }
+  }
+
+  /**
+   * After the first proof passed: a disabled account is refused as the proof's own failure would be
+   * (`refused`), an unverified one is told to confirm its email (and sent a fresh link).
+   */
+  private async admit(account: Account, context: RequestContext, refused: () => Problem): Promise<void> {
+    const { deps } = this;
     const refuse = (reason: string) =>
       deps.audit.append(
         { event: "sign_in.refused", outcome: "refused", accountId: account.id, details: { reason } },
@@ -183,7 +284,7 @@ export class SignInService {
       );
     if (account.disabled) {
       await refuse("account_disabled");
-      throw invalidCredentials();
+      throw refused();
     }
     if (!account.emailVerified) {
       await refuse("email_not_verified");
@@ -194,23 +295,24 @@ export class SignInService {
         "Confirm your email address first. We have sent you a new verification link.",
       );
     }
-    if (deps.hasher.needsRehash(account.passwordHash)) {
-      await deps.accounts.updatePasswordHash(account.id, await deps.hasher.hash(input.password));
-    }
-    // ASVS 6.2.12: a password set before it was on the breached list still signs in, and the owner is
-    // asked to change it until they do. The password itself goes no further than this check.
-    if (account.passwordBreachedAt === null && isBreachedPassword(input.password)) {
-      await this.flagBreachedPassword(account, context);
-    }
+  }
 
+  private async createFlow(
+    account: Account,
+    state: "password_verified" | "passkey_verified",
+    method: string,
+    input: { client: ClientApp; deviceKey: string },
+    context: RequestContext,
+  ): Promise<FlowRow> {
+    const { deps } = this;
     const factors = await this.signInFactors(account);
     const now = deps.clock.now();
     const flow: FlowRow = {
       id: newId(),
       account_id: account.id,
-      state: "password_verified",
+      state,
       client: input.client,
-      methods: JSON.stringify(["password"]),
+      methods: JSON.stringify([method]),
       factors: JSON.stringify(factors),
       device_id: deps.devices.keyHash(input.deviceKey),
       ip: context.ip,
@@ -221,8 +323,7 @@ export class SignInService {
       session_id: null,
     };
     await deps.db.insertInto("sign_in_flows").values(flow).execute();
-    if (factors.length > 0) return this.advance(flow, "second_factor", context);
-    return this.afterFactors(flow, context);
+    return flow;
   }
 
   /** Step 2: a second factor (TOTP code, recovery code or security-key assertion). */

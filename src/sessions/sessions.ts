@@ -84,8 +84,9 @@ function toSession(row: Selectable<SessionsTable>): Session {
 }
 
 /** Second-factor methods: a session that used one of these is AAL2 (NIST 800-63B). */
-// The Master Key bypass is knowledge, like the password: it does not make a session AAL2.
-const secondFactorMethods = new Set(["totp", "webauthn", "recovery_code"]);
+// The Master Key bypass is knowledge, like the password: it does not make a session AAL2. A passkey
+// sign-in ("passkey") is a key the device holds, unlocked by user verification: both factors at once.
+const secondFactorMethods = new Set(["totp", "webauthn", "recovery_code", "passkey"]);
 
 /**
  * Sessions as rows (behaviour §5): the token is 256 random bits, only its SHA-256 is stored; idle and absolute

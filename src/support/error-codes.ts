@@ -34,6 +34,10 @@ export const errorCodes = {
   invalid_credentials: { status: 401, message: "Invalid username or password." },
   unauthenticated: { status: 401, message: "Your session has ended. Sign in again to continue." },
   invalid_code: { status: 401, message: "That code is not right. Check it and try again." },
+  passkey_not_accepted: {
+    status: 401,
+    message: "That passkey was not accepted. Try again, or sign in with your username and password.",
+  },
   invalid_passcode: { status: 401, message: "That trading passcode is not right." },
   forbidden: { status: 403, message: "You may not do that." },
   settings_locked: {
@@ -62,7 +66,7 @@ export const errorCodes = {
   roaming_factor_required: {
     status: 409,
     message:
-      "Your first second factor must be one you can carry with you: an authenticator app or a roaming security key.",
+      "Add an authenticator app or a security key you carry first: a passkey kept on one device cannot be your only way in.",
   },
   expired: { status: 410, message: "This has expired. Start again." },
   on_hold: { status: 423, message: "This is on hold after a recent security change." },

@@ -64,7 +64,7 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await target.goto("/sign-in");
     await target.getByLabel("Username").fill(user.username);
     await target.getByLabel("Password").fill(user.password);
-    await target.getByRole("button", { name: "Sign in" }).click();
+    await target.getByRole("button", { name: "Sign in", exact: true }).click();
   }
 
   async function signOut(target: Page): Promise<void> {
@@ -171,7 +171,7 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     await shot(page, "security-field-errors");
     // Without a second factor, a security key cannot be the first one: its form is not offered.
     await page.getByRole("button", { name: "Set up Two-factor authentication" }).click();
-    await expect(page.getByLabel("Security key name").count()).resolves.toBe(0);
+    await expect(page.getByLabel("Name for the key or passkey").count()).resolves.toBe(0);
   });
 
   it("enrolls an authenticator app (step-up with the password), then signs in again with its code", async () => {
@@ -213,8 +213,8 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     securityKey = await addSecurityKey(page);
     await page.goto("/security#factors");
     await settled(page);
-    await page.getByLabel("Security key name").fill("USB key");
-    await page.getByRole("button", { name: "Add security key or passkey" }).click();
+    await page.getByLabel("Name for the key or passkey").fill("USB key");
+    await page.getByRole("button", { name: "Add security key", exact: true }).click();
     const dialog = page.getByRole("dialog");
     await dialog.getByLabel("Code from your authenticator app").fill(nextTotpCode());
     await dialog.getByRole("button", { name: "Confirm", exact: true }).click();
@@ -487,7 +487,7 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
     for (let attempt = 0; attempt < 3; attempt += 1) {
       await signedOut.getByLabel("Username").fill(user.username);
       await signedOut.getByLabel("Password").fill("not the password");
-      await signedOut.getByRole("button", { name: "Sign in" }).click();
+      await signedOut.getByRole("button", { name: "Sign in", exact: true }).click();
       await signedOut.getByText("Invalid username or password.").waitFor();
       await signedOut.waitForFunction(() => !document.querySelector("button[type=submit]:disabled"));
     }

@@ -25,6 +25,8 @@ export interface Tamper {
   /** The authenticatorData flags byte (UP = 0x01, UV = 0x04). */
   flags?: number;
   corruptSignature?: boolean;
+  /** The user handle returned: the one stored at registration unless set; null leaves it out. */
+  userHandle?: string | null;
 }
 
 export class SoftwareAuthenticator {
@@ -32,10 +34,19 @@ export class SoftwareAuthenticator {
   private readonly privateKey: KeyObject;
   private readonly publicKey: KeyObject;
   signCount = 0;
+  /** The user handle (user.id) of the registration, returned with every assertion as a passkey does. */
+  userHandle: string | undefined;
 
   constructor(
     private readonly origin: string,
-    readonly options: { attachment?: "platform" | "cross-platform"; transports?: string[] } = {
+    readonly options: {
+      attachment?: "platform" | "cross-platform";
+      transports?: string[];
+      /** Backup eligible and backed up (BE and BS flags): a synced passkey. */
+      backedUp?: boolean;
+      /** Without user verification at registration (the UV flag unset). */
+      unverified?: boolean;
+    } = {
       attachment: "cross-platform",
       transports: ["usb"],
     },
@@ -50,6 +61,7 @@ export class SoftwareAuthenticator {
   }
 
   register(options: PublicKeyCredentialCreationOptionsJSON): RegistrationResponseJSON {
+    this.userHandle = options.user.id;
     const clientDataJSON = Buffer.from(
       JSON.stringify({
         type: "webauthn.create",
@@ -70,7 +82,10 @@ export class SoftwareAuthenticator {
     credentialIdLength.writeUInt16BE(this.credentialId.length);
     const authData = Buffer.concat([
       sha256(options.rp.id ?? new URL(this.origin).hostname),
-      Buffer.from([0x01 | 0x04 | 0x40]), // user present, user verified, attested credential data
+      // User present, user verified, attested credential data; backup eligible and backed up if asked.
+      Buffer.from([
+        0x01 | (this.options.unverified ? 0 : 0x04) | 0x40 | (this.options.backedUp ? 0x08 | 0x10 : 0),
+      ]),
       this.counterBytes(),
       Buffer.alloc(16), // AAGUID
       credentialIdLength,
@@ -121,7 +136,7 @@ export class SoftwareAuthenticator {
     const authData = Buffer.concat([
       sha256(tamper.rpId ?? options.rpId ?? new URL(this.origin).hostname),
       // User present (0x01) and user verified (0x04), unless the test says otherwise.
-      Buffer.from([tamper.flags ?? 0x01 | 0x04]),
+      Buffer.from([tamper.flags ?? 0x01 | 0x04 | (this.options.backedUp ? 0x08 | 0x10 : 0)]),
       counter,
     ]);
     const signature = createSign("sha256")
@@ -137,6 +152,9 @@ export class SoftwareAuthenticator {
         clientDataJSON: b64url(clientDataJSON),
         authenticatorData: b64url(authData),
         signature: b64url(signature),
+        ...(tamper.userHandle === null || (tamper.userHandle ?? this.userHandle) === undefined
+          ? {}
+          : { userHandle: tamper.userHandle ?? this.userHandle }),
       },
       authenticatorAttachment: this.options.attachment,
       clientExtensionResults: {},

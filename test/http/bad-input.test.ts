@@ -216,6 +216,18 @@ const routes: RouteSpec[] = [
       optional: [],
     },
   },
+  { method: "POST", path: "/v1/sign-in/passkey/options", auth: "none", bare: "clean" },
+  {
+    method: "POST",
+    path: "/v1/sign-in/passkey",
+    auth: "none",
+    bare: "4xx",
+    body: {
+      base: () => ({ response: { id: "abc", type: "public-key" } }),
+      required: ["response"],
+      optional: ["client", "deviceId"],
+    },
+  },
   {
     method: "POST",
     path: "/v1/devices/approve",
@@ -237,7 +249,13 @@ const routes: RouteSpec[] = [
     params: { enrollmentId: uuidLike },
     body: { base: () => ({ code: "123456" }), required: ["code"], optional: ["name", "endOtherSessions"] },
   },
-  { method: "POST", path: "/v1/security/webauthn/options", auth: "session", bare: "4xx" },
+  {
+    method: "POST",
+    path: "/v1/security/webauthn/options",
+    auth: "session",
+    bare: "4xx",
+    queries: [q("kind=platform"), q("kind="), q("kind=%00"), q("kind=passkey&kind=security_key")],
+  },
   {
     method: "POST",
     path: "/v1/security/webauthn",

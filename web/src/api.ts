@@ -147,8 +147,11 @@ export interface StatusInfo {
 export interface SecondFactor {
   id: string;
   type: string;
+  /** authenticator_app, security_key (roams: USB, NFC, BLE) or passkey (kept on a device, or synced). */
+  kind: "authenticator_app" | "security_key" | "passkey";
   name: string;
   roaming: boolean;
+  synced: boolean;
   createdAt: string;
   lastUsedAt: string | null;
 }

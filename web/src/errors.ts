@@ -5,6 +5,10 @@ import { ApiError } from "./api.js";
 export const portalOnlyMessages: Record<string, string> = {
   network: "We could not reach Portcullis. Check your connection and try again.",
   webauthn_cancelled: "The security key prompt was closed before it finished.",
+  passkey_cancelled:
+    "No passkey was used: the prompt was closed, timed out, or your device could not confirm it is you. Try again, or sign in with your username and password.",
+  passkey_unavailable:
+    "This browser could not use a passkey here. Sign in with your username and password instead.",
 };
 
 /**

@@ -52,9 +52,20 @@ export function registerSecurityRoutes(app: App, services: Services): void {
             factors: Type.Array(
               Type.Object({
                 id: Type.String(),
-                type: Type.String(),
+                type: Type.String({ description: "totp or webauthn" }),
+                kind: Type.Union(
+                  [Type.Literal("authenticator_app"), Type.Literal("security_key"), Type.Literal("passkey")],
+                  {
+                    description:
+                      "authenticator_app; security_key (a WebAuthn authenticator that roams: USB, NFC, BLE or smart card); passkey (one that does not: kept on a device, or synced by its platform)",
+                  },
+                ),
                 name: Type.String(),
                 roaming: Type.Boolean(),
+                synced: Type.Boolean({
+                  description:
+                    "Passkeys: backed up by their platform and usable on the owner's other devices",
+                }),
                 createdAt: Type.String(),
                 lastUsedAt: Nullable(Type.String()),
               }),
@@ -122,7 +133,12 @@ export function registerSecurityRoutes(app: App, services: Services): void {
       schema: {
         tags: ["security"],
         summary: "Start adding a security key or passkey (step-up required): registration options",
+        description:
+          "?kind=passkey asks for a discoverable passkey on this device (platform authenticator, residentKey required) and is refused with 409 roaming_factor_required unless the account has an authenticator app or a security key; ?kind=security_key asks for a roaming key (not discoverable); without it the browser offers both. User verification is required.",
         headers: ActionIdHeader,
+        querystring: Type.Object({
+          kind: Type.Optional(Type.Union([Type.Literal("security_key"), Type.Literal("passkey")])),
+        }),
         response: {
           200: Open(
             { challenge: Type.String() },
@@ -131,7 +147,7 @@ export function registerSecurityRoutes(app: App, services: Services): void {
         },
       },
     },
-    async (request) => factorManagement.webauthnOptions(changeRequest(request, services)),
+    async (request) => factorManagement.webauthnOptions(changeRequest(request, services), request.query.kind),
   );
 
   app.post(

@@ -95,6 +95,63 @@ export function registerSignInRoutes(app: App, services: Services): void {
     },
   );
 
+  app.post(
+    "/v1/sign-in/passkey/options",
+    {
+      schema: {
+        tags: ["sign-in"],
+        summary: "Sign in with a passkey, without a username: assertion options",
+        description:
+          "No account yet: allowCredentials is empty, so the authenticator offers the passkeys it holds for this site, and userVerification is required. The challenge is spent by the first assertion that signs it, and expires after 5 minutes. Browsers may use these options for passkey autofill (mediation: conditional).",
+        response: {
+          200: Open(
+            { challenge: Type.String() },
+            "WebAuthn PublicKeyCredentialRequestOptionsJSON, for navigator.credentials.get()",
+          ),
+        },
+      },
+    },
+    async (request, reply) => {
+      reply.header("cache-control", "no-store");
+      return signIn.passkeyOptions(requestContext(request, geo));
+    },
+  );
+
+  app.post(
+    "/v1/sign-in/passkey",
+    {
+      schema: {
+        tags: ["sign-in"],
+        summary: "Sign in with a passkey: the assertion finds the account and counts as both factors",
+        description:
+          "The credential id and the user handle name the account. An assertion with user verification is both sign-in factors; the device check, restrictions and audit are those of a password sign-in, so the answer is authenticated or device_approval. Every refusal answers 401 passkey_not_accepted.",
+        body: Type.Object({
+          response: Type.Object({}, { additionalProperties: true }),
+          client: Type.Optional(Client),
+          deviceId: Type.Optional(
+            Type.String({
+              minLength: 16,
+              maxLength: 128,
+              pattern: "^[A-Za-z0-9_-]+$",
+              description: "Apps: as for POST /v1/sign-in",
+            }),
+          ),
+        }),
+        response: { 200: SignInResponse },
+      },
+    },
+    async (request, reply) => {
+      const { response, client = "web", deviceId } = request.body;
+      const device = deviceKeyFor(request, reply, publicUrl, client, deviceId);
+      const result = await signIn.startWithPasskey(
+        { response: response as never, client, deviceKey: device.key },
+        requestContext(request, geo),
+      );
+      const body = signInResponse(result, reply, services);
+      return client !== "web" && device.issued ? { ...body, deviceId: device.key } : body;
+    },
+  );
+
   const secondFactor = (
     path: string,
     summary: string,

@@ -1,6 +1,6 @@
 import { startRegistration } from "@simplewebauthn/browser";
 import { type FormEvent, type ReactNode, useCallback, useEffect, useState } from "react";
-import { ApiError, api, type LockState, type SecurityOverview } from "../api.js";
+import { ApiError, api, type LockState, type SecondFactor, type SecurityOverview } from "../api.js";
 import { useSession } from "../session.js";
 import { useStepUp } from "../step-up.js";
 import {
@@ -251,10 +251,12 @@ export function SecurityPage() {
   );
 }
 
-const factorTypes: Record<string, string> = {
-  totp: "Authenticator app",
-  webauthn: "Security key or passkey",
-};
+/** What a factor is, in the words of the list: a passkey says whether it stays on one device. */
+function factorDescription(factor: SecondFactor): string {
+  if (factor.kind === "authenticator_app") return "Authenticator app";
+  if (factor.kind === "security_key") return "Security key";
+  return factor.synced ? "Passkey, synced between your devices" : "Passkey on one device";
+}
 
 interface TotpEnrollment {
   enrollmentId: string;
@@ -269,7 +271,7 @@ function FactorsCard({ overview, onChange }: { overview: SecurityOverview; onCha
   const [enrollment, setEnrollment] = useState<TotpEnrollment | null>(null);
   const [code, setCode] = useState("");
   const [appName, setAppName] = useState("Authenticator app");
-  const [keyName, setKeyName] = useState("Security key");
+  const [keyName, setKeyName] = useState("");
   const [recoveryCodes, setRecoveryCodes] = useState<string[] | null>(null);
   const factors = overview.secondFactors ?? [];
 
@@ -295,23 +297,28 @@ function FactorsCard({ overview, onChange }: { overview: SecurityOverview; onCha
     await onChange();
   }
 
-  async function addKey(event: FormEvent) {
-    event.preventDefault();
+  /** A security key the owner carries, or a passkey this device keeps (only beside a roaming factor). */
+  async function addKey(kind: "security_key" | "passkey") {
     const result = await task.run(async () => {
       const optionsJSON = await withStepUp((actionId) =>
-        api<Parameters<typeof startRegistration>[0]["optionsJSON"]>("POST", "/v1/security/webauthn/options", {
-          actionId,
-        }),
+        api<Parameters<typeof startRegistration>[0]["optionsJSON"]>(
+          "POST",
+          `/v1/security/webauthn/options?kind=${kind}`,
+          { actionId },
+        ),
       );
       const response = await startRegistration({ optionsJSON });
+      const fallback = kind === "passkey" ? "Passkey on this device" : "Security key";
       return api<{ recoveryCodes?: string[] }>("POST", "/v1/security/webauthn", {
-        body: { response, name: keyName.trim() || "Security key" },
+        body: { response, name: keyName.trim() || fallback },
       });
     });
     if (!result) return;
+    setKeyName("");
     if (result.recoveryCodes) setRecoveryCodes(result.recoveryCodes);
     await onChange();
   }
+  const hasRoaming = factors.some((factor) => factor.roaming);
 
   async function remove(id: string) {
     const done = await task.run(() =>
@@ -340,7 +347,9 @@ function FactorsCard({ overview, onChange }: { overview: SecurityOverview; onCha
             <li key={factor.id}>
               <div>
                 <strong>{factor.name}</strong>{" "}
-                <span className="muted">{factorTypes[factor.type] ?? factor.type}</span>
+                {factorDescription(factor) === factor.name ? null : (
+                  <span className="muted">{factorDescription(factor)}</span>
+                )}
                 <br />
                 <small className="muted">
                   Added {formatTime(factor.createdAt)} · last used {formatTime(factor.lastUsedAt)}
@@ -430,11 +439,35 @@ function FactorsCard({ overview, onChange }: { overview: SecurityOverview; onCha
       {factors.length > 0 ? (
         // Not before a first factor: the first must be one you carry (an app or a roaming key), and the
         // browser cannot tell a roaming key from a passkey bound to this device before it is made.
-        <form onSubmit={addKey} className="inline" aria-label="Add a security key or passkey">
-          <Field label="Security key name" name="keyName" value={keyName} onChange={setKeyName} />
-          <button type="submit" disabled={task.busy}>
-            Add security key or passkey
-          </button>
+        <form
+          onSubmit={(event) => {
+            event.preventDefault();
+            void addKey("security_key");
+          }}
+          className="add-key"
+          aria-label="Add a security key or passkey"
+        >
+          <Field
+            label="Name for the key or passkey"
+            name="keyName"
+            value={keyName}
+            onChange={setKeyName}
+            required={false}
+            hint="For example: YubiKey, or Work laptop."
+          />
+          <div className="actions">
+            <button type="submit" disabled={task.busy}>
+              Add security key
+            </button>
+            <button type="button" onClick={() => void addKey("passkey")} disabled={task.busy || !hasRoaming}>
+              Add passkey on this device
+            </button>
+          </div>
+          <p className="hint">
+            {hasRoaming
+              ? "A passkey on this device signs you in without a username or password, unlocked by your fingerprint, face or PIN. Your authenticator app or security key stays your way in from anywhere else."
+              : "A passkey on this device can be added once you have an authenticator app or a security key: a passkey kept on one device cannot be your only way in."}
+          </p>
         </form>
       ) : null}
       {factors.length > 0 ? (

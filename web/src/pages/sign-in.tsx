@@ -1,7 +1,13 @@
-import { startAuthentication } from "@simplewebauthn/browser";
+import {
+  browserSupportsWebAuthn,
+  browserSupportsWebAuthnAutofill,
+  startAuthentication,
+  WebAuthnAbortService,
+} from "@simplewebauthn/browser";
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { ApiError, api, type SignInState } from "../api.js";
 import { BotCheck, type BotCheckHandle } from "../bot-check.js";
+import { portalOnlyMessages } from "../errors.js";
 import { Link, navigate } from "../router.js";
 import { useSession } from "../session.js";
 import { ErrorMessage, Field, Notice, useTask } from "../ui.js";
@@ -75,7 +81,94 @@ export function SignInPage() {
  */
 const pausedAfterFailures = 3;
 
+type RequestOptionsJSON = Parameters<typeof startAuthentication>[0]["optionsJSON"];
+
+/** A passkey prompt that was closed, timed out or replaced by another: nothing to report for an abort. */
+function isAbort(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    (error.name === "AbortError" || (error as { code?: string }).code === "ERROR_CEREMONY_ABORTED")
+  );
+}
+
+/** What the browser's own refusals mean, in a sentence; the server's refusals speak for themselves. */
+function passkeyProblem(error: unknown): unknown {
+  if (error instanceof ApiError || !(error instanceof Error)) return error;
+  if (error.name === "NotAllowedError") return new Error(portalOnlyMessages.passkey_cancelled);
+  return new Error(portalOnlyMessages.passkey_unavailable);
+}
+
+/**
+ * "Sign in with a passkey" (docs/behaviour.md §2): no username, the passkey finds the account. Where the
+ * browser offers passkeys in the username field's autofill (conditional mediation), a request waits there
+ * from the moment the page opens; the button starts the browser's own prompt instead (which ends the
+ * waiting request), and the waiting one starts again after a prompt that did not sign in.
+ */
+function usePasskeySignIn(onNext: (state: SignInState) => Promise<void>) {
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const mounted = useRef(true);
+  const next = useRef(onNext);
+  next.current = onNext;
+
+  async function finish(response: unknown) {
+    setBusy(true);
+    try {
+      await next.current(await api<SignInState>("POST", "/v1/sign-in/passkey", { body: { response } }));
+    } finally {
+      if (mounted.current) setBusy(false);
+    }
+  }
+
+  async function waitInAutofill(): Promise<void> {
+    if (!mounted.current || !(await browserSupportsWebAuthnAutofill())) return;
+    let response: unknown;
+    try {
+      const optionsJSON = await api<RequestOptionsJSON>("POST", "/v1/sign-in/passkey/options");
+      if (!mounted.current) return;
+      response = await startAuthentication({ optionsJSON, useBrowserAutofill: true });
+    } catch (caught) {
+      // The autofill is the browser's offer, not something the person asked for: when the browser
+      // cannot make it (no passkey here, no support), the page says nothing and the button remains.
+      if (!isAbort(caught) && caught instanceof ApiError && mounted.current) setError(caught);
+      return;
+    }
+    try {
+      setError(null);
+      await finish(response);
+    } catch (caught) {
+      // A passkey the server refused: said plainly; the button tries again with a fresh challenge.
+      if (mounted.current) setError(caught);
+    }
+  }
+
+  // biome-ignore lint/correctness/useExhaustiveDependencies: one waiting request per visit to the page
+  useEffect(() => {
+    mounted.current = true;
+    void waitInAutofill();
+    return () => {
+      mounted.current = false;
+      WebAuthnAbortService.cancelCeremony();
+    };
+  }, []);
+
+  async function withPrompt() {
+    setError(null);
+    try {
+      const optionsJSON = await api<RequestOptionsJSON>("POST", "/v1/sign-in/passkey/options");
+      await finish(await startAuthentication({ optionsJSON }));
+    } catch (caught) {
+      if (!mounted.current) return;
+      if (!isAbort(caught)) setError(passkeyProblem(caught));
+      void waitInAutofill();
+    }
+  }
+
+  return { error, busy, withPrompt, supported: browserSupportsWebAuthn() };
+}
+
 function PasswordStep({ onNext }: { onNext: (state: SignInState) => Promise<void> }) {
+  const passkey = usePasskeySignIn(onNext);
   const [identifier, setIdentifier] = useState("");
   const [password, setPassword] = useState("");
   const botCheck = useRef<BotCheckHandle>(null);
@@ -108,7 +201,8 @@ function PasswordStep({ onNext }: { onNext: (state: SignInState) => Promise<void
         <Field
           label="Username"
           name="identifier"
-          autoComplete="username"
+          // "webauthn": the browser may offer this site's passkeys in the field's autofill.
+          autoComplete="username webauthn"
           value={identifier}
           onChange={setIdentifier}
           autoFocus
@@ -132,10 +226,29 @@ function PasswordStep({ onNext }: { onNext: (state: SignInState) => Promise<void
             <Link href="/forgot-password">reset your password</Link>.
           </Notice>
         ) : null}
-        <button type="submit" className="primary" disabled={task.busy}>
+        <button type="submit" className="primary" disabled={task.busy || passkey.busy}>
           Sign in
         </button>
       </form>
+      {passkey.supported ? (
+        <section className="passkey-sign-in" aria-label="Sign in with a passkey">
+          <p className="or" aria-hidden="true">
+            <span>or</span>
+          </p>
+          <button
+            type="button"
+            className="wide"
+            onClick={() => void passkey.withPrompt()}
+            disabled={task.busy || passkey.busy}
+          >
+            Sign in with a passkey
+          </button>
+          <p className="muted hint">
+            No username or password: your device unlocks its passkey with your fingerprint, face or PIN.
+          </p>
+          <ErrorMessage error={passkey.error} />
+        </section>
+      ) : null}
       <ul className="links">
         <li>
           <Link href="/forgot-password">Forgot your password?</Link>
