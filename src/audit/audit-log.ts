@@ -68,26 +68,17 @@ export function chainGenesis(chainId: number): string {
  * does not hold the key cannot rewrite an entry, move it to another chain or place, and recompute the chain.
  */
 export function entryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): string {
-  const body = JSON.stringify([
-    row.chain_id,
-    row.chain_seq,
-    row.seq,
-    row.at,
-    row.account_id,
-    row.actor,
-    row.ip,
-    row.location,
-    row.user_agent,
-    row.event,
-    row.outcome,
-    row.details,
-  ]);
-  return createHmac("sha256", chainKey).update(`${row.prev_hash}\n${body}`).digest("hex");
+  return chainHmac(row.prev_hash, [row.chain_id, row.chain_seq, ...recordedFields(row)], chainKey);
 }
 
 /** The hash of an entry written when there was one chain (chain 1's first `legacy_entries`): no chain, no position. */
 function legacyEntryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): string {
-  const body = JSON.stringify([
+  return chainHmac(row.prev_hash, recordedFields(row), chainKey);
+}
+
+/** The global seq and everything an entry records, in the order its hash covers them. */
+function recordedFields(row: Omit<AuditLogTable, "hash">): unknown[] {
+  return [
     row.seq,
     row.at,
     row.account_id,
@@ -98,8 +89,13 @@ function legacyEntryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): st
     row.event,
     row.outcome,
     row.details,
-  ]);
-  return createHmac("sha256", chainKey).update(`${row.prev_hash}\n${body}`).digest("hex");
+  ];
+}
+
+function chainHmac(prevHash: string, fields: unknown[], chainKey: Buffer): string {
+  return createHmac("sha256", chainKey)
+    .update(`${prevHash}\n${JSON.stringify(fields)}`)
+    .digest("hex");
 }
 
 /** An entry before it is linked: what it records, without its place in a chain. */
@@ -170,6 +166,13 @@ function chainStatements(connection: SqliteDatabase.Database) {
          event, outcome, details, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     setHead: connection.prepare("update audit_head set last_hash = ?, last_at = ? where id = ?"),
+    aggregate: connection.prepare(
+      `insert into audit_aggregates (key, window_start, count, first_at, last_at, account_id, actor, ip,
+         location, user_agent, event, outcome, details)
+       values (@key, @window_start, @count, @first_at, @last_at, @account_id, @actor, @ip, @location,
+         @user_agent, @event, @outcome, @details)
+       on conflict (key, window_start) do update set count = count + 1, last_at = excluded.last_at`,
+    ),
   };
 }
 
@@ -533,23 +536,32 @@ export class AuditLog {
    */
   async appendAggregated(key: string, event: AuditEvent, context: RequestContext | null): Promise<void> {
     const now = this.clock.now();
+    const values = {
+      key,
+      window_start: now - (now % AGGREGATE_WINDOW_MS),
+      count: 1,
+      first_at: now,
+      last_at: now,
+      account_id: event.accountId ?? null,
+      actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
+      ip: context?.ip ?? null,
+      location: context?.location ?? null,
+      user_agent: context?.userAgent ?? null,
+      event: event.event,
+      outcome: event.outcome,
+      details: JSON.stringify(event.details ?? {}),
+    };
+    const statements = this.statements;
+    if (statements) {
+      // On the connection once kysely hands it over: never inside another caller's open transaction.
+      await this.db.connection().execute(async () => {
+        statements.aggregate.run(values);
+      });
+      return;
+    }
     await this.db
       .insertInto("audit_aggregates")
-      .values({
-        key,
-        window_start: now - (now % AGGREGATE_WINDOW_MS),
-        count: 1,
-        first_at: now,
-        last_at: now,
-        account_id: event.accountId ?? null,
-        actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
-        ip: context?.ip ?? null,
-        location: context?.location ?? null,
-        user_agent: context?.userAgent ?? null,
-        event: event.event,
-        outcome: event.outcome,
-        details: JSON.stringify(event.details ?? {}),
-      })
+      .values(values)
       .onConflict((conflict) =>
         conflict.columns(["key", "window_start"]).doUpdateSet((eb) => ({
           count: eb("audit_aggregates.count", "+", 1),

@@ -3,7 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultSettings } from "../../src/config/settings.js";
 import { Argon2idHasher } from "../../src/factors/password.js";
 import { newUser } from "../helpers/harness.js";
-import { accessibilityViolations, launchBrowser, newPage, screenshot } from "./browser.js";
+import {
+  accessibilityViolations,
+  followEmailLink as followEmailLinkOf,
+  launchBrowser,
+  newPage,
+  screenshot,
+  settled,
+} from "./browser.js";
 import { ensurePortalBuilt } from "./portal-build.js";
 import { type PortalServer, startPortalServer } from "./portal-server.js";
 
@@ -27,26 +34,8 @@ describe("a breached password in the portal, in Chromium", () => {
   let errors: string[];
   const user = newUser();
 
-  async function settled(target: Page): Promise<void> {
-    await target.locator("main h1").waitFor();
-    await target.waitForFunction(() => document.querySelectorAll('[aria-busy="true"]').length === 0);
-  }
-
-  async function followEmailLink(subject: string, linkPath: string): Promise<void> {
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const { messages } = (await (await fetch(`${server.url}/dev/mailbox.json`)).json()) as {
-        messages: { to: string; subject: string }[];
-      };
-      if (messages.some((m) => m.to.includes(user.email) && m.subject === subject)) break;
-      if (Date.now() > deadline) throw new Error(`no email "${subject}" for ${user.email}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    await page.goto("/dev/mailbox");
-    const email = page.locator("article", { hasText: subject }).filter({ hasText: user.email }).first();
-    await email.locator(`a[href*="${linkPath}"]`).first().click();
-    await page.waitForURL(new RegExp(linkPath));
-  }
+  const followEmailLink = (subject: string, linkPath: string) =>
+    followEmailLinkOf(page, server.url, user.email, subject, linkPath);
 
   /** The problem shown beside a field, found through the field's own description (aria-describedby). */
   async function problemBeside(label: string): Promise<string | null> {
@@ -110,7 +99,7 @@ describe("a breached password in the portal, in Chromium", () => {
     await page.goto("/sign-in");
     await page.getByLabel("Username").fill(user.username);
     await page.getByLabel("Password").fill(BREACHED);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
     await page.getByRole("heading", { name: `Welcome, ${user.username}` }).waitFor();
     await settled(page);
     const notice = page.getByRole("alert").filter({ hasText: "Change your password." });

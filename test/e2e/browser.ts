@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { Secret, TOTP } from "otpauth";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 
 /** Debian's Chromium, installed by the system package manager; the tests never download a browser. */
@@ -115,4 +116,51 @@ export async function newPage(context: BrowserContext): Promise<{ page: Page; er
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
   return { page, errors: watchPageErrors(page) };
+}
+
+/** Waits until the page has its heading and nothing on it is loading. */
+export async function settled(target: Page): Promise<void> {
+  await target.locator("main h1").waitFor();
+  await target.waitForFunction(() => document.querySelectorAll('[aria-busy="true"]').length === 0);
+}
+
+/**
+ * Waits for an email to `address` with this subject in the development mailbox of the server at
+ * `serverUrl`, opens the mailbox page and follows the email's link to `linkPath`.
+ */
+export async function followEmailLink(
+  target: Page,
+  serverUrl: string,
+  address: string,
+  subject: string,
+  linkPath: string,
+): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const { messages } = (await (await fetch(`${serverUrl}/dev/mailbox.json`)).json()) as {
+      messages: { to: string; subject: string }[];
+    };
+    if (messages.some((m) => m.to.includes(address) && m.subject === subject)) break;
+    if (Date.now() > deadline) throw new Error(`no email "${subject}" for ${address}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  await target.goto("/dev/mailbox");
+  const email = target.locator("article", { hasText: subject }).filter({ hasText: address }).first();
+  await email.locator(`a[href*="${linkPath}"]`).first().click();
+  await target.waitForURL(new RegExp(linkPath));
+}
+
+/** The next authenticator-app code: the clock moves on a step first, since each code is accepted once. */
+export function nextTotpCode(
+  clock: { advance(ms: number): void; now(): number },
+  secretBase32: string,
+): string {
+  clock.advance(30_000);
+  const totp = new TOTP({
+    secret: Secret.fromBase32(secretBase32),
+    algorithm: "SHA1",
+    digits: 6,
+    period: 30,
+  });
+  return totp.generate({ timestamp: clock.now() });
 }

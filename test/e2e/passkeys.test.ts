@@ -4,10 +4,12 @@ import { newUser } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 import {
   accessibilityViolations,
+  followEmailLink as followEmailLinkOf,
   launchBrowser,
   newPage,
   screenshot,
   screenshotDirectory,
+  settled,
 } from "./browser.js";
 import { ensurePortalBuilt } from "./portal-build.js";
 import { type PortalServer, startPortalServer } from "./portal-server.js";
@@ -46,26 +48,8 @@ describe.each(engines)("passkeys in Chromium on %s", (engine) => {
     return authenticatorId;
   }
 
-  async function followEmailLink(target: Page, subject: string, linkPath: string): Promise<void> {
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const { messages } = (await (await fetch(`${server.url}/dev/mailbox.json`)).json()) as {
-        messages: { to: string; subject: string }[];
-      };
-      if (messages.some((m) => m.to.includes(user.email) && m.subject === subject)) break;
-      if (Date.now() > deadline) throw new Error(`no email "${subject}" for ${user.email}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    await target.goto("/dev/mailbox");
-    const email = target.locator("article", { hasText: subject }).filter({ hasText: user.email }).first();
-    await email.locator(`a[href*="${linkPath}"]`).first().click();
-    await target.waitForURL(new RegExp(linkPath));
-  }
-
-  async function settled(target: Page): Promise<void> {
-    await target.locator("main h1").waitFor();
-    await target.waitForFunction(() => document.querySelectorAll('[aria-busy="true"]').length === 0);
-  }
+  const followEmailLink = (target: Page, subject: string, linkPath: string) =>
+    followEmailLinkOf(target, server.url, user.email, subject, linkPath);
 
   async function expectDashboard(target: Page): Promise<void> {
     await target.waitForURL(`${server.url}/`);

@@ -1,4 +1,3 @@
-import { Secret, TOTP } from "otpauth";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
@@ -7,9 +6,12 @@ import { engines } from "../helpers/storage.js";
 import {
   accessibilityViolations,
   addSecurityKey,
+  followEmailLink as followEmailLinkOf,
   launchBrowser,
   newPage,
+  nextTotpCode as nextTotpCodeOf,
   screenshot,
+  settled,
   type VirtualAuthenticator,
 } from "./browser.js";
 import { ensurePortalBuilt } from "./portal-build.js";
@@ -31,34 +33,10 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
   const user = newUser();
   const shot = (target: Page, name: string) => screenshot(target, `${engine}-${name}`);
 
-  /** The next authenticator-app code: the clock moves on a step first, since each code is accepted once. */
-  function nextTotpCode(): string {
-    server.clock.advance(30_000);
-    const totp = new TOTP({
-      secret: Secret.fromBase32(totpSecret),
-      algorithm: "SHA1",
-      digits: 6,
-      period: 30,
-    });
-    return totp.generate({ timestamp: server.clock.now() });
-  }
+  const nextTotpCode = () => nextTotpCodeOf(server.clock, totpSecret);
 
-  /** Opens the development mailbox and follows the link of the newest email to this user with this subject. */
-  async function followEmailLink(target: Page, subject: string, linkPath: string): Promise<void> {
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const { messages } = (await (await fetch(`${server.url}/dev/mailbox.json`)).json()) as {
-        messages: { to: string; subject: string }[];
-      };
-      if (messages.some((m) => m.to.includes(user.email) && m.subject === subject)) break;
-      if (Date.now() > deadline) throw new Error(`no email "${subject}" for ${user.email}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    await target.goto("/dev/mailbox");
-    const email = target.locator("article", { hasText: subject }).filter({ hasText: user.email }).first();
-    await email.locator(`a[href*="${linkPath}"]`).first().click();
-    await target.waitForURL(new RegExp(linkPath));
-  }
+  const followEmailLink = (target: Page, subject: string, linkPath: string) =>
+    followEmailLinkOf(target, server.url, user.email, subject, linkPath);
 
   async function signInWithPassword(target: Page): Promise<void> {
     await target.goto("/sign-in");
@@ -75,12 +53,6 @@ describe.each(engines)("the portal in Chromium on %s", (engine) => {
   async function expectDashboard(target: Page): Promise<void> {
     await target.waitForURL(`${server.url}/`);
     await target.getByRole("heading", { name: `Welcome, ${user.username}` }).waitFor();
-  }
-
-  /** Waits until the page has no "Loading…" placeholders left. */
-  async function settled(target: Page): Promise<void> {
-    await target.locator("main h1").waitFor();
-    await target.waitForFunction(() => document.querySelectorAll('[aria-busy="true"]').length === 0);
   }
 
   beforeAll(async () => {

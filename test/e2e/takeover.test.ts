@@ -1,11 +1,16 @@
-import { Secret, TOTP } from "otpauth";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
 import { newUser } from "../helpers/harness.js";
 import { type CapturedEmail, SmtpCapture } from "../helpers/smtp.js";
 import { engines } from "../helpers/storage.js";
-import { accessibilityViolations, launchBrowser, newPage, screenshot } from "./browser.js";
+import {
+  accessibilityViolations,
+  launchBrowser,
+  newPage,
+  nextTotpCode as nextTotpCodeOf,
+  screenshot,
+} from "./browser.js";
 import { ensurePortalBuilt } from "./portal-build.js";
 import { type PortalServer, startPortalServer } from "./portal-server.js";
 
@@ -64,17 +69,7 @@ describe.each(engines)("taking an account back in Chromium on %s", (engine) => {
     return context;
   }
 
-  /** The next authenticator-app code: the clock moves on a step first, since each code is accepted once. */
-  function nextTotpCode(): string {
-    server.clock.advance(30_000);
-    const totp = new TOTP({
-      secret: Secret.fromBase32(totpSecret),
-      algorithm: "SHA1",
-      digits: 6,
-      period: 30,
-    });
-    return totp.generate({ timestamp: server.clock.now() });
-  }
+  const nextTotpCode = () => nextTotpCodeOf(server.clock, totpSecret);
 
   /** The newest email to `address` with this subject that arrived after the first `after` messages. */
   async function emailAfter(after: number, address: string, subject: RegExp): Promise<CapturedEmail> {
@@ -121,7 +116,7 @@ describe.each(engines)("taking an account back in Chromium on %s", (engine) => {
     await target.goto("/sign-in");
     await target.getByLabel("Username").fill(user.username);
     await target.getByLabel("Password").fill(user.password);
-    await target.getByRole("button", { name: "Sign in" }).click();
+    await target.getByRole("button", { name: "Sign in", exact: true }).click();
     await target.getByLabel("Code from your authenticator app").fill(nextTotpCode());
     await target.getByRole("button", { name: "Continue" }).click();
   }
@@ -150,7 +145,7 @@ describe.each(engines)("taking an account back in Chromium on %s", (engine) => {
     await page.goto("/sign-in");
     await page.getByLabel("Username").fill(user.username);
     await page.getByLabel("Password").fill(user.password);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
     await page.getByRole("heading", { name: `Welcome, ${user.username}` }).waitFor();
 
     await page.goto("/security#factors");
