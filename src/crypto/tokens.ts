@@ -24,3 +24,12 @@ export function constantTimeEqual(a: string, b: string): boolean {
   const right = createHash("sha256").update(b, "utf8").digest();
   return timingSafeEqual(left, right);
 }
+
+/**
+ * A secret compared on every request (an operator or service token): its digest is taken once, and each
+ * presented value is hashed and compared in constant time, as `constantTimeEqual` does.
+ */
+export function constantTimeMatcher(expected: string): (presented: string) => boolean {
+  const digest = createHash("sha256").update(expected, "utf8").digest();
+  return (presented) => timingSafeEqual(createHash("sha256").update(presented, "utf8").digest(), digest);
+}

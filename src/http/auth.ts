@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { constantTimeEqual } from "../crypto/tokens.js";
+import { constantTimeMatcher } from "../crypto/tokens.js";
 import type { Principal, SessionService } from "../sessions/sessions.js";
 import type { GeoLocator } from "../support/geo.js";
 import { describePlace } from "../support/geo.js";
@@ -131,6 +131,11 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
       disabled: "Metrics are not enabled on this server (no PORTCULLIS_METRICS_TOKEN).",
     },
   };
+  const matchers: Partial<Record<TokenAuth, (presented: string) => boolean>> = Object.fromEntries(
+    Object.entries(tokens).flatMap(([auth, { token }]) =>
+      token ? [[auth, constantTimeMatcher(token)]] : [],
+    ),
+  );
 
   /** Origin and token checks are synchronous; only a session needs a lookup. */
   const checkOriginAndToken = (request: FastifyRequest): "session" | "done" => {
@@ -147,7 +152,7 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
       const expected = tokens[auth];
       if (!expected.token) throw forbidden(expected.disabled);
       const token = bearerToken(request);
-      if (!token || !constantTimeEqual(token, expected.token)) throw unauthenticated();
+      if (!token || !matchers[auth]!(token)) throw unauthenticated();
       return "done";
     }
     return "session";
