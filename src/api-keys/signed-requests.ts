@@ -64,6 +64,9 @@ export interface Refused {
 
 export type Verdict = Allowed | Refused;
 
+/** Refusals of signed requests that come in floods (a bot past its limit): audited in aggregate. */
+const floods = new Set<Refusal>(["rate_limit", "order_rate_limit"]);
+
 /** Which lockout a refusal counts toward: guesses before a valid signature, or a signer's mistakes after. */
 type Counted = "source" | "key" | null;
 type Decision =
@@ -166,15 +169,19 @@ export class SignedRequestVerifier {
       });
     }
     const dialectDetail = dialect.name === "kraken" ? {} : { dialect: dialect.name };
-    if (!decision.allow && !decision.signed && !result.allow) {
-      // Nobody proved who they are: a flood of these costs one audit entry per source, error and minute.
+    // Nobody proved who they are, or a key's holder keeps calling past its rate limit: a flood of these
+    // costs one audit entry per source, key, error and minute, not one per request.
+    const flood = !decision.allow && (!decision.signed || floods.has(decision.reason));
+    if (flood && !result.allow) {
+      // A signed request spent its nonce: that is durable before the answer, as an audit entry would make it.
+      if (decision.signed) await this.audit.commit();
       await this.audit.appendAggregated(
         `api_key.refused|${addressSubject(request.ip)}|${dialect.name}|${result.error}|${result.keyId ?? "-"}`,
         {
           event: "api_key.request",
           outcome: "refused",
           accountId: result.accountId ?? null,
-          actor: "anonymous",
+          actor: decision.signed && result.keyId ? `api_key:${result.keyId}` : "anonymous",
           details: {
             error: result.error,
             path: request.path.slice(0, 200),

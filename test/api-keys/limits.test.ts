@@ -134,6 +134,42 @@ describe.each(engines)("API key limits, second factors and approvals on %s (beha
     expect(answers.filter((a) => a.error === "EAPI:Rate limit exceeded")).toHaveLength(25);
   });
 
+  it("audits a key's flood past its limit as one entry per source and minute, and still spends each refused nonce", async () => {
+    const { createKey } = await owner();
+    const key = await createKey({ name: "flood", permissions: ["funds_query"] });
+    const client = clientFor(key);
+    h.clock.set(Math.ceil(h.clock.now() / 60_000) * 60_000 + 1000);
+    const ip = "198.18.250.9";
+    const send = async (signed: ReturnType<KrakenClient["sign"]>) =>
+      (
+        await h.request("POST", "/v1/gateway/check", {
+          headers: service,
+          body: { path: signed.path, headers: signed.headers, body: signed.body, ip },
+        })
+      ).json() as { allow: boolean; error?: string };
+    const signed = Array.from({ length: 40 }, () => client.sign("Balance"));
+    const answers = [];
+    for (const request of signed) answers.push(await send(request));
+    expect(answers.filter((a) => a.allow)).toHaveLength(15);
+    expect(answers.filter((a) => a.error === "EAPI:Rate limit exceeded")).toHaveLength(25);
+    // The 15 allowed calls each have their entry; the 25 refusals are one count, durable already.
+    const allowed = await h.db
+      .selectFrom("audit_log")
+      .select("details")
+      .where("actor", "=", `api_key:${key.id}`)
+      .execute();
+    expect(allowed).toHaveLength(15);
+    const counted = await h.db
+      .selectFrom("audit_aggregates")
+      .select(["count", "actor"])
+      .where("key", "like", `%EAPI:Rate limit exceeded|${key.id}`)
+      .execute();
+    expect(counted).toEqual([{ count: 25, actor: `api_key:${key.id}` }]);
+    // A refused call spent its nonce: sent again once the counter has room, it is a replay.
+    h.clock.advance(60_000);
+    expect(await send(signed[39]!)).toEqual({ allow: false, error: "EAPI:Invalid nonce" });
+  });
+
   it("locks out where guesses come from, never a key whose public string a stranger knows", async () => {
     const { createKey } = await owner();
     const key = await createKey({ name: "target", permissions: ["funds_query"] });
