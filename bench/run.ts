@@ -914,14 +914,15 @@ async function loadOutcomes(
   const otherCpu = otherCpuShare(before, cpuSample());
   const outcomes: Record<string, number> = {};
   let total = 0;
-  let reqPerSec = 0;
-  results.forEach((result, i) => {
-    for (const [outcome, n] of counts[i]!) {
+  for (const count of counts) {
+    for (const [outcome, n] of count) {
       outcomes[outcome] = (outcomes[outcome] ?? 0) + n;
       total += n;
     }
-    reqPerSec += (counts[i]!.get(expected) ?? 0) / result.duration;
-  });
+  }
+  // Over the measured window as this process timed it: autocannon's own duration is whole seconds, too
+  // coarse for a fixed number of requests that takes one or two.
+  const reqPerSec = (outcomes[expected] ?? 0) / ((toUs - fromUs) / 1e6);
   const errors = results.reduce((sum, r) => sum + r.errors + r.timeouts, 0);
   const listed = Object.entries(outcomes)
     .sort((a, b) => b[1] - a[1])
