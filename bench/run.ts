@@ -882,6 +882,8 @@ async function loadOutcomes(
 ): Promise<OutcomeLoad> {
   const share = Math.max(1, Math.floor(connections / origins.length));
   const counts = origins.map(() => new Map<string, number>());
+  // autocannon ends a load of a fixed amount on its next whole-second tick: the last answer marks the end.
+  let lastAnswerUs = 0;
   const options = (
     i: number,
     span: Span,
@@ -901,6 +903,7 @@ async function loadOutcomes(
         onResponse: (status, body) => {
           const outcome = outcomeOf(status, body);
           counts[i]!.set(outcome, (counts[i]!.get(outcome) ?? 0) + 1);
+          lastAnswerUs = monotonicUs();
         },
       },
     ],
@@ -920,9 +923,10 @@ async function loadOutcomes(
       total += n;
     }
   }
-  // Over the measured window as this process timed it: autocannon's own duration is whole seconds, too
-  // coarse for a fixed number of requests that takes one or two.
-  const reqPerSec = (outcomes[expected] ?? 0) / ((toUs - fromUs) / 1e6);
+  // From the start of the measured load to its last answer, as this process timed it: autocannon's own
+  // duration is whole seconds, too coarse for a fixed number of requests that takes one or two.
+  const endUs = lastAnswerUs > fromUs ? lastAnswerUs : toUs;
+  const reqPerSec = (outcomes[expected] ?? 0) / ((endUs - fromUs) / 1e6);
   const errors = results.reduce((sum, r) => sum + r.errors + r.timeouts, 0);
   const listed = Object.entries(outcomes)
     .sort((a, b) => b[1] - a[1])
