@@ -40,13 +40,15 @@ export interface KrakenClientOptions {
 
 export type Params = Record<string, string | number | boolean | undefined>;
 
-/** Microseconds since the epoch, strictly increasing within this process. */
+/** The last nonce any client of this process made: two clients of one key never send the same one. */
+let lastNonce = 0n;
+
+/** Microseconds since the epoch, strictly increasing across every client of this process. */
 export function microsecondNonces(): () => bigint {
-  let last = 0n;
   return () => {
     const now = BigInt(Date.now()) * 1000n;
-    last = now > last ? now : last + 1n;
-    return last;
+    lastNonce = now > lastNonce ? now : lastNonce + 1n;
+    return lastNonce;
   };
 }
 
