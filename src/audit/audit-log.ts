@@ -328,11 +328,6 @@ export class AuditLog {
     return linked.map((row) => row.seq);
   }
 
-  /** The same as `chain`: for writers outside this class that batch audit entries with other writes. */
-  appendWithin(trx: Transaction<Database>, rows: AuditRow[]): Promise<number[]> {
-    return this.chain(trx, rows);
-  }
-
   /** Moves a chain's head `count` positions on, locking it; undefined if there is no such open chain. */
   private async advance(
     trx: Transaction<Database>,

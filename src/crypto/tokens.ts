@@ -20,9 +20,7 @@ export function sha256Hex(data: string | Buffer): string {
 
 /** Constant-time string equality: both sides are hashed first so length differences leak nothing either. */
 export function constantTimeEqual(a: string, b: string): boolean {
-  const left = createHash("sha256").update(a, "utf8").digest();
-  const right = createHash("sha256").update(b, "utf8").digest();
-  return timingSafeEqual(left, right);
+  return constantTimeMatcher(b)(a);
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   newPage,
   nextTotpCode as nextTotpCodeOf,
   screenshot,
+  settled,
 } from "./browser.js";
 import { ensurePortalBuilt } from "./portal-build.js";
 import { type PortalServer, startPortalServer } from "./portal-server.js";
@@ -92,11 +93,6 @@ describe.each(engines)("taking an account back in Chromium on %s", (engine) => {
     const match = new RegExp(`https?://[^\\s>]+${path}\\?token=[A-Za-z0-9_-]+`).exec(email.text);
     if (!match) throw new Error(`no ${path} link in "${email.subject}":\n${email.text}`);
     return match[0];
-  }
-
-  async function settled(target: Page): Promise<void> {
-    await target.locator("main h1").waitFor();
-    await target.waitForFunction(() => document.querySelectorAll('[aria-busy="true"]').length === 0);
   }
 
   /** The page at a desktop's width and at a phone's, where nothing may scroll sideways. */
