@@ -8,24 +8,45 @@ import { Problem } from "../support/problem.js";
  * query and body are walked once, after validation, and such values are refused as bad input.
  */
 function findBadValue(root: unknown, rootName: string): { field: string; message: string } | null {
-  const stack: { value: unknown; path: string }[] = [{ value: root, path: rootName }];
-  while (stack.length > 0) {
-    const { value, path } = stack.pop()!;
-    if (typeof value === "string") {
-      if (value.includes("\u0000"))
-        return { field: path, message: "Remove the NUL character from this field." };
-    } else if (typeof value === "number") {
-      if (!Number.isFinite(value) || (Number.isInteger(value) && !Number.isSafeInteger(value))) {
-        return { field: path, message: "Enter a number of ordinary size." };
+  const bad = badValueAt(root, 0);
+  return bad ? { field: [rootName, ...bad.path.reverse()].join("."), message: bad.message } : null;
+}
+
+/**
+ * The first bad value under `value`, with its path from `value` in reverse (built only when one is
+ * found: this walk runs on every request, and nearly every request has none). Nesting is bounded by the
+ * body limit; past 64 levels a body is refused as a whole.
+ */
+function badValueAt(value: unknown, depth: number): { path: string[]; message: string } | null {
+  if (typeof value === "string") {
+    return value.includes("\u0000")
+      ? { path: [], message: "Remove the NUL character from this field." }
+      : null;
+  }
+  if (typeof value === "number") {
+    return !Number.isFinite(value) || (Number.isInteger(value) && !Number.isSafeInteger(value))
+      ? { path: [], message: "Enter a number of ordinary size." }
+      : null;
+  }
+  if (!value || typeof value !== "object") return null;
+  if (depth > 64) return { path: [], message: "Send fewer levels of nesting." };
+  if (Array.isArray(value)) {
+    for (let index = 0; index < value.length; index++) {
+      const bad = badValueAt(value[index], depth + 1);
+      if (bad) {
+        bad.path.push(String(index));
+        return bad;
       }
-    } else if (Array.isArray(value)) {
-      for (const [index, item] of value.entries()) stack.push({ value: item, path: `${path}.${index}` });
-    } else if (value && typeof value === "object") {
-      for (const [key, item] of Object.entries(value)) {
-        if (key.includes("\u0000"))
-          return { field: path, message: "Remove the NUL character from this field." };
-        stack.push({ value: item, path: `${path}.${key}` });
-      }
+    }
+    return null;
+  }
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    if (key.includes("\u0000")) return { path: [], message: "Remove the NUL character from this field." };
+    const bad = badValueAt((value as Record<string, unknown>)[key], depth + 1);
+    if (bad) {
+      bad.path.push(key);
+      return bad;
     }
   }
   return null;
@@ -33,22 +54,19 @@ function findBadValue(root: unknown, rootName: string): { field: string; message
 
 export function registerInputHygiene(app: FastifyInstance): void {
   app.addHook("preHandler", (request: FastifyRequest, _reply, done) => {
-    for (const [name, value] of [
-      ["params", request.params],
-      ["query", request.query],
-      ["body", request.body],
-    ] as const) {
-      const bad = findBadValue(value, name);
-      if (bad) {
-        const field = bad.field.replace(/^(params|query|body)\.?/, "") || bad.field;
-        done(
-          new Problem(400, "invalid_request", "Some fields need attention.", {
-            details: [{ field, message: bad.message }],
-          }),
-        );
-        return;
-      }
+    const bad =
+      findBadValue(request.params, "params") ??
+      findBadValue(request.query, "query") ??
+      findBadValue(request.body, "body");
+    if (!bad) {
+      done();
+      return;
     }
-    done();
+    const field = bad.field.replace(/^(params|query|body)\.?/, "") || bad.field;
+    done(
+      new Problem(400, "invalid_request", "Some fields need attention.", {
+        details: [{ field, message: bad.message }],
+      }),
+    );
   });
 }

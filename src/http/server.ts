@@ -8,6 +8,7 @@ import { addressSubject } from "../support/network.js";
 import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { frameworkError, registerErrorHandling } from "./errors.js";
 import { registerInputHygiene } from "./input-hygiene.js";
+import { requestLogger } from "./request-logger.js";
 import { registerAccountFreezeRoutes } from "./routes/account-freeze.js";
 import { registerAccountRoutes } from "./routes/accounts.js";
 import { registerActionRoutes } from "./routes/actions.js";
@@ -84,7 +85,9 @@ export interface HttpOptions {
 export async function buildHttpServer(services: Services, options: HttpOptions): Promise<App> {
   const { config } = services;
   const app = Fastify({
-    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    ...(options.logger
+      ? { loggerInstance: options.logger, childLoggerFactory: requestLogger }
+      : { logger: false }),
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
     bodyLimit: 64 * 1024,
     // Query strings and URLs with odd lengths are refused by the router, not the handlers.
