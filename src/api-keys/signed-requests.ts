@@ -37,7 +37,7 @@ export interface Allowed {
   keyId: string;
   accountId: string;
   /** The key's permissions, in its dialect's names. */
-  permissions: string[];
+  permissions: readonly string[];
   /** The operation by the dialect's table: Kraken's method name, or "METHOD /path/pattern". */
   method: string;
   /** What the venue receives: the parameters that were checked, serialised canonically. */
@@ -82,7 +82,7 @@ type Decision =
       approval?: { id: string; expiresAt: string };
     };
 
-function allowedAddress(ip: string, cidrs: string[]): boolean {
+function allowedAddress(ip: string, cidrs: readonly string[]): boolean {
   if (cidrs.length === 0) return true;
   const list = new BlockList();
   for (const cidr of cidrs) {
@@ -247,7 +247,7 @@ export class SignedRequestVerifier {
     });
     const now = this.clock.now();
     if (row.valid_until !== null && row.valid_until <= now) return refuse("invalid_key", "source");
-    if (!allowedAddress(request.ip, JSON.parse(row.ip_allowlist) as string[])) return refuse("ip");
+    if (!allowedAddress(request.ip, cached.ipAllowlist)) return refuse("ip");
 
     let parsed: ParsedRequest;
     try {
@@ -270,7 +270,7 @@ export class SignedRequestVerifier {
     if (dialect.keyOtp && !(await this.otpAccepted(row, parsed.params.otp, now)))
       return refuse("invalid_key", "key");
 
-    const keyPermissions = JSON.parse(row.permissions) as string[];
+    const keyPermissions = cached.permissions;
     if (operation.permission && !dialect.grants(keyPermissions, operation.permission))
       return refuse("permission");
     if (dialect.unknownField(operation, parsed.params) !== null) return refuse("invalid_arguments");
@@ -337,11 +337,16 @@ export class SignedRequestVerifier {
     operation: Operation,
     parsed: ParsedRequest,
   ): Promise<Refusal | null> {
-    const vector = await this.capabilities.vector(account, "api", security);
-    if (!vector.api.allowed) return capabilityRefusal(vector.api.reasons);
     const product = dialect.product(operation, parsed.params);
+    const vector = await this.capabilities.products(
+      account,
+      "api",
+      product ? ["api", product] : ["api"],
+      security,
+    );
+    if (!vector.api.allowed) return capabilityRefusal(vector.api.reasons);
     if (!product) return null;
-    const capability: Capability = vector[product];
+    const capability: Capability = vector[product]!;
     const intent = dialect.intent(operation, parsed.params);
     const reasons = intent
       ? tradingRefusal(capability, intent)

@@ -4,7 +4,13 @@ import type { AttemptGuard } from "../protection/attempt-guard.js";
 import type { SecurityHolds } from "../security/holds.js";
 import type { Clock } from "../support/clock.js";
 import { accountFrozen, Problem } from "../support/problem.js";
-import { type CapabilityVector, evaluateCapabilities, type SecurityHold } from "./evaluate.js";
+import {
+  type CapabilityInput,
+  type CapabilityVector,
+  evaluateCapabilities,
+  evaluateProduct,
+  type SecurityHold,
+} from "./evaluate.js";
 import type { ClientName, Policy, Product } from "./policy.js";
 import type { SubsystemService } from "./subsystems.js";
 
@@ -35,11 +41,34 @@ export class CapabilityService {
     client: ClientName,
     known?: { hasSecondFactor: boolean; restricted: boolean; holds: SecurityHold[] },
   ): Promise<CapabilityVector> {
-    const [snapshot, security] = await Promise.all([
-      this.subsystems.snapshot(),
-      known ?? this.securityInputs(account),
-    ]);
-    return evaluateCapabilities({
+    return evaluateCapabilities(await this.input(account, client, known));
+  }
+
+  /**
+   * Only the products named, each exactly as `vector` would have it: the gateway asks for the API and
+   * the one product a request uses on every decision, not for all of them.
+   */
+  async products<P extends Product>(
+    account: Account,
+    client: ClientName,
+    wanted: readonly P[],
+    known?: SecurityInputs,
+  ): Promise<Pick<CapabilityVector, P>> {
+    const input = await this.input(account, client, known);
+    const picked = {} as Pick<CapabilityVector, P>;
+    for (const product of wanted) picked[product] = evaluateProduct(product, input) as CapabilityVector[P];
+    return picked;
+  }
+
+  private async input(
+    account: Account,
+    client: ClientName,
+    known?: SecurityInputs,
+  ): Promise<CapabilityInput> {
+    const [snapshot, security] = known
+      ? [await this.subsystems.snapshot(), known]
+      : await Promise.all([this.subsystems.snapshot(), this.securityInputs(account)]);
+    return {
       account: {
         tier: account.tier,
         country: account.country,
@@ -54,7 +83,7 @@ export class CapabilityService {
       },
       subsystems: snapshot,
       policy: this.policy,
-    });
+    };
   }
 
   /** Holds are read as active now; `vector` drops any that have ended by the time it evaluates. */

@@ -90,7 +90,8 @@ export function evaluateCapabilities(input: CapabilityInput): CapabilityVector {
   return vector;
 }
 
-function evaluateProduct(product: Product, input: CapabilityInput): Capability {
+/** One product's capability, as the vector has it: for a caller that needs only some of them. */
+export function evaluateProduct(product: Product, input: CapabilityInput): Capability {
   const { account, client, security, subsystems, policy } = input;
   const productPolicy = policy[product];
   const rule = ruleFor(productPolicy, account.country);

@@ -79,6 +79,12 @@ export class SubsystemService {
     rows: Selectable<SubsystemsTable>[];
     windows: Selectable<MaintenanceWindowsTable>[];
   } | null = null;
+  /** The last state computed, from which rows and for which millisecond (read-only to every caller). */
+  private computed: {
+    at: number;
+    from: NonNullable<SubsystemService["cached"]>;
+    snapshot: SubsystemSnapshot;
+  } | null = null;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -108,8 +114,17 @@ export class SubsystemService {
       ]);
       this.cached = { readAt: now, rows, windows };
     }
-    const rows = this.cached.rows;
-    const windows = this.cached.windows.filter((w) => w.ends_at > now);
+    // The state in force depends on the rows and the millisecond only: requests within one share it.
+    const computed = this.computed;
+    if (computed && computed.at === now && computed.from === this.cached) return computed.snapshot;
+    const snapshot = this.stateAt(this.cached, now);
+    this.computed = { at: now, from: this.cached, snapshot };
+    return snapshot;
+  }
+
+  private stateAt(cached: NonNullable<SubsystemService["cached"]>, now: number): SubsystemSnapshot {
+    const rows = cached.rows;
+    const windows = cached.windows.filter((w) => w.ends_at > now);
     const states = {} as Record<SubsystemId, SubsystemState>;
     for (const row of rows) {
       const id = row.id as SubsystemId;

@@ -41,6 +41,8 @@ interface Place {
 export class NewPlaces {
   /** "<account>|<place>" → when this instance last recorded it: a known place is written once an hour at most. */
   private readonly recent = new Map<string, number>();
+  /** Uses (account, address, device) whose every place was recorded, by when. */
+  private readonly recentUses = new Map<string, number>();
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -54,6 +56,10 @@ export class NewPlaces {
   async observe(use: Use, trx?: Transaction<Database>): Promise<void> {
     const db: Kysely<Database> = trx ?? this.db;
     const now = this.clock.now();
+    // The places of a use follow from its account, address and device: a use seen in full within the
+    // hour adds nothing, and a bot calling all day from one address costs no lookup at all.
+    const useKey = `${use.accountId}|${use.context.ip}|${use.deviceId ?? ""}`;
+    if ((this.recentUses.get(useKey) ?? Number.NEGATIVE_INFINITY) > now - HOUR) return;
     const fresh: Place[] = [];
     for (const place of this.placesOf(use)) {
       const cacheKey = `${use.accountId}|${place.key}`;
@@ -85,6 +91,8 @@ export class NewPlaces {
       if (this.recent.size >= RECENT_LIMIT) this.recent.clear();
       this.recent.set(cacheKey, now);
     }
+    if (this.recentUses.size >= RECENT_LIMIT) this.recentUses.clear();
+    this.recentUses.set(useKey, now);
     if (fresh.length === 0 || use.quiet) return;
     const account = await this.accounts.findById(use.accountId, db);
     if (!account) return;

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
+import { openStorage } from "../../src/db/database.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
@@ -59,6 +60,54 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
       .where("id", "=", key.id)
       .execute();
     expect(await check(client)).toEqual({ allow: false, error: "EAPI:Invalid key" });
+  });
+
+  it("sees a change committed by another connection to the database on the very next request", async () => {
+    const { key, client } = await keyOwner();
+    expect((await check(client)).allow).toBe(true);
+    expect((await check(client)).allow).toBe(true);
+    const other = openStorage(h.storage.url);
+    try {
+      await other.db
+        .updateTable("api_keys")
+        .set({ permissions: JSON.stringify(["trades_modify"]) })
+        .where("id", "=", key.id)
+        .execute();
+      expect(await check(client)).toEqual({ allow: false, error: "EGeneral:Permission denied" });
+      await other.db
+        .updateTable("api_keys")
+        .set({ permissions: JSON.stringify(["funds_query"]) })
+        .where("id", "=", key.id)
+        .execute();
+      expect((await check(client)).allow).toBe(true);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("forgets a change that was rolled back, and still sees the next one committed", async () => {
+    const { key, client } = await keyOwner();
+    expect((await check(client)).allow).toBe(true);
+    // A decision made while a transaction that disabled the key is still open, which then rolls back.
+    let during: Promise<{ allow: boolean; error?: string }> | undefined;
+    await h.app.services.storage.db
+      .transaction()
+      .execute(async (trx) => {
+        await trx.updateTable("api_keys").set({ disabled_at: Date.now() }).where("id", "=", key.id).execute();
+        during = check(client);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        throw new Error("rolled back");
+      })
+      .catch(() => undefined);
+    expect((await during!).allow).toBe(true);
+    expect((await check(client)).allow).toBe(true);
+    // The next change raises the generation to the value the rolled-back one had: it must still count.
+    await h.app.services.storage.db
+      .updateTable("api_keys")
+      .set({ permissions: JSON.stringify(["trades_modify"]) })
+      .where("id", "=", key.id)
+      .execute();
+    expect(await check(client)).toEqual({ allow: false, error: "EGeneral:Permission denied" });
   });
 
   it("refuses a disabled account's keys on the very next request", async () => {

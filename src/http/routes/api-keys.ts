@@ -266,7 +266,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
             dialect: verdict.dialect,
             accountId: verdict.accountId,
             keyId: verdict.keyId,
-            permissions: verdict.permissions,
+            permissions: [...verdict.permissions],
             headers: identityHeaders(verdict),
             forward: {
               contentType: verdict.body.contentType,
