@@ -140,7 +140,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   const logger = options.logger === undefined ? createLogger(config.logLevel) : options.logger;
   // Before anything opens: a data key file others can read stops start-up with one line.
   const dataKey = loadDataKey(config.secretKeyBase64, config.dataDir);
-  const storage = options.storage ?? openStorage(config.databaseUrl);
+  const storage = options.storage ?? openStorage(config.databaseUrl, { backgroundCheckpoints: true });
   await migrateToLatest(storage);
   const { db } = storage;
 

@@ -81,6 +81,8 @@ export class MemoryGatewayState implements GatewayState {
   private readonly keys = new Map<string, Promise<KeyState>>();
   private readonly loadedKeys = new Map<string, KeyState>();
   private lockouts: Promise<Map<string, Lockout>> | null = null;
+  /** The same map once read: the batch writer runs synchronously and needs it without waiting. */
+  private lockoutsLoaded: Map<string, Lockout> | null = null;
   private readonly dirtyKeys = new Map<string, { nonces: bigint[]; pairs: Set<string> }>();
   private readonly dirtySubjects = new Set<string>();
 
@@ -96,7 +98,7 @@ export class MemoryGatewayState implements GatewayState {
     private readonly audit: AuditLog,
   ) {
     this.write = writeStatements(sqlite);
-    audit.joinBatches(async () => this.writeDirty());
+    audit.joinBatches(() => this.writeDirty());
   }
 
   claimSignature(keyId: string, signature: string, expiresAt: number, now: number): Promise<boolean> {
@@ -154,15 +156,15 @@ export class MemoryGatewayState implements GatewayState {
       .selectAll()
       .where("window_start", ">", this.clock.now() - 24 * 3_600_000)
       .execute()
-      .then(
-        (rows) =>
-          new Map(
-            rows.map((r) => [
-              r.subject,
-              { failures: r.failures, windowStart: r.window_start, lockedUntil: r.locked_until },
-            ]),
-          ),
-      );
+      .then((rows) => {
+        this.lockoutsLoaded = new Map(
+          rows.map((r) => [
+            r.subject,
+            { failures: r.failures, windowStart: r.window_start, lockedUntil: r.locked_until },
+          ]),
+        );
+        return this.lockoutsLoaded;
+      });
     return this.lockouts;
   }
 
@@ -264,14 +266,14 @@ export class MemoryGatewayState implements GatewayState {
    * Writes everything changed since the last batch inside the audit batch's transaction; should that
    * transaction fail, the changes are marked again for the next one.
    */
-  private async writeDirty(): Promise<(() => void) | undefined> {
+  private writeDirty(): (() => void) | undefined {
     if (this.dirtyKeys.size === 0 && this.dirtySubjects.size === 0) return undefined;
     const keys = [...this.dirtyKeys];
     this.dirtyKeys.clear();
     const subjects = [...this.dirtySubjects];
     this.dirtySubjects.clear();
     // Loaded already (a subject is marked only after its lockouts were read): no query inside the batch.
-    const lockouts = subjects.length > 0 ? await this.subjects() : new Map<string, Lockout>();
+    const lockouts = this.lockoutsLoaded ?? new Map<string, Lockout>();
     for (const [keyId, dirty] of keys) {
       const state = this.loadedKeys.get(keyId);
       if (!state) continue;

@@ -137,6 +137,38 @@ function aggregateEntry(row: AuditAggregatesTable): AuditRow {
   };
 }
 
+/**
+ * Rows linked at the positions `head` was advanced over, with their global seqs: each one's hash covers
+ * its predecessor's. Within a chain `at` never goes back: an entry whose time is before its
+ * predecessor's takes its predecessor's time.
+ */
+function linkRows(
+  chain: number,
+  head: Head,
+  rows: AuditRow[],
+  seqs: number[],
+  chainKey: Buffer,
+): AuditLogTable[] {
+  let position = head.last_chain_seq - rows.length;
+  let prevHash = head.last_hash;
+  let at = head.last_at;
+  return rows.map((row, i) => {
+    position += 1;
+    at = Math.max(at, row.at);
+    const linked: AuditLogTable = {
+      ...row,
+      at,
+      seq: seqs[i]!,
+      chain_id: chain,
+      chain_seq: position,
+      prev_hash: prevHash,
+      hash: "",
+    };
+    linked.hash = prevHash = entryHash(linked, chainKey);
+    return linked;
+  });
+}
+
 interface Pending {
   /** The entry to chain; null for a caller that only waits for the next commit (`commit()`). */
   row: AuditRow | null;
@@ -147,14 +179,21 @@ interface Pending {
 /**
  * Work written inside the transaction of the next group-committed batch, before its entries: state
  * decided in memory (the gateway's nonces and counters) becomes durable in the same commit as the
- * audit entries of the decisions that made it. It returns what to do once that commit failed (put its
- * changes back to be written by the next batch).
+ * audit entries of the decisions that made it. It runs synchronously, with statements prepared on the
+ * SQLite connection (the batch's transaction is open on it), and returns what to do once that commit
+ * failed (put its changes back to be written by the next batch).
  */
-export type BatchWriter = (trx: Transaction<Database>) => Promise<(() => void) | undefined>;
+export type BatchWriter = () => (() => void) | undefined;
 
 /** The statements of a batch on SQLite, run synchronously on the connection inside its transaction. */
 function chainStatements(connection: SqliteDatabase.Database) {
   return {
+    connection,
+    // IMMEDIATE: the write lock is taken at once (waiting for another process's writer within the
+    // busy timeout), never upgraded halfway through the batch.
+    begin: connection.prepare("begin immediate"),
+    commit: connection.prepare("commit"),
+    rollback: connection.prepare("rollback"),
     advanceOpen: connection.prepare(
       `update audit_head set last_chain_seq = last_chain_seq + ?
          where id = ? and opened_at = ? and closed_at is null
@@ -297,16 +336,57 @@ export class AuditLog {
 
   /** One transaction: the batch writers' work, then the entries chained. */
   private async writeBatch(rows: AuditRow[]): Promise<number[]> {
+    const written = this.writeBatchOnConnection(rows);
+    if (written) return written;
     const undo: (() => void)[] = [];
     try {
       return await this.db.transaction().execute(async (trx) => {
         for (const writer of this.writers) {
-          const restore = await writer(trx);
+          const restore = writer();
           if (restore) undo.push(restore);
         }
         return this.chain(trx, rows);
       });
     } catch (error) {
+      for (const restore of undo) restore();
+      throw error;
+    }
+  }
+
+  /**
+   * SQLite, the usual case: the whole batch from BEGIN to COMMIT as prepared statements on the
+   * connection, synchronously. Nothing else runs on the connection meanwhile (one thread, and no await
+   * until the commit), and a transaction of kysely's would show as one already open on it. Null when
+   * the batch takes the transaction through kysely instead: no prepared statements (PostgreSQL), a
+   * transaction open on the connection, or no open chain of this instance to append to (opening one
+   * is done in kysely's transaction, once).
+   */
+  private writeBatchOnConnection(rows: AuditRow[]): number[] | null {
+    const statements = this.statements;
+    const own = this.own;
+    if (!statements || statements.connection.inTransaction || (rows.length > 0 && !own)) return null;
+    const undo: (() => void)[] = [];
+    statements.begin.run();
+    try {
+      for (const writer of this.writers) {
+        const restore = writer();
+        if (restore) undo.push(restore);
+      }
+      let seqs: number[] = [];
+      if (rows.length > 0 && own) {
+        const head = statements.advanceOpen.get(rows.length, own.id, own.openedAt) as Head | undefined;
+        if (!head) {
+          // The chain was closed meanwhile: the batch goes through kysely, which opens a new one.
+          statements.rollback.run();
+          for (const restore of undo) restore();
+          return null;
+        }
+        seqs = this.insertLinked(own.id, head, rows, this.sqliteSeqs(statements, rows.length));
+      }
+      statements.commit.run();
+      return seqs;
+    } catch (error) {
+      if (statements.connection.inTransaction) statements.rollback.run();
       for (const restore of undo) restore();
       throw error;
     }
@@ -412,37 +492,10 @@ export class AuditLog {
     rows: AuditRow[],
   ): Promise<AuditLogTable[]> {
     const seqs = await this.takeSeqs(trx, rows.length);
-    let position = head.last_chain_seq - rows.length;
-    let prevHash = head.last_hash;
-    let at = head.last_at;
-    const chained = rows.map((row, i) => {
-      position += 1;
-      at = Math.max(at, row.at);
-      const linked = { ...row, at, seq: seqs[i]!, chain_id: chain, chain_seq: position, prev_hash: prevHash };
-      prevHash = entryHash(linked, this.chainKey);
-      return { ...linked, hash: prevHash };
-    });
+    const chained = linkRows(chain, head, rows, seqs, this.chainKey);
+    const last = chained.at(-1)!;
     if (this.statements) {
-      const { insert, setHead } = this.statements;
-      for (const r of chained) {
-        insert.run(
-          r.seq,
-          r.chain_id,
-          r.chain_seq,
-          r.at,
-          r.account_id,
-          r.actor,
-          r.ip,
-          r.location,
-          r.user_agent,
-          r.event,
-          r.outcome,
-          r.details,
-          r.prev_hash,
-          r.hash,
-        );
-      }
-      setHead.run(prevHash, at, chain);
+      this.insertChained(this.statements, chained);
       return chained;
     }
     for (let i = 0; i < chained.length; i += MAX_BATCH) {
@@ -453,10 +506,47 @@ export class AuditLog {
     }
     await trx
       .updateTable("audit_head")
-      .set({ last_hash: prevHash, last_at: at })
+      .set({ last_hash: last.hash, last_at: last.at })
       .where("id", "=", chain)
       .execute();
     return chained;
+  }
+
+  /** SQLite: the linked rows and the chain's new end, as prepared statements; returns their seqs. */
+  private insertLinked(chain: number, head: Head, rows: AuditRow[], seqs: number[]): number[] {
+    const chained = linkRows(chain, head, rows, seqs, this.chainKey);
+    this.insertChained(this.statements!, chained);
+    return seqs;
+  }
+
+  private insertChained(statements: ReturnType<typeof chainStatements>, chained: AuditLogTable[]): void {
+    const { insert, setHead } = statements;
+    for (const r of chained) {
+      insert.run(
+        r.seq,
+        r.chain_id,
+        r.chain_seq,
+        r.at,
+        r.account_id,
+        r.actor,
+        r.ip,
+        r.location,
+        r.user_agent,
+        r.event,
+        r.outcome,
+        r.details,
+        r.prev_hash,
+        r.hash,
+      );
+    }
+    const last = chained.at(-1)!;
+    setHead.run(last.hash, last.at, last.chain_id);
+  }
+
+  /** SQLite: `count` global seqs after the last, under the single writer's lock. */
+  private sqliteSeqs(statements: ReturnType<typeof chainStatements>, count: number): number[] {
+    const from = ((statements.lastSeq.get() as { seq: number | null }).seq ?? 0) + 1;
+    return Array.from({ length: count }, (_, i) => from + i);
   }
 
   /**
@@ -464,10 +554,7 @@ export class AuditLog {
    * rolled-back appends are skipped). SQLite: the next ones after the last, under the single writer's lock.
    */
   private async takeSeqs(trx: Transaction<Database>, count: number): Promise<number[]> {
-    if (this.statements) {
-      const from = ((this.statements.lastSeq.get() as { seq: number | null }).seq ?? 0) + 1;
-      return Array.from({ length: count }, (_, i) => from + i);
-    }
+    if (this.statements) return this.sqliteSeqs(this.statements, count);
     if (this.sqlite) {
       const last = await trx
         .selectFrom("audit_log")

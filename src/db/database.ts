@@ -12,6 +12,7 @@ import {
 } from "kysely";
 import pg from "pg";
 import { sqlitePath } from "../config/env.js";
+import { BackgroundCheckpointer, SERVING_AUTOCHECKPOINT_PAGES } from "./checkpointer.js";
 import * as foundation from "./migrations/0001-foundation.js";
 import * as secondFactors from "./migrations/0002-second-factors.js";
 import * as subsystems from "./migrations/0003-subsystems.js";
@@ -73,6 +74,11 @@ export interface OpenOptions {
   /** PostgreSQL only: the schema to work in (tests give each run its own). */
   schema?: string;
   poolSize?: number;
+  /**
+   * SQLite only: checkpoint the write-ahead log from a worker thread (`BackgroundCheckpointer`), for a
+   * serving process; commits then rarely pay for a checkpoint.
+   */
+  backgroundCheckpoints?: boolean;
 }
 
 /**
@@ -107,7 +113,15 @@ export function openStorage(databaseUrl: string, options: OpenOptions = {}): Sto
     sqlite.pragma("foreign_keys = ON");
     sqlite.pragma("synchronous = NORMAL");
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-    return { db, engine: "sqlite", sqlite, close: () => db.destroy() };
+    if (!options.backgroundCheckpoints || file === ":memory:")
+      return { db, engine: "sqlite", sqlite, close: () => db.destroy() };
+    sqlite.pragma(`wal_autocheckpoint = ${SERVING_AUTOCHECKPOINT_PAGES}`);
+    const checkpointer = new BackgroundCheckpointer(file);
+    const close = async () => {
+      await checkpointer.stop();
+      await db.destroy();
+    };
+    return { db, engine: "sqlite", sqlite, close };
   }
   const pool = new pg.Pool({
     connectionString: databaseUrl,
