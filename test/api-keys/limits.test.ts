@@ -120,7 +120,9 @@ describe.each(engines)("API key limits, second factors and approvals on %s (beha
     const client = clientFor(
       await createKey({ name: "parallel", permissions: ["funds_query"], nonceWindow: 1000 }),
     );
-    const signed = Array.from({ length: 40 }, () => client.sign("Balance"));
+    // Consecutive nonces: forty microsecond nonces signed on a busy machine can span more than the window.
+    const first = BigInt(Date.now()) * 1000n;
+    const signed = Array.from({ length: 40 }, (_, i) => client.sign("Balance", {}, first + BigInt(i)));
     const results = await Promise.all(
       signed.map((s) =>
         h.request("POST", "/v1/gateway/check", {

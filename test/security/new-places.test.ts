@@ -98,10 +98,10 @@ describe.each(engines)("new-place alerts on %s", (engine) => {
     expect(created.response.statusCode, created.response.body).toBe(201);
     const key = created.response.json() as { id: string; key: string; secret: string };
     const client = new KrakenClient({ baseUrl: "http://unused.invalid", key: key.key, secret: key.secret });
-    const use = async (ip: string) => {
+    const use = async (ip: string, nonce?: bigint) => {
       const verdict = await h.request("POST", "/v1/gateway/check", {
         headers: service,
-        body: { ...client.sign("Balance"), ip },
+        body: { ...client.sign("Balance", {}, nonce), ip },
       });
       expect(verdict.json().allow, verdict.body).toBe(true);
     };
@@ -109,7 +109,9 @@ describe.each(engines)("new-place alerts on %s", (engine) => {
     await use(GB);
     await use(SE);
     h.clock.advance(60_000);
-    await Promise.all(Array.from({ length: 6 }, () => use(CN)));
+    // Consecutive nonces: six microsecond nonces signed on a busy machine can span more than the window.
+    const first = BigInt(Date.now() + 1) * 1000n;
+    await Promise.all(Array.from({ length: 6 }, (_, i) => use(CN, first + BigInt(i))));
     await h.deliverMail();
     const alerts = newPlaceEmails(user);
     expect(alerts).toHaveLength(2);
