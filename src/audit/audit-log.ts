@@ -246,6 +246,8 @@ export const AGGREGATE_WINDOW_MS = 60_000;
  */
 export class AuditLog {
   private queue: Pending[] = [];
+  /** SQLite: aggregated refusals counted since the last batch, written in the next one. */
+  private aggregates: Record<string, unknown>[] = [];
   private writing = false;
   private draining: Promise<void> = Promise.resolve();
   private readonly writers: BatchWriter[] = [];
@@ -271,6 +273,11 @@ export class AuditLog {
   ) {
     this.sqlite = db.getExecutor().adapter instanceof SqliteAdapter;
     this.statements = connection ? chainStatements(connection) : null;
+  }
+
+  /** SQLite: an aggregated refusal is written in the next group-committed batch (see `appendAggregated`). */
+  get aggregatesInBatches(): boolean {
+    return this.statements !== null;
   }
 
   /** The id of this instance's chain, or null before its first append (and after `close`). */
@@ -341,16 +348,26 @@ export class AuditLog {
     const undo: (() => void)[] = [];
     try {
       return await this.db.transaction().execute(async (trx) => {
-        for (const writer of this.writers) {
-          const restore = writer();
-          if (restore) undo.push(restore);
-        }
+        this.runWriters(undo);
         return this.chain(trx, rows);
       });
     } catch (error) {
       for (const restore of undo) restore();
       throw error;
     }
+  }
+
+  /** The batch writers' work and the aggregated refusals counted since the last batch; `undo` puts them back. */
+  private runWriters(undo: (() => void)[]): void {
+    for (const writer of this.writers) {
+      const restore = writer();
+      if (restore) undo.push(restore);
+    }
+    const aggregates = this.aggregates;
+    if (aggregates.length === 0 || !this.statements) return;
+    this.aggregates = [];
+    undo.push(() => this.aggregates.unshift(...aggregates));
+    for (const values of aggregates) this.statements.aggregate.run(values);
   }
 
   /**
@@ -368,10 +385,7 @@ export class AuditLog {
     const undo: (() => void)[] = [];
     statements.begin.run();
     try {
-      for (const writer of this.writers) {
-        const restore = writer();
-        if (restore) undo.push(restore);
-      }
+      this.runWriters(undo);
       let seqs: number[] = [];
       if (rows.length > 0 && own) {
         const head = statements.advanceOpen.get(rows.length, own.id, own.openedAt) as Head | undefined;
@@ -609,8 +623,8 @@ export class AuditLog {
    * authenticated (a foreign Origin, a wrong operator token, a gateway signature that does not verify):
    * the key names the source, e.g. `access.refused|anonymous|2001:db8:1::/64|forbidden`.
    *
-   * Exactness and durability: each call is one atomic upsert, committed before it resolves, so the count
-   * survives a crash; `flushAggregates` moves closed minutes into the flushing instance's chain (one entry
+   * Exactness and durability: each call is one atomic upsert, committed before it resolves (on SQLite in
+   * the next group-committed batch, with the batch writers' state), so the count survives a crash; `flushAggregates` moves closed minutes into the flushing instance's chain (one entry
    * each, with `details.count`, `details.firstAt`, `details.lastAt`; the entry's own time is the first
    * event's, or its predecessor's in the chain if that is later) and deletes them in the same transaction,
    * so a count is in the log exactly once. Until it is flushed (within a minute or so of its minute ending,
@@ -633,12 +647,11 @@ export class AuditLog {
       outcome: event.outcome,
       details: JSON.stringify(event.details ?? {}),
     };
-    const statements = this.statements;
-    if (statements) {
-      // On the connection once kysely hands it over: never inside another caller's open transaction.
-      await this.db.connection().execute(async () => {
-        statements.aggregate.run(values);
-      });
+    if (this.statements) {
+      // Counted in the next group-committed batch, with whatever the batch writers hold (a refused
+      // request's spent nonce): one commit for a flood's worth of refusals, and it resolves once durable.
+      this.aggregates.push(values);
+      await this.commit();
       return;
     }
     await this.db
