@@ -3,7 +3,6 @@ import type { Kysely, Selectable } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { SecurityInputs } from "../capabilities/capability-service.js";
 import type { DataKey } from "../crypto/data-key.js";
-import { CommitWatch } from "../db/commit-watch.js";
 import type { ApiKeysTable, Database } from "../db/schema.js";
 
 /** A key as the gateway needs it on every request: its row, and its secrets opened once. */
@@ -47,25 +46,15 @@ export class GatewayCache {
     private readonly readSecurity: (account: Account) => Promise<SecurityInputs>,
     /**
      * SQLite: the connection itself, read synchronously (a few microseconds instead of a query through
-     * the builder), and only after a commit (`CommitWatch`): between commits nothing the triggers raise
-     * can have changed. While a transaction is open on the connection they are read every time and may
-     * include its raised generation; one is compared for being different, not higher, so one rolled back
-     * only clears the caches once more (the look after the transaction reads them again), and a key read
-     * meanwhile waits for that transaction to end.
+     * the builder). It may see a generation raised by a transaction still open on that connection; a
+     * generation is compared for being different, not higher, so one rolled back only clears the
+     * caches once more, and a key read meanwhile waits for that transaction to end.
      */
     sqlite?: SqliteDatabase.Database,
   ) {
     if (sqlite) {
-      // The generations are read only when some connection committed since the last decision's look.
       const statement = sqlite.prepare("select name, value from cache_generations");
-      const commits = new CommitWatch(sqlite);
-      const read = () => statement.all() as { name: string; value: number }[];
-      this.generations = async () => {
-        if (!sqlite.inTransaction) return commits.changed() ? read() : [];
-        // An open transaction's raised generation may be rolled back without a commit to tell of it.
-        commits.forget();
-        return read();
-      };
+      this.generations = async () => statement.all() as { name: string; value: number }[];
     } else {
       this.generations = () => this.db.selectFrom("cache_generations").select(["name", "value"]).execute();
     }

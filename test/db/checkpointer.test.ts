@@ -5,11 +5,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import SqliteDatabase from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { SERVING_AUTOCHECKPOINT_PAGES } from "../../src/db/checkpointer.js";
-import { CommitWatch } from "../../src/db/commit-watch.js";
 import { openStorage, type Storage } from "../../src/db/database.js";
 
-// SQLite's write-ahead log only: PostgreSQL has neither a -shm file nor checkpoints of this kind.
-describe("SQLite commits seen and checkpointed", () => {
+// SQLite's write-ahead log only: PostgreSQL has no checkpoints of this kind.
+describe("SQLite's write-ahead log in a serving process", () => {
   const opened: { close(): unknown }[] = [];
   const dirs: string[] = [];
   afterEach(async () => {
@@ -26,43 +25,6 @@ describe("SQLite commits seen and checkpointed", () => {
     opened.push(storage);
     return storage;
   };
-
-  it("tells of every commit, by this connection or another, and of nothing else", () => {
-    const name = file();
-    const own = open(name).sqlite!;
-    own.exec("create table t (v integer)");
-    const watch = new CommitWatch(own);
-    opened.push(watch);
-    expect(watch.changed()).toBe(true);
-    expect(watch.changed()).toBe(false);
-    own.prepare("select count(*) from t").get();
-    expect(watch.changed()).toBe(false);
-    own.prepare("insert into t values (1)").run();
-    expect(watch.changed()).toBe(true);
-    expect(watch.changed()).toBe(false);
-    const other = new SqliteDatabase(name);
-    opened.push(other);
-    for (let i = 0; i < 50; i += 1) {
-      other.prepare("insert into t values (?)").run(i);
-      expect(watch.changed()).toBe(true);
-      expect(watch.changed()).toBe(false);
-    }
-    // A transaction still open is no commit; its rollback is none either, and forget() looks again.
-    own.exec("begin immediate; insert into t values (2)");
-    expect(watch.changed()).toBe(false);
-    own.exec("rollback");
-    expect(watch.changed()).toBe(false);
-    watch.forget();
-    expect(watch.changed()).toBe(true);
-  });
-
-  it("takes every look as a change where there is no -shm file", () => {
-    const memory = new SqliteDatabase(":memory:");
-    opened.push(memory);
-    const watch = new CommitWatch(memory);
-    expect(watch.changed()).toBe(true);
-    expect(watch.changed()).toBe(true);
-  });
 
   it("checkpoints the log from a worker thread, so the serving connection's commits do not", async () => {
     const name = file();
