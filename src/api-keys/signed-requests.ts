@@ -173,9 +173,8 @@ export class SignedRequestVerifier {
     // costs one audit entry per source, key, error and minute, not one per request.
     const flood = !decision.allow && (!decision.signed || floods.has(decision.reason));
     if (flood && !result.allow) {
-      // A signed request spent its nonce: that is durable before the answer, as an audit entry would make
-      // it. The count resolves once committed, on SQLite in the group commit that writes the nonce too.
-      if (decision.signed && !this.audit.aggregatesInBatches) await this.audit.commit();
+      // A signed request spent its nonce: the count resolves once it and the nonce are committed, so the
+      // nonce is durable before the answer, as an audit entry would make it.
       await this.audit.appendAggregated(
         `api_key.refused|${addressSubject(request.ip)}|${dialect.name}|${result.error}|${result.keyId ?? "-"}`,
         {

@@ -275,11 +275,6 @@ export class AuditLog {
     this.statements = connection ? chainStatements(connection) : null;
   }
 
-  /** SQLite: an aggregated refusal is written in the next group-committed batch (see `appendAggregated`). */
-  get aggregatesInBatches(): boolean {
-    return this.statements !== null;
-  }
-
   /** The id of this instance's chain, or null before its first append (and after `close`). */
   get chainId(): number | null {
     return this.own?.id ?? null;
@@ -395,7 +390,8 @@ export class AuditLog {
           for (const restore of undo) restore();
           return null;
         }
-        seqs = this.insertLinked(own.id, head, rows, this.sqliteSeqs(statements, rows.length));
+        seqs = this.sqliteSeqs(statements, rows.length);
+        this.insertChained(statements, linkRows(own.id, head, rows, seqs, this.chainKey));
       }
       statements.commit.run();
       return seqs;
@@ -526,13 +522,7 @@ export class AuditLog {
     return chained;
   }
 
-  /** SQLite: the linked rows and the chain's new end, as prepared statements; returns their seqs. */
-  private insertLinked(chain: number, head: Head, rows: AuditRow[], seqs: number[]): number[] {
-    const chained = linkRows(chain, head, rows, seqs, this.chainKey);
-    this.insertChained(this.statements!, chained);
-    return seqs;
-  }
-
+  /** SQLite: the linked rows and the chain's new end, as prepared statements. */
   private insertChained(statements: ReturnType<typeof chainStatements>, chained: AuditLogTable[]): void {
     const { insert, setHead } = statements;
     for (const r of chained) {
@@ -623,11 +613,12 @@ export class AuditLog {
    * authenticated (a foreign Origin, a wrong operator token, a gateway signature that does not verify):
    * the key names the source, e.g. `access.refused|anonymous|2001:db8:1::/64|forbidden`.
    *
-   * Exactness and durability: each call is one atomic upsert, committed before it resolves (on SQLite in
-   * the next group-committed batch, with the batch writers' state), so the count survives a crash; `flushAggregates` moves closed minutes into the flushing instance's chain (one entry
-   * each, with `details.count`, `details.firstAt`, `details.lastAt`; the entry's own time is the first
-   * event's, or its predecessor's in the chain if that is later) and deletes them in the same transaction,
-   * so a count is in the log exactly once. Until it is flushed (within a minute or so of its minute ending,
+   * Exactness and durability: each call is one atomic upsert, committed before it resolves together with
+   * whatever the batch writers held when it was called (a refused request's spent nonce; on SQLite both
+   * in the next group-committed batch), so the count survives a crash; `flushAggregates` moves closed
+   * minutes into the flushing instance's chain (one entry each, with `details.count`, `details.firstAt`,
+   * `details.lastAt`; the entry's own time is the first event's, or its predecessor's in the chain if that
+   * is later) and deletes them in the same transaction, so a count is in the log exactly once. Until it is flushed (within a minute or so of its minute ending,
    * on a timer and at shutdown) the count is visible only in `audit_aggregates`.
    */
   async appendAggregated(key: string, event: AuditEvent, context: RequestContext | null): Promise<void> {
@@ -654,6 +645,7 @@ export class AuditLog {
       await this.commit();
       return;
     }
+    if (this.writers.length > 0) await this.commit();
     await this.db
       .insertInto("audit_aggregates")
       .values(values)
