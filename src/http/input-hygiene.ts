@@ -1,27 +1,23 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Problem } from "../support/problem.js";
 
+const NUL = "Remove the NUL character from this field.";
+/** Where a request's input is, in the order it is walked. */
+const parts = ["params", "query", "body"] as const;
+
 /**
  * Why this exists: schemas check shapes, but two kinds of value pass them and then break storage.
  * A NUL character is valid JSON yet PostgreSQL text cannot hold it; and Ajv's coercion turns
  * "Infinity" or "1e400" into numbers that satisfy `integer` and even `maximum`. Every route's params,
  * query and body are walked once, after validation, and such values are refused as bad input.
- */
-function findBadValue(root: unknown, rootName: string): { field: string; message: string } | null {
-  const bad = badValueAt(root, 0);
-  return bad ? { field: [rootName, ...bad.path.reverse()].join("."), message: bad.message } : null;
-}
-
-/**
+ *
  * The first bad value under `value`, with its path from `value` in reverse (built only when one is
  * found: this walk runs on every request, and nearly every request has none). Nesting is bounded by the
  * body limit; past 64 levels a body is refused as a whole.
  */
 function badValueAt(value: unknown, depth: number): { path: string[]; message: string } | null {
   if (typeof value === "string") {
-    return value.includes("\u0000")
-      ? { path: [], message: "Remove the NUL character from this field." }
-      : null;
+    return value.includes("\u0000") ? { path: [], message: NUL } : null;
   }
   if (typeof value === "number") {
     return !Number.isFinite(value) || (Number.isInteger(value) && !Number.isSafeInteger(value))
@@ -42,7 +38,7 @@ function badValueAt(value: unknown, depth: number): { path: string[]; message: s
   }
   for (const key in value) {
     if (!Object.hasOwn(value, key)) continue;
-    if (key.includes("\u0000")) return { path: [], message: "Remove the NUL character from this field." };
+    if (key.includes("\u0000")) return { path: [], message: NUL };
     const bad = badValueAt((value as Record<string, unknown>)[key], depth + 1);
     if (bad) {
       bad.path.push(key);
@@ -54,19 +50,18 @@ function badValueAt(value: unknown, depth: number): { path: string[]; message: s
 
 export function registerInputHygiene(app: FastifyInstance): void {
   app.addHook("preHandler", (request: FastifyRequest, _reply, done) => {
-    const bad =
-      findBadValue(request.params, "params") ??
-      findBadValue(request.query, "query") ??
-      findBadValue(request.body, "body");
-    if (!bad) {
-      done();
+    for (const part of parts) {
+      const bad = badValueAt(request[part], 0);
+      if (!bad) continue;
+      // The field by its path inside the part; the part itself when the whole of it is bad.
+      const field = bad.path.length > 0 ? bad.path.reverse().join(".") : part;
+      done(
+        new Problem(400, "invalid_request", "Some fields need attention.", {
+          details: [{ field, message: bad.message }],
+        }),
+      );
       return;
     }
-    const field = bad.field.replace(/^(params|query|body)\.?/, "") || bad.field;
-    done(
-      new Problem(400, "invalid_request", "Some fields need attention.", {
-        details: [{ field, message: bad.message }],
-      }),
-    );
+    done();
   });
 }
