@@ -12,6 +12,16 @@ const HOUR = 3_600_000;
 /** Beyond this many entries the memory of recently recorded places starts again empty. */
 const RECENT_LIMIT = 100_000;
 
+/** Whether `key` was recorded within the last hour. */
+const seenWithinHour = (recent: Map<string, number>, key: string, now: number) =>
+  (recent.get(key) ?? Number.NEGATIVE_INFINITY) > now - HOUR;
+
+/** Records `key` as seen now; past RECENT_LIMIT entries the map starts again empty (memory stays bounded). */
+function remember(recent: Map<string, number>, key: string, now: number): void {
+  if (recent.size >= RECENT_LIMIT) recent.clear();
+  recent.set(key, now);
+}
+
 export interface Use {
   accountId: string;
   context: RequestContext;
@@ -59,11 +69,11 @@ export class NewPlaces {
     // The places of a use follow from its account, address and device: a use seen in full within the
     // hour adds nothing, and a bot calling all day from one address costs no lookup at all.
     const useKey = `${use.accountId}|${use.context.ip}|${use.deviceId ?? ""}`;
-    if ((this.recentUses.get(useKey) ?? Number.NEGATIVE_INFINITY) > now - HOUR) return;
+    if (seenWithinHour(this.recentUses, useKey, now)) return;
     const fresh: Place[] = [];
     for (const place of this.placesOf(use)) {
       const cacheKey = `${use.accountId}|${place.key}`;
-      if ((this.recent.get(cacheKey) ?? Number.NEGATIVE_INFINITY) > now - HOUR) continue;
+      if (seenWithinHour(this.recent, cacheKey, now)) continue;
       const firstOfGroup =
         (await db
           .selectFrom("account_places")
@@ -88,11 +98,9 @@ export class NewPlaces {
       } else if (!firstOfGroup) {
         fresh.push(place);
       }
-      if (this.recent.size >= RECENT_LIMIT) this.recent.clear();
-      this.recent.set(cacheKey, now);
+      remember(this.recent, cacheKey, now);
     }
-    if (this.recentUses.size >= RECENT_LIMIT) this.recentUses.clear();
-    this.recentUses.set(useKey, now);
+    remember(this.recentUses, useKey, now);
     if (fresh.length === 0 || use.quiet) return;
     const account = await this.accounts.findById(use.accountId, db);
     if (!account) return;
