@@ -484,6 +484,8 @@ function serverCommand(): { script: string; nodeArgs: string[] } {
   return { script: match[2]!, nodeArgs: match[1]!.trim().split(/\s+/).filter(Boolean) };
 }
 
+const SERVER_COMMAND = serverCommand();
+
 /** Compiles the server as `npm start` does (the portal's files are not needed to measure the API). */
 function buildServer(): void {
   execFileSync(
@@ -503,7 +505,7 @@ async function startPortcullis(
 ): Promise<Portcullis> {
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
-  const command = serverCommand();
+  const command = SERVER_COMMAND;
   const server = startScript(
     command.script,
     ["serve"],

@@ -1,6 +1,8 @@
+import type { Kysely } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
 import { openStorage } from "../../src/db/database.js";
+import type { Database } from "../../src/db/schema.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
@@ -27,6 +29,14 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
     return response.json() as { allow: boolean; error?: string };
   };
 
+  /** Straight to the database through `db`: nothing in the gateway's process is told. */
+  const setPermissions = (db: Kysely<Database>, keyId: string, permissions: string[]) =>
+    db
+      .updateTable("api_keys")
+      .set({ permissions: JSON.stringify(permissions) })
+      .where("id", "=", keyId)
+      .execute();
+
   const keyOwner = async () => {
     const user = await h.createVerifiedUser({ country: "GB" });
     const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
@@ -48,11 +58,7 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
     const { key, client } = await keyOwner();
     expect((await check(client)).allow).toBe(true);
     // As another process would: straight to the database, nothing in this process is told.
-    await h.app.services.storage.db
-      .updateTable("api_keys")
-      .set({ permissions: JSON.stringify(["trades_modify"]) })
-      .where("id", "=", key.id)
-      .execute();
+    await setPermissions(h.app.services.storage.db, key.id, ["trades_modify"]);
     expect(await check(client)).toEqual({ allow: false, error: "EGeneral:Permission denied" });
     await h.app.services.storage.db
       .updateTable("api_keys")
@@ -68,17 +74,9 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
     expect((await check(client)).allow).toBe(true);
     const other = openStorage(h.storage.url);
     try {
-      await other.db
-        .updateTable("api_keys")
-        .set({ permissions: JSON.stringify(["trades_modify"]) })
-        .where("id", "=", key.id)
-        .execute();
+      await setPermissions(other.db, key.id, ["trades_modify"]);
       expect(await check(client)).toEqual({ allow: false, error: "EGeneral:Permission denied" });
-      await other.db
-        .updateTable("api_keys")
-        .set({ permissions: JSON.stringify(["funds_query"]) })
-        .where("id", "=", key.id)
-        .execute();
+      await setPermissions(other.db, key.id, ["funds_query"]);
       expect((await check(client)).allow).toBe(true);
     } finally {
       await other.close();
@@ -102,11 +100,7 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
     expect((await during!).allow).toBe(true);
     expect((await check(client)).allow).toBe(true);
     // The next change raises the generation to the value the rolled-back one had: it must still count.
-    await h.app.services.storage.db
-      .updateTable("api_keys")
-      .set({ permissions: JSON.stringify(["trades_modify"]) })
-      .where("id", "=", key.id)
-      .execute();
+    await setPermissions(h.app.services.storage.db, key.id, ["trades_modify"]);
     expect(await check(client)).toEqual({ allow: false, error: "EGeneral:Permission denied" });
   });
 
