@@ -1363,6 +1363,72 @@ async function profileAllowedPath(
   return { load: measured, summary: inWindow ? windowed : whole, windowed: inWindow };
 }
 
+/**
+ * BENCH_QUICK=session: a short look at GET /v1/session (against bare Fastify answering the same body) and
+ * POST /v1/sign-in (against raw Argon2id), and with BENCH_QUICK_PROFILE=1 where each one's time goes.
+ */
+async function quickSessionAndSignIn(
+  servers: Portcullis[],
+  accounts: BenchAccount[],
+  token: string,
+  rawArgon2: Row,
+  scratch: string,
+): Promise<void> {
+  const server = servers[0]!;
+  const body = await sessionAnswer(server, token);
+  const baseline = await startBaseline("fastify", "GET", "/v1/session", body, scratch);
+  const bare = await load(
+    {
+      url: `${baseline.origin}/v1/session`,
+      headers: { authorization: `Bearer ${token}` },
+      connections: SESSION_CHECK.connections,
+      duration: SESSION_CHECK.seconds,
+    },
+    SESSION_CHECK.warmupSeconds,
+  );
+  await stopScript(baseline.server);
+  const session = await measureSessionCheck([server], token);
+  const signIn = await measureSignIn([server], accounts);
+  log(
+    `quick: bare Fastify ${bare.reqPerSec.toFixed(0)}/s, GET /v1/session ${session.reqPerSec.toFixed(0)}/s ` +
+      `(p99 ${session.p99Ms} ms) = ${(session.reqPerSec / bare.reqPerSec).toFixed(3)} x; raw Argon2id ` +
+      `${rawArgon2.reqPerSec.toFixed(1)}/s, sign-in ${signIn.reqPerSec.toFixed(1)}/s = ` +
+      `${(signIn.reqPerSec / rawArgon2.reqPerSec).toFixed(3)} x`,
+  );
+  if (process.env.BENCH_QUICK_PROFILE !== "1") return;
+  await stopScript(server.server);
+  const profileDir = path.join(scratch, "profile");
+  const profiled = await startPortcullis(server.dataDir, {}, [
+    "--cpu-prof",
+    `--cpu-prof-dir=${profileDir}`,
+    `--cpu-prof-interval=${PROFILE_INTERVAL_US}`,
+  ]);
+  servers.push(profiled);
+  const windowed = async (measure: () => Promise<unknown>) => {
+    const fromUs = monotonicUs();
+    await measure();
+    return { fromUs: fromUs + SESSION_CHECK.warmupSeconds * 1e6, toUs: monotonicUs() };
+  };
+  const sessionWindow = await windowed(() => measureSessionCheck([profiled], token));
+  const signInWindow = await windowed(() => measureSignIn([profiled], accounts));
+  await stopScript(profiled.server, 30_000);
+  const file = fs.readdirSync(profileDir).find((name) => name.endsWith(".cpuprofile"));
+  if (!file) throw new Error(`no CPU profile written in ${profileDir}`);
+  const profilePath = path.join(profileDir, file);
+  if (process.env.BENCH_PROFILE_OUT) fs.copyFileSync(profilePath, process.env.BENCH_PROFILE_OUT);
+  for (const [name, window] of [
+    ["GET /v1/session", sessionWindow],
+    ["POST /v1/sign-in", signInWindow],
+  ] as const) {
+    console.log(`\n${name}:`);
+    printProfile({
+      load: undefined as unknown as OutcomeLoad,
+      summary: summariseProfile(profilePath, ROOT, window),
+      windowed: true,
+    });
+  }
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
   const { memoryCostKib, timeCost, parallelism } = defaultSettings.password;
@@ -1391,6 +1457,10 @@ async function main(): Promise<void> {
     const server = servers[0]!;
     const origin = [server.baseUrl];
     const token = await sessionToken(server, accounts[0]!);
+    if (process.env.BENCH_QUICK === "session") {
+      await quickSessionAndSignIn(servers, accounts, token, rawArgon2, scratch);
+      process.exit(0);
+    }
     log(`API keys: ${GATEWAY.accounts} pro accounts x ${GATEWAY.keysPerAccount}, each with a step-up`);
     const keys = await createGatewayKeys(server);
     const proToken = await sessionToken(server, accounts[0]!, "pro");
