@@ -8,11 +8,10 @@ import {
   type CapabilityInput,
   type CapabilityVector,
   evaluateCapabilities,
-  evaluateProduct,
   type SecurityHold,
 } from "./evaluate.js";
 import type { ClientName, Policy, Product } from "./policy.js";
-import type { SubsystemService } from "./subsystems.js";
+import type { SubsystemService, SubsystemSnapshot } from "./subsystems.js";
 
 /** What the capability function needs of an account's security, beside the account row. */
 export interface SecurityInputs {
@@ -23,6 +22,9 @@ export interface SecurityInputs {
 
 /** Gathers what the capability function needs for one account and client, and answers gates with it. */
 export class CapabilityService {
+  /** Vectors by the full text of their input (see `inputKey`); bounded, it starts again empty when full. */
+  private readonly vectors = new Map<string, CapabilityVector>();
+
   constructor(
     readonly policy: Policy,
     private readonly subsystems: SubsystemService,
@@ -41,12 +43,26 @@ export class CapabilityService {
     client: ClientName,
     known?: { hasSecondFactor: boolean; restricted: boolean; holds: SecurityHold[] },
   ): Promise<CapabilityVector> {
-    return evaluateCapabilities(await this.input(account, client, known));
+    return this.evaluate(await this.input(account, client, known));
   }
 
   /**
-   * Only the products named, each exactly as `vector` would have it: the gateway asks for the API and
-   * the one product a request uses on every decision, not for all of them.
+   * The vector is a pure function of its input: the same input, written out in full, gives the same
+   * vector, so one evaluated for an equal input is served as is (frozen: every caller shares it).
+   */
+  private evaluate(input: CapabilityInput): CapabilityVector {
+    const key = inputKey(input);
+    const memo = this.vectors.get(key);
+    if (memo) return memo;
+    const vector = deepFreeze(evaluateCapabilities(input));
+    if (this.vectors.size >= MAX_MEMO_ENTRIES) this.vectors.clear();
+    this.vectors.set(key, vector);
+    return vector;
+  }
+
+  /**
+   * Only the products named, each exactly as `vector` has it (the same memo): the gateway asks for the
+   * API and the one product a request uses on every decision.
    */
   async products<P extends Product>(
     account: Account,
@@ -54,9 +70,9 @@ export class CapabilityService {
     wanted: readonly P[],
     known?: SecurityInputs,
   ): Promise<Pick<CapabilityVector, P>> {
-    const input = await this.input(account, client, known);
+    const vector = this.evaluate(await this.input(account, client, known));
     const picked = {} as Pick<CapabilityVector, P>;
-    for (const product of wanted) picked[product] = evaluateProduct(product, input) as CapabilityVector[P];
+    for (const product of wanted) picked[product] = vector[product];
     return picked;
   }
 
@@ -114,8 +130,64 @@ export class CapabilityService {
   }
 }
 
-/** The compact form for GET /v1/session: what is allowed, and why the rest is not. */
-export function eligibilitySummary(vector: CapabilityVector) {
+const MAX_MEMO_ENTRIES = 10_000;
+
+/**
+ * Everything the vector depends on, written out: the subsystems' states in force, the account's fields,
+ * the client, the security inputs (holds already narrowed to those active now). Equal keys mean equal
+ * inputs, so equal vectors. The policy is fixed for the life of the service.
+ */
+function inputKey(input: CapabilityInput): string {
+  const { account, security } = input;
+  let holds = "";
+  for (const hold of security.holds) holds += `${hold.kind}@${hold.until},`;
+  return `${statesId(input.subsystems)}|${account.tier}|${account.country}|${account.region ?? ""}|${account.restricted ? 1 : 0}|${account.frozen ? 1 : 0}|${input.client}|${security.hasSecondFactor ? 1 : 0}|${holds}`;
+}
+
+/**
+ * A number for the subsystems' states, the same for every snapshot whose states read the same (the
+ * service keeps one states object while nothing in force changes, so this is mostly one lookup).
+ */
+const idsByStates = new WeakMap<SubsystemSnapshot["states"], number>();
+const idsByText = new Map<string, number>();
+function statesId(snapshot: SubsystemSnapshot): number {
+  let id = idsByStates.get(snapshot.states);
+  if (id === undefined) {
+    const text = JSON.stringify(snapshot.states);
+    id = idsByText.get(text);
+    if (id === undefined) {
+      if (idsByText.size >= MAX_MEMO_ENTRIES) idsByText.clear();
+      id = nextStatesId++;
+      idsByText.set(text, id);
+    }
+    idsByStates.set(snapshot.states, id);
+  }
+  return id;
+}
+let nextStatesId = 1;
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+export type EligibilitySummary = { allowed: string[]; refused: Record<string, string[]> };
+const summaries = new WeakMap<CapabilityVector, EligibilitySummary>();
+
+/** The compact form for GET /v1/session: what is allowed, and why the rest is not (once per vector). */
+export function eligibilitySummary(vector: CapabilityVector): EligibilitySummary {
+  let summary = summaries.get(vector);
+  if (summary === undefined) {
+    summary = summarise(vector);
+    if (Object.isFrozen(vector)) summaries.set(vector, summary);
+  }
+  return summary;
+}
+
+function summarise(vector: CapabilityVector): EligibilitySummary {
   const allowed: string[] = [];
   const refused: Record<string, string[]> = {};
   for (const [product, capability] of Object.entries(vector)) {

@@ -68,6 +68,17 @@ function checkStatus(subsystem: string, status: string): asserts status is Subsy
   }
 }
 
+function describe(w: Selectable<MaintenanceWindowsTable>): MaintenanceWindow {
+  return {
+    id: w.id,
+    subsystem: w.subsystem as SubsystemId,
+    state: w.state as SubsystemStatus,
+    startsAt: w.starts_at,
+    endsAt: w.ends_at,
+    message: w.message,
+  };
+}
+
 /**
  * Subsystem status and maintenance windows (behaviour §10). A window takes effect and ends by itself: the
  * status in force is computed from the clock at each read, never switched by a job.
@@ -83,6 +94,8 @@ export class SubsystemService {
   private computed: {
     at: number;
     from: NonNullable<SubsystemService["cached"]>;
+    /** The ids of the windows open at `at`. */
+    open: string;
     snapshot: SubsystemSnapshot;
   } | null = null;
 
@@ -117,28 +130,31 @@ export class SubsystemService {
     // The state in force depends on the rows and the millisecond only: requests within one share it.
     const computed = this.computed;
     if (computed && computed.at === now && computed.from === this.cached) return computed.snapshot;
-    const snapshot = this.stateAt(this.cached, now);
-    this.computed = { at: now, from: this.cached, snapshot };
+    const windows = this.cached.windows.filter((w) => w.ends_at > now);
+    let open = "";
+    for (const window of windows) if (window.starts_at <= now) open += `${window.id},`;
+    // The states in force change only with the rows or the windows open: until then the same object
+    // stands (the capability memo recognises it), in a snapshot of this millisecond.
+    const states =
+      computed && computed.from === this.cached && computed.open === open
+        ? computed.snapshot.states
+        : this.statesIn(this.cached.rows, windows, now);
+    const snapshot = { at: now, states, windows: windows.map(describe) };
+    this.computed = { at: now, from: this.cached, open, snapshot };
     return snapshot;
   }
 
-  private stateAt(cached: NonNullable<SubsystemService["cached"]>, now: number): SubsystemSnapshot {
-    const rows = cached.rows;
-    const windows = cached.windows.filter((w) => w.ends_at > now);
+  private statesIn(
+    rows: Selectable<SubsystemsTable>[],
+    windows: Selectable<MaintenanceWindowsTable>[],
+    now: number,
+  ): Record<SubsystemId, SubsystemState> {
     const states = {} as Record<SubsystemId, SubsystemState>;
     for (const row of rows) {
       const id = row.id as SubsystemId;
       states[id] = { id, status: row.status as SubsystemStatus, message: row.message, until: null };
     }
-    const list = windows.map((w) => ({
-      id: w.id,
-      subsystem: w.subsystem as SubsystemId,
-      state: w.state as SubsystemStatus,
-      startsAt: w.starts_at,
-      endsAt: w.ends_at,
-      message: w.message,
-    }));
-    for (const window of list) {
+    for (const window of windows.map(describe)) {
       const state = states[window.subsystem];
       if (!state || window.startsAt > now) continue;
       // An open window overrides the set status; of several, the one ending last says until when.
@@ -151,7 +167,7 @@ export class SubsystemService {
         };
       }
     }
-    return { at: now, states, windows: list };
+    return states;
   }
 
   async setStatus(subsystem: string, status: string, message: string | null): Promise<void> {

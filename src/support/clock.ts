@@ -19,4 +19,17 @@ export class FakeClock implements Clock {
   }
 }
 
-export const iso = (ms: number): string => new Date(ms).toISOString();
+/** ISO 8601 texts of recent instants: answers repeat the same few (a session's start and expiry). */
+const isoTexts = new Map<number, string>();
+const MAX_ISO_TEXTS = 4096;
+
+/** An instant as ISO 8601 text (UTC, milliseconds). */
+export function iso(ms: number): string {
+  let text = isoTexts.get(ms);
+  if (text === undefined) {
+    text = new Date(ms).toISOString();
+    if (isoTexts.size >= MAX_ISO_TEXTS) isoTexts.clear();
+    isoTexts.set(ms, text);
+  }
+  return text;
+}

@@ -140,6 +140,48 @@ describe.each(engines)("capabilities and status on %s (behaviour §9, §10)", (e
     expect((await ach()).allowed).toBe(true);
   });
 
+  it("moves a window's opening and end into the vector at the millisecond, while its rows stay cached", async () => {
+    const { subsystems, capabilities } = h.services;
+    const account = (await h.services.accounts.findById(
+      (
+        await appSession({ country: "US", region: "US-CA" })
+      ).id,
+    ))!;
+    const security = { hasSecondFactor: true, restricted: false, holds: [] };
+    const vector = () => capabilities.vector({ ...account, tier: "intermediate" }, "app", security);
+    const window = await subsystems.schedule({
+      subsystem: "funding.wire",
+      state: "maintenance",
+      startsAt: h.clock.now() + 300,
+      endsAt: h.clock.now() + 600,
+      message: "Short",
+    });
+    const before = await subsystems.snapshot();
+    const open = await vector();
+    expect(open["funding.wire"]).toEqual({ allowed: true });
+    // Equal inputs share one evaluated vector, which nobody can change.
+    expect(await vector()).toBe(open);
+    expect(Object.isFrozen(open["funding.wire"])).toBe(true);
+
+    h.clock.advance(299);
+    expect((await subsystems.snapshot()).states).toBe(before.states);
+    expect((await vector())["funding.wire"]).toEqual({ allowed: true });
+    h.clock.advance(1);
+    expect((await vector())["funding.wire"]).toMatchObject({
+      allowed: false,
+      reasons: [{ code: "subsystem_maintenance", until: new Date(window.endsAt).toISOString() }],
+    });
+    h.clock.advance(300);
+    expect(await vector()).toBe(open);
+    // A hold is part of the input: it refuses withdrawals until it ends, to the millisecond.
+    const held = () =>
+      capabilities.vector({ ...account, tier: "intermediate" }, "app", {
+        ...security,
+        holds: [{ kind: "password_reset", until: h.clock.now() + 1 }],
+      });
+    expect((await held())["withdraw.crypto"]).toMatchObject({ allowed: false });
+  });
+
   it("refuses sign-up while the signups subsystem is in maintenance", async () => {
     await h.request("PUT", "/v1/admin/subsystems/signups", {
       headers: admin,
