@@ -203,7 +203,13 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
     ) {
       throw new Problem(403, "enrollment_required", "Set up a new second factor before anything else.");
     }
-    request.authenticated = { ...principal, token, via: bearer ? "bearer" : "cookie" };
+    request.authenticated = {
+      session: principal.session,
+      account: principal.account,
+      security: principal.security,
+      token,
+      via: bearer ? "bearer" : "cookie",
+    };
   };
 }
 
