@@ -168,12 +168,10 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
   app.addSchema(ErrorResponse);
 
   app.addHook("onResponse", (request, reply, done) => {
-    services.metrics.httpDuration.observe(
-      {
-        method: request.method,
-        route: request.routeOptions.url ?? "unmatched",
-        status: `${Math.floor(reply.statusCode / 100)}xx`,
-      },
+    services.metrics.observeHttp(
+      request.method,
+      request.routeOptions.url ?? "unmatched",
+      reply.statusCode,
       reply.elapsedTime / 1000,
     );
     done();

@@ -41,6 +41,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Each label set's histogram, found by one string: prom-client would sort and join the labels on every call. */
+  private readonly httpDurationByRoute = new Map<string, { observe(seconds: number): void }>();
+
+  /** One answered HTTP request: its method, route pattern (or "unmatched"), status and latency. */
+  observeHttp(method: string, route: string, statusCode: number, seconds: number): void {
+    const status = `${Math.floor(statusCode / 100)}xx`;
+    const key = `${method} ${status} ${route}`;
+    let histogram = this.httpDurationByRoute.get(key);
+    if (!histogram) {
+      histogram = this.httpDuration.labels({ method, route, status });
+      this.httpDurationByRoute.set(key, histogram);
+    }
+    histogram.observe(seconds);
+  }
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
