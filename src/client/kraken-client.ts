@@ -1,4 +1,4 @@
-import { createHash, createHmac } from "node:crypto";
+import { createHmac, hash } from "node:crypto";
 
 /**
  * A small client for the Kraken-compatible private API that Portcullis guards, for the venue's own tools
@@ -13,9 +13,7 @@ export function krakenSignature(secretBase64: string, path: string, nonce: strin
 
 /** The same signature as bytes, from the decoded secret: what a verifier holding the key compares. */
 export function krakenSignatureBytes(hmacKey: Buffer, path: string, nonce: string, body: string): Buffer {
-  const digest = createHash("sha256")
-    .update(nonce + body)
-    .digest();
+  const digest = hash("sha256", nonce + body, "buffer");
   return createHmac("sha512", hmacKey).update(path).update(digest).digest();
 }
 

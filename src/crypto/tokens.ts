@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
+import { hash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 
 /** A random token for links, sessions and flows: 256 bits from the CSPRNG, URL-safe. */
 export function mintToken(bytes = 32): string {
@@ -11,11 +11,12 @@ export function newId(): string {
 
 /** Tokens are stored only as their SHA-256, so a copy of the database cannot be replayed. */
 export function hashToken(token: string): string {
-  return createHash("sha256").update(token, "utf8").digest("hex");
+  // The one-shot form: no Hash object per call, and it runs on every authenticated request.
+  return hash("sha256", token, "hex");
 }
 
 export function sha256Hex(data: string | Buffer): string {
-  return createHash("sha256").update(data).digest("hex");
+  return hash("sha256", data, "hex");
 }
 
 /** Constant-time string equality: both sides are hashed first so length differences leak nothing either. */
@@ -28,6 +29,6 @@ export function constantTimeEqual(a: string, b: string): boolean {
  * presented value is hashed and compared in constant time, as `constantTimeEqual` does.
  */
 export function constantTimeMatcher(expected: string): (presented: string) => boolean {
-  const digest = createHash("sha256").update(expected, "utf8").digest();
-  return (presented) => timingSafeEqual(createHash("sha256").update(presented, "utf8").digest(), digest);
+  const digest = hash("sha256", expected, "buffer");
+  return (presented) => timingSafeEqual(hash("sha256", presented, "buffer"), digest);
 }
