@@ -1,5 +1,5 @@
 import type SqliteDatabase from "better-sqlite3";
-import type { Kysely, Selectable } from "kysely";
+import { type Kysely, type Selectable, sql } from "kysely";
 import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { SecurityInputs } from "../capabilities/capability-service.js";
 import type { DataKey } from "../crypto/data-key.js";
@@ -21,6 +21,11 @@ export interface GateInputs {
   security: SecurityInputs;
 }
 
+/** Both generations in one row (PostgreSQL's bigints arrive as text). */
+const GENERATIONS =
+  "select (select value from cache_generations where name = 'api_keys') as keys, " +
+  "(select value from cache_generations where name = 'accounts') as accounts";
+
 /** Beyond this many entries a cache starts again empty: memory stays bounded whatever the traffic. */
 const MAX_ENTRIES = 100_000;
 
@@ -37,7 +42,8 @@ export class GatewayCache {
   private keysGeneration = -1;
   private accountsGeneration = -1;
 
-  private readonly generations: () => Promise<{ name: string; value: number }[]>;
+  /** The two generations: [api_keys, accounts]. */
+  private readonly generations: () => Promise<[number, number]>;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -53,24 +59,27 @@ export class GatewayCache {
     sqlite?: SqliteDatabase.Database,
   ) {
     if (sqlite) {
-      const statement = sqlite.prepare("select name, value from cache_generations");
-      this.generations = async () => statement.all() as { name: string; value: number }[];
+      // One row of two numbers, as an array: a third of the time of two rows as objects.
+      const statement = sqlite.prepare(GENERATIONS).raw();
+      this.generations = async () => statement.get() as [number, number];
     } else {
-      this.generations = () => this.db.selectFrom("cache_generations").select(["name", "value"]).execute();
+      this.generations = async () => {
+        const { rows } = await sql.raw<{ keys: string; accounts: string }>(GENERATIONS).execute(this.db);
+        return [Number(rows[0]?.keys ?? -1), Number(rows[0]?.accounts ?? -1)];
+      };
     }
   }
 
   /** Reads both generations and drops whatever they say changed. Call once per decision, first. */
   async refresh(): Promise<void> {
-    const rows = await this.generations();
-    for (const { name, value } of rows) {
-      if (name === "api_keys" && value !== this.keysGeneration) {
-        this.keys.clear();
-        this.keysGeneration = value;
-      } else if (name === "accounts" && value !== this.accountsGeneration) {
-        this.accounts.clear();
-        this.accountsGeneration = value;
-      }
+    const [keys, accounts] = await this.generations();
+    if (keys !== this.keysGeneration) {
+      this.keys.clear();
+      this.keysGeneration = keys;
+    }
+    if (accounts !== this.accountsGeneration) {
+      this.accounts.clear();
+      this.accountsGeneration = accounts;
     }
   }
 

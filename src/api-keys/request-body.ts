@@ -46,6 +46,12 @@ function checkName(name: string): void {
 
 /** `orders[0][close][price]` → ["orders", "0", "close", "price"]; refused when not of that grammar. */
 function pathOf(name: string): string[] {
+  // Most fields are plain names (nonce, pair, volume): one check, no grammar to parse.
+  if (!name.includes("[")) {
+    if (/^\d+$/.test(name)) return [name];
+    checkName(name);
+    return [name];
+  }
   const match = /^([^[\]]+)((?:\[[^[\]]*\])*)$/.exec(name);
   if (!match) throw new BodyError(`field name "${name}"`);
   const segments = [match[1]!];
