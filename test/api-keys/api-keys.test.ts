@@ -161,6 +161,36 @@ describe.each(engines)("API keys and Kraken-signed requests on %s (behaviour §1
     expect((await check(expiring, "Balance")).json()).toEqual({ allow: false, error: "EAPI:Invalid key" });
   });
 
+  it("refuses a checked request naming one header twice in different case, before using either", async () => {
+    const { create } = await owner();
+    const key = (await create({ name: "reader", permissions: ["funds_query"] })).json();
+    const nonce = nextNonce();
+    const path = "/0/private/Balance";
+    const body = `nonce=${nonce}&asset=XBT`;
+    const headers = {
+      "Content-Type": "application/x-www-form-urlencoded",
+      "API-Key": key.key,
+      "API-Sign": Buffer.alloc(64, 1).toString("base64"),
+      "api-sign": krakenSignature(key.secret, path, nonce, body),
+    };
+    const response = await h.request("POST", "/v1/gateway/check", {
+      headers: service,
+      body: { path, headers, body, ip: nextIp() },
+    });
+    expect(response.statusCode, response.body).toBe(400);
+    expect(response.json().error).toMatchObject({
+      code: "invalid_request",
+      message: "The header api-sign is given more than once.",
+    });
+    // The nonce was not spent: the same request with the header once is allowed.
+    const { "API-Sign": _, ...once } = headers;
+    const allowed = await h.request("POST", "/v1/gateway/check", {
+      headers: service,
+      body: { path, headers: once, body, ip: nextIp() },
+    });
+    expect(allowed.json()).toMatchObject({ allow: true, keyId: key.id });
+  });
+
   it("lets exactly one of 50 parallel copies of a signed request through", async () => {
     const { create } = await owner();
     const key = (await create({ name: "racer", permissions: ["funds_query"] })).json();

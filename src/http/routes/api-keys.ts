@@ -242,9 +242,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       },
     },
     async (request) => {
-      const headers = Object.fromEntries(
-        Object.entries(request.body.headers).map(([k, v]) => [k.toLowerCase(), v]),
-      );
+      const headers = lowerCaseHeaders(request.body.headers);
       const at = request.body.path.indexOf("?");
       const path = at === -1 ? request.body.path : request.body.path.slice(0, at);
       const dialect = dialectOfPath(path);
@@ -301,4 +299,22 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       return owner;
     },
   );
+}
+
+/**
+ * The forwarded headers by lower-case name, as HTTP compares them. Two that differ only in case would
+ * leave the signature checked against one and the request acted on with the other: refused.
+ */
+function lowerCaseHeaders(forwarded: Record<string, string>): Record<string, string> {
+  const headers: Record<string, string> = Object.create(null);
+  for (const name in forwarded) {
+    const lower = name.toLowerCase();
+    if (Object.hasOwn(headers, lower)) {
+      throw invalidRequest(`The header ${lower} is given more than once.`, [
+        { field: `headers.${lower}`, message: "This header is given more than once." },
+      ]);
+    }
+    headers[lower] = forwarded[name]!;
+  }
+  return headers;
 }
