@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 
@@ -35,24 +35,18 @@ export class DatabaseRateLimiter implements RateLimiter {
   async hit(key: string, limit: Limit): Promise<LimitDecision> {
     const now = this.clock.now();
     const windowStart = now - (now % limit.windowMs);
-    const row = await this.db
-      .insertInto("rate_limits")
-      .values({ key, window_start: windowStart, count: 1 })
-      .onConflict((oc) =>
-        oc.column("key").doUpdateSet((eb) => ({
-          count: eb
-            .case()
-            .when("rate_limits.window_start", "=", eb.ref("excluded.window_start"))
-            .then(eb("rate_limits.count", "+", 1))
-            .else(1)
-            .end(),
-          window_start: eb.ref("excluded.window_start"),
-        })),
-      )
-      .returning(["count"])
-      .executeTakeFirstOrThrow();
+    // One statement as text: it runs several times per sign-in, and the builder's version of this upsert
+    // cost more to assemble and compile than to execute.
+    const { rows } = await sql<{ count: number | string }>`
+      insert into rate_limits (key, window_start, count) values (${key}, ${windowStart}, 1)
+      on conflict (key) do update set
+        count = case when rate_limits.window_start = excluded.window_start then rate_limits.count + 1 else 1 end,
+        window_start = excluded.window_start
+      returning count`.execute(this.db);
+    const count = Number(rows[0]?.count);
+    if (!Number.isSafeInteger(count)) throw new Error("the rate limit upsert returned no count");
     const retryAfterSeconds = Math.max(1, Math.ceil((windowStart + limit.windowMs - now) / 1000));
-    return { allowed: row.count <= limit.max, count: row.count, retryAfterSeconds };
+    return { allowed: count <= limit.max, count, retryAfterSeconds };
   }
 
   async peek(key: string, windowMs: number): Promise<number> {
