@@ -218,7 +218,8 @@ function chainStatements(connection: SqliteDatabase.Database) {
          location, user_agent, event, outcome, details)
        values (@key, @window_start, @count, @first_at, @last_at, @account_id, @actor, @ip, @location,
          @user_agent, @event, @outcome, @details)
-       on conflict (key, window_start) do update set count = count + 1, last_at = excluded.last_at`,
+       on conflict (key, window_start) do update set count = count + excluded.count,
+         last_at = max(last_at, excluded.last_at)`,
     ),
   };
 }
@@ -370,7 +371,17 @@ export class AuditLog {
     if (aggregates.length === 0 || !this.statements) return;
     this.aggregates = [];
     undo.push(() => this.aggregates.unshift(...aggregates));
-    for (const values of aggregates) this.statements.aggregate.run(values);
+    // A flood repeats one key: counted here, each key and minute is one upsert of the batch.
+    const merged = new Map<string, Record<string, unknown>>();
+    for (const values of aggregates) {
+      const id = `${values.window_start}\n${values.key}`;
+      const seen = merged.get(id);
+      if (seen) {
+        seen.count = (seen.count as number) + (values.count as number);
+        seen.last_at = Math.max(seen.last_at as number, values.last_at as number);
+      } else merged.set(id, { ...values });
+    }
+    for (const values of merged.values()) this.statements.aggregate.run(values);
   }
 
   /**
