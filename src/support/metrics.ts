@@ -56,6 +56,18 @@ export class Metrics {
     histogram.observe(seconds);
   }
 
+  private readonly decisionsByOutcome = new Map<string, { inc(): void }>();
+
+  /** One signed-request decision: "allow", or the exchange's error it answered. */
+  countDecision(outcome: string): void {
+    let counter = this.decisionsByOutcome.get(outcome);
+    if (!counter) {
+      counter = this.apiKeyDecisions.labels({ outcome });
+      this.decisionsByOutcome.set(outcome, counter);
+    }
+    counter.inc();
+  }
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
