@@ -232,14 +232,22 @@ export function text(value: ParamValue | undefined): string | null {
 export function withParams(body: ParsedBody, changes: Params): ParsedBody {
   const params = { ...body.params, ...changes };
   return {
-    ...body,
+    kind: body.kind,
     params,
     canonical: body.kind === "form" ? serialiseForm(params) : JSON.stringify(params),
+    contentType: body.contentType,
   };
 }
 
 /** Parameters without the gateway's own fields, which the venue never needs to see. */
 export function withoutGatewayFields(body: ParsedBody): ParsedBody {
+  // Nothing to take out (most requests): the canonical text already is exactly these parameters — except
+  // a JSON request sent without a body, whose parameters the venue has always been given as "{}".
+  const unchanged = !Object.hasOwn(body.params, "otp") && !Object.hasOwn(body.params, "approval_id");
+  if (unchanged && (body.kind === "form" || body.canonical !== "")) return body;
   const { otp: _otp, approval_id: _approval, ...params } = body.params;
-  return withParams({ ...body, params }, {});
+  return withParams(
+    { kind: body.kind, params, canonical: body.canonical, contentType: body.contentType },
+    {},
+  );
 }
