@@ -247,15 +247,18 @@ export class SignedRequestVerifier {
       reason: Refusal,
       counted: Counted = null,
       approval?: { id: string; expiresAt: string },
-    ): Decision => ({
-      allow: false,
-      reason,
-      keyId: row.id,
-      accountId: row.account_id,
-      counted,
-      signed,
-      ...(approval ? { approval } : {}),
-    });
+    ): Decision => {
+      const decision: Decision = {
+        allow: false,
+        reason,
+        keyId: row.id,
+        accountId: row.account_id,
+        counted,
+        signed,
+      };
+      if (approval) decision.approval = approval;
+      return decision;
+    };
     const now = this.clock.now();
     if (row.valid_until !== null && row.valid_until <= now) return refuse("invalid_key", "source");
     if (!allowedAddress(request.ip, cached.ipAllowlist)) return refuse("ip");

@@ -116,6 +116,37 @@ export function auditRow(event: AuditEvent, context: RequestContext | null, at: 
   };
 }
 
+type AggregateValues = Omit<AuditAggregatesTable, "count" | "first_at" | "last_at"> & {
+  count: number;
+  first_at: number;
+  last_at: number;
+};
+
+/** The row counting `event` under `key` for its minute, as its first occurrence. */
+function aggregateValues(
+  key: string,
+  windowStart: number,
+  now: number,
+  event: AuditEvent,
+  context: RequestContext | null,
+): AggregateValues {
+  return {
+    key,
+    window_start: windowStart,
+    count: 1,
+    first_at: now,
+    last_at: now,
+    account_id: event.accountId ?? null,
+    actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
+    ip: context?.ip ?? null,
+    location: context?.location ?? null,
+    user_agent: context?.userAgent ?? null,
+    event: event.event,
+    outcome: event.outcome,
+    details: JSON.stringify(event.details ?? {}),
+  };
+}
+
 /** The chain entry of one aggregate: the first event of its minute, with the count and time span. */
 function aggregateEntry(row: AuditAggregatesTable): AuditRow {
   const details = JSON.parse(row.details) as Record<string, unknown>;
@@ -256,7 +287,8 @@ export const AGGREGATE_WINDOW_MS = 60_000;
 export class AuditLog {
   private queue: Pending[] = [];
   /** SQLite: aggregated refusals counted since the last batch, written in the next one. */
-  private aggregates: Record<string, unknown>[] = [];
+  /** Aggregated events waiting for the next batch, by minute and key (SQLite). */
+  private aggregates = new Map<string, AggregateValues>();
   private writing = false;
   private draining: Promise<void> = Promise.resolve();
   private readonly writers: BatchWriter[] = [];
@@ -368,20 +400,20 @@ export class AuditLog {
       if (restore) undo.push(restore);
     }
     const aggregates = this.aggregates;
-    if (aggregates.length === 0 || !this.statements) return;
-    this.aggregates = [];
-    undo.push(() => this.aggregates.unshift(...aggregates));
-    // A flood repeats one key: counted here, each key and minute is one upsert of the batch.
-    const merged = new Map<string, Record<string, unknown>>();
-    for (const values of aggregates) {
-      const id = `${values.window_start}\n${values.key}`;
-      const seen = merged.get(id);
-      if (seen) {
-        seen.count = (seen.count as number) + (values.count as number);
-        seen.last_at = Math.max(seen.last_at as number, values.last_at as number);
-      } else merged.set(id, { ...values });
-    }
-    for (const values of merged.values()) this.statements.aggregate.run(values);
+    if (aggregates.size === 0 || !this.statements) return;
+    this.aggregates = new Map();
+    // Rolled back: counted again in the next batch, with whatever arrived meanwhile.
+    undo.push(() => {
+      for (const [id, values] of aggregates) {
+        const pending = this.aggregates.get(id);
+        if (pending) {
+          pending.count += values.count;
+          pending.first_at = Math.min(pending.first_at, values.first_at);
+          pending.last_at = Math.max(pending.last_at, values.last_at);
+        } else this.aggregates.set(id, values);
+      }
+    });
+    for (const values of aggregates.values()) this.statements.aggregate.run(values);
   }
 
   /**
@@ -642,28 +674,21 @@ export class AuditLog {
    */
   async appendAggregated(key: string, event: AuditEvent, context: RequestContext | null): Promise<void> {
     const now = this.clock.now();
-    const values = {
-      key,
-      window_start: now - (now % AGGREGATE_WINDOW_MS),
-      count: 1,
-      first_at: now,
-      last_at: now,
-      account_id: event.accountId ?? null,
-      actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
-      ip: context?.ip ?? null,
-      location: context?.location ?? null,
-      user_agent: context?.userAgent ?? null,
-      event: event.event,
-      outcome: event.outcome,
-      details: JSON.stringify(event.details ?? {}),
-    };
+    const windowStart = now - (now % AGGREGATE_WINDOW_MS);
     if (this.statements) {
       // Counted in the next group-committed batch, with whatever the batch writers hold (a refused
-      // request's spent nonce): one commit for a flood's worth of refusals, and it resolves once durable.
-      this.aggregates.push(values);
+      // request's spent nonce): one upsert per key and minute for a flood's worth of refusals, and it
+      // resolves once durable. A key already waiting for the batch only counts one more.
+      const id = `${windowStart}\n${key}`;
+      const pending = this.aggregates.get(id);
+      if (pending) {
+        pending.count += 1;
+        pending.last_at = Math.max(pending.last_at, now);
+      } else this.aggregates.set(id, aggregateValues(key, windowStart, now, event, context));
       await this.commit();
       return;
     }
+    const values = aggregateValues(key, windowStart, now, event, context);
     if (this.writers.length > 0) await this.commit();
     await this.db
       .insertInto("audit_aggregates")
