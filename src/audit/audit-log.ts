@@ -130,21 +130,8 @@ function aggregateValues(
   event: AuditEvent,
   context: RequestContext | null,
 ): AggregateValues {
-  return {
-    key,
-    window_start: windowStart,
-    count: 1,
-    first_at: now,
-    last_at: now,
-    account_id: event.accountId ?? null,
-    actor: event.actor ?? (event.accountId ? "account" : "anonymous"),
-    ip: context?.ip ?? null,
-    location: context?.location ?? null,
-    user_agent: context?.userAgent ?? null,
-    event: event.event,
-    outcome: event.outcome,
-    details: JSON.stringify(event.details ?? {}),
-  };
+  const { at: _at, ...recorded } = auditRow(event, context, now);
+  return { key, window_start: windowStart, count: 1, first_at: now, last_at: now, ...recorded };
 }
 
 /** The chain entry of one aggregate: the first event of its minute, with the count and time span. */

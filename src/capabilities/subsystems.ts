@@ -213,14 +213,7 @@ export class SubsystemService {
     };
     await this.db.insertInto("maintenance_windows").values(row).execute();
     this.cached = null;
-    return {
-      id: row.id,
-      subsystem: input.subsystem as SubsystemId,
-      state: input.state as SubsystemStatus,
-      startsAt: row.starts_at,
-      endsAt: row.ends_at,
-      message: row.message,
-    };
+    return describe({ ...row, cancelled_at: null });
   }
 
   async cancel(windowId: string): Promise<boolean> {
