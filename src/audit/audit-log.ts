@@ -2,7 +2,7 @@ import { createHash, createHmac } from "node:crypto";
 import type SqliteDatabase from "better-sqlite3";
 import { type Kysely, SqliteAdapter, sql, type Transaction } from "kysely";
 import type { AuditAggregatesTable, AuditHeadTable, AuditLogTable, Database } from "../db/schema.js";
-import type { Clock } from "../support/clock.js";
+import { type Clock, iso } from "../support/clock.js";
 import type { RequestContext } from "../support/request-context.js";
 
 export type AuditOutcome = "success" | "failure" | "refused" | "info";
@@ -149,8 +149,8 @@ function aggregateEntry(row: AuditAggregatesTable): AuditRow {
     details: JSON.stringify({
       ...details,
       count: row.count,
-      firstAt: new Date(row.first_at).toISOString(),
-      lastAt: new Date(row.last_at).toISOString(),
+      firstAt: iso(row.first_at),
+      lastAt: iso(row.last_at),
     }),
   };
 }
@@ -728,7 +728,7 @@ export class AuditLog {
     const rows = await query.execute();
     return rows.map((row) => ({
       seq: row.seq,
-      at: new Date(row.at).toISOString(),
+      at: iso(row.at),
       accountId: row.account_id,
       actor: row.actor,
       ip: row.ip,
