@@ -41,7 +41,10 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Each label set's histogram, found by one string: prom-client would sort and join the labels on every call. */
+  /**
+   * Each label set's child, made once and found by one string: `labels()` validates the labels and builds
+   * two closures on every call. (The child's `observe` still joins the label values into prom-client's key.)
+   */
   private readonly httpDurationByRoute = new Map<string, { observe(seconds: number): void }>();
 
   /** One answered HTTP request: its method, route pattern (or "unmatched"), status and latency. */
