@@ -653,7 +653,8 @@ async function sessionToken(
   return token;
 }
 
-async function measureSessionCheck(servers: Portcullis[], token: string): Promise<LoadResult> {
+/** GET /v1/session with `token` against Portcullis instances, or a baseline answering the same bytes. */
+async function measureSessionCheck(servers: { baseUrl: string }[], token: string): Promise<LoadResult> {
   return loadSpread(
     servers,
     SESSION_CHECK.connections,
@@ -711,12 +712,12 @@ async function measureSignIn(servers: Portcullis[], accounts: BenchAccount[]): P
  * One load over several instances at once, as a round-robin balancer would spread it: the connections
  * are shared out, each instance gets its own autocannon, and the answers per second are added up.
  */
-async function loadSpread(
-  servers: Portcullis[],
+async function loadSpread<Server>(
+  servers: Server[],
   connections: number,
   warmupSeconds: number,
   optionsFor: (
-    server: Portcullis,
+    server: Server,
     connections: number,
   ) => autocannon.Options & { connections: number; duration: number },
 ): Promise<LoadResult> {
@@ -1411,16 +1412,7 @@ async function quickSessionAndSignIn(
   const bareFastify = async (): Promise<Row> => {
     const baseline = await startBaseline("fastify", "GET", "/v1/session", body, scratch);
     try {
-      const measured = await load(
-        {
-          url: `${baseline.origin}/v1/session`,
-          headers: { authorization: `Bearer ${token}` },
-          connections: SESSION_CHECK.connections,
-          duration: SESSION_CHECK.seconds,
-        },
-        SESSION_CHECK.warmupSeconds,
-      );
-      return plain("bare Fastify", measured);
+      return plain("bare Fastify", await measureSessionCheck([{ baseUrl: baseline.origin }], token));
     } finally {
       await stopScript(baseline.server);
     }
@@ -1535,18 +1527,21 @@ async function main(): Promise<void> {
         await stopScript(baseline.server);
       }
     };
-    const bareFastify = await baselineRow(
-      "bare Fastify: POST, the check's allowed answer",
-      "fastify",
-      (b) =>
-        checkLoad(
-          [b.origin],
-          checkRequests(keys, () => CLIENT_IP),
-        ),
-      checkAnswer,
-      "POST",
-      "/v1/gateway/check",
-    );
+    // A bare server answering the check's allowed answer, loaded with the allowed path's requests.
+    const checkBaseline = (name: string, kind: "node" | "fastify") =>
+      baselineRow(
+        name,
+        kind,
+        (b) =>
+          checkLoad(
+            [b.origin],
+            checkRequests(keys, () => CLIENT_IP),
+          ),
+        checkAnswer,
+        "POST",
+        "/v1/gateway/check",
+      );
+    const bareFastify = await checkBaseline("bare Fastify: POST, the check's allowed answer", "fastify");
 
     const perKey = `${keys.length} keys x ${GATEWAY.measuredPerKey} calls, ${GATEWAY.connections} connections`;
     const serverTicks = () =>
@@ -1554,19 +1549,7 @@ async function main(): Promise<void> {
         .slice(0, 2)
         .reduce((a, b) => a + b, 0);
     const { baseline: bareNode, load: measuredAllowed } = await bracketed(
-      () =>
-        baselineRow(
-          "bare Node http: POST, the check's allowed answer",
-          "node",
-          (b) =>
-            checkLoad(
-              [b.origin],
-              checkRequests(keys, () => CLIENT_IP),
-            ),
-          checkAnswer,
-          "POST",
-          "/v1/gateway/check",
-        ),
+      () => checkBaseline("bare Node http: POST, the check's allowed answer", "node"),
       async () => {
         log(`gateway check, allowed: ${perKey}`);
         const serverTicksBefore = serverTicks();
@@ -1660,16 +1643,7 @@ async function main(): Promise<void> {
         baselineRow(
           "bare Fastify: GET, /v1/session's answer",
           "fastify",
-          (b) =>
-            load(
-              {
-                url: `${b.origin}/v1/session`,
-                headers: { authorization: `Bearer ${token}` },
-                connections: SESSION_CHECK.connections,
-                duration: SESSION_CHECK.seconds,
-              },
-              SESSION_CHECK.warmupSeconds,
-            ),
+          (b) => measureSessionCheck([{ baseUrl: b.origin }], token),
           sessionBody,
           "GET",
           "/v1/session",
