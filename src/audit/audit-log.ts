@@ -134,6 +134,13 @@ function aggregateValues(
   return { key, window_start: windowStart, count: 1, first_at: now, last_at: now, ...recorded };
 }
 
+/** Adds occurrences to an aggregate still waiting for its batch. */
+function countInto(pending: AggregateValues, count: number, firstAt: number, lastAt: number): void {
+  pending.count += count;
+  pending.first_at = Math.min(pending.first_at, firstAt);
+  pending.last_at = Math.max(pending.last_at, lastAt);
+}
+
 /** The chain entry of one aggregate: the first event of its minute, with the count and time span. */
 function aggregateEntry(row: AuditAggregatesTable): AuditRow {
   const details = JSON.parse(row.details) as Record<string, unknown>;
@@ -273,8 +280,7 @@ export const AGGREGATE_WINDOW_MS = 60_000;
  */
 export class AuditLog {
   private queue: Pending[] = [];
-  /** SQLite: aggregated refusals counted since the last batch, written in the next one. */
-  /** Aggregated events waiting for the next batch, by minute and key (SQLite). */
+  /** SQLite: aggregated events counted since the last batch, written in the next one, by minute and key. */
   private aggregates = new Map<string, AggregateValues>();
   private writing = false;
   private draining: Promise<void> = Promise.resolve();
@@ -393,11 +399,8 @@ export class AuditLog {
     undo.push(() => {
       for (const [id, values] of aggregates) {
         const pending = this.aggregates.get(id);
-        if (pending) {
-          pending.count += values.count;
-          pending.first_at = Math.min(pending.first_at, values.first_at);
-          pending.last_at = Math.max(pending.last_at, values.last_at);
-        } else this.aggregates.set(id, values);
+        if (pending) countInto(pending, values.count, values.first_at, values.last_at);
+        else this.aggregates.set(id, values);
       }
     });
     for (const values of aggregates.values()) this.statements.aggregate.run(values);
@@ -668,10 +671,8 @@ export class AuditLog {
       // resolves once durable. A key already waiting for the batch only counts one more.
       const id = `${windowStart}\n${key}`;
       const pending = this.aggregates.get(id);
-      if (pending) {
-        pending.count += 1;
-        pending.last_at = Math.max(pending.last_at, now);
-      } else this.aggregates.set(id, aggregateValues(key, windowStart, now, event, context));
+      if (pending) countInto(pending, 1, now, now);
+      else this.aggregates.set(id, aggregateValues(key, windowStart, now, event, context));
       await this.commit();
       return;
     }
