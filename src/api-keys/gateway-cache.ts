@@ -31,7 +31,8 @@ const MAX_ENTRIES = 100_000;
 
 /**
  * The keys and account gate inputs the gateway reads on every decision, held in memory and checked
- * against the database's cache generations once per decision (one small read). Triggers raise a
+ * against the database's cache generations before every decision (one small read, shared by the
+ * decisions of one turn of the event loop: see `refresh`). Triggers raise a
  * generation in the same transaction as any change to a key, an account, its restriction, factors or
  * holds — made by this process, another instance or the CLI — so nothing cached is used after it
  * changed. Only keys that exist are cached: an unknown key is looked up every time.
@@ -41,6 +42,8 @@ export class GatewayCache {
   private readonly accounts = new Map<string, GateInputs>();
   private keysGeneration = -1;
   private accountsGeneration = -1;
+  /** The generation read the decisions of this turn wait for, until it starts. */
+  private scheduled: Promise<void> | null = null;
 
   /** The two generations: [api_keys, accounts]. */
   private readonly generations: () => Promise<[number, number]>;
@@ -70,8 +73,27 @@ export class GatewayCache {
     }
   }
 
-  /** Reads both generations and drops whatever they say changed. Call once per decision, first. */
-  async refresh(): Promise<void> {
+  /**
+   * Reads both generations and drops whatever they say changed. Call once per decision, first, after the
+   * request was received in full. The read is made once for every decision that asks in one turn of the
+   * event loop: in the check phase (setImmediate), after the poll phase has read every request that was
+   * waiting on a socket. Every decision sharing the read asked for it before it began, so the read
+   * started after each of their requests had arrived: a change committed before any of them was sent is
+   * seen by all of them, exactly as with a read per decision, at one read per turn instead of one per
+   * request.
+   */
+  refresh(): Promise<void> {
+    this.scheduled ??= new Promise<void>((resolve, reject) => {
+      setImmediate(() => {
+        // A decision asking from now on needs a read that starts after it asked: the next one.
+        this.scheduled = null;
+        this.readGenerations().then(resolve, reject);
+      });
+    });
+    return this.scheduled;
+  }
+
+  private async readGenerations(): Promise<void> {
     const [keys, accounts] = await this.generations();
     if (keys !== this.keysGeneration) {
       this.keys.clear();

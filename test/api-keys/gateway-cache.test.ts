@@ -1,6 +1,8 @@
 import type { Kysely } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GatewayCache } from "../../src/api-keys/gateway-cache.js";
 import { KrakenClient } from "../../src/client/kraken-client.js";
+import { loadDataKey } from "../../src/crypto/data-key.js";
 import { openStorage } from "../../src/db/database.js";
 import type { Database } from "../../src/db/schema.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
@@ -78,6 +80,47 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
       expect(await check(client)).toEqual({ allow: false, error: "EGeneral:Permission denied" });
       await setPermissions(other.db, key.id, ["funds_query"]);
       expect((await check(client)).allow).toBe(true);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("shares one generation read among the decisions of a turn, and never one begun before a decision asked", async () => {
+    const { key } = await keyOwner();
+    const { config, storage, accounts, capabilities } = h.app.services;
+    const cache = new GatewayCache(
+      storage.db,
+      loadDataKey(config.secretKeyBase64, config.dataDir),
+      accounts,
+      (account) => capabilities.securityInputs(account),
+      storage.sqlite,
+    );
+    await cache.refresh();
+    expect((await cache.key(key.key))?.permissions).toEqual(["funds_query"]);
+    // Two decisions asking in one turn share one read, made after both asked.
+    const first = cache.refresh();
+    expect(cache.refresh()).toBe(first);
+    await first;
+    const other = openStorage(h.storage.url);
+    try {
+      // Asked before the change was committed; the commit lets the event loop run (a read may start).
+      const before = cache.refresh();
+      await setPermissions(other.db, key.id, ["trades_modify"]);
+      // Asked after the commit: whichever read it gets began after it asked, so it sees the change.
+      await cache.refresh();
+      expect((await cache.key(key.key))?.permissions).toEqual(["trades_modify"]);
+      await before;
+      if (storage.sqlite) {
+        // Committed by another connection between two decisions of one turn (no await in between): the
+        // shared read begins after both asked, so both see it.
+        const asked = cache.refresh();
+        other
+          .sqlite!.prepare("update api_keys set permissions = ? where id = ?")
+          .run(JSON.stringify(["funds_query"]), key.id);
+        expect(cache.refresh()).toBe(asked);
+        await asked;
+        expect((await cache.key(key.key))?.permissions).toEqual(["funds_query"]);
+      }
     } finally {
       await other.close();
     }
