@@ -71,6 +71,13 @@ const BARE_HMAC = { seconds: 3 };
  * the figure moved by a fifth from run to run.
  */
 const GATEWAY = { accounts: 16, keysPerAccount: 50, connections: 10, warmupPerKey: 2, measuredPerKey: 17 };
+/**
+ * The allowed path is measured twice, the baselines each time at the same concurrency: over 10 connections
+ * (each waits for its decision's group commit before sending again, so the figure is mostly that
+ * commit's latency) and over 50, the many bots at once a venue's gateway serves, where decisions share
+ * turns of the event loop, generation reads and commits.
+ */
+const ALLOWED_CONNECTIONS = [GATEWAY.connections, 50] as const;
 /** The refusal paths are counted in seconds: they never run out. */
 const REFUSALS = { connections: GATEWAY.connections, warmupSeconds: 1, seconds: 4 };
 /**
@@ -990,10 +997,15 @@ async function loadOutcomes(
 }
 
 /** The allowed path over `keys`: 2 calls a key to warm up, then 17 a key measured (see GATEWAY). */
-function loadAllowed(origins: string[], request: LoadRequest, keys: BenchKey[]): Promise<OutcomeLoad> {
+function loadAllowed(
+  origins: string[],
+  request: LoadRequest,
+  keys: BenchKey[],
+  connections: number = GATEWAY.connections,
+): Promise<OutcomeLoad> {
   return loadOutcomes(
     origins,
-    GATEWAY.connections,
+    connections,
     request,
     "allow",
     { amount: keys.length * GATEWAY.warmupPerKey },
@@ -1205,7 +1217,8 @@ function writeReport(
     "'share' is their part of all answers. The allowed path sends each of",
     `${GATEWAY.accounts * GATEWAY.keysPerAccount} pro-tier keys (${GATEWAY.accounts} accounts × ${GATEWAY.keysPerAccount}) ${GATEWAY.warmupPerKey} Balance calls to warm up, then ${GATEWAY.measuredPerKey} measured, round-robin`,
     "in nonce order, inside Kraken's burst of 20; the baselines answer the same bytes Portcullis",
-    `answers, to the same requests, over the same ${GATEWAY.connections} connections. The allowed path aims at ${GATEWAY_AIM_VS_NODE} × bare Node.`,
+    `answers, to the same requests, over the same number of connections: ${GATEWAY.connections}, and for the allowed path also`,
+    `${ALLOWED_CONNECTIONS[1]} (many bots at once). The allowed path aims at ${GATEWAY_AIM_VS_NODE} × bare Node.`,
     "",
     "| measurement | req/s | share | p99 ms | ratio | to | target | other CPU |",
     "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |",
@@ -1375,10 +1388,12 @@ async function profileAllowedPath(
     `--cpu-prof-interval=${PROFILE_INTERVAL_US}`,
   ]);
   servers.push(profiled);
+  // At the concurrency that keeps the server's main thread busy: where its time goes is the question.
   const measured = await loadAllowed(
     [profiled.baseUrl],
     checkRequests(keys, () => CLIENT_IP),
     keys,
+    ALLOWED_CONNECTIONS[1],
   );
   await stopScript(profiled.server, 30_000);
   if (profiled.server.child.exitCode !== 0)
@@ -1463,6 +1478,65 @@ async function quickSessionAndSignIn(
   }
 }
 
+/**
+ * BENCH_QUICK=refusals: the rate-limit and bad-signature refusals against the allowed path just measured,
+ * and with BENCH_QUICK_PROFILE=1 where the rate-limit refusal's time goes.
+ */
+async function quickRefusals(
+  server: Portcullis,
+  servers: Portcullis[],
+  allowedRow: Row,
+  spare: BenchKey,
+  exhausted: BenchKey[],
+  scratch: string,
+): Promise<void> {
+  const rateLimit = (origin: string) =>
+    loadOutcomes(
+      [origin],
+      REFUSALS.connections,
+      checkRequests(exhausted, () => CLIENT_IP),
+      "EAPI:Rate limit exceeded",
+      { amount: RATE_LIMITED_KEYS * 25 },
+      { seconds: REFUSALS.seconds },
+    );
+  const badSignature = await loadOutcomes(
+    [server.baseUrl],
+    REFUSALS.connections,
+    checkRequests([spare], rotatingAddresses(), true),
+    "EAPI:Invalid signature",
+    { seconds: REFUSALS.warmupSeconds },
+    { seconds: REFUSALS.seconds },
+  );
+  const limited = await rateLimit(server.baseUrl);
+  const ratio = (load: OutcomeLoad) => (load.reqPerSec / allowedRow.reqPerSec).toFixed(3);
+  log(
+    `quick: allowed ${allowedRow.reqPerSec.toFixed(0)}/s (${allowedRow.ratio?.toFixed(3)} x bare Node); bad signature ${badSignature.reqPerSec.toFixed(0)}/s ` +
+      `(${(badSignature.share * 100).toFixed(1)}%) = ${ratio(badSignature)} x; rate limit ` +
+      `${limited.reqPerSec.toFixed(0)}/s (${(limited.share * 100).toFixed(1)}%: ${limited.notes}) = ${ratio(limited)} x`,
+  );
+  if (process.env.BENCH_QUICK_PROFILE !== "1") return;
+  await stopScript(server.server);
+  const profileDir = path.join(scratch, "profile");
+  const profiled = await startPortcullis(server.dataDir, {}, [
+    "--cpu-prof",
+    `--cpu-prof-dir=${profileDir}`,
+    `--cpu-prof-interval=${PROFILE_INTERVAL_US}`,
+  ]);
+  servers.push(profiled);
+  const measured = await rateLimit(profiled.baseUrl);
+  await stopScript(profiled.server, 30_000);
+  const file = fs.readdirSync(profileDir).find((name) => name.endsWith(".cpuprofile"));
+  if (!file) throw new Error(`no CPU profile written in ${profileDir}`);
+  const profilePath = path.join(profileDir, file);
+  if (process.env.BENCH_PROFILE_OUT) fs.copyFileSync(profilePath, process.env.BENCH_PROFILE_OUT);
+  console.log("\nrate-limit refusal:");
+  printProfile({
+    load: measured,
+    summary: summariseProfile(profilePath, ROOT, measured.window),
+    windowed: true,
+  });
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
   const { memoryCostKib, timeCost, parallelism } = defaultSettings.password;
@@ -1502,10 +1576,10 @@ async function main(): Promise<void> {
     await settle(servers);
 
     // Baselines, answering the bytes Portcullis answered, loaded by the same client with the same requests.
-    const checkLoad = (origins: string[], request: LoadRequest) =>
+    const checkLoad = (origins: string[], request: LoadRequest, connections: number) =>
       loadOutcomes(
         origins,
-        BASELINE.connections,
+        connections,
         request,
         "allow",
         { seconds: BASELINE.warmupSeconds },
@@ -1518,8 +1592,9 @@ async function main(): Promise<void> {
       answer: Answer,
       method: "GET" | "POST",
       route: string,
+      connections: number = BASELINE.connections,
     ): Promise<Row> => {
-      log(`${name}: ${BASELINE.connections} connections, ${BASELINE.seconds} s`);
+      log(`${name}: ${connections} connections, ${BASELINE.seconds} s`);
       const baseline = await startBaseline(kind, method, route, answer, scratch);
       try {
         return plain(name, { ...(await measure(baseline)), notes: `${answer.body.length} bytes answered` });
@@ -1528,7 +1603,11 @@ async function main(): Promise<void> {
       }
     };
     // A bare server answering the check's allowed answer, loaded with the allowed path's requests.
-    const checkBaseline = (name: string, kind: "node" | "fastify") =>
+    const checkBaseline = (
+      name: string,
+      kind: "node" | "fastify",
+      connections: number = BASELINE.connections,
+    ) =>
       baselineRow(
         name,
         kind,
@@ -1536,57 +1615,82 @@ async function main(): Promise<void> {
           checkLoad(
             [b.origin],
             checkRequests(keys, () => CLIENT_IP),
+            connections,
           ),
         checkAnswer,
         "POST",
         "/v1/gateway/check",
+        connections,
       );
     const bareFastify = await checkBaseline("bare Fastify: POST, the check's allowed answer", "fastify");
 
-    const perKey = `${keys.length} keys x ${GATEWAY.measuredPerKey} calls, ${GATEWAY.connections} connections`;
     const serverTicks = () =>
       processTicks(server.server.child.pid!)
         .slice(0, 2)
         .reduce((a, b) => a + b, 0);
-    const { baseline: bareNode, load: measuredAllowed } = await bracketed(
-      () => checkBaseline("bare Node http: POST, the check's allowed answer", "node"),
-      async () => {
-        log(`gateway check, allowed: ${perKey}`);
-        const serverTicksBefore = serverTicks();
-        const clientBefore = process.cpuUsage();
-        const load = await loadAllowed(
-          origin,
-          checkRequests(keys, () => CLIENT_IP),
-          keys,
-        );
-        // CPU per request (warm-up included) of the server, all its threads (the garbage collector's too),
-        // and of this process, which signs the requests: on two cores the load is bounded by their sum.
-        const requests = keys.length * (GATEWAY.warmupPerKey + GATEWAY.measuredPerKey);
-        const clientUsage = process.cpuUsage(clientBefore);
-        const cpu = {
-          serverUs: ((serverTicks() - serverTicksBefore) * 1e6) / TICKS_PER_SECOND / requests,
-          clientUs: (clientUsage.user + clientUsage.system) / requests,
-        };
-        return { load, cpu };
-      },
-    );
-    const { load: allowed, cpu: cpuPerRequest } = measuredAllowed;
-    let keysUsedAt = Date.now();
-    const allowedRow = ratioRow("gateway check: allowed", allowed, bareNode, TARGET_GATEWAY_VS_NODE);
-    if (process.env.BENCH_QUICK === "1") {
-      // A short look while working on the allowed path: its ratio and nothing else (no report written).
-      log(
-        `quick: bare Node ${bareNode.reqPerSec.toFixed(0)}/s, allowed ${allowed.reqPerSec.toFixed(0)}/s ` +
-          `(${((allowedRow.share ?? 0) * 100).toFixed(1)}% allowed, p99 ${allowed.p99Ms} ms, ` +
-          `CPU a request: server ${cpuPerRequest.serverUs.toFixed(0)} µs, client ${cpuPerRequest.clientUs.toFixed(0)} µs, ` +
-          `other CPU ${allowed.otherCpu}) = ${allowedRow.ratio?.toFixed(3)} x bare Node`,
+    /** The allowed path over `connections`, between two measurements of bare Node at that concurrency. */
+    const allowedAt = async (connections: number) => {
+      const { baseline, load: measured } = await bracketed(
+        () => checkBaseline(`bare Node http: POST, the check's allowed answer`, "node", connections),
+        async () => {
+          log(
+            `gateway check, allowed: ${keys.length} keys x ${GATEWAY.measuredPerKey} calls, ${connections} connections`,
+          );
+          const serverTicksBefore = serverTicks();
+          const clientBefore = process.cpuUsage();
+          const load = await loadAllowed(
+            origin,
+            checkRequests(keys, () => CLIENT_IP),
+            keys,
+            connections,
+          );
+          // CPU per request (warm-up included) of the server, all its threads (the garbage collector's
+          // too), and of this process, which signs the requests: on two cores the load is bounded by their sum.
+          const requests = keys.length * (GATEWAY.warmupPerKey + GATEWAY.measuredPerKey);
+          const clientUsage = process.cpuUsage(clientBefore);
+          const cpu = {
+            serverUs: ((serverTicks() - serverTicksBefore) * 1e6) / TICKS_PER_SECOND / requests,
+            clientUs: (clientUsage.user + clientUsage.system) / requests,
+          };
+          return { load, cpu };
+        },
       );
+      const bareNodeRow = { ...baseline, name: `${baseline.name}, ${connections} connections` };
+      const row = ratioRow(
+        `gateway check: allowed, ${connections} connections`,
+        measured.load,
+        bareNodeRow,
+        TARGET_GATEWAY_VS_NODE,
+      );
+      return { bareNode: bareNodeRow, allowed: measured.load, cpu: measured.cpu, row };
+    };
+    const [few, many] = ALLOWED_CONNECTIONS;
+    const atFew = await allowedAt(few);
+    await restKeys(Date.now());
+    const atMany = await allowedAt(many);
+    const { bareNode, allowed, row: allowedRow } = atFew;
+    let keysUsedAt = Date.now();
+    if (process.env.BENCH_QUICK === "1") {
+      // A short look while working on the allowed path: its ratios and nothing else (no report written).
+      log(`quick: bare Fastify ${bareFastify.reqPerSec.toFixed(0)}/s (${few} connections)`);
+      for (const at of [atFew, atMany]) {
+        log(
+          `quick: ${at.row.name}: bare Node ${at.bareNode.reqPerSec.toFixed(0)}/s, allowed ${at.allowed.reqPerSec.toFixed(0)}/s ` +
+            `(${((at.row.share ?? 0) * 100).toFixed(1)}% allowed, p99 ${at.allowed.p99Ms} ms, CPU a request: ` +
+            `server ${at.cpu.serverUs.toFixed(0)} µs, client ${at.cpu.clientUs.toFixed(0)} µs, other CPU ` +
+            `${at.allowed.otherCpu}) = ${at.row.ratio?.toFixed(3)} x bare Node`,
+        );
+      }
       if (process.env.BENCH_QUICK_PROFILE === "1") {
         await stopScript(server.server);
         await restKeys(keysUsedAt);
         const profileDir = path.join(scratch, "profile");
         printProfile(await profileAllowedPath(server.dataDir, sqliteBacking, keys, servers, profileDir));
       }
+      process.exit(0);
+    }
+    if (process.env.BENCH_QUICK === "refusals") {
+      await quickRefusals(server, servers, allowedRow, spare, keys.slice(0, RATE_LIMITED_KEYS), scratch);
       process.exit(0);
     }
     const refusal = async (
@@ -1615,7 +1719,9 @@ async function main(): Promise<void> {
     );
 
     await restKeys(keysUsedAt);
-    log(`gateway proxied to the local venue, allowed: ${perKey}`);
+    log(
+      `gateway proxied to the local venue, allowed: ${keys.length} keys x ${GATEWAY.measuredPerKey} calls, ${few} connections`,
+    );
     const proxied = untargeted(
       ratioRow(
         "gateway: POST /0/private/Balance, proxied",
@@ -1696,14 +1802,16 @@ async function main(): Promise<void> {
     return {
       rssMb,
       bareNode,
+      bareNodeMany: atMany.bareNode,
       fastifySession,
       profile,
       rawArgon2,
-      baselines: [bareNode, bareFastify, fastifySession, rawArgon2, bareHmac],
+      baselines: [bareNode, atMany.bareNode, bareFastify, fastifySession, rawArgon2, bareHmac],
       gateway: [
         allowedRow,
-        ratioRow("gateway check: allowed", allowed, bareFastify, 0),
-        ratioRow("gateway check: allowed", allowed, bareHmac, 0),
+        atMany.row,
+        ratioRow(allowedRow.name, allowed, bareFastify, 0),
+        ratioRow(allowedRow.name, allowed, bareHmac, 0),
         badSignature,
         rateLimited,
         lockedOut,
@@ -1716,7 +1824,7 @@ async function main(): Promise<void> {
   await stopScript(venue.server);
   rows.push(
     ...sqlite.baselines,
-    ...sqlite.gateway.map((row, i) => (i === 1 || i === 2 ? untargeted(row) : row)),
+    ...sqlite.gateway.map((row, i) => (i === 2 || i === 3 ? untargeted(row) : row)),
   );
   rows.push(sqlite.session, sqlite.signIn);
 
@@ -1733,11 +1841,15 @@ async function main(): Promise<void> {
       if (servers.length < instances) await addInstance();
       const origins = servers.map((server) => server.baseUrl);
       await restKeys(keysUsedAt);
-      log(`${label}: gateway check, allowed${instances > 1 ? ", the instances' answers added up" : ""}`);
+      log(
+        `${label}: gateway check, allowed, ${ALLOWED_CONNECTIONS[1]} connections${instances > 1 ? ", the instances' answers added up" : ""}`,
+      );
+      // Many bots at once: over one connection each, decisions on PostgreSQL wait for its round trips.
       const allowed = await loadAllowed(
         origins,
         checkRequests(keys, () => CLIENT_IP),
         keys,
+        ALLOWED_CONNECTIONS[1],
       );
       keysUsedAt = Date.now();
       const single = measured.find((row) => row.name.startsWith("gateway check: allowed"));
@@ -1746,7 +1858,7 @@ async function main(): Promise<void> {
         ratioRow(
           `gateway check: allowed, ${label}`,
           { ...allowed, notes: `${allowed.notes}${scaling}` },
-          sqlite.bareNode,
+          sqlite.bareNodeMany,
           0,
         ),
       );
