@@ -1168,10 +1168,10 @@ function mdCell(text: string): string {
   return `\`${text.replaceAll("|", "\\|").replaceAll("`", "'")}\``;
 }
 
-function printProfile(profile: Profiled): void {
+function printProfile(profile: Profiled, path = "allowed path"): void {
   const { summary } = profile;
   console.log(
-    `where the time goes (allowed path, ${summary.busyMs.toFixed(0)} ms busy of ${summary.windowMs.toFixed(0)} ms sampled${profile.windowed ? "" : ", whole run"}):`,
+    `where the time goes (${path}, ${summary.busyMs.toFixed(0)} ms busy of ${summary.windowMs.toFixed(0)} ms sampled${profile.windowed ? "" : ", whole run"}):`,
   );
   for (const f of summary.functions) console.log(`  ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
   console.log("by file or package:");
@@ -1370,10 +1370,41 @@ async function restKeys(usedAt: number): Promise<void> {
   }
 }
 
+/** The server on `dataDir` started again under V8's CPU profiler, writing into `profileDir` on exit. */
+async function startProfiled(
+  dataDir: string,
+  backing: Backing,
+  servers: Portcullis[],
+  profileDir: string,
+): Promise<Portcullis> {
+  const profiled = await startPortcullis(dataDir, backing, [
+    "--cpu-prof",
+    `--cpu-prof-dir=${profileDir}`,
+    `--cpu-prof-interval=${PROFILE_INTERVAL_US}`,
+  ]);
+  servers.push(profiled);
+  return profiled;
+}
+
 /**
- * The allowed load once more, on the same data restarted with --cpu-prof; the server is stopped with
- * SIGTERM (it closes and exits, and node writes the profile on exit), and the samples taken during the
- * measured part are summed.
+ * Stops a profiled server with SIGTERM (it closes and exits, and node writes the profile on exit) and
+ * returns the profile's path; kept as BENCH_PROFILE_OUT for a closer look (inclusive times, call trees)
+ * when asked for.
+ */
+async function stopProfiled(profiled: Portcullis, profileDir: string): Promise<string> {
+  await stopScript(profiled.server, 30_000);
+  if (profiled.server.child.exitCode !== 0)
+    throw new Error(`the profiled server did not exit cleanly:\n${profiled.server.output()}`);
+  const file = fs.readdirSync(profileDir).find((name) => name.endsWith(".cpuprofile"));
+  if (!file) throw new Error(`no CPU profile written in ${profileDir}`);
+  const profilePath = path.join(profileDir, file);
+  if (process.env.BENCH_PROFILE_OUT) fs.copyFileSync(profilePath, process.env.BENCH_PROFILE_OUT);
+  return profilePath;
+}
+
+/**
+ * The allowed load once more, on the same data restarted with --cpu-prof, and the samples taken during
+ * the measured part summed.
  */
 async function profileAllowedPath(
   dataDir: string,
@@ -1382,12 +1413,7 @@ async function profileAllowedPath(
   servers: Portcullis[],
   profileDir: string,
 ): Promise<Profiled> {
-  const profiled = await startPortcullis(dataDir, backing, [
-    "--cpu-prof",
-    `--cpu-prof-dir=${profileDir}`,
-    `--cpu-prof-interval=${PROFILE_INTERVAL_US}`,
-  ]);
-  servers.push(profiled);
+  const profiled = await startProfiled(dataDir, backing, servers, profileDir);
   // At the concurrency that keeps the server's main thread busy: where its time goes is the question.
   const measured = await loadAllowed(
     [profiled.baseUrl],
@@ -1395,14 +1421,7 @@ async function profileAllowedPath(
     keys,
     ALLOWED_CONNECTIONS[1],
   );
-  await stopScript(profiled.server, 30_000);
-  if (profiled.server.child.exitCode !== 0)
-    throw new Error(`the profiled server did not exit cleanly:\n${profiled.server.output()}`);
-  const file = fs.readdirSync(profileDir).find((name) => name.endsWith(".cpuprofile"));
-  if (!file) throw new Error(`no CPU profile written in ${profileDir}`);
-  const profilePath = path.join(profileDir, file);
-  // Kept for a closer look (inclusive times, call trees) when asked for.
-  if (process.env.BENCH_PROFILE_OUT) fs.copyFileSync(profilePath, process.env.BENCH_PROFILE_OUT);
+  const profilePath = await stopProfiled(profiled, profileDir);
   // V8 stamps samples with the machine's monotonic clock, the one process.hrtime reads here: the window
   // is the measured load as this process saw it. Should a platform differ, the whole profile is taken.
   const whole = summariseProfile(profilePath, ROOT);
@@ -1447,12 +1466,7 @@ async function quickSessionAndSignIn(
   if (process.env.BENCH_QUICK_PROFILE !== "1") return;
   await stopScript(server.server);
   const profileDir = path.join(scratch, "profile");
-  const profiled = await startPortcullis(server.dataDir, {}, [
-    "--cpu-prof",
-    `--cpu-prof-dir=${profileDir}`,
-    `--cpu-prof-interval=${PROFILE_INTERVAL_US}`,
-  ]);
-  servers.push(profiled);
+  const profiled = await startProfiled(server.dataDir, {}, servers, profileDir);
   const windowed = async (measure: () => Promise<unknown>) => {
     const fromUs = monotonicUs();
     await measure();
@@ -1460,21 +1474,19 @@ async function quickSessionAndSignIn(
   };
   const sessionWindow = await windowed(() => measureSessionCheck([profiled], token));
   const signInWindow = await windowed(() => measureSignIn([profiled], accounts));
-  await stopScript(profiled.server, 30_000);
-  const file = fs.readdirSync(profileDir).find((name) => name.endsWith(".cpuprofile"));
-  if (!file) throw new Error(`no CPU profile written in ${profileDir}`);
-  const profilePath = path.join(profileDir, file);
-  if (process.env.BENCH_PROFILE_OUT) fs.copyFileSync(profilePath, process.env.BENCH_PROFILE_OUT);
+  const profilePath = await stopProfiled(profiled, profileDir);
   for (const [name, window] of [
     ["GET /v1/session", sessionWindow],
     ["POST /v1/sign-in", signInWindow],
   ] as const) {
-    console.log(`\n${name}:`);
-    printProfile({
-      load: undefined as unknown as OutcomeLoad,
-      summary: summariseProfile(profilePath, ROOT, window),
-      windowed: true,
-    });
+    printProfile(
+      {
+        load: undefined as unknown as OutcomeLoad,
+        summary: summariseProfile(profilePath, ROOT, window),
+        windowed: true,
+      },
+      name,
+    );
   }
 }
 
@@ -1517,24 +1529,13 @@ async function quickRefusals(
   if (process.env.BENCH_QUICK_PROFILE !== "1") return;
   await stopScript(server.server);
   const profileDir = path.join(scratch, "profile");
-  const profiled = await startPortcullis(server.dataDir, {}, [
-    "--cpu-prof",
-    `--cpu-prof-dir=${profileDir}`,
-    `--cpu-prof-interval=${PROFILE_INTERVAL_US}`,
-  ]);
-  servers.push(profiled);
+  const profiled = await startProfiled(server.dataDir, {}, servers, profileDir);
   const measured = await rateLimit(profiled.baseUrl);
-  await stopScript(profiled.server, 30_000);
-  const file = fs.readdirSync(profileDir).find((name) => name.endsWith(".cpuprofile"));
-  if (!file) throw new Error(`no CPU profile written in ${profileDir}`);
-  const profilePath = path.join(profileDir, file);
-  if (process.env.BENCH_PROFILE_OUT) fs.copyFileSync(profilePath, process.env.BENCH_PROFILE_OUT);
-  console.log("\nrate-limit refusal:");
-  printProfile({
-    load: measured,
-    summary: summariseProfile(profilePath, ROOT, measured.window),
-    windowed: true,
-  });
+  const profilePath = await stopProfiled(profiled, profileDir);
+  printProfile(
+    { load: measured, summary: summariseProfile(profilePath, ROOT, measured.window), windowed: true },
+    "the rate-limit refusal",
+  );
 }
 
 async function main(): Promise<void> {
