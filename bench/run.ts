@@ -1013,6 +1013,41 @@ function loadAllowed(
   );
 }
 
+/** A refusal path's load: its requests, the refusal expected, and its warm-up. */
+interface RefusalLoad {
+  request: LoadRequest;
+  expected: string;
+  warmup: Span;
+}
+
+/** Signatures that do not verify, from a new address each, so no lockout builds up. */
+function badSignatureLoad(spare: BenchKey): RefusalLoad {
+  return {
+    request: checkRequests([spare], rotatingAddresses(), true),
+    expected: "EAPI:Invalid signature",
+    warmup: { seconds: REFUSALS.warmupSeconds },
+  };
+}
+
+/**
+ * Keys like the allowed path's, in nonce order round-robin: the warm-up sends each more calls than the
+ * burst holds, and from then on nearly every call is refused (each key earns one a second back).
+ */
+function rateLimitLoad(exhausted: BenchKey[]): RefusalLoad {
+  return {
+    request: checkRequests(exhausted, () => CLIENT_IP),
+    expected: "EAPI:Rate limit exceeded",
+    warmup: { amount: exhausted.length * 25 },
+  };
+}
+
+/** A refusal path over the refusals' connections, for their measured seconds. */
+function loadRefusal(origins: string[], load: RefusalLoad): Promise<OutcomeLoad> {
+  return loadOutcomes(origins, REFUSALS.connections, load.request, load.expected, load.warmup, {
+    seconds: REFUSALS.seconds,
+  });
+}
+
 /** A new IPv4 source address per call (from a /10 of its own), so no address reaches the lockout. */
 function rotatingAddresses(): () => string {
   let n = 0;
@@ -1432,6 +1467,41 @@ async function profileAllowedPath(
 }
 
 /**
+ * A bare server answering `answer` at `route`, loaded by `measure`: a baseline's row, under a name that
+ * says over how many connections.
+ */
+async function baselineRow(
+  scratch: string,
+  name: string,
+  kind: "node" | "fastify",
+  measure: (baseline: Baseline) => Promise<LoadResult>,
+  answer: Answer,
+  method: "GET" | "POST",
+  route: string,
+): Promise<Row> {
+  log(`${name}: ${BASELINE.seconds} s`);
+  const baseline = await startBaseline(kind, method, route, answer, scratch);
+  try {
+    return plain(name, { ...(await measure(baseline)), notes: `${answer.body.length} bytes answered` });
+  } finally {
+    await stopScript(baseline.server);
+  }
+}
+
+/** The session check's baseline: bare Fastify answering `/v1/session`'s body to the same GET. */
+function sessionBaseline(body: Answer, token: string, scratch: string): Promise<Row> {
+  return baselineRow(
+    scratch,
+    `bare Fastify: GET, /v1/session's answer, ${SESSION_CHECK.connections} connections`,
+    "fastify",
+    (b) => measureSessionCheck([{ baseUrl: b.origin }], token),
+    body,
+    "GET",
+    "/v1/session",
+  );
+}
+
+/**
  * BENCH_QUICK=session: a short look at GET /v1/session (against bare Fastify answering the same body) and
  * POST /v1/sign-in (against raw Argon2id), and with BENCH_QUICK_PROFILE=1 where each one's time goes.
  */
@@ -1443,16 +1513,9 @@ async function quickSessionAndSignIn(
 ): Promise<void> {
   const server = servers[0]!;
   const body = await sessionAnswer(server, token);
-  const bareFastify = async (): Promise<Row> => {
-    const baseline = await startBaseline("fastify", "GET", "/v1/session", body, scratch);
-    try {
-      return plain("bare Fastify", await measureSessionCheck([{ baseUrl: baseline.origin }], token));
-    } finally {
-      await stopScript(baseline.server);
-    }
-  };
-  const { baseline: bare, load: session } = await bracketed(bareFastify, () =>
-    measureSessionCheck([server], token),
+  const { baseline: bare, load: session } = await bracketed(
+    () => sessionBaseline(body, token, scratch),
+    () => measureSessionCheck([server], token),
   );
   const { baseline: rawArgon2, load: signIn } = await bracketed(rawArgon2Row, () =>
     measureSignIn([server], accounts),
@@ -1502,24 +1565,8 @@ async function quickRefusals(
   exhausted: BenchKey[],
   scratch: string,
 ): Promise<void> {
-  const rateLimit = (origin: string) =>
-    loadOutcomes(
-      [origin],
-      REFUSALS.connections,
-      checkRequests(exhausted, () => CLIENT_IP),
-      "EAPI:Rate limit exceeded",
-      { amount: RATE_LIMITED_KEYS * 25 },
-      { seconds: REFUSALS.seconds },
-    );
-  const badSignature = await loadOutcomes(
-    [server.baseUrl],
-    REFUSALS.connections,
-    checkRequests([spare], rotatingAddresses(), true),
-    "EAPI:Invalid signature",
-    { seconds: REFUSALS.warmupSeconds },
-    { seconds: REFUSALS.seconds },
-  );
-  const limited = await rateLimit(server.baseUrl);
+  const badSignature = await loadRefusal([server.baseUrl], badSignatureLoad(spare));
+  const limited = await loadRefusal([server.baseUrl], rateLimitLoad(exhausted));
   const ratio = (load: OutcomeLoad) => (load.reqPerSec / allowedRow.reqPerSec).toFixed(3);
   log(
     `quick: allowed ${allowedRow.reqPerSec.toFixed(0)}/s (${allowedRow.ratio?.toFixed(3)} x bare Node); bad signature ${badSignature.reqPerSec.toFixed(0)}/s ` +
@@ -1530,7 +1577,7 @@ async function quickRefusals(
   await stopScript(server.server);
   const profileDir = path.join(scratch, "profile");
   const profiled = await startProfiled(server.dataDir, {}, servers, profileDir);
-  const measured = await rateLimit(profiled.baseUrl);
+  const measured = await loadRefusal([profiled.baseUrl], rateLimitLoad(exhausted));
   const profilePath = await stopProfiled(profiled, profileDir);
   printProfile(
     { load: measured, summary: summariseProfile(profilePath, ROOT, measured.window), windowed: true },
@@ -1586,23 +1633,6 @@ async function main(): Promise<void> {
         { seconds: BASELINE.warmupSeconds },
         { seconds: BASELINE.seconds },
       );
-    const baselineRow = async (
-      name: string,
-      kind: "node" | "fastify",
-      measure: (baseline: Baseline) => Promise<LoadResult>,
-      answer: Answer,
-      method: "GET" | "POST",
-      route: string,
-      connections: number = BASELINE.connections,
-    ): Promise<Row> => {
-      log(`${name}: ${connections} connections, ${BASELINE.seconds} s`);
-      const baseline = await startBaseline(kind, method, route, answer, scratch);
-      try {
-        return plain(name, { ...(await measure(baseline)), notes: `${answer.body.length} bytes answered` });
-      } finally {
-        await stopScript(baseline.server);
-      }
-    };
     // A bare server answering the check's allowed answer, loaded with the allowed path's requests.
     const checkBaseline = (
       name: string,
@@ -1610,7 +1640,8 @@ async function main(): Promise<void> {
       connections: number = BASELINE.connections,
     ) =>
       baselineRow(
-        name,
+        scratch,
+        `${name}, ${connections} connections`,
         kind,
         (b) =>
           checkLoad(
@@ -1621,7 +1652,6 @@ async function main(): Promise<void> {
         checkAnswer,
         "POST",
         "/v1/gateway/check",
-        connections,
       );
     const bareFastify = await checkBaseline("bare Fastify: POST, the check's allowed answer", "fastify");
 
@@ -1632,7 +1662,7 @@ async function main(): Promise<void> {
     /** The allowed path over `connections`, between two measurements of bare Node at that concurrency. */
     const allowedAt = async (connections: number) => {
       const { baseline, load: measured } = await bracketed(
-        () => checkBaseline(`bare Node http: POST, the check's allowed answer`, "node", connections),
+        () => checkBaseline("bare Node http: POST, the check's allowed answer", "node", connections),
         async () => {
           log(
             `gateway check, allowed: ${keys.length} keys x ${GATEWAY.measuredPerKey} calls, ${connections} connections`,
@@ -1656,14 +1686,13 @@ async function main(): Promise<void> {
           return { load, cpu };
         },
       );
-      const bareNodeRow = { ...baseline, name: `${baseline.name}, ${connections} connections` };
       const row = ratioRow(
         `gateway check: allowed, ${connections} connections`,
         measured.load,
-        bareNodeRow,
+        baseline,
         TARGET_GATEWAY_VS_NODE,
       );
-      return { bareNode: bareNodeRow, allowed: measured.load, cpu: measured.cpu, row };
+      return { bareNode: baseline, allowed: measured.load, cpu: measured.cpu, row };
     };
     const [few, many] = ALLOWED_CONNECTIONS;
     const atFew = await allowedAt(few);
@@ -1694,30 +1723,18 @@ async function main(): Promise<void> {
       await quickRefusals(server, servers, allowedRow, spare, keys.slice(0, RATE_LIMITED_KEYS), scratch);
       process.exit(0);
     }
-    const refusal = async (
-      name: string,
-      request: LoadRequest,
-      expected: string,
-      warmup: Span = { seconds: REFUSALS.warmupSeconds },
-    ): Promise<Row> => {
+    const refusal = async (name: string, load: RefusalLoad): Promise<Row> => {
       log(`${name}: ${REFUSALS.connections} connections, ${REFUSALS.seconds} s`);
-      const measured = await loadOutcomes(origin, REFUSALS.connections, request, expected, warmup, {
-        seconds: REFUSALS.seconds,
-      });
-      return ratioRow(name, measured, allowedRow, TARGET_REFUSAL_VS_ALLOWED);
+      return ratioRow(name, await loadRefusal(origin, load), allowedRow, TARGET_REFUSAL_VS_ALLOWED);
     };
-    const badSignature = await refusal(
-      "gateway check: bad signature",
-      checkRequests([spare], rotatingAddresses(), true),
-      "EAPI:Invalid signature",
-    );
+    const badSignature = await refusal("gateway check: bad signature", badSignatureLoad(spare));
     const lockedIp = "198.51.100.7";
     await lockOut(server, spare, lockedIp);
-    const lockedOut = await refusal(
-      "gateway check: lockout",
-      checkRequests([spare], () => lockedIp, true),
-      "EGeneral:Temporary lockout",
-    );
+    const lockedOut = await refusal("gateway check: lockout", {
+      request: checkRequests([spare], () => lockedIp, true),
+      expected: "EGeneral:Temporary lockout",
+      warmup: { seconds: REFUSALS.warmupSeconds },
+    });
 
     await restKeys(keysUsedAt);
     log(
@@ -1732,29 +1749,16 @@ async function main(): Promise<void> {
       ),
     );
 
-    // Keys like the allowed path's, in nonce order round-robin: the warm-up sends each more calls than
-    // the burst holds, and from then on nearly every call is refused (each key earns one a second back).
-    const exhausted = keys.slice(0, RATE_LIMITED_KEYS);
     const rateLimited = await refusal(
       `gateway check: rate limit (${RATE_LIMITED_KEYS} exhausted keys)`,
-      checkRequests(exhausted, () => CLIENT_IP),
-      "EAPI:Rate limit exceeded",
-      { amount: RATE_LIMITED_KEYS * 25 },
+      rateLimitLoad(keys.slice(0, RATE_LIMITED_KEYS)),
     );
     keysUsedAt = Date.now();
 
     // These two baselines are measured around their loads, not with the other baselines minutes earlier:
     // a ratio means something only between loads that met the machine in the same state.
     const { baseline: fastifySession, load: sessionLoad } = await bracketed(
-      () =>
-        baselineRow(
-          "bare Fastify: GET, /v1/session's answer",
-          "fastify",
-          (b) => measureSessionCheck([{ baseUrl: b.origin }], token),
-          sessionBody,
-          "GET",
-          "/v1/session",
-        ),
+      () => sessionBaseline(sessionBody, token, scratch),
       () => {
         log(`GET /v1/session: ${SESSION_CHECK.connections} connections, ${SESSION_CHECK.seconds} s`);
         return measureSessionCheck([server], token);
@@ -1811,8 +1815,8 @@ async function main(): Promise<void> {
       gateway: [
         allowedRow,
         atMany.row,
-        ratioRow(allowedRow.name, allowed, bareFastify, 0),
-        ratioRow(allowedRow.name, allowed, bareHmac, 0),
+        untargeted(ratioRow(allowedRow.name, allowed, bareFastify, 0)),
+        untargeted(ratioRow(allowedRow.name, allowed, bareHmac, 0)),
         badSignature,
         rateLimited,
         lockedOut,
@@ -1823,10 +1827,7 @@ async function main(): Promise<void> {
     };
   });
   await stopScript(venue.server);
-  rows.push(
-    ...sqlite.baselines,
-    ...sqlite.gateway.map((row, i) => (i === 2 || i === 3 ? untargeted(row) : row)),
-  );
+  rows.push(...sqlite.baselines, ...sqlite.gateway);
   rows.push(sqlite.session, sqlite.signIn);
 
   // 2. Scaled out: PostgreSQL + Redis, with one instance and then a second sharing the load.
