@@ -32,10 +32,10 @@ const MAX_ENTRIES = 100_000;
 /**
  * The keys and account gate inputs the gateway reads on every decision, held in memory and checked
  * against the database's cache generations before every decision (one small read, shared by the
- * decisions of one turn of the event loop: see `refresh`). Triggers raise a
- * generation in the same transaction as any change to a key, an account, its restriction, factors or
- * holds — made by this process, another instance or the CLI — so nothing cached is used after it
- * changed. Only keys that exist are cached: an unknown key is looked up every time.
+ * decisions of one turn of the event loop: see `refresh`). Triggers raise a generation in the same
+ * transaction as any change to a key, an account, its restriction, factors or holds — made by this
+ * process, another instance or the CLI — so nothing cached is used after it changed. Only keys that
+ * exist are cached: an unknown key is looked up every time.
  */
 export class GatewayCache {
   private readonly keys = new Map<string, CachedKey>();
