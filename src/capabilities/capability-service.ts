@@ -47,6 +47,15 @@ export class CapabilityService {
   }
 
   /**
+   * `vector` for what an authenticated request already read (`known`), when the subsystems' state is
+   * cached and nothing needs a read; undefined otherwise (then ask `vector`). The same input and memo.
+   */
+  cachedVector(account: Account, client: ClientName, known: SecurityInputs): CapabilityVector | undefined {
+    const snapshot = this.subsystems.cachedSnapshot();
+    return snapshot ? this.evaluate(this.inputOf(account, client, known, snapshot)) : undefined;
+  }
+
+  /**
    * The vector is a pure function of its input: the same input, written out in full, gives the same
    * vector, so one evaluated for an equal input is served as is (frozen: every caller shares it).
    */
@@ -84,6 +93,15 @@ export class CapabilityService {
     const [snapshot, security] = known
       ? [await this.subsystems.snapshot(), known]
       : await Promise.all([this.subsystems.snapshot(), this.securityInputs(account)]);
+    return this.inputOf(account, client, security, snapshot);
+  }
+
+  private inputOf(
+    account: Account,
+    client: ClientName,
+    security: SecurityInputs,
+    snapshot: SubsystemSnapshot,
+  ): CapabilityInput {
     return {
       account: {
         tier: account.tier,

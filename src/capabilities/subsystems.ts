@@ -109,12 +109,7 @@ export class SubsystemService {
   /** `fresh` reads the rows now, for gates that move money. */
   async snapshot(options: { fresh?: boolean } = {}): Promise<SubsystemSnapshot> {
     const now = this.clock.now();
-    if (
-      options.fresh ||
-      !this.cached ||
-      now - this.cached.readAt >= this.cacheTtlMs ||
-      now < this.cached.readAt
-    ) {
+    if (options.fresh || !this.rowsReusableAt(now)) {
       const [rows, windows] = await Promise.all([
         this.db.selectFrom("subsystems").selectAll().execute(),
         this.db
@@ -127,6 +122,22 @@ export class SubsystemService {
       ]);
       this.cached = { readAt: now, rows, windows };
     }
+    return this.snapshotAt(now);
+  }
+
+  /** The snapshot `snapshot()` would answer now when it needs no read; undefined when it would read. */
+  cachedSnapshot(): SubsystemSnapshot | undefined {
+    const now = this.clock.now();
+    return this.rowsReusableAt(now) ? this.snapshotAt(now) : undefined;
+  }
+
+  private rowsReusableAt(now: number): boolean {
+    return this.cached !== null && now - this.cached.readAt < this.cacheTtlMs && now >= this.cached.readAt;
+  }
+
+  /** The state in force at `now` from the rows read last. */
+  private snapshotAt(now: number): SubsystemSnapshot {
+    if (!this.cached) throw new Error("no subsystem rows read yet");
     // The state in force depends on the rows and the millisecond only: requests within one share it.
     const computed = this.computed;
     if (computed && computed.at === now && computed.from === this.cached) return computed.snapshot;

@@ -5,6 +5,7 @@ import type { GeoLocator } from "../support/geo.js";
 import { describePlace } from "../support/geo.js";
 import { accountFrozen, forbidden, Problem, unauthenticated } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
+import { requestCookie } from "./cookies.js";
 
 /**
  * Who may call a route. "session": a signed-in account. The other three are bearer tokens, one per holder,
@@ -158,28 +159,50 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
     return "session";
   };
 
-  // A callback hook: the gateway's checks and public routes pass without a promise of their own.
+  // A callback hook: the gateway's checks, public routes and sessions answered from the cache pass
+  // without a promise of their own.
   app.addHook("onRequest", (request, _reply, done) => {
-    let next: "session" | "done";
+    let presented: PresentedSession;
     try {
-      next = checkOriginAndToken(request);
+      if (checkOriginAndToken(request) === "done") {
+        done();
+        return;
+      }
+      presented = presentedSession(request);
+      const cached = options.sessions.cachedPrincipal(presented.token);
+      if (cached) {
+        admit(request, presented, cached);
+        done();
+        return;
+      }
     } catch (error) {
       done(error as Error);
       return;
     }
-    if (next === "done") done();
-    else authenticateSession(request).then(() => done(), done);
+    options.sessions.authenticate(presented.token).then((principal) => {
+      try {
+        admit(request, presented, principal);
+      } catch (error) {
+        done(error as Error);
+        return;
+      }
+      done();
+    }, done);
   });
 
-  const authenticateSession = async (request: FastifyRequest): Promise<void> => {
-    const requestOrigin = request.headers.origin;
+  /** The session token a request presents: a bearer token, else the session cookie. */
+  const presentedSession = (request: FastifyRequest): PresentedSession => {
     const bearer = bearerToken(request);
-    const cookie = bearer ? undefined : request.cookies[cookieName];
-    const token = bearer ?? cookie;
+    const token = bearer ?? requestCookie(request, cookieName);
     if (!token) throw unauthenticated();
-    const principal = await options.sessions.authenticate(token);
+    return { token, via: bearer ? "bearer" : "cookie" };
+  };
+
+  /** The rules a session's request must pass once its principal is known; throws the refusal. */
+  const admit = (request: FastifyRequest, presented: PresentedSession, principal: Principal | null): void => {
     if (!principal || principal.account.disabled) throw unauthenticated();
-    if (!bearer && unsafeMethods.has(request.method) && requestOrigin !== origin) {
+    const requestOrigin = request.headers.origin;
+    if (presented.via === "cookie" && unsafeMethods.has(request.method) && requestOrigin !== origin) {
       throw new Problem(
         403,
         "forbidden",
@@ -207,10 +230,15 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
       session: principal.session,
       account: principal.account,
       security: principal.security,
-      token,
-      via: bearer ? "bearer" : "cookie",
+      token: presented.token,
+      via: presented.via,
     };
   };
+}
+
+interface PresentedSession {
+  token: string;
+  via: Authenticated["via"];
 }
 
 /** The authenticated caller of a `config.auth: "session"` route. */

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { mintToken } from "../crypto/tokens.js";
 import type { ClientApp } from "../sessions/sessions.js";
+import { requestCookie } from "./cookies.js";
 
 const DEVICE_KEY = /^[A-Za-z0-9_-]{16,128}$/;
 const FOUR_HUNDRED_DAYS_S = 400 * 24 * 3600;
@@ -12,7 +13,7 @@ export function deviceCookieName(publicUrl: URL): string {
 /** The device key a request presents: the browser's device cookie, or an app's `X-Device-Id`. */
 export function presentedDeviceKey(request: FastifyRequest, publicUrl: URL): string | undefined {
   const header = request.headers["x-device-id"];
-  const candidate = typeof header === "string" ? header : request.cookies[deviceCookieName(publicUrl)];
+  const candidate = typeof header === "string" ? header : requestCookie(request, deviceCookieName(publicUrl));
   return candidate && DEVICE_KEY.test(candidate) ? candidate : undefined;
 }
 
@@ -31,7 +32,7 @@ export function deviceKeyFor(
     if (appDeviceId && DEVICE_KEY.test(appDeviceId)) return { key: appDeviceId, issued: false };
     return { key: mintToken(), issued: true };
   }
-  const existing = request.cookies[deviceCookieName(publicUrl)];
+  const existing = requestCookie(request, deviceCookieName(publicUrl));
   if (existing && DEVICE_KEY.test(existing)) return { key: existing, issued: false };
   const key = mintToken();
   reply.setCookie(deviceCookieName(publicUrl), key, {

@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import fastifyCookie from "@fastify/cookie";
 import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
 import type { Services } from "../services.js";
 import { addressSubject } from "../support/network.js";
 import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
+import { registerCookies } from "./cookies.js";
 import { frameworkError, registerErrorHandling } from "./errors.js";
 import { registerInputHygiene } from "./input-hygiene.js";
 import { requestLogger } from "./request-logger.js";
@@ -126,7 +126,7 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     );
   });
   registerInputHygiene(app);
-  await app.register(fastifyCookie);
+  await registerCookies(app);
   registerSecurityHeaders(app, config.publicUrl);
   await app.register(fastifySwagger, {
     // Documents the one error shape beside each route's own answers; serialisation is not affected.

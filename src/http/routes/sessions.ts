@@ -1,12 +1,13 @@
 import { Type } from "typebox";
 import { eligibilitySummary } from "../../capabilities/capability-service.js";
+import type { CapabilityVector } from "../../capabilities/evaluate.js";
 import { freezeState } from "../../security/account-freeze.js";
 import { isLocked } from "../../security/global-lock.js";
 import type { Services } from "../../services.js";
 import { describeSession } from "../../sessions/sessions.js";
 import { iso } from "../../support/clock.js";
 import { notFound } from "../../support/problem.js";
-import { caller, clearSessionCookie, requestContext } from "../auth.js";
+import { type Authenticated, caller, clearSessionCookie, requestContext } from "../auth.js";
 import { SessionSummary, Status } from "../schemas.js";
 import type { App } from "../server.js";
 
@@ -25,6 +26,32 @@ const SessionListItem = Type.Object({
   expiresAt: Type.String(),
   current: Type.Boolean(),
 });
+
+/** GET /v1/session's answer: the account, this session, and what the account may use now. */
+function sessionAnswer({ account, session: current }: Authenticated, vector: CapabilityVector, now: number) {
+  return {
+    eligibility: eligibilitySummary(vector),
+    account: {
+      id: account.id,
+      username: account.username,
+      // docs/behaviour.md §7: the Global Settings Lock hides the email address.
+      ...(isLocked(account, now) ? {} : { email: account.email }),
+      tier: account.tier,
+      country: account.country,
+      region: account.region,
+      frozen: freezeState(account, now),
+      passwordBreached: account.passwordBreachedAt !== null,
+    },
+    session: {
+      id: current.id,
+      client: current.client,
+      aal: current.aal,
+      methods: current.methods,
+      authenticatedAt: iso(current.authenticatedAt),
+      expiresAt: iso(Math.min(current.expiresAt, current.idleExpiresAt)),
+    },
+  };
+}
 
 export function registerSessionRoutes(app: App, services: Services): void {
   const session = { auth: "session" as const };
@@ -69,31 +96,16 @@ export function registerSessionRoutes(app: App, services: Services): void {
         },
       },
     },
-    async (request) => {
-      const { account, session: current, security } = caller(request);
-      const vector = await services.capabilities.vector(account, current.client, security);
-      return {
-        eligibility: eligibilitySummary(vector),
-        account: {
-          id: account.id,
-          username: account.username,
-          // docs/behaviour.md §7: the Global Settings Lock hides the email address.
-          ...(isLocked(account, services.clock.now()) ? {} : { email: account.email }),
-          tier: account.tier,
-          country: account.country,
-          region: account.region,
-          frozen: freezeState(account, services.clock.now()),
-          passwordBreached: account.passwordBreachedAt !== null,
-        },
-        session: {
-          id: current.id,
-          client: current.client,
-          aal: current.aal,
-          methods: current.methods,
-          authenticatedAt: iso(current.authenticatedAt),
-          expiresAt: iso(Math.min(current.expiresAt, current.idleExpiresAt)),
-        },
-      };
+    // Synchronous when the capability vector needs no read (the usual case): with the session answered
+    // from the cache too, no promise stands between the request and its answer.
+    (request) => {
+      const principal = caller(request);
+      const { account, session: current, security } = principal;
+      const vector = services.capabilities.cachedVector(account, current.client, security);
+      if (vector) return sessionAnswer(principal, vector, services.clock.now());
+      return services.capabilities
+        .vector(account, current.client, security)
+        .then((read) => sessionAnswer(principal, read, services.clock.now()));
     },
   );
 
