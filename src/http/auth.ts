@@ -179,15 +179,10 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
       done(error as Error);
       return;
     }
-    options.sessions.authenticate(presented.token).then((principal) => {
-      try {
-        admit(request, presented, principal);
-      } catch (error) {
-        done(error as Error);
-        return;
-      }
-      done();
-    }, done);
+    options.sessions
+      .authenticate(presented.token)
+      .then((principal) => admit(request, presented, principal))
+      .then(() => done(), done);
   });
 
   /** The session token a request presents: a bearer token, else the session cookie. */

@@ -18,6 +18,11 @@ export interface Principal {
 }
 
 const CACHE_LIMIT = 10_000;
+
+/** Whether a presented token could be one this service minted; no other is hashed or looked up. */
+function plausibleToken(token: string): boolean {
+  return token.length > 0 && token.length <= 128;
+}
 export const clientApps: readonly ClientApp[] = ["web", "app", "pro"];
 
 export interface Session {
@@ -154,7 +159,7 @@ export class SessionService {
    * older than the touch interval, so most checks are a single indexed read.
    */
   async authenticate(token: string): Promise<Principal | null> {
-    if (token.length === 0 || token.length > 128) return null;
+    if (!plausibleToken(token)) return null;
     const tokenHash = hashToken(token);
     const now = this.clock.now();
     const answered = this.answeredFromCache(tokenHash, now);
@@ -206,7 +211,7 @@ export class SessionService {
    * synchronously as well, the server's CPU a session check went from about 70 µs to about 40.
    */
   cachedPrincipal(token: string): Principal | undefined {
-    if (token.length === 0 || token.length > 128) return undefined;
+    if (!plausibleToken(token)) return undefined;
     return this.answeredFromCache(hashToken(token), this.clock.now());
   }
 
