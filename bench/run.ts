@@ -270,6 +270,11 @@ function serverTicks(portcullis: Portcullis): number {
   return utime + stime;
 }
 
+/** The server's CPU (all its threads) in µs a request, over `requests` answered since `ticksBefore`. */
+function serverUsPerRequest(portcullis: Portcullis, ticksBefore: number, requests: number): number {
+  return ((serverTicks(portcullis) - ticksBefore) * 1e6) / TICKS_PER_SECOND / requests;
+}
+
 /**
  * CPU ticks of the local PostgreSQL and Redis servers: in the scaled-out phases they are part of the
  * system being measured, not other load (in the SQLite phases they idle).
@@ -1524,8 +1529,7 @@ async function quickSessionAndSignIn(
   const cpuPerRequest = async (measure: () => Promise<LoadResult>, seconds: number) => {
     const ticksBefore = serverTicks(server);
     const load = await measure();
-    const us = ((serverTicks(server) - ticksBefore) * 1e6) / TICKS_PER_SECOND / (load.reqPerSec * seconds);
-    return { load, us };
+    return { load, us: serverUsPerRequest(server, ticksBefore, load.reqPerSec * seconds) };
   };
   const { baseline: bare, load: session } = await bracketed(
     () => sessionBaseline(body, token, scratch),
@@ -1695,7 +1699,7 @@ async function main(): Promise<void> {
           const requests = keys.length * (GATEWAY.warmupPerKey + GATEWAY.measuredPerKey);
           const clientUsage = process.cpuUsage(clientBefore);
           const cpu = {
-            serverUs: ((serverTicks(server) - serverTicksBefore) * 1e6) / TICKS_PER_SECOND / requests,
+            serverUs: serverUsPerRequest(server, serverTicksBefore, requests),
             clientUs: (clientUsage.user + clientUsage.system) / requests,
           };
           return { load, cpu };
