@@ -19,6 +19,11 @@ export interface Principal {
 
 const CACHE_LIMIT = 10_000;
 
+/** Whether a session has passed its absolute or its idle deadline. */
+function timedOut(session: Session, now: number): boolean {
+  return now >= session.expiresAt || now >= session.idleExpiresAt;
+}
+
 /** Whether a presented token could be one this service minted; no other is hashed or looked up. */
 function plausibleToken(token: string): boolean {
   return token.length > 0 && token.length <= 128;
@@ -170,7 +175,7 @@ export class SessionService {
     const generation = this.bus && this.cacheTtlMs > 0 ? await this.bus.generation() : null;
     const stillValid =
       cached !== undefined &&
-      now - cached.cachedAt < this.cacheTtlMs &&
+      this.cachedWithinTtl(cached, now) &&
       (this.bus === null || (generation !== null && generation === cached.generation));
     let principal: Principal | null;
     if (stillValid) {
@@ -183,8 +188,8 @@ export class SessionService {
     }
     if (!principal) return null;
     const { session } = principal;
-    if (now >= session.expiresAt || now >= session.idleExpiresAt) return null;
-    if (now - session.lastSeenAt >= this.settings.touchIntervalMs) {
+    if (timedOut(session, now)) return null;
+    if (this.dueForTouch(session, now)) {
       const idleExpiresAt = Math.min(now + this.timeouts(session.client).idleMs, session.expiresAt);
       const touched = await this.db
         .updateTable("sessions")
@@ -218,11 +223,19 @@ export class SessionService {
   private answeredFromCache(tokenHash: string, now: number): Principal | undefined {
     if (this.bus !== null || this.cacheTtlMs <= 0) return undefined;
     const cached = this.cache.get(tokenHash);
-    if (cached === undefined || now - cached.cachedAt >= this.cacheTtlMs) return undefined;
+    if (cached === undefined || !this.cachedWithinTtl(cached, now)) return undefined;
     const { session } = cached.principal;
-    if (now >= session.expiresAt || now >= session.idleExpiresAt) return undefined;
-    if (now - session.lastSeenAt >= this.settings.touchIntervalMs) return undefined;
+    if (timedOut(session, now) || this.dueForTouch(session, now)) return undefined;
     return cached.principal;
+  }
+
+  private cachedWithinTtl(cached: { cachedAt: number }, now: number): boolean {
+    return now - cached.cachedAt < this.cacheTtlMs;
+  }
+
+  /** Whether a check now moves the session's last-seen time and idle deadline on (a write). */
+  private dueForTouch(session: Session, now: number): boolean {
+    return now - session.lastSeenAt >= this.settings.touchIntervalMs;
   }
 
   /** The session with its account, in one query; null when unknown or ended. */
