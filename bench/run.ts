@@ -264,10 +264,15 @@ function processTicks(pid: number): number[] {
   return fields.slice(11, 15).map(Number);
 }
 
-/** CPU ticks (user and system, all threads) of a Portcullis server process. */
-function serverTicks(portcullis: Portcullis): number {
-  const [utime = 0, stime = 0] = processTicks(portcullis.server.child.pid!);
+/** CPU ticks (user and system, all threads) a running process has used. */
+function cpuTicks(pid: number): number {
+  const [utime = 0, stime = 0] = processTicks(pid);
   return utime + stime;
+}
+
+/** CPU ticks of a Portcullis server process. */
+function serverTicks(portcullis: Portcullis): number {
+  return cpuTicks(portcullis.server.child.pid!);
 }
 
 /** The server's CPU (all its threads) in µs a request, over `requests` answered since `ticksBefore`. */
@@ -287,8 +292,7 @@ function serviceTicks(): number {
       const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
       const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       if (comm !== "postgres" && comm !== "redis-server") continue;
-      const [utime = 0, stime = 0] = processTicks(Number(entry));
-      ticks += utime + stime;
+      ticks += cpuTicks(Number(entry));
     } catch {
       // Gone meanwhile.
     }
@@ -313,8 +317,7 @@ function cpuSample(): CpuSample | null {
     for (const child of children) {
       if (child.pid === undefined || !isRunning(child)) continue;
       try {
-        const [childUtime = 0, childStime = 0] = processTicks(child.pid);
-        ours += childUtime + childStime;
+        ours += cpuTicks(child.pid);
       } catch {
         // Exited just now: its ticks are in our cutime/cstime at the next sample.
       }
@@ -335,8 +338,7 @@ async function settle(servers: Portcullis[], timeoutMs = 20_000): Promise<void> 
     servers.reduce((sum, server) => {
       const pid = server.server.child.pid;
       if (pid === undefined || !isRunning(server.server.child)) return sum;
-      const [utime = 0, stime = 0] = processTicks(pid);
-      return sum + utime + stime;
+      return sum + cpuTicks(pid);
     }, 0);
   const perSecond = TICKS_PER_SECOND;
   const deadline = Date.now() + timeoutMs;
