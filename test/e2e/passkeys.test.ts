@@ -216,12 +216,13 @@ describe.each(engines)("passkeys in Chromium on %s", (engine) => {
   });
 
   it("signs in with the passkey from the button, and says so plainly when the passkey does not verify the person", async () => {
+    // The device's passkey without its fingerprint or PIN: refused, in a sentence. It stops verifying the
+    // person before the sign-in page opens, so the autofill request that page makes (whenever the
+    // authenticator answers it) can never be the one that signs in.
     await presence(false);
+    await cdp.send("WebAuthn.setUserVerified", { authenticatorId: internalId, isUserVerified: false });
     await signOut(page);
     await settled(page);
-
-    // The device's passkey without its fingerprint or PIN: refused, in a sentence.
-    await cdp.send("WebAuthn.setUserVerified", { authenticatorId: internalId, isUserVerified: false });
     await presence(true);
     await page.getByRole("button", { name: "Sign in with a passkey" }).click();
     const problem = page.getByRole("region", { name: "Sign in with a passkey" }).getByRole("alert");
