@@ -42,7 +42,13 @@ class Upstream {
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
   async stop(): Promise<void> {
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()));
+    if (!this.server?.listening) return;
+    const server = this.server;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      // The gateway keeps its connections to the venue alive: a venue that goes down drops them too.
+      server.closeAllConnections();
+    });
   }
 }
 
@@ -145,6 +151,20 @@ describe.each(engines)("the authenticating gateway on %s (behaviour §11)", (eng
     });
     expect(response.status).toBe(401);
     expect(await response.json()).toEqual({ error: ["EAPI:Invalid key"], result: {} });
+  });
+
+  it("answers 503 EService:Unavailable in Kraken's shape once the venue is down, and the public paths alike", async () => {
+    const { key } = await keyFor({ name: "venue-down", permissions: ["funds_query"] });
+    const client = new KrakenClient({ baseUrl: base, key: key.key, secret: key.secret, json: true });
+    await expect(client.private("Balance")).resolves.toMatchObject({ status: 200, error: [] });
+    await upstream.stop();
+    await expect(client.private("Balance")).resolves.toMatchObject({
+      status: 503,
+      error: ["EService:Unavailable"],
+    });
+    const ticker = await fetch(`${base}/0/public/Ticker?pair=XBTUSD`);
+    expect(ticker.status).toBe(503);
+    expect(await ticker.json()).toEqual({ error: ["EService:Unavailable"], result: {} });
   });
 
   it("answers refused requests in Kraken's shape with a 4xx status", async () => {

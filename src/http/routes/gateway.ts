@@ -10,6 +10,7 @@ import { counterPair } from "../../api-keys/trading-limiter.js";
 import type { Services } from "../../services.js";
 import { Open } from "../schemas.js";
 import type { App } from "../server.js";
+import { Upstream, type UpstreamAnswer } from "../upstream.js";
 
 /** Kraken's envelope, for answers and errors alike; a proxied answer is the venue's own. */
 const KrakenEnvelope = Open({
@@ -105,6 +106,10 @@ export function gatewayRequest(request: FastifyRequest): GatewayRequest {
 const send = (reply: FastifyReply, refused: Refused | Answer) =>
   reply.status(refused.status).send("answer" in refused ? refused.answer : refused.body);
 
+/** Passes the venue's answer back as it came: its status, its content type, its bytes. */
+const relay = (reply: FastifyReply, answer: UpstreamAnswer) =>
+  reply.status(answer.status).type(answer.contentType).send(answer.text);
+
 /**
  * The authenticating gateway: signed private requests of each dialect are verified by the one pipeline
  * and passed to the venue's upstream at the same path with the caller's identity; Kraken's
@@ -113,9 +118,10 @@ const send = (reply: FastifyReply, refused: Refused | Answer) =>
  * parameters that were checked, with only the identity headers the gateway writes.
  */
 export function registerGatewayRoutes(app: App, services: Services): void {
-  const upstream = services.config.upstreamUrl;
+  const upstream = services.config.upstreamUrl ? new Upstream(services.config.upstreamUrl) : null;
   const { metrics } = services;
   app.register(async (gateway) => {
+    if (upstream) gateway.addHook("onClose", () => upstream.close());
     gateway.removeAllContentTypeParsers();
     gateway.addContentTypeParser("*", { parseAs: "string", bodyLimit: 64 * 1024 }, (_request, body, done) =>
       done(null, body),
@@ -142,17 +148,15 @@ export function registerGatewayRoutes(app: App, services: Services): void {
         return send(reply, krakenAnswer("EGeneral:Invalid arguments"));
       }
       if (!upstream) return send(reply, krakenAnswer("EService:Unavailable"));
-      const target = new URL(`/0/public/${method}`, upstream);
-      target.search = query.toString();
       try {
-        const answer = await fetch(target, {
+        const answer = await upstream.send({
           method: body ? "POST" : "GET",
+          path: `/0/public/${method}`,
+          query: query.toString(),
           ...(body ? { headers: { "content-type": body.contentType }, body: body.canonical } : {}),
-          signal: AbortSignal.timeout(10_000),
         });
         metrics.gatewayPassThrough.inc({ dialect: "kraken", method, outcome: String(answer.status) });
-        reply.status(answer.status).type(answer.headers.get("content-type") ?? "application/json");
-        return reply.send(await answer.text());
+        return relay(reply, answer);
       } catch {
         metrics.gatewayPassThrough.inc({ dialect: "kraken", method, outcome: "unavailable" });
         return send(reply, krakenAnswer("EService:Unavailable"));
@@ -192,17 +196,14 @@ export function registerGatewayRoutes(app: App, services: Services): void {
           return send(reply, dialect.refusal("invalid_arguments", { ip: request.ip, now: 0 }));
         }
         if (!upstream) return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
-        const target = new URL(incoming.path, upstream);
-        target.search = query.toString();
         try {
-          const answer = await fetch(target, { method: "GET", signal: AbortSignal.timeout(10_000) });
+          const answer = await upstream.send({ method: "GET", path: incoming.path, query: query.toString() });
           metrics.gatewayPassThrough.inc({
             dialect: dialect.name,
             method: incoming.path,
             outcome: String(answer.status),
           });
-          reply.status(answer.status).type(answer.headers.get("content-type") ?? "application/json");
-          return reply.send(await answer.text());
+          return relay(reply, answer);
         } catch {
           metrics.gatewayPassThrough.inc({
             dialect: dialect.name,
@@ -219,26 +220,24 @@ export function registerGatewayRoutes(app: App, services: Services): void {
       const verdict = await services.signedRequests.verify(dialect, incoming);
       if (!verdict.allow) return send(reply, verdict);
       if (!upstream) return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
-      const target = new URL(incoming.path, upstream);
-      target.search = verdict.query;
       // A body is forwarded when one was sent (its canonical form); a GET never has one.
       const hasBody = incoming.body !== "" && incoming.method !== "GET";
-      let answer: Response;
+      let answer: UpstreamAnswer;
       try {
-        answer = await fetch(target, {
+        answer = await upstream.send({
           method: incoming.method,
+          path: incoming.path,
+          query: verdict.query,
           headers: {
             ...(hasBody ? { "content-type": verdict.body.contentType } : {}),
             ...identityHeaders(verdict),
           },
           ...(hasBody ? { body: verdict.body.canonical } : {}),
-          signal: AbortSignal.timeout(10_000),
         });
       } catch {
         return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
       }
-      reply.status(answer.status).type(answer.headers.get("content-type") ?? "application/json");
-      return reply.send(await answer.text());
+      return relay(reply, answer);
     };
 
     const kucoinPrivate = passPrivate(kucoin);
@@ -306,18 +305,19 @@ export function registerGatewayRoutes(app: App, services: Services): void {
           return { error: [], result: { token, expires } };
         }
         if (!upstream) return send(reply, krakenAnswer("EService:Unavailable"));
-        let answer: Response;
+        let answer: UpstreamAnswer;
         try {
-          answer = await fetch(new URL(`/0/private/${verdict.method}`, upstream), {
+          answer = await upstream.send({
             method: "POST",
+            path: `/0/private/${verdict.method}`,
+            query: "",
             headers: { "content-type": verdict.body.contentType, ...identityHeaders(verdict) },
             body: verdict.body.canonical,
-            signal: AbortSignal.timeout(10_000),
           });
         } catch {
           return send(reply, krakenAnswer("EService:Unavailable"));
         }
-        const text = await answer.text();
+        const { text } = answer;
         if (["AddOrder", "AddOrderBatch", "EditOrder"].includes(verdict.method)) {
           // The placement time of each order, for Kraken's cancel penalty on the trading limiter.
           let parsed: unknown = null;
@@ -329,8 +329,7 @@ export function registerGatewayRoutes(app: App, services: Services): void {
           if (typeof pair === "string" && txids.length > 0)
             await services.signedRequests.recordPlacedOrders(verdict.keyId, counterPair(pair), txids);
         }
-        reply.status(answer.status).type(answer.headers.get("content-type") ?? "application/json");
-        return reply.send(text);
+        return relay(reply, answer);
       },
     );
   });
