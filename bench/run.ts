@@ -1740,6 +1740,16 @@ async function main(): Promise<void> {
       }
       process.exit(0);
     }
+    if (process.env.BENCH_QUICK === "proxied") {
+      // A short look at the proxied path against the bare Node server measured just before.
+      await restKeys(keysUsedAt);
+      const load = await loadAllowed(origin, proxiedRequests(keys), keys);
+      log(
+        `quick: bare Node ${bareNode.reqPerSec.toFixed(0)}/s, allowed ${allowed.reqPerSec.toFixed(0)}/s, proxied ` +
+          `${load.reqPerSec.toFixed(0)}/s (p99 ${load.p99Ms} ms) = ${(load.reqPerSec / bareNode.reqPerSec).toFixed(3)} x bare Node`,
+      );
+      process.exit(0);
+    }
     if (process.env.BENCH_QUICK === "refusals") {
       await quickRefusals(server, servers, allowedRow, spare, keys.slice(0, RATE_LIMITED_KEYS), scratch);
       process.exit(0);
