@@ -1580,7 +1580,8 @@ async function quickSessionAndSignIn(
 
 /**
  * BENCH_QUICK=refusals: the rate-limit and bad-signature refusals against the allowed path just measured,
- * and with BENCH_QUICK_PROFILE=1 where the rate-limit refusal's time goes.
+ * and with BENCH_QUICK_PROFILE=1 where the rate-limit refusal's time goes (the bad signature's with
+ * BENCH_QUICK_PROFILE_REFUSAL=bad-signature).
  */
 async function quickRefusals(
   server: Portcullis,
@@ -1601,12 +1602,17 @@ async function quickRefusals(
   if (process.env.BENCH_QUICK_PROFILE !== "1") return;
   await stopScript(server.server);
   const profileDir = path.join(scratch, "profile");
+  // BENCH_QUICK_PROFILE_REFUSAL=bad-signature profiles that refusal instead of the rate limit.
+  const badSignatureProfiled = process.env.BENCH_QUICK_PROFILE_REFUSAL === "bad-signature";
   const profiled = await startProfiled(server.dataDir, {}, servers, profileDir);
-  const measured = await loadRefusal([profiled.baseUrl], rateLimitLoad(exhausted));
+  const measured = await loadRefusal(
+    [profiled.baseUrl],
+    badSignatureProfiled ? badSignatureLoad(spare) : rateLimitLoad(exhausted),
+  );
   const profilePath = await stopProfiled(profiled, profileDir);
   printProfile(
     { load: measured, summary: summariseProfile(profilePath, ROOT, measured.window), windowed: true },
-    "the rate-limit refusal",
+    badSignatureProfiled ? "the bad-signature refusal" : "the rate-limit refusal",
   );
 }
 

@@ -71,6 +71,38 @@ describe.each(engines)("sessions answered from the cache on %s", (engine) => {
     expect((await h.request("GET", "/v1/session", { token })).statusCode).toBe(401);
   });
 
+  it("sends GET /v1/session's bytes again while nothing they were made from has changed, and new ones after", async () => {
+    const token = await h.sessionToken(user);
+    const first = await h.request("GET", "/v1/session", { token });
+    const second = await h.request("GET", "/v1/session", { token });
+    expect(second.body).toBe(first.body);
+    expect(second.headers["content-type"]).toBe("application/json; charset=utf-8");
+    expect(second.headers["content-type"]).toBe(first.headers["content-type"]);
+
+    // The last-seen touch moves the idle deadline on the cached session object itself (within the
+    // subsystems' one-second cache too, so the answer is still made without a read).
+    h.clock.advance(MINUTE - 500);
+    await h.request("GET", "/v1/session", { token });
+    const beforeTouch = (await h.request("GET", "/v1/session", { token })).json();
+    h.clock.advance(500);
+    const touched = (await h.request("GET", "/v1/session", { token })).json();
+    expect(Date.parse(touched.session.expiresAt)).toBe(Date.parse(beforeTouch.session.expiresAt) + MINUTE);
+
+    // The capability vector: a subsystem in maintenance, on the same cached session and account.
+    const before = await h.request("GET", "/v1/session", { token });
+    await h.services.subsystems.setStatus("funding.ach", "maintenance", null);
+    try {
+      // The first check reads the subsystems again; the second is made from the cached rows.
+      await h.request("GET", "/v1/session", { token });
+      const during = await h.request("GET", "/v1/session", { token });
+      expect(during.body).not.toBe(before.body);
+      expect(JSON.stringify(during.json().eligibility)).toMatch(/maintenance/);
+    } finally {
+      await h.services.subsystems.setStatus("funding.ach", "operational", null);
+    }
+    expect((await h.request("GET", "/v1/session", { token })).body).toBe(before.body);
+  });
+
   it("answers GET /v1/session the same from the cache as from the database", async () => {
     const token = await h.sessionToken(user);
     const first = await h.request("GET", "/v1/session", { token });

@@ -1,10 +1,12 @@
+import type { FastifyReply } from "fastify";
 import { Type } from "typebox";
+import type { Account } from "../../accounts/accounts.js";
 import { eligibilitySummary } from "../../capabilities/capability-service.js";
 import type { CapabilityVector } from "../../capabilities/evaluate.js";
 import { freezeState } from "../../security/account-freeze.js";
 import { isLocked } from "../../security/global-lock.js";
 import type { Services } from "../../services.js";
-import { describeSession } from "../../sessions/sessions.js";
+import { describeSession, type Session } from "../../sessions/sessions.js";
 import { iso } from "../../support/clock.js";
 import { notFound } from "../../support/problem.js";
 import { type Authenticated, caller, clearSessionCookie, requestContext } from "../auth.js";
@@ -26,6 +28,31 @@ const SessionListItem = Type.Object({
   expiresAt: Type.String(),
   current: Type.Boolean(),
 });
+
+/**
+ * GET /v1/session's answer as sent, for the session object the session cache holds: a client polling
+ * its session gets the same bytes again and again, and building and serialising them was about a tenth of
+ * a check's time. The text is reused only while everything it was made from is the same: the same
+ * session and account objects (the cache replaces them when it reads the database again), the same
+ * capability vector object (the memo hands out one object per input), the same idle deadline (a touch
+ * moves it on the session object itself), and the same answers of the two clock-dependent fields.
+ */
+interface AnswerText {
+  account: Account;
+  vector: CapabilityVector;
+  idleExpiresAt: number;
+  locked: boolean;
+  liftable: boolean | null;
+  text: string;
+}
+
+/**
+ * Sends JSON text already serialised, with Fastify's own content type for a JSON answer: given that type,
+ * Fastify sends a string as it is.
+ */
+function sendSerialized(reply: FastifyReply, text: string): void {
+  reply.type("application/json; charset=utf-8").send(text);
+}
 
 /** GET /v1/session's answer: the account, this session, and what the account may use now. */
 function sessionAnswer({ account, session: current }: Authenticated, vector: CapabilityVector, now: number) {
@@ -55,6 +82,7 @@ function sessionAnswer({ account, session: current }: Authenticated, vector: Cap
 
 export function registerSessionRoutes(app: App, services: Services): void {
   const session = { auth: "session" as const };
+  const answerTexts = new WeakMap<Session, AnswerText>();
 
   app.get(
     "/v1/session",
@@ -98,14 +126,35 @@ export function registerSessionRoutes(app: App, services: Services): void {
     },
     // Synchronous when the capability vector needs no read (the usual case): with the session answered
     // from the cache too, no promise stands between the request and its answer.
-    (request) => {
+    (request, reply) => {
       const principal = caller(request);
       const { account, session: current, security } = principal;
       const vector = services.capabilities.cachedVector(account, current.client, security);
-      if (vector) return sessionAnswer(principal, vector, services.clock.now());
-      return services.capabilities
-        .vector(account, current.client, security)
-        .then((read) => sessionAnswer(principal, read, services.clock.now()));
+      if (!vector) {
+        return services.capabilities
+          .vector(account, current.client, security)
+          .then((read) => sessionAnswer(principal, read, services.clock.now()));
+      }
+      const now = services.clock.now();
+      const locked = isLocked(account, now);
+      // Null for an account that is not frozen (nearly all): no strings are built then.
+      const liftable = freezeState(account, now)?.liftable ?? null;
+      let made = answerTexts.get(current);
+      if (
+        made === undefined ||
+        made.account !== account ||
+        made.vector !== vector ||
+        made.idleExpiresAt !== current.idleExpiresAt ||
+        made.locked !== locked ||
+        made.liftable !== liftable
+      ) {
+        // The route's own serializer: the same bytes as an answer returned as an object.
+        const text = reply.serialize(sessionAnswer(principal, vector, now)) as string;
+        made = { account, vector, idleExpiresAt: current.idleExpiresAt, locked, liftable, text };
+        answerTexts.set(current, made);
+      }
+      sendSerialized(reply, made.text);
+      return;
     },
   );
 
