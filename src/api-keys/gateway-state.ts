@@ -22,6 +22,11 @@ export type NonceClaim = "accepted" | "duplicate" | "stale";
 export interface GatewayState {
   /** The subjects among these that are locked out now. */
   lockedOut(subjects: string[]): Promise<Set<string>>;
+  /**
+   * Counts a failure against each subject. It may be durable only once the decision's own audit record is
+   * (the in-memory state writes it in the same batch); the verifier writes that record next and answers
+   * after it.
+   */
   recordFailure(subjects: string[]): Promise<void>;
   /** Claims a nonce for a key: true once, for a nonce above the key's floor. */
   claimNonce(keyId: string, nonce: bigint, window: number): Promise<NonceClaim>;

@@ -73,9 +73,9 @@ function charge(counter: Level, cost: number, max: number, decayPerSecond: numbe
  * construction): every rule is decided in memory, synchronously, so two requests can never both pass a
  * check meant for one. The database stays the durable record: changes are written in the audit log's
  * group-committed batches, in the same transaction as the audit entries of the decisions that made
- * them. Every answer waits for such a commit (its own audit entry, or `audit.commit()` for a refusal
- * counted only in aggregate), so a crash never forgets a nonce, a counter or a lockout behind an
- * answer already given. State is read back from the database the first time a key or subject is met.
+ * them. Every answer waits for such a commit (its own audit entry, or its count in aggregate, each
+ * resolved once the batch that holds it has committed), so a crash never forgets a nonce, a counter or a
+ * lockout behind an answer already given. State is read back from the database the first time a key or subject is met.
  */
 export class MemoryGatewayState implements GatewayState {
   private readonly keys = new Map<string, Promise<KeyState>>();
@@ -95,7 +95,7 @@ export class MemoryGatewayState implements GatewayState {
     private readonly clock: Clock,
     /** Signature claims and weight pools (KuCoin, Kraken Futures) stay one statement in the database. */
     private readonly database: DatabaseGatewayState,
-    private readonly audit: AuditLog,
+    audit: AuditLog,
   ) {
     this.write = writeStatements(sqlite);
     audit.joinBatches(() => this.writeDirty());
@@ -187,8 +187,10 @@ export class MemoryGatewayState implements GatewayState {
       }
       this.dirtySubjects.add(subject);
     }
-    // A refusal counted only in aggregate has no audit entry of its own to wait for.
-    await this.audit.commit();
+    // Not waited for here: the refusal's audit record (its entry, or its count in aggregate) is written
+    // after this, and the verifier answers only once that record's batch has committed, a batch that
+    // writes every subject marked by then. Waiting here as well made each such refusal wait for two
+    // commits, one after the other.
   }
 
   async claimNonce(keyId: string, nonce: bigint, window: number): Promise<NonceClaim> {

@@ -172,6 +172,33 @@ describe.each(engines)("API key limits, second factors and approvals on %s (beha
     expect(await send(signed[39]!)).toEqual({ allow: false, error: "EAPI:Invalid nonce" });
   });
 
+  it("has each failure counted in the database by the time its refusal is answered, once", async () => {
+    const { createKey } = await owner();
+    const key = await createKey({ name: "counted", permissions: ["funds_query"] });
+    const forger = clientFor({ key: key.key, secret: Buffer.alloc(64, 5).toString("base64") });
+    const address = "192.0.2.91";
+    const stored = async (subject: string) =>
+      (
+        await h.db
+          .selectFrom("api_lockouts")
+          .select(["failures", "locked_until"])
+          .where("subject", "=", subject)
+          .executeTakeFirst()
+      )?.failures ?? 0;
+    for (let i = 1; i <= 3; i += 1) {
+      expect((await check(forger, "Balance", {}, address)).error).toBe("EAPI:Invalid signature");
+      expect(await stored(`ip:${address}`)).toBe(i);
+      expect(await stored(`keyip:${key.key}|${address}`)).toBe(i);
+    }
+    // In parallel, each of the next seven is counted once: the tenth failure locks the address out.
+    const parallel = await Promise.all(
+      Array.from({ length: 7 }, () => check(forger, "Balance", {}, address)),
+    );
+    expect(parallel.map((answer) => answer.error)).toEqual(Array(7).fill("EAPI:Invalid signature"));
+    expect(await stored(`ip:${address}`)).toBe(10);
+    expect((await check(clientFor(key), "Balance", {}, address)).error).toBe("EGeneral:Temporary lockout");
+  });
+
   it("locks out where guesses come from, never a key whose public string a stranger knows", async () => {
     const { createKey } = await owner();
     const key = await createKey({ name: "target", permissions: ["funds_query"] });
