@@ -1,4 +1,3 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,54 +6,11 @@ import { totpCode } from "../../src/factors/totp.js";
 import { enrollTotp, withStepUp } from "../helpers/factors.js";
 import { Harness } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
-
-/** The venue's own private API, as small as a test needs: it records what Portcullis passes on. */
-class Upstream {
-  readonly seen: { path: string; headers: IncomingMessage["headers"]; body: string }[] = [];
-  private server: Server | null = null;
-  url = "";
-  async start(): Promise<void> {
-    this.server = createServer((request, response) => {
-      let body = "";
-      request.on("data", (chunk) => {
-        body += chunk;
-      });
-      request.on("end", () => {
-        this.seen.push({ path: request.url ?? "", headers: request.headers, body });
-        response.setHeader("content-type", "application/json");
-        const path = request.url ?? "";
-        if (path === "/0/private/BalanceEx") {
-          response.end(
-            JSON.stringify({
-              error: [],
-              result: {
-                XXBT: { balance: "1.2500000000", hold_trade: "0.2500000000" },
-                ZUSD: { balance: "3100.5000", hold_trade: "0" },
-              },
-            }),
-          );
-        } else {
-          response.end(JSON.stringify({ error: [], result: {} }));
-        }
-      });
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-  async stop(): Promise<void> {
-    if (!this.server?.listening) return;
-    const server = this.server;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      // The gateway keeps its connections to the venue alive: a venue that goes down drops them too.
-      server.closeAllConnections();
-    });
-  }
-}
+import { VenueUpstream } from "../helpers/venue-upstream.js";
 
 describe.each(engines)("the authenticating gateway on %s (behaviour §11)", (engine) => {
   let h: Harness;
-  const upstream = new Upstream();
+  const upstream = new VenueUpstream();
   let base = "";
   beforeAll(async () => {
     await upstream.start();

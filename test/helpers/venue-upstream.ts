@@ -165,6 +165,12 @@ export class VenueUpstream {
   }
 
   async stop(): Promise<void> {
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()));
+    if (!this.server?.listening) return;
+    const server = this.server;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      // The gateway keeps its connections to the venue alive: a venue that goes down drops them too.
+      server.closeAllConnections();
+    });
   }
 }
