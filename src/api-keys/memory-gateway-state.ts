@@ -75,7 +75,8 @@ function charge(counter: Level, cost: number, max: number, decayPerSecond: numbe
  * group-committed batches, in the same transaction as the audit entries of the decisions that made
  * them. Every answer waits for such a commit (its own audit entry, or its count in aggregate, each
  * resolved once the batch that holds it has committed), so a crash never forgets a nonce, a counter or a
- * lockout behind an answer already given. State is read back from the database the first time a key or subject is met.
+ * lockout behind an answer already given. State is read back from the database the first time a key or
+ * subject is met.
  */
 export class MemoryGatewayState implements GatewayState {
   private readonly keys = new Map<string, Promise<KeyState>>();
