@@ -1467,7 +1467,9 @@ async function profileAllowedPath(
     [profiled.baseUrl],
     checkRequests(keys, () => CLIENT_IP),
     keys,
-    ALLOWED_CONNECTIONS[1],
+    // BENCH_PROFILE_CONNECTIONS=10 profiles the allowed path over 10 connections instead, where each
+    // group commit holds fewer decisions.
+    Number(process.env.BENCH_PROFILE_CONNECTIONS ?? ALLOWED_CONNECTIONS[1]),
   );
   const profilePath = await stopProfiled(profiled, profileDir);
   // V8 stamps samples with the machine's monotonic clock, the one process.hrtime reads here: the window

@@ -452,6 +452,12 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     void audit.flushAggregates().catch(() => {});
   }, 20_000);
   auditFlush.unref();
+  // SQLite: the audit log's index by account follows the log within a second, in bulk (a listing by
+  // account brings it up to date first in any case).
+  const accountIndexing = setInterval(() => {
+    void audit.indexAccounts().catch(() => {});
+  }, 1000);
+  accountIndexing.unref();
   if (options.startWorkers) outbox.start();
 
   return {
@@ -460,6 +466,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     async close() {
       clearInterval(housekeeping);
       clearInterval(auditFlush);
+      clearInterval(accountIndexing);
       await http.close();
       // Counts of the minute still open go into the chain now rather than wait for the next start.
       await audit.flushAggregates({ all: true }).catch(() => {});

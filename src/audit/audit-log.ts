@@ -259,6 +259,9 @@ const CHAIN_CLOSED = "audit.chain_closed";
 /** At most this many entries share one transaction (and one multi-row INSERT). */
 const MAX_BATCH = 200;
 
+/** SQLite: at most this many entries are added to the account index in one transaction (a few ms). */
+const ACCOUNT_INDEX_CHUNK = 2000;
+
 /** Aggregated entries: one per key and minute. */
 export const AGGREGATE_WINDOW_MS = 60_000;
 
@@ -615,6 +618,42 @@ export class AuditLog {
   }
 
   /**
+   * SQLite: brings the account index (`audit_account_entries`) up to date with every entry appended since
+   * the last call, by any process, in chunks of `ACCOUNT_INDEX_CHUNK` entries, one transaction each (the
+   * event loop runs between them); returns how far it got. An entry is numbered by the one writer in
+   * commit order, so what lies at or below `through` is in the index for good. Called every second by a
+   * serving instance, and before every listing by account, which therefore sees every entry committed
+   * before it began. PostgreSQL: nothing to do.
+   */
+  async indexAccounts(): Promise<number> {
+    if (!this.sqlite) return 0;
+    for (;;) {
+      const state = await this.db
+        .selectFrom("audit_account_index")
+        .select((eb) => [
+          "through",
+          eb
+            .selectFrom("audit_log")
+            .select((inner) => inner.fn.max("seq").as("last"))
+            .as("last"),
+        ])
+        .executeTakeFirstOrThrow();
+      if ((state.last ?? 0) <= state.through) return state.through;
+      // Writes first, reads inside: the transaction takes the write lock before reading `through`, so
+      // two indexers (this process or another) never index the same entries.
+      await this.db.transaction().execute(async (trx) => {
+        await sql`insert into audit_account_entries (account_id, seq)
+          select account_id, seq from audit_log
+          where seq > (select through from audit_account_index)
+            and seq <= (select through from audit_account_index) + ${ACCOUNT_INDEX_CHUNK}
+            and account_id is not null`.execute(trx);
+        await sql`update audit_account_index set through =
+          min(through + ${ACCOUNT_INDEX_CHUNK}, (select coalesce(max(seq), 0) from audit_log))`.execute(trx);
+      });
+    }
+  }
+
+  /**
    * Ends this instance's chain: waits for the appends queued, then marks the head closed and records the
    * chain's last position and hash in the root chain, so that entries deleted from its end later are
    * found. An append after this opens a new chain. Called when the instance stops.
@@ -717,16 +756,27 @@ export class AuditLog {
     before?: number;
     limit: number;
   }): Promise<AuditEntry[]> {
-    let query = this.db.selectFrom("audit_log").selectAll().orderBy("seq", "desc").limit(filter.limit);
-    if (filter.accountId !== undefined) query = query.where("account_id", "=", filter.accountId);
-    if (filter.events?.length) query = query.where("event", "in", filter.events);
+    const accountId = filter.accountId;
+    // SQLite keeps the account index beside the table, brought up to date here first; PostgreSQL
+    // indexes the table itself (see the 0020 migration).
+    if (accountId !== undefined && this.sqlite) await this.indexAccounts();
+    let query =
+      accountId !== undefined && this.sqlite
+        ? this.db
+            .selectFrom("audit_account_entries")
+            .innerJoin("audit_log", "audit_log.seq", "audit_account_entries.seq")
+            .where("audit_account_entries.account_id", "=", accountId)
+            .orderBy("audit_account_entries.seq", "desc")
+        : this.db.selectFrom("audit_log").orderBy("audit_log.seq", "desc");
+    if (accountId !== undefined && !this.sqlite) query = query.where("audit_log.account_id", "=", accountId);
+    if (filter.events?.length) query = query.where("audit_log.event", "in", filter.events);
     const unsuccessful = filter.onlyUnsuccessful;
     if (unsuccessful?.length)
       query = query.where((eb) =>
-        eb.or([eb("event", "not in", unsuccessful), eb("outcome", "!=", "success")]),
+        eb.or([eb("audit_log.event", "not in", unsuccessful), eb("audit_log.outcome", "!=", "success")]),
       );
-    if (filter.before !== undefined) query = query.where("seq", "<", filter.before);
-    const rows = await query.execute();
+    if (filter.before !== undefined) query = query.where("audit_log.seq", "<", filter.before);
+    const rows = await query.selectAll("audit_log").limit(filter.limit).execute();
     return rows.map((row) => ({
       seq: row.seq,
       at: iso(row.at),

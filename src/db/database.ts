@@ -31,6 +31,7 @@ import * as accountPlaces from "./migrations/0016-account-places.js";
 import * as auditChains from "./migrations/0017-audit-chains.js";
 import * as breachedPassword from "./migrations/0018-breached-password.js";
 import * as passkeys from "./migrations/0019-passkeys.js";
+import * as auditLogSqliteLayout from "./migrations/0020-audit-log-sqlite-layout.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -156,6 +157,7 @@ const migrations: Record<string, Migration> = {
   "0017-audit-chains": auditChains,
   "0018-breached-password": breachedPassword,
   "0019-passkeys": passkeys,
+  "0020-audit-log-sqlite-layout": auditLogSqliteLayout,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

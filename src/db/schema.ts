@@ -232,6 +232,21 @@ export interface AuditLogTable {
 }
 
 /**
+ * SQLite only: the audit log's index by account, brought up to date in bulk by `AuditLog.indexAccounts`
+ * (PostgreSQL indexes `audit_log` itself).
+ */
+export interface AuditAccountEntriesTable {
+  account_id: string;
+  seq: number;
+}
+
+/** SQLite only: one row, the last `seq` that `audit_account_entries` covers. */
+export interface AuditAccountIndexTable {
+  id: number;
+  through: number;
+}
+
+/**
  * One row per audit chain: its end. Each instance appends to a chain of its own and locks only that row;
  * chain 1, the root chain, records the opening and closing of every other chain.
  */
@@ -420,6 +435,8 @@ export interface Database {
   audit_log: AuditLogTable;
   audit_head: AuditHeadTable;
   audit_aggregates: AuditAggregatesTable;
+  audit_account_entries: AuditAccountEntriesTable;
+  audit_account_index: AuditAccountIndexTable;
   outbox: OutboxTable;
   used_bot_checks: UsedBotChecksTable;
   rate_limits: RateLimitsTable;

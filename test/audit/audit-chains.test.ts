@@ -133,6 +133,69 @@ describe.each(engines)("audit chains on %s (behaviour §12)", (engine) => {
     });
   }
 
+  it("lists an account's entries from every instance and process, newest first and in pages, while appends go on", async () => {
+    // On SQLite a third writer on a connection of its own, as the CLI in another process.
+    const other =
+      engine === "sqlite" ? openStorage(test.url) : openStorage(postgresUrl, { schema: test.schema });
+    try {
+      const c = new AuditLog(other.db, systemClock, chainKey);
+      const accountOf = (i: number) => (i % 3 === 0 ? "account-1" : i % 3 === 1 ? "account-2" : null);
+      const appends = [a, b, c].flatMap((log, n) =>
+        Array.from({ length: 60 }, (_, i) =>
+          log.append(
+            {
+              event: i % 4 === 0 ? "test.other" : "test.chains",
+              outcome: "info",
+              accountId: accountOf(i),
+              details: { n, i },
+            },
+            null,
+          ),
+        ),
+      );
+      // Listings by account while the appends commit: each brings the index up to date as it goes.
+      const listings = Array.from({ length: 6 }, (_, i) =>
+        (i % 2 ? a : c).list({ accountId: "account-1", limit: 1000 }),
+      );
+      await Promise.all([...appends, ...listings]);
+
+      const expected = (
+        await db
+          .selectFrom("audit_log")
+          .select("seq")
+          .where("account_id", "=", "account-1")
+          .orderBy("seq", "desc")
+          .execute()
+      ).map((row) => row.seq);
+      expect(expected).toHaveLength(60);
+      for (const log of [a, c]) {
+        const paged: number[] = [];
+        let before: number | undefined;
+        for (;;) {
+          const page = await log.list({ accountId: "account-1", before, limit: 7 });
+          expect(page.every((entry) => entry.accountId === "account-1")).toBe(true);
+          paged.push(...page.map((entry) => entry.seq));
+          if (page.length < 7) break;
+          before = page.at(-1)!.seq;
+        }
+        expect(paged).toEqual(expected);
+      }
+      const others = await a.list({ accountId: "account-2", events: ["test.other"], limit: 1000 });
+      expect(others.map((entry) => entry.details)).toHaveLength(15);
+      expect(others.every((entry) => entry.event === "test.other" && entry.accountId === "account-2")).toBe(
+        true,
+      );
+      if (engine === "sqlite") {
+        // Every entry with an account is in the index once (its primary key would refuse a second).
+        const indexed = await sql<{ n: number }>`select count(*) as n from audit_account_entries`.execute(db);
+        expect(indexed.rows[0]!.n).toBe(120);
+      }
+      expect(await a.verify()).toMatchObject({ ok: true });
+    } finally {
+      await other.close();
+    }
+  });
+
   describe("finds tampering and names the chain", () => {
     /** Chains 2 (instance A) and 3 (instance B), five entries each; the root chain announces both. */
     beforeEach(async () => {
@@ -374,5 +437,35 @@ describe.each(engines)("upgrading to audit chains on %s", (engine) => {
     expect((await log.verify()).badChains).toEqual([
       { chain: ROOT_CHAIN, position: 3, seq: 3, reason: "contents changed" },
     ]);
+  });
+  it("keeps every entry listed by account across the upgrade that moves SQLite's account index", async () => {
+    await migrateUpTo(test.storage, "0019-passkeys");
+    const { db } = test.storage;
+    const a = new AuditLog(db, systemClock, chainKey);
+    const seqs = await Promise.all(
+      Array.from({ length: 9 }, (_, i) =>
+        a.append(
+          { event: "test.before_upgrade", outcome: "info", accountId: `account-${i % 2}`, details: { i } },
+          null,
+        ),
+      ),
+    );
+    expect(await migrateToLatest(test.storage)).toContain("0020-audit-log-sqlite-layout");
+    const log = new AuditLog(db, systemClock, chainKey);
+    const listed = (await log.list({ accountId: "account-0", limit: 100 })).map((entry) => entry.seq);
+    expect(listed).toEqual(seqs.filter((_, i) => i % 2 === 0).sort((x, y) => y - x));
+    const after = await log.append(
+      { event: "test.after_upgrade", outcome: "info", accountId: "account-0" },
+      null,
+    );
+    expect((await log.list({ accountId: "account-0", limit: 1 }))[0]!.seq).toBe(after);
+    expect(await log.verify()).toMatchObject({ ok: true, checked: 12 });
+    if (engine === "sqlite") {
+      // `seq` is the table's rowid now: no second B-tree beside it.
+      const indexes = await sql<{ name: string }>`select name from pragma_index_list('audit_log')`.execute(
+        db,
+      );
+      expect(indexes.rows.map((row) => row.name)).toEqual(["audit_log_chain"]);
+    }
   });
 });
