@@ -522,6 +522,11 @@ export class SessionService {
   }
 }
 
+/** When a session ends if nothing more happens: its absolute deadline or its idle one, whichever is first. */
+export function sessionEndsAt(session: Pick<Session, "expiresAt" | "idleExpiresAt">): string {
+  return iso(Math.min(session.expiresAt, session.idleExpiresAt));
+}
+
 export function describeSession(session: Session, currentSessionId: string | null) {
   return {
     id: session.id,
@@ -535,7 +540,7 @@ export function describeSession(session: Session, currentSessionId: string | nul
     authenticatedAt: iso(session.authenticatedAt),
     createdAt: iso(session.createdAt),
     lastSeenAt: iso(session.lastSeenAt),
-    expiresAt: iso(Math.min(session.expiresAt, session.idleExpiresAt)),
+    expiresAt: sessionEndsAt(session),
     current: session.id === currentSessionId,
   };
 }

@@ -1,5 +1,6 @@
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
+import { sessionEndsAt } from "../../sessions/sessions.js";
 import { iso } from "../../support/clock.js";
 import { caller, requestContext, setSessionCookie } from "../auth.js";
 import { ActionView, ConfirmBody, Open, SessionSummary } from "../schemas.js";
@@ -182,7 +183,7 @@ export function registerActionRoutes(app: App, services: Services): void {
           aal: rotated.session.aal,
           methods: rotated.session.methods,
           authenticatedAt: iso(rotated.session.authenticatedAt),
-          expiresAt: iso(Math.min(rotated.session.expiresAt, rotated.session.idleExpiresAt)),
+          expiresAt: sessionEndsAt(rotated.session),
         },
         // The old token no longer works: a bearer client continues with this one.
         ...(auth.via === "bearer" ? { token: rotated.token } : {}),

@@ -6,7 +6,7 @@ import type { CapabilityVector } from "../../capabilities/evaluate.js";
 import { freezeState } from "../../security/account-freeze.js";
 import { isLocked } from "../../security/global-lock.js";
 import type { Services } from "../../services.js";
-import { describeSession, type Session } from "../../sessions/sessions.js";
+import { describeSession, type Session, sessionEndsAt } from "../../sessions/sessions.js";
 import { iso } from "../../support/clock.js";
 import { notFound } from "../../support/problem.js";
 import { type Authenticated, caller, clearSessionCookie, requestContext } from "../auth.js";
@@ -75,7 +75,7 @@ function sessionAnswer({ account, session: current }: Authenticated, vector: Cap
       aal: current.aal,
       methods: current.methods,
       authenticatedAt: iso(current.authenticatedAt),
-      expiresAt: iso(Math.min(current.expiresAt, current.idleExpiresAt)),
+      expiresAt: sessionEndsAt(current),
     },
   };
 }
