@@ -624,13 +624,13 @@ export class AuditLog {
   /**
    * SQLite: brings the account index (`audit_account_entries`) up to date with every entry appended since
    * the last call, by any process, in chunks of `ACCOUNT_INDEX_CHUNK` entries, one transaction each (the
-   * event loop runs between them); returns how far it got. An entry is numbered by the one writer in
+   * event loop runs between them). An entry is numbered by the one writer in
    * commit order, so what lies at or below `through` is in the index for good. Called every second by a
    * serving instance, and before every listing by account, which therefore sees every entry committed
    * before it began. PostgreSQL: nothing to do.
    */
-  async indexAccounts(): Promise<number> {
-    if (!this.sqlite) return 0;
+  async indexAccounts(): Promise<void> {
+    if (!this.sqlite) return;
     for (;;) {
       const state = await this.db
         .selectFrom("audit_account_index")
@@ -642,7 +642,7 @@ export class AuditLog {
             .as("last"),
         ])
         .executeTakeFirstOrThrow();
-      if ((state.last ?? 0) <= state.through) return state.through;
+      if ((state.last ?? 0) <= state.through) return;
       // Writes first, reads inside: the transaction takes the write lock before reading `through`, so
       // two indexers (this process or another) never index the same entries.
       await this.db.transaction().execute(async (trx) => {
@@ -763,16 +763,17 @@ export class AuditLog {
     const accountId = filter.accountId;
     // SQLite keeps the account index beside the table, brought up to date here first; PostgreSQL
     // indexes the table itself (see the 0020 migration).
-    if (accountId !== undefined && this.sqlite) await this.indexAccounts();
-    let query =
-      accountId !== undefined && this.sqlite
-        ? this.db
-            .selectFrom("audit_account_entries")
-            .innerJoin("audit_log", "audit_log.seq", "audit_account_entries.seq")
-            .where("audit_account_entries.account_id", "=", accountId)
-            .orderBy("audit_account_entries.seq", "desc")
-        : this.db.selectFrom("audit_log").orderBy("audit_log.seq", "desc");
-    if (accountId !== undefined && !this.sqlite) query = query.where("audit_log.account_id", "=", accountId);
+    const byAccountIndex = accountId !== undefined && this.sqlite;
+    if (byAccountIndex) await this.indexAccounts();
+    let query = byAccountIndex
+      ? this.db
+          .selectFrom("audit_account_entries")
+          .innerJoin("audit_log", "audit_log.seq", "audit_account_entries.seq")
+          .where("audit_account_entries.account_id", "=", accountId)
+          .orderBy("audit_account_entries.seq", "desc")
+      : this.db.selectFrom("audit_log").orderBy("audit_log.seq", "desc");
+    if (accountId !== undefined && !byAccountIndex)
+      query = query.where("audit_log.account_id", "=", accountId);
     if (filter.events?.length) query = query.where("audit_log.event", "in", filter.events);
     const unsuccessful = filter.onlyUnsuccessful;
     if (unsuccessful?.length)
