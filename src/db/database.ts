@@ -7,6 +7,7 @@ import {
   type MigrationProvider,
   Migrator,
   PostgresDialect,
+  SqliteAdapter,
   SqliteDialect,
   sql,
 } from "kysely";
@@ -192,8 +193,36 @@ export function migrateUpTo(storage: Storage, name: string): Promise<string[]> {
   return migrate(storage, name);
 }
 
-async function migrate({ db, engine }: Storage, upTo?: string): Promise<string[]> {
-  if (engine === "sqlite") return runMigrations(db, undefined, upTo);
+/**
+ * SQLite runs DDL inside transactions, though kysely's SQLite adapter says it does not; the migrator would
+ * then commit each statement of a migration as it goes, and a crash half-way through one (a table copied
+ * and dropped, its copy not yet renamed) would leave the schema half changed and the migration unable to
+ * run again. Migrating through this adapter puts the pending migrations and their bookkeeping in one
+ * transaction, as on PostgreSQL.
+ */
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+class MigratingSqliteDialect extends SqliteDialect {
+  override createAdapter(): SqliteAdapter {
+    return new TransactionalDdlSqliteAdapter();
+  }
+}
+
+/** Kysely for the migrator over the storage's own connection, which stays open when this is dropped. */
+function sqliteMigrationDb(connection: SqliteDatabase.Database): Kysely<Database> {
+  return new Kysely<Database>({
+    dialect: new MigratingSqliteDialect({
+      database: { prepare: (text) => connection.prepare(text), close() {} },
+    }),
+  });
+}
+
+async function migrate({ db, engine, sqlite }: Storage, upTo?: string): Promise<string[]> {
+  if (engine === "sqlite") return runMigrations(sqliteMigrationDb(sqlite!), undefined, upTo);
   // On PostgreSQL the migrator reads the catalogue of every schema in the database, so it must be told its
   // own (else it finds another deployment's bookkeeping tables), and a schema dropped meanwhile would
   // break that read: migrations run on one connection holding an advisory lock that schema droppers take

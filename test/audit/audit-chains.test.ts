@@ -438,6 +438,19 @@ describe.each(engines)("upgrading to audit chains on %s", (engine) => {
       { chain: ROOT_CHAIN, position: 3, seq: 3, reason: "contents changed" },
     ]);
   });
+  it("leaves the schema as it was when an upgrade fails half-way, and completes it on the next run", async () => {
+    await migrateUpTo(test.storage, "0016-account-places");
+    const { db } = test.storage;
+    // 0017 adds its columns, then creates its index: a table by that name makes it fail after the columns.
+    await sql`create table audit_log_chain (id integer)`.execute(db);
+    await expect(migrateToLatest(test.storage)).rejects.toThrow();
+    await expect(sql`select chain_id from audit_log`.execute(db)).rejects.toThrow();
+    await expect(sql`select last_seq from audit_head`.execute(db)).resolves.toBeDefined();
+    await sql`drop table audit_log_chain`.execute(db);
+    expect(await migrateToLatest(test.storage)).toContain("0017-audit-chains");
+    await expect(sql`select chain_id from audit_log`.execute(db)).resolves.toBeDefined();
+  });
+
   it("keeps every entry listed by account across the upgrade that moves SQLite's account index", async () => {
     await migrateUpTo(test.storage, "0019-passkeys");
     const { db } = test.storage;
