@@ -2,6 +2,9 @@ import fs from "node:fs";
 import path from "node:path";
 import SqliteDatabase from "better-sqlite3";
 import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
   Kysely,
   type Migration,
   type MigrationProvider,
@@ -9,6 +12,8 @@ import {
   PostgresDialect,
   SqliteAdapter,
   SqliteDialect,
+  type SqliteDialectConfig,
+  SqliteDriver,
   sql,
 } from "kysely";
 import pg from "pg";
@@ -114,7 +119,9 @@ export function openStorage(databaseUrl: string, options: OpenOptions = {}): Sto
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
     sqlite.pragma("synchronous = NORMAL");
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    const db = new Kysely<Database>({
+      dialect: new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }),
+    });
     if (!options.backgroundCheckpoints || file === ":memory:")
       return { db, engine: "sqlite", sqlite, close: () => db.destroy() };
     sqlite.pragma(`wal_autocheckpoint = ${SERVING_AUTOCHECKPOINT_PAGES}`);
@@ -163,6 +170,9 @@ const migrations: Record<string, Migration> = {
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
+/** SQLite: how long a process waits for another one's migrations before it gives up. */
+const MIGRATION_BUSY_TIMEOUT_MS = 120_000;
+
 /** PostgreSQL advisory lock held while migrating, and by anything that drops schemas ("port"). */
 export const MIGRATION_LOCK = 0x706f7274;
 
@@ -194,6 +204,30 @@ export function migrateUpTo(storage: Storage, name: string): Promise<string[]> {
 }
 
 /**
+ * Transactions on SQLite begin IMMEDIATE: they take the database's write lock at BEGIN, waiting for another
+ * connection's writer within the busy timeout. kysely begins them DEFERRED, so a transaction that read
+ * before it wrote could not take the lock once another process (the CLI, a second process migrating) had
+ * committed since that read: SQLite refuses the upgrade at once (SQLITE_BUSY_SNAPSHOT) instead of waiting,
+ * and the request failed. Within this process kysely's one connection already runs one transaction at a
+ * time, so taking the lock early costs nothing here.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(private readonly config: SqliteDialectConfig) {
+    super(config);
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.config);
+  }
+}
+
+/**
  * SQLite runs DDL inside transactions, though kysely's SQLite adapter says it does not; the migrator would
  * then commit each statement of a migration as it goes, and a crash half-way through one (a table copied
  * and dropped, its copy not yet renamed) would leave the schema half changed and the migration unable to
@@ -206,7 +240,7 @@ class TransactionalDdlSqliteAdapter extends SqliteAdapter {
   }
 }
 
-class MigratingSqliteDialect extends SqliteDialect {
+class MigratingSqliteDialect extends ImmediateSqliteDialect {
   override createAdapter(): SqliteAdapter {
     return new TransactionalDdlSqliteAdapter();
   }
@@ -222,7 +256,18 @@ function sqliteMigrationDb(connection: SqliteDatabase.Database): Kysely<Database
 }
 
 async function migrate({ db, engine, sqlite }: Storage, upTo?: string): Promise<string[]> {
-  if (engine === "sqlite") return runMigrations(sqliteMigrationDb(sqlite!), undefined, upTo);
+  if (engine === "sqlite") {
+    // A second process starting meanwhile (a server and the CLI together) waits for this one's upgrade,
+    // which may copy a whole table, rather than give up after the serving connection's timeout; then it
+    // finds nothing left to do.
+    const serving = sqlite!.pragma("busy_timeout", { simple: true });
+    sqlite!.pragma(`busy_timeout = ${MIGRATION_BUSY_TIMEOUT_MS}`);
+    try {
+      return await runMigrations(sqliteMigrationDb(sqlite!), undefined, upTo);
+    } finally {
+      sqlite!.pragma(`busy_timeout = ${serving}`);
+    }
+  }
   // On PostgreSQL the migrator reads the catalogue of every schema in the database, so it must be told its
   // own (else it finds another deployment's bookkeeping tables), and a schema dropped meanwhile would
   // break that read: migrations run on one connection holding an advisory lock that schema droppers take

@@ -23,13 +23,26 @@ const unavailableCodes = new Set([
 ]);
 
 /**
+ * SQLite reports extended result codes (SQLITE_BUSY_SNAPSHOT, SQLITE_IOERR_WRITE, …): each belongs to the
+ * family its first two words name. Other codes are their own family.
+ */
+function primaryCode(code: string): string {
+  if (!code.startsWith("SQLITE_")) return code;
+  const second = code.indexOf("_", "SQLITE_".length);
+  return second === -1 ? code : code.slice(0, second);
+}
+
+/**
  * True when an error means a dependency could not be reached or could not answer, as opposed to a bug.
  * Such requests are answered 503 (fail closed), never let through.
  */
 export function isDependencyFailure(error: unknown): boolean {
   const err = error as { code?: unknown; message?: unknown; name?: unknown } | null;
   if (!err) return false;
-  if (typeof err.code === "string" && (unavailableCodes.has(err.code) || err.code.startsWith("08")))
+  if (
+    typeof err.code === "string" &&
+    (unavailableCodes.has(primaryCode(err.code)) || err.code.startsWith("08"))
+  )
     return true;
   const message = typeof err.message === "string" ? err.message : "";
   return (
