@@ -1004,7 +1004,8 @@ async function loadOutcomes(
     otherCpu,
     share: total > 0 ? (outcomes[expected] ?? 0) / total : 0,
     outcomes,
-    window: { fromUs, toUs },
+    // The profile's window ends with the last answer too: autocannon's whole seconds would add idle time.
+    window: { fromUs, toUs: endUs },
     notes: `${listed}${errors > 0 ? `; ${errors} connection errors or timeouts` : ""}`,
   };
 }
