@@ -15,6 +15,11 @@ const unavailableCodes = new Set([
   "57P02", // crash_shutdown
   "57P03", // cannot_connect_now
   "53300", // too_many_connections
+  // Transient conflicts: the same request succeeds when sent again, so it is told to retry, not that the
+  // server failed.
+  "40001", // serialization_failure
+  "40P01", // deadlock_detected
+  "55P03", // lock_not_available
   "SQLITE_BUSY",
   "SQLITE_IOERR",
   "SQLITE_CANTOPEN",
