@@ -2,10 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
 import { CountingHasher } from "../helpers/counting-hasher.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { Harness, newUser, SERVICE_TOKEN } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, newUser, SERVICE_TOKEN } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
 
 const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
+const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
 /**
  * Two instances of one deployment — PostgreSQL and Redis shared, each instance with its own connection
@@ -91,6 +92,7 @@ describe("two instances on PostgreSQL + Redis behind a round-robin (behaviour §
 
   describe("with an API key", () => {
     let key: { id: string; key: string; secret: string };
+    let operated: { id: string; key: string; secret: string };
     let ownerToken = "";
     beforeAll(async () => {
       const user = await a.createVerifiedUser();
@@ -105,7 +107,18 @@ describe("two instances on PostgreSQL + Redis behind a round-robin (behaviour §
       );
       expect(created.response.statusCode, created.response.body).toBe(201);
       key = created.response.json();
-      ownerToken = created.token;
+      // A second key, for an operator to disable.
+      const another = await withStepUp(
+        a,
+        created.token,
+        "POST",
+        "/v1/api-keys",
+        { totp: nextTotpCode(a, enrolled.secret) },
+        { body: { name: "operated", permissions: ["funds_query"] } },
+      );
+      expect(another.response.statusCode, another.response.body).toBe(201);
+      operated = another.response.json();
+      ownerToken = another.token;
     });
 
     const check = (instance: Harness, signed: ReturnType<KrakenClient["sign"]>) =>
@@ -154,6 +167,22 @@ describe("two instances on PostgreSQL + Redis behind a round-robin (behaviour §
       const results = await Promise.all(Array.from({ length: 40 }, () => check(next(), copy)));
       expect(results.filter((r) => r.allow)).toHaveLength(1);
       expect(results.filter((r) => r.error === "EAPI:Invalid nonce").length).toBeGreaterThanOrEqual(9);
+    });
+
+    it("refuses on the other instance, on the very next request, a key an operator disabled on one", async () => {
+      a.clock.advance(16 * 60_000);
+      const client = new KrakenClient({
+        baseUrl: "http://unused.invalid",
+        key: operated.key,
+        secret: operated.secret,
+      });
+      // Both instances have the key in memory now.
+      expect((await check(a, client.sign("Balance"))).allow).toBe(true);
+      expect((await check(b, client.sign("Balance"))).allow).toBe(true);
+      const disabled = await a.request("DELETE", `/v1/admin/api-keys/${operated.id}`, { headers: operator });
+      expect(disabled.statusCode, disabled.body).toBe(200);
+      expect(await check(b, client.sign("Balance"))).toEqual({ allow: false, error: "EAPI:Invalid key" });
+      expect(await check(a, client.sign("Balance"))).toEqual({ allow: false, error: "EAPI:Invalid key" });
     });
 
     it("refuses on the other instance, on the very next request, a key deleted on one", async () => {
