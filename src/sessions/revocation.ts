@@ -36,8 +36,19 @@ export class RedisRevocationBus implements RevocationBus {
     private readonly redis: Redis,
     private readonly channel: string,
   ) {
-    this.subscriber = redis.duplicate({ lazyConnect: true, enableOfflineQueue: true });
+    // ioredis subscribes again by itself after a reconnection, but drops that command's promise: a
+    // connection lost before the answer (Redis flapping, or this instance stopping just then) rejected it
+    // with no handler, and an unhandled rejection ends a Node process. So the bus subscribes on every
+    // `ready` itself, its failure handled: the next `ready` tries again.
+    this.subscriber = redis.duplicate({
+      lazyConnect: true,
+      enableOfflineQueue: true,
+      autoResubscribe: false,
+    });
     this.subscriber.on("error", () => {});
+    this.subscriber.on("ready", () => {
+      this.subscriber.subscribe(channel).catch(() => {});
+    });
     this.subscriber.on("message", (_channel, message: string) => {
       try {
         const revocation = JSON.parse(message) as Revocation;
@@ -48,7 +59,6 @@ export class RedisRevocationBus implements RevocationBus {
       }
     });
     this.subscriber.connect().catch(() => {});
-    void this.subscriber.subscribe(channel).catch(() => {});
   }
 
   async publish(revocation: Revocation): Promise<void> {
