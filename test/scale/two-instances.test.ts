@@ -97,28 +97,24 @@ describe("two instances on PostgreSQL + Redis behind a round-robin (behaviour §
     beforeAll(async () => {
       const user = await a.createVerifiedUser();
       const enrolled = await enrollTotp(a, await a.sessionToken(user, "pro"), { password: user.password });
-      const created = await withStepUp(
-        b,
-        enrolled.token,
-        "POST",
-        "/v1/api-keys",
-        { totp: nextTotpCode(a, enrolled.secret) },
-        { body: { name: "cluster", permissions: ["funds_query"], nonceWindow: 1000 } },
-      );
-      expect(created.response.statusCode, created.response.body).toBe(201);
-      key = created.response.json();
+      ownerToken = enrolled.token;
+      // Each key a step-up of its own, on the instance named; the session rotates with every step-up.
+      const createKey = async (instance: Harness, body: Record<string, unknown>) => {
+        const created = await withStepUp(
+          instance,
+          ownerToken,
+          "POST",
+          "/v1/api-keys",
+          { totp: nextTotpCode(a, enrolled.secret) },
+          { body },
+        );
+        expect(created.response.statusCode, created.response.body).toBe(201);
+        ownerToken = created.token;
+        return created.response.json() as { id: string; key: string; secret: string };
+      };
+      key = await createKey(b, { name: "cluster", permissions: ["funds_query"], nonceWindow: 1000 });
       // A second key, for an operator to disable.
-      const another = await withStepUp(
-        a,
-        created.token,
-        "POST",
-        "/v1/api-keys",
-        { totp: nextTotpCode(a, enrolled.secret) },
-        { body: { name: "operated", permissions: ["funds_query"] } },
-      );
-      expect(another.response.statusCode, another.response.body).toBe(201);
-      operated = another.response.json();
-      ownerToken = another.token;
+      operated = await createKey(a, { name: "operated", permissions: ["funds_query"] });
     });
 
     const check = (instance: Harness, signed: ReturnType<KrakenClient["sign"]>) =>
