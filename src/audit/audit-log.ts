@@ -658,8 +658,8 @@ export class AuditLog {
         ])
         .executeTakeFirstOrThrow();
       if ((state.last ?? 0) <= state.through) return;
-      // Writes first, reads inside: the transaction takes the write lock before reading `through`, so
-      // two indexers (this process or another) never index the same entries.
+      // `through` is read inside the transaction, which holds SQLite's write lock from its BEGIN (see
+      // `ImmediateSqliteDriver`): two indexers, in this process or another, never index the same entries.
       await this.db.transaction().execute(async (trx) => {
         await sql`insert into audit_account_entries (account_id, seq)
           select account_id, seq from audit_log
