@@ -1374,6 +1374,7 @@ async function deployment<T>(
     servers: Portcullis[],
     accounts: BenchAccount[],
     addInstance: () => Promise<Portcullis>,
+    backing: Backing,
   ) => Promise<T>,
 ): Promise<T> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-bench-"));
@@ -1397,7 +1398,7 @@ async function deployment<T>(
       servers.push(added);
       return added;
     };
-    return await measure(servers, accounts, addInstance);
+    return await measure(servers, accounts, addInstance, backing);
   } catch (error) {
     for (const server of servers)
       console.error(`Portcullis server output (last lines):\n${server.server.output()}`);
@@ -1619,6 +1620,36 @@ async function quickRefusals(
   );
 }
 
+/**
+ * BENCH_QUICK=postgres: a short look at the allowed path on PostgreSQL + Redis, one instance, many
+ * connections: its rate and the server's CPU a decision (no baseline, no report written), and with
+ * BENCH_QUICK_PROFILE=1 where the server's time goes.
+ */
+async function quickPostgres(): Promise<void> {
+  await deployment("PostgreSQL + Redis", 1, {}, async ([server], _accounts, _addInstance, backing) => {
+    const keys = await createGatewayKeys(server!);
+    await settle([server!]);
+    const ticksBefore = serverTicks(server!);
+    const load = await loadAllowed(
+      [server!.baseUrl],
+      checkRequests(keys, () => CLIENT_IP),
+      keys,
+      ALLOWED_CONNECTIONS[1],
+    );
+    const requests = keys.length * (GATEWAY.warmupPerKey + GATEWAY.measuredPerKey);
+    log(
+      `quick: PostgreSQL + Redis, allowed ${load.reqPerSec.toFixed(0)}/s (${(load.share * 100).toFixed(1)}% allowed, ` +
+        `p99 ${load.p99Ms} ms, server CPU ${serverUsPerRequest(server!, ticksBefore, requests).toFixed(0)} µs a request)`,
+    );
+    if (process.env.BENCH_QUICK_PROFILE !== "1") return;
+    await stopScript(server!.server);
+    await restKeys(Date.now());
+    printProfile(
+      await profileAllowedPath(server!.dataDir, backing, keys, [], path.join(server!.dataDir, "profile")),
+    );
+  });
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
   const { memoryCostKib, timeCost, parallelism } = defaultSettings.password;
@@ -1639,6 +1670,10 @@ async function main(): Promise<void> {
 
   // 1. The default deployment: one process on SQLite.
   const sqliteBacking: Backing = { upstreamUrl: venue.origin };
+  if (process.env.BENCH_QUICK === "postgres") {
+    await quickPostgres();
+    process.exit(0);
+  }
   const sqlite = await deployment("SQLite", 1, sqliteBacking, async (servers, accounts) => {
     const server = servers[0]!;
     const origin = [server.baseUrl];
