@@ -4,6 +4,9 @@ import type { Storage } from "../../src/db/database.js";
 import { portcullisBehindPostgresProxy } from "../helpers/postgres-behind-proxy.js";
 import { SmtpCapture } from "../helpers/smtp.js";
 import type { TcpProxy } from "../helpers/tcp-proxy.js";
+import { until } from "../helpers/until.js";
+
+const MINUTE = 60_000;
 
 /**
  * PostgreSQL goes away in the middle of a stream of sign-ups and comes back: requests during the outage
@@ -57,20 +60,17 @@ describe("PostgreSQL stopped mid-run", () => {
       }
     };
     const loops = Array.from({ length: 4 }, () => signUps());
-    const until = async (predicate: () => boolean) => {
-      const deadline = Date.now() + 60_000;
-      while (!predicate()) {
-        if (Date.now() > deadline) throw new Error("timed out");
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    };
-    await until(() => acknowledged.length >= 8);
+    await until(() => acknowledged.length >= 8, "sign-ups before the outage", MINUTE);
     proxy.cut();
     const beforeOutage = statuses.length;
-    await until(() => statuses.slice(beforeOutage).filter((s) => s === 503).length >= 8);
+    await until(
+      () => statuses.slice(beforeOutage).filter((s) => s === 503).length >= 8,
+      "refusals during the outage",
+      MINUTE,
+    );
     proxy.restore();
     const afterOutage = acknowledged.length;
-    await until(() => acknowledged.length >= afterOutage + 8);
+    await until(() => acknowledged.length >= afterOutage + 8, "sign-ups after the outage", MINUTE);
     stop = true;
     await Promise.all(loops);
 
@@ -81,7 +81,7 @@ describe("PostgreSQL stopped mid-run", () => {
     while ((await app.services.outbox.deliverDue()) > 0);
     const accounts = await storage.db.selectFrom("accounts").select("email").execute();
     expect(accounts.length).toBeGreaterThanOrEqual(acknowledged.length);
-    await until(() => smtp.messages.length >= accounts.length);
+    await until(() => smtp.messages.length >= accounts.length, "every verification mail", MINUTE);
     for (const { email } of accounts) {
       const sent = smtp.messages.filter((m) => m.to.includes(email) && /Verify your email/.test(m.subject));
       expect(sent, email).toHaveLength(1);

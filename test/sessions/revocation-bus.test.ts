@@ -3,17 +3,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { RedisRevocationBus, type Revocation } from "../../src/sessions/revocation.js";
 import { redisUrl } from "../helpers/storage.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { until } from "../helpers/until.js";
 
 /** The bus's own subscriber connection (private): the test drops it at chosen moments. */
 const subscriberOf = (bus: RedisRevocationBus) => (bus as unknown as { subscriber: Redis }).subscriber;
-
-const until = async (condition: () => boolean, what: string) => {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-};
 
 describe("revocations over Redis while Redis comes and goes", () => {
   const closing: (() => unknown)[] = [];
