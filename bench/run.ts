@@ -276,6 +276,11 @@ function serverTicks(portcullis: Portcullis): number {
 }
 
 /** The server's CPU (all its threads) in µs a request, over `requests` answered since `ticksBefore`. */
+/** How many requests `loadAllowed` sends over `keys`, its warm-up included. */
+function allowedLoadRequests(keys: BenchKey[]): number {
+  return keys.length * (GATEWAY.warmupPerKey + GATEWAY.measuredPerKey);
+}
+
 function serverUsPerRequest(portcullis: Portcullis, ticksBefore: number, requests: number): number {
   return ((serverTicks(portcullis) - ticksBefore) * 1e6) / TICKS_PER_SECOND / requests;
 }
@@ -1636,7 +1641,7 @@ async function quickPostgres(): Promise<void> {
       keys,
       ALLOWED_CONNECTIONS[1],
     );
-    const requests = keys.length * (GATEWAY.warmupPerKey + GATEWAY.measuredPerKey);
+    const requests = allowedLoadRequests(keys);
     log(
       `quick: PostgreSQL + Redis, allowed ${load.reqPerSec.toFixed(0)}/s (${(load.share * 100).toFixed(1)}% allowed, ` +
         `p99 ${load.p99Ms} ms, server CPU ${serverUsPerRequest(server!, ticksBefore, requests).toFixed(0)} µs a request)`,
@@ -1742,7 +1747,7 @@ async function main(): Promise<void> {
           );
           // CPU per request (warm-up included) of the server, all its threads (the garbage collector's
           // too), and of this process, which signs the requests: on two cores the load is bounded by their sum.
-          const requests = keys.length * (GATEWAY.warmupPerKey + GATEWAY.measuredPerKey);
+          const requests = allowedLoadRequests(keys);
           const clientUsage = process.cpuUsage(clientBefore);
           const cpu = {
             serverUs: serverUsPerRequest(server, serverTicksBefore, requests),
