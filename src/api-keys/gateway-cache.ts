@@ -4,6 +4,7 @@ import type { Account, AccountRepository } from "../accounts/accounts.js";
 import type { SecurityInputs } from "../capabilities/capability-service.js";
 import type { DataKey } from "../crypto/data-key.js";
 import type { ApiKeysTable, Database } from "../db/schema.js";
+import { addressAllowlist } from "./address-allowlist.js";
 
 /** A key as the gateway needs it on every request: its row, and its secrets opened once. */
 export interface CachedKey {
@@ -11,9 +12,10 @@ export interface CachedKey {
   secret: string;
   /** KuCoin keys only. */
   passphrase: string | null;
-  /** The row's JSON columns, parsed once (frozen: every decision shares them). */
+  /** The row's permissions, parsed once (frozen: every decision shares them). */
   permissions: readonly string[];
-  ipAllowlist: readonly string[];
+  /** Whether the key's IP allowlist admits an address (any address when it has none). */
+  allowsAddress: (ip: string) => boolean;
 }
 
 export interface GateInputs {
@@ -124,7 +126,7 @@ export class GatewayCache {
           ? null
           : this.dataKey.open(row.passphrase_sealed, `${row.id}:passphrase`).toString("utf8"),
       permissions: Object.freeze(JSON.parse(row.permissions) as string[]),
-      ipAllowlist: Object.freeze(JSON.parse(row.ip_allowlist) as string[]),
+      allowsAddress: addressAllowlist(JSON.parse(row.ip_allowlist) as string[]),
     };
     // A change committed while this read was in flight raised the generation: keep nothing then.
     if (generation === this.keysGeneration) {

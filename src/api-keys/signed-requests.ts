@@ -1,4 +1,3 @@
-import { BlockList, isIPv6 } from "node:net";
 import type { Kysely } from "kysely";
 import type { Account } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
@@ -81,18 +80,6 @@ type Decision =
       accountId?: string;
       approval?: { id: string; expiresAt: string };
     };
-
-function allowedAddress(ip: string, cidrs: readonly string[]): boolean {
-  if (cidrs.length === 0) return true;
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const [address, bits] = cidr.split("/") as [string, string | undefined];
-    const type = isIPv6(address) ? "ipv6" : "ipv4";
-    list.addSubnet(address, bits === undefined ? (type === "ipv4" ? 32 : 128) : Number(bits), type);
-  }
-  const address = plainAddress(ip);
-  return list.check(address, isIPv6(address) ? "ipv6" : "ipv4");
-}
 
 /** The pipeline's refusal for what the capability function said, by what refused it. */
 function capabilityRefusal(reasons: Reason[]): Refusal {
@@ -261,7 +248,7 @@ export class SignedRequestVerifier {
     };
     const now = this.clock.now();
     if (row.valid_until !== null && row.valid_until <= now) return refuse("invalid_key", "source");
-    if (!allowedAddress(request.ip, cached.ipAllowlist)) return refuse("ip");
+    if (!cached.allowsAddress(request.ip)) return refuse("ip");
 
     let parsed: ParsedRequest;
     try {

@@ -22,11 +22,11 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
   });
 
   let ipCounter = 0;
-  const check = async (client: KrakenClient) => {
+  const check = async (client: KrakenClient, ip = `198.18.7.${++ipCounter}`) => {
     const signed = client.sign("Balance");
     const response = await h.request("POST", "/v1/gateway/check", {
       headers: service,
-      body: { path: signed.path, headers: signed.headers, body: signed.body, ip: `198.18.7.${++ipCounter}` },
+      body: { path: signed.path, headers: signed.headers, body: signed.body, ip },
     });
     return response.json() as { allow: boolean; error?: string };
   };
@@ -68,6 +68,27 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
       .where("id", "=", key.id)
       .execute();
     expect(await check(client)).toEqual({ allow: false, error: "EAPI:Invalid key" });
+  });
+
+  it("applies a changed IP allowlist on the very next request, IPv4 written as IPv6 included", async () => {
+    const { key, client } = await keyOwner();
+    expect((await check(client)).allow).toBe(true);
+    const setAllowlist = (cidrs: string[]) =>
+      h.app.services.storage.db
+        .updateTable("api_keys")
+        .set({ ip_allowlist: JSON.stringify(cidrs) })
+        .where("id", "=", key.id)
+        .execute();
+    await setAllowlist(["203.0.113.0/24", "2001:db8:7::/48"]);
+    const refused = { allow: false, error: "EGeneral:Permission denied" };
+    expect(await check(client)).toEqual(refused);
+    expect((await check(client, "203.0.113.9")).allow).toBe(true);
+    expect((await check(client, "::ffff:203.0.113.10")).allow).toBe(true);
+    expect((await check(client, "2001:db8:7:1::5")).allow).toBe(true);
+    expect(await check(client, "2001:db8:8::5")).toEqual(refused);
+    expect(await check(client, "203.0.114.1")).toEqual(refused);
+    await setAllowlist([]);
+    expect((await check(client)).allow).toBe(true);
   });
 
   it("sees a change committed by another connection to the database on the very next request", async () => {
