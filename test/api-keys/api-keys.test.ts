@@ -191,6 +191,68 @@ describe.each(engines)("API keys and Kraken-signed requests on %s (behaviour §1
     expect(allowed.json()).toMatchObject({ allow: true, keyId: key.id });
   });
 
+  it("refuses a checked request whose client address is not an IP address, before using the request", async () => {
+    const { create } = await owner();
+    const key = (await create({ name: "addressed", permissions: ["funds_query"] })).json();
+    const nonce = nextNonce();
+    const path = "/0/private/Balance";
+    const body = `nonce=${nonce}`;
+    const form = { "Content-Type": "application/x-www-form-urlencoded" };
+    const headers = {
+      ...form,
+      "API-Key": key.key,
+      "API-Sign": krakenSignature(key.secret, path, nonce, body),
+    };
+    const hostile = [
+      "xx",
+      "unknown",
+      "203.0.113",
+      "256.1.1.1",
+      "203.0.113.7 ",
+      " 203.0.113.7",
+      "203.0.113.7:443",
+      "203.0.113.0/24",
+      "::ffff:999.0.0.1",
+      "2001:db8:::1",
+      "203.0.113.7, 198.51.100.1",
+      "localhost",
+    ];
+    for (const ip of hostile) {
+      const response = await h.request("POST", "/v1/gateway/check", {
+        headers: service,
+        body: { path, headers, body, ip },
+      });
+      expect(response.statusCode, `${JSON.stringify(ip)}: ${response.body}`).toBe(400);
+      expect(response.json().error).toMatchObject({
+        code: "invalid_request",
+        message: "The client's address is not an IP address.",
+        details: [{ field: "ip", message: "Give the address the request came from, IPv4 or IPv6." }],
+      });
+    }
+    // None of them spent the nonce: the same request from a real address is allowed, in either family.
+    const allowed = await h.request("POST", "/v1/gateway/check", {
+      headers: service,
+      body: { path, headers, body, ip: `::ffff:${nextIp()}` },
+    });
+    expect(allowed.json(), allowed.body).toMatchObject({ allow: true, keyId: key.id });
+    const nonce6 = nextNonce();
+    const body6 = `nonce=${nonce6}`;
+    const six = await h.request("POST", "/v1/gateway/check", {
+      headers: service,
+      body: {
+        path,
+        headers: {
+          ...form,
+          "API-Key": key.key,
+          "API-Sign": krakenSignature(key.secret, path, nonce6, body6),
+        },
+        body: body6,
+        ip: "2001:db8::7",
+      },
+    });
+    expect(six.json(), six.body).toMatchObject({ allow: true, keyId: key.id });
+  });
+
   it("lets exactly one of 50 parallel copies of a signed request through", async () => {
     const { create } = await owner();
     const key = (await create({ name: "racer", permissions: ["funds_query"] })).json();

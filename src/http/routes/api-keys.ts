@@ -1,5 +1,7 @@
+import { isIP } from "node:net";
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
+import { plainAddress } from "../../support/network.js";
 import { invalidRequest, notFound } from "../../support/problem.js";
 import { caller, requestContext } from "../auth.js";
 import { ActionIdHeader, ActionView, ApiKeyView, ConfirmBody, Open, Status } from "../schemas.js";
@@ -242,6 +244,12 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       },
     },
     async (request) => {
+      // The address every per-source rule counts and every audit entry records: an IP address or nothing.
+      if (isIP(plainAddress(request.body.ip)) === 0) {
+        throw invalidRequest("The client's address is not an IP address.", [
+          { field: "ip", message: "Give the address the request came from, IPv4 or IPv6." },
+        ]);
+      }
       const headers = lowerCaseHeaders(request.body.headers);
       const at = request.body.path.indexOf("?");
       const path = at === -1 ? request.body.path : request.body.path.slice(0, at);
