@@ -4,8 +4,39 @@ import { type SchemaIssue, validationDetails } from "../support/error-codes.js";
 import { Problem, problem } from "../support/problem.js";
 import { isTokenAuth } from "./auth.js";
 
-function send(reply: FastifyReply, problem: Problem) {
+/**
+ * The refusals an exchange's own clients understand, for errors on the gateway's paths: a Kraken, KuCoin or
+ * Kraken Futures client parses its exchange's error shape, not this API's.
+ */
+export type ExchangeReason =
+  | "invalid_key"
+  | "permission"
+  | "unknown_method"
+  | "invalid_arguments"
+  | "rate_limit"
+  | "unavailable";
+
+/** A refusal in the exchange's own shape for a request on one of the gateway's paths; null for any other path. */
+export type ExchangeRefusal = (
+  request: FastifyRequest,
+  reason: ExchangeReason,
+) => { status: number; body: unknown } | null;
+
+/** What an exchange's client is told for an error of this API's status. */
+function exchangeReason(status: number): ExchangeReason {
+  if (status === 401) return "invalid_key";
+  if (status === 403) return "permission";
+  if (status === 404 || status === 405) return "unknown_method";
+  if (status === 429) return "rate_limit";
+  if (status >= 500) return "unavailable";
+  return "invalid_arguments";
+}
+
+/** Answers `problem`: in this API's shape, or on the gateway's paths in the exchange's own. */
+function send(reply: FastifyReply, problem: Problem, exchange?: ExchangeRefusal) {
   for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
+  const refusal = exchange?.(reply.request, exchangeReason(problem.status));
+  if (refusal) return reply.status(refusal.status).type("application/json; charset=utf-8").send(refusal.body);
   return reply
     .status(problem.status)
     .type("application/json; charset=utf-8")
@@ -25,12 +56,15 @@ const frameworkProblems: Record<string, (error: FastifyError) => Problem> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => problem("invalid_request", "The Content-Length header is wrong."),
 };
 
-/** Errors raised by the router itself (undecodable URL, overlong parameter), answered in the same shape. */
-export function frameworkError(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
-  if (error.code === "FST_ERR_MAX_PARAM_LENGTH") {
-    return send(reply, problem("uri_too_long"));
-  }
-  return send(reply, problem("invalid_request", "The address could not be decoded."));
+/**
+ * Errors raised by the router itself (undecodable URL, overlong parameter), answered in the same shape as
+ * every other error: this API's, or on the gateway's paths the exchange's.
+ */
+export function frameworkErrors(exchange?: ExchangeRefusal) {
+  return (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+    if (error.code === "FST_ERR_MAX_PARAM_LENGTH") return send(reply, problem("uri_too_long"), exchange);
+    return send(reply, problem("invalid_request", "The address could not be decoded."), exchange);
+  };
 }
 
 /** Writes a refused request to the audit log (ASVS 16.3.2); must not throw. */
@@ -52,36 +86,41 @@ function isRecordedRefusal(problem: Problem, request: FastifyRequest): boolean {
  * failures become 4xx; an unreachable dependency becomes 503; anything else is our bug, logged, and
  * answered 500 without internals.
  */
-export function registerErrorHandling(app: FastifyInstance, refusals?: RefusalRecorder): void {
+export function registerErrorHandling(
+  app: FastifyInstance,
+  refusals?: RefusalRecorder,
+  exchange?: ExchangeRefusal,
+): void {
   app.setErrorHandler(async (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof Problem) {
       if (refusals && isRecordedRefusal(error, request)) await refusals(error, request);
-      return send(reply, error);
+      return send(reply, error, exchange);
     }
     if (error.validation) {
       const details = validationDetails(error.validation as SchemaIssue[], error.validationContext);
-      return send(reply, problem("invalid_request", undefined, { details }));
+      return send(reply, problem("invalid_request", undefined, { details }), exchange);
     }
     const framework = error.code ? frameworkProblems[error.code] : undefined;
-    if (framework) return send(reply, framework(error));
+    if (framework) return send(reply, framework(error), exchange);
     if (error instanceof SyntaxError || (error.statusCode === 400 && /JSON/i.test(error.message))) {
-      return send(reply, problem("invalid_json", "The request body is not valid JSON."));
+      return send(reply, problem("invalid_json", "The request body is not valid JSON."), exchange);
     }
     if (isDependencyFailure(error)) {
       request.log.warn({ err: { message: error.message, code: error.code } }, "dependency unavailable");
-      return send(reply, problem("unavailable", undefined, {}, { "retry-after": "5" }));
+      return send(reply, problem("unavailable", undefined, {}, { "retry-after": "5" }), exchange);
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
       return send(
         reply,
         new Problem(error.statusCode, "bad_request", "The request could not be understood."),
+        exchange,
       );
     }
     request.log.error({ err: error }, "unhandled error");
-    return send(reply, problem("internal_error"));
+    return send(reply, problem("internal_error"), exchange);
   });
 
   app.setNotFoundHandler((_request, reply) =>
-    send(reply, problem("not_found", "There is nothing at this address.")),
+    send(reply, problem("not_found", "There is nothing at this address."), exchange),
   );
 }

@@ -6,7 +6,7 @@ import type { Services } from "../services.js";
 import { addressSubject } from "../support/network.js";
 import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { registerCookies } from "./cookies.js";
-import { frameworkError, registerErrorHandling } from "./errors.js";
+import { frameworkErrors, registerErrorHandling } from "./errors.js";
 import { registerInputHygiene } from "./input-hygiene.js";
 import { requestLogger } from "./request-logger.js";
 import { registerAccountFreezeRoutes } from "./routes/account-freeze.js";
@@ -19,7 +19,7 @@ import { registerCapabilityRoutes } from "./routes/capabilities.js";
 import { registerDevRoutes } from "./routes/dev.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerFundingRoutes } from "./routes/funding.js";
-import { registerGatewayRoutes } from "./routes/gateway.js";
+import { exchangeRefusals, registerGatewayRoutes } from "./routes/gateway.js";
 import { registerLockAndRecoveryRoutes } from "./routes/lock-and-recovery.js";
 import { registerPortalRoutes } from "./routes/portal.js";
 import { registerPublicRoutes } from "./routes/public.js";
@@ -84,6 +84,8 @@ export interface HttpOptions {
 
 export async function buildHttpServer(services: Services, options: HttpOptions): Promise<App> {
   const { config } = services;
+  // Errors on the gateway's paths answer in the exchange's own shape (see `exchangeRefusals`).
+  const exchange = exchangeRefusals(services.clock);
   const app = Fastify({
     ...(options.logger
       ? { loggerInstance: options.logger, childLoggerFactory: requestLogger }
@@ -96,35 +98,39 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
     return503OnClosing: true,
     // URL decoding and parameter-length errors happen in the router, before the error handler.
-    frameworkErrors: frameworkError,
+    frameworkErrors: frameworkErrors(exchange),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  registerErrorHandling(app, async (problem, request) => {
-    const account = request.authenticated?.account.id ?? null;
-    const actor = refusedActor(request.routeOptions.config?.auth, account);
-    const event = {
-      event: "access.refused",
-      outcome: "refused" as const,
-      accountId: account,
-      actor,
-      details: { code: problem.code, method: request.method, route: request.routeOptions.url ?? null },
-    };
-    const context = requestContext(request, services.geo);
-    // Nobody authenticated it: anyone can send these by the thousand, so they are counted per source
-    // (the address, an IPv6 one by its /64) and minute, one audit entry each, not one per request.
-    const written = account
-      ? services.audit.append(event, context)
-      : services.audit.appendAggregated(
-          `access.refused|${actor}|${addressSubject(request.ip)}|${problem.code}`,
-          event,
-          context,
-        );
-    // The refusal is answered whatever happens to its audit entry; an outage shows on /readyz.
-    await written.then(
-      () => undefined,
-      (error: unknown) => request.log.warn({ err: error }, "could not audit a refused request"),
-    );
-  });
+  registerErrorHandling(
+    app,
+    async (problem, request) => {
+      const account = request.authenticated?.account.id ?? null;
+      const actor = refusedActor(request.routeOptions.config?.auth, account);
+      const event = {
+        event: "access.refused",
+        outcome: "refused" as const,
+        accountId: account,
+        actor,
+        details: { code: problem.code, method: request.method, route: request.routeOptions.url ?? null },
+      };
+      const context = requestContext(request, services.geo);
+      // Nobody authenticated it: anyone can send these by the thousand, so they are counted per source
+      // (the address, an IPv6 one by its /64) and minute, one audit entry each, not one per request.
+      const written = account
+        ? services.audit.append(event, context)
+        : services.audit.appendAggregated(
+            `access.refused|${actor}|${addressSubject(request.ip)}|${problem.code}`,
+            event,
+            context,
+          );
+      // The refusal is answered whatever happens to its audit entry; an outage shows on /readyz.
+      await written.then(
+        () => undefined,
+        (error: unknown) => request.log.warn({ err: error }, "could not audit a refused request"),
+      );
+    },
+    exchange,
+  );
   registerInputHygiene(app);
   await registerCookies(app);
   registerSecurityHeaders(app, config.publicUrl);

@@ -175,6 +175,103 @@ describe.each(engines)("the gateway against hostile requests on %s", (engine) =>
     };
   };
 
+  describe("refused before any handler", () => {
+    const krakenShape = (error: string) => ({ error: [error], result: {} });
+    it.each([
+      [
+        "a body over 64 KiB",
+        "POST",
+        "/0/private/Balance",
+        { "content-type": FORM },
+        `nonce=1&pad=${"a".repeat(70_000)}`,
+        400,
+        krakenShape("EGeneral:Invalid arguments"),
+      ],
+      [
+        "an address that does not decode",
+        "POST",
+        "/0/private/Bal%zzance",
+        { "content-type": FORM },
+        "nonce=1",
+        400,
+        krakenShape("EGeneral:Invalid arguments"),
+      ],
+      [
+        "a public address that does not decode",
+        "GET",
+        "/0/public/Tick%zzer",
+        {},
+        "",
+        400,
+        krakenShape("EGeneral:Invalid arguments"),
+      ],
+      [
+        "a method the route does not take",
+        "GET",
+        "/0/private/Balance",
+        {},
+        "",
+        404,
+        krakenShape("EGeneral:Unknown method"),
+      ],
+      [
+        "another site's Origin",
+        "POST",
+        "/0/private/Balance",
+        { "content-type": FORM, origin: "https://evil.example" },
+        "nonce=1",
+        403,
+        krakenShape("EGeneral:Permission denied"),
+      ],
+      [
+        "a NUL byte in the body",
+        "POST",
+        "/0/private/Balance",
+        { "content-type": FORM },
+        "nonce=1&note=a\u0000b",
+        400,
+        krakenShape("EGeneral:Invalid arguments"),
+      ],
+      [
+        "KuCoin: a body over 64 KiB",
+        "POST",
+        "/api/v1/orders",
+        { "content-type": "application/json" },
+        `{"pad":"${"a".repeat(70_000)}"}`,
+        400,
+        { code: "400100" },
+      ],
+      [
+        "KuCoin: an address that does not decode",
+        "GET",
+        "/api/v1/acc%zzounts",
+        {},
+        "",
+        400,
+        { code: "400100" },
+      ],
+      [
+        "Kraken Futures: a body over 64 KiB",
+        "POST",
+        "/derivatives/api/v3/sendorder",
+        { "content-type": FORM },
+        `pad=${"a".repeat(70_000)}`,
+        400,
+        { result: "error", error: "invalidArgument" },
+      ],
+    ] as const)(
+      "answers %s in the exchange's own shape, and nothing reaches the venue",
+      async (_, method, path, headers, body, status, shape) => {
+        const before = upstream.seen.length;
+        const answer = await raw(method, path, { ...headers }, body);
+        expect(answer.status).toBe(status);
+        expect(answer.json).toMatchObject(shape);
+        expect(JSON.stringify(answer.json)).not.toContain('"code":"invalid_request"');
+        expect(upstream.seen.length).toBe(before);
+      },
+    );
+  });
+
   describe("public pass-through by name", () => {
     it.each([
       "/0/public/../private/Withdraw",

@@ -64,6 +64,40 @@ describe("with PostgreSQL unreachable", () => {
       expect(response.json().error.code).toBe("unavailable");
       expect(response.body).not.toMatch(/ECONN|at \/|node_modules/);
     }
+    // The gateway fails closed too, each exchange's request answered in that exchange's own shape: its
+    // clients parse nothing else.
+    const signed = (url: string, method: "GET" | "POST", headers: Record<string, string>, body = "") =>
+      app.http.inject({ method, url, headers, ...(body ? { payload: body } : {}) });
+    const kraken = await signed(
+      "/0/private/Balance",
+      "POST",
+      {
+        "content-type": "application/x-www-form-urlencoded",
+        "api-key": "a-key-the-database-would-know",
+        "api-sign": Buffer.alloc(64, 7).toString("base64"),
+      },
+      "nonce=1",
+    );
+    expect(kraken.statusCode).toBe(503);
+    expect(kraken.json()).toEqual({ error: ["EService:Unavailable"], result: {} });
+    const kucoin = await signed("/api/v1/accounts", "GET", {
+      "kc-api-key": "a-key-the-database-would-know",
+      "kc-api-sign": "c2lnbmF0dXJl",
+      "kc-api-timestamp": String(Date.now()),
+      "kc-api-passphrase": "cGFzc3BocmFzZQ==",
+      "kc-api-key-version": "2",
+    });
+    expect(kucoin.statusCode).toBe(503);
+    expect(kucoin.json()).toMatchObject({ code: "503000" });
+    const futures = await signed("/derivatives/api/v3/accounts", "GET", {
+      apikey: "a-key-the-database-would-know",
+      authent: "c2lnbmF0dXJl",
+      nonce: String(Date.now()),
+    });
+    expect(futures.statusCode).toBe(503);
+    expect(futures.json()).toMatchObject({ result: "error", error: "unavailable" });
+    for (const response of [kraken, kucoin, futures])
+      expect(response.body).not.toMatch(/ECONN|at \/|node_modules|"code":"unavailable"/);
     expect((await request("GET", "/healthz")).statusCode).toBe(200);
 
     proxy.restore();

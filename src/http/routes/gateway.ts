@@ -8,6 +8,9 @@ import { BodyError, parseBody } from "../../api-keys/request-body.js";
 import type { Allowed, Refused } from "../../api-keys/signed-requests.js";
 import { counterPair } from "../../api-keys/trading-limiter.js";
 import type { Services } from "../../services.js";
+import type { Clock } from "../../support/clock.js";
+import { plainAddress } from "../../support/network.js";
+import type { ExchangeRefusal } from "../errors.js";
 import { Open } from "../schemas.js";
 import type { App } from "../server.js";
 import { Upstream, type UpstreamAnswer } from "../upstream.js";
@@ -17,8 +20,8 @@ const KrakenEnvelope = Open({
   error: Type.Array(Type.String(), { description: 'Kraken error strings, e.g. "EAPI:Invalid nonce"' }),
   result: Type.Optional(Type.Unknown()),
 });
-// Refusals are documented, not shaped by a schema: one refused before the handler (a malformed URL)
-// answers in the API's own error shape, and a proxied answer is the venue's.
+// Refusals are documented, not shaped by a schema: a proxied answer is the venue's, and one refused
+// before the handler (a malformed URL, a body too large) is the exchange's (`exchangeRefusals`).
 const KrakenRefusal = Type.Unknown({
   description:
     'Kraken\'s envelope, e.g. { "error": ["EAPI:Invalid nonce"], "result": {} }, 429 for the call counter and the lockout',
@@ -45,6 +48,20 @@ export function dialectOfPath(path: string): Dialect | null {
   if (/^\/api\/(v[123]|ua\/v1)\//.test(path)) return kucoin;
   if (path.startsWith("/derivatives/api/v3/")) return krakenFutures;
   return null;
+}
+
+/**
+ * Errors on the gateway's paths, public ones included, answered as the exchange whose paths they are
+ * answers them: a refused body, an address that does not decode, a method the route does not take, a
+ * dependency down (503). Its clients parse that shape and nothing else.
+ */
+export function exchangeRefusals(clock: Clock): ExchangeRefusal {
+  return (request, reason) => {
+    const path = request.url.split("?")[0]!;
+    const dialect = path.startsWith("/0/") ? kraken : dialectOfPath(path);
+    if (!dialect) return null;
+    return dialect.refusal(reason, { ip: plainAddress(request.ip), now: clock.now() });
+  };
 }
 
 /**
