@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { isIP } from "node:net";
 import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
 import type { Services } from "../services.js";
-import { addressSubject } from "../support/network.js";
+import { addressSubject, plainAddress } from "../support/network.js";
+import { invalidRequest } from "../support/problem.js";
 import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { registerCookies } from "./cookies.js";
 import { frameworkErrors, registerErrorHandling } from "./errors.js";
@@ -131,6 +133,19 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     },
     exchange,
   );
+  if (config.trustedProxies.length > 0) {
+    // Behind trusted proxies the client's address is the one the nearest of them reported; every
+    // per-address limit, lockout, place and audit entry is keyed by it, so one that is not an IP address
+    // (a proxy writing "unknown", a port, a name) is refused rather than counted as an address of its own.
+    app.addHook("onRequest", (request, _reply, done) => {
+      if (isIP(plainAddress(request.ip)) !== 0) return done();
+      done(
+        invalidRequest("The client's address, as the proxy forwarded it, is not an IP address.", [
+          { field: "x-forwarded-for", message: "The proxy must forward the client's IPv4 or IPv6 address." },
+        ]),
+      );
+    });
+  }
   registerInputHygiene(app);
   await registerCookies(app);
   registerSecurityHeaders(app, config.publicUrl);

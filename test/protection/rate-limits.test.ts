@@ -119,5 +119,24 @@ describe.each(setups)("per-IP rate limits on $name (behaviour §4)", ({ engine, 
     const located = sessions.json().sessions.find((s: { ip: string }) => s.ip === "81.2.69.160");
     expect(located.location).toMatch(/GB$/);
     expect(direct.statusCode).toBe(200);
+    // What the trusted proxy forwards is the address every limit counts: anything but an IP address is
+    // refused, not counted as an address of its own (a proxy writing "unknown", a port, a name).
+    for (const forwarded of [
+      "unknown",
+      "81.2.69.160:443",
+      "client.example",
+      "999.1.1.1",
+      "81.2.69.160, nonsense",
+    ]) {
+      const refused = await signIn("10.1.2.3", forwarded);
+      expect(refused.statusCode, forwarded).toBe(400);
+      expect(refused.json().error).toMatchObject({
+        code: "invalid_request",
+        details: [{ field: "x-forwarded-for" }],
+      });
+    }
+    // The client's own spoofed entries to the left of what the proxy appended are not believed, nor refused.
+    expect((await signIn("10.1.2.3", "nonsense, 81.2.69.160")).statusCode).toBe(200);
+    expect((await signIn("10.1.2.3", "::ffff:81.2.69.160")).statusCode).toBe(200);
   });
 });
