@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
 import type { Services } from "../services.js";
 import { addressSubject, plainAddress } from "../support/network.js";
-import { invalidRequest } from "../support/problem.js";
+import { invalidRequest, problem } from "../support/problem.js";
 import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { registerCookies } from "./cookies.js";
 import { frameworkErrors, registerErrorHandling } from "./errors.js";
@@ -98,7 +98,8 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     routerOptions: { maxParamLength: 200 },
     // Every schema error at once, so a form can mark all its fields in one answer (bodies are capped at 64 KiB).
     ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
-    return503OnClosing: true,
+    // Turned away by our own hook below instead, so the answer is in the one error shape.
+    return503OnClosing: false,
     // URL decoding and parameter-length errors happen in the router, before the error handler.
     frameworkErrors: frameworkErrors(exchange),
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -133,6 +134,19 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     },
     exchange,
   );
+  // While the server drains (close()), a request still arriving on a kept-alive or pipelined connection is
+  // turned away with 503 and Connection: close, so its client goes to another instance: in the API's error
+  // shape, and on the gateway's paths in the exchange's (Fastify's own 503 has a body of its own).
+  let draining = false;
+  app.addHook("preClose", (done) => {
+    draining = true;
+    done();
+  });
+  app.addHook("onRequest", (_request, reply, done) => {
+    if (!draining) return done();
+    reply.header("connection", "close");
+    done(problem("unavailable", undefined, {}, { "retry-after": "5" }));
+  });
   if (config.trustedProxies.length > 0) {
     // Behind trusted proxies the client's address is the one the nearest of them reported; every
     // per-address limit, lockout, place and audit entry is keyed by it, so one that is not an IP address
