@@ -4,7 +4,7 @@ import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from "fastify";
 import type { Services } from "../services.js";
-import { addressSubject, plainAddress } from "../support/network.js";
+import { addressSubject } from "../support/network.js";
 import { invalidRequest, problem } from "../support/problem.js";
 import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { registerCookies } from "./cookies.js";
@@ -152,7 +152,8 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     // per-address limit, lockout, place and audit entry is keyed by it, so one that is not an IP address
     // (a proxy writing "unknown", a port, a name) is refused rather than counted as an address of its own.
     app.addHook("onRequest", (request, _reply, done) => {
-      if (isIP(plainAddress(request.ip)) !== 0) return done();
+      // isIP takes an IPv4 address written as IPv6 (::ffff:192.0.2.1) as the IPv6 address it also is.
+      if (isIP(request.ip) !== 0) return done();
       done(
         invalidRequest("The client's address, as the proxy forwarded it, is not an IP address.", [
           { field: "x-forwarded-for", message: "The proxy must forward the client's IPv4 or IPv6 address." },

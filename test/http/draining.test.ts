@@ -1,11 +1,10 @@
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { Harness } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 import { until } from "../helpers/until.js";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The responses read from one connection, in order: status, headers (lower-case names) and body. */
 function responses(text: string): { status: number; headers: Record<string, string>; body: string }[] {

@@ -1,7 +1,6 @@
 import { isIP } from "node:net";
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
-import { plainAddress } from "../../support/network.js";
 import { invalidRequest, notFound } from "../../support/problem.js";
 import { caller, requestContext } from "../auth.js";
 import { ActionIdHeader, ActionView, ApiKeyView, ConfirmBody, Open, Status } from "../schemas.js";
@@ -245,7 +244,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
     },
     async (request) => {
       // The address every per-source rule counts and every audit entry records: an IP address or nothing.
-      if (isIP(plainAddress(request.body.ip)) === 0) {
+      if (isIP(request.body.ip) === 0) {
         throw invalidRequest("The client's address is not an IP address.", [
           { field: "ip", message: "Give the address the request came from, IPv4 or IPv6." },
         ]);
