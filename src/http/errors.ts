@@ -1,3 +1,5 @@
+import { type ServerResponse, STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { isDependencyFailure } from "../support/db-errors.js";
 import { type SchemaIssue, validationDetails } from "../support/error-codes.js";
@@ -16,9 +18,13 @@ export type ExchangeReason =
   | "rate_limit"
   | "unavailable";
 
-/** A refusal in the exchange's own shape for a request on one of the gateway's paths; null for any other path. */
+/**
+ * A refusal in the exchange's own shape for a request to `target` (its path, and any query) on one of the
+ * gateway's paths; null for any other path.
+ */
 export type ExchangeRefusal = (
-  request: FastifyRequest,
+  target: string,
+  ip: string,
   reason: ExchangeReason,
 ) => { status: number; body: unknown } | null;
 
@@ -35,7 +41,7 @@ function exchangeReason(status: number): ExchangeReason {
 /** Answers `problem`: in this API's shape, or on the gateway's paths in the exchange's own. */
 function send(reply: FastifyReply, problem: Problem, exchange?: ExchangeRefusal) {
   for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
-  const refusal = exchange?.(reply.request, exchangeReason(problem.status));
+  const refusal = exchange?.(reply.request.url, reply.request.ip, exchangeReason(problem.status));
   if (refusal) return reply.status(refusal.status).type("application/json; charset=utf-8").send(refusal.body);
   return reply
     .status(problem.status)
@@ -64,6 +70,60 @@ export function frameworkErrors(exchange?: ExchangeRefusal) {
   return (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
     if (error.code === "FST_ERR_MAX_PARAM_LENGTH") return send(reply, problem("uri_too_long"), exchange);
     return send(reply, problem("invalid_request", "The address could not be decoded."), exchange);
+  };
+}
+
+/** The request target of a request Node's HTTP parser refused, from its request line, if the bytes it kept begin with one. */
+function rawTarget(raw: unknown): string | null {
+  if (!Buffer.isBuffer(raw)) return null;
+  // A request line is a method, one space, the target, one space; nothing the parser kept past 8 KiB is read.
+  const match = /^[A-Z]{1,20} (\/[^ \r\n]{0,8000}) /.exec(raw.subarray(0, 8192).toString("latin1"));
+  return match ? match[1]! : null;
+}
+
+/**
+ * What Node's HTTP parser refuses before there is a request to route (headers over its limit, a request
+ * that is not HTTP, one that took too long to arrive) answered in the same shape as every other error:
+ * this API's, or on the gateway's paths the exchange's. The path is read from the request line when the
+ * bytes the parser failed on still hold it; headers that overflowed across several packets, and a request
+ * that took too long, leave none, and are answered in this API's shape. The connection is closed after the answer: what follows on it
+ * cannot be trusted to start a request.
+ */
+export function clientErrors(everyAnswer: Record<string, string>, exchange?: ExchangeRefusal) {
+  return (error: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Socket): void => {
+    if (error.code === "ECONNRESET" || socket.destroyed) return;
+    const refused =
+      error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? problem("request_timeout")
+        : error.code === "HPE_HEADER_OVERFLOW"
+          ? problem("headers_too_large")
+          : problem("bad_request", "The request is not a valid HTTP request.");
+    const target = rawTarget(error.rawPacket);
+    const refusal =
+      target === null
+        ? null
+        : (exchange?.(target, socket.remoteAddress ?? "", exchangeReason(refused.status)) ?? null);
+    const status = refusal?.status ?? refused.status;
+    const body = JSON.stringify(
+      refusal ? refusal.body : { error: { code: refused.code, message: refused.message } },
+    );
+    const headers = {
+      ...everyAnswer,
+      "content-type": "application/json; charset=utf-8",
+      "content-length": String(Buffer.byteLength(body)),
+      connection: "close",
+    };
+    const answer = () => {
+      if (socket.writable) {
+        const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+        socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n${lines.join("")}\r\n${body}`);
+      }
+      socket.destroySoon();
+    };
+    // A request pipelined before the refused one is answered first, so answers keep the requests' order.
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (inFlight && !inFlight.writableFinished) inFlight.once("close", answer);
+    else answer();
   };
 }
 

@@ -1,5 +1,16 @@
 import type { FastifyInstance } from "fastify";
 
+/** The headers every answer carries, those written below the framework (`clientErrors`) too. */
+export function everyAnswerHeaders(publicUrl: URL): Record<string, string> {
+  return {
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+    ...(publicUrl.protocol === "https:"
+      ? { "strict-transport-security": "max-age=31536000; includeSubDomains" }
+      : {}),
+  };
+}
+
 /**
  * Security headers, computed once. Every answer says nosniff, no-store (account data is never cached on
  * the way) and, behind https, HSTS. Pages additionally get the browser-facing policies @fastify/helmet
@@ -8,13 +19,7 @@ import type { FastifyInstance } from "fastify";
  * rebuilt its middleware on every request, another 3–7%.
  */
 export function registerSecurityHeaders(app: FastifyInstance, publicUrl: URL): void {
-  const everyAnswer: Record<string, string> = {
-    "x-content-type-options": "nosniff",
-    "cache-control": "no-store",
-    ...(publicUrl.protocol === "https:"
-      ? { "strict-transport-security": "max-age=31536000; includeSubDomains" }
-      : {}),
-  };
+  const everyAnswer = everyAnswerHeaders(publicUrl);
   const pages: Record<string, string> = {
     // The portal is files from this origin only: no inline script, no eval, no third party. The ALTCHA
     // widget solves its proof of work in a worker file of its own (worker-src 'self'); the TOTP QR code is

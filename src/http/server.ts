@@ -8,7 +8,7 @@ import { addressSubject } from "../support/network.js";
 import { invalidRequest, problem } from "../support/problem.js";
 import { type RouteAuth, registerAuth, requestContext } from "./auth.js";
 import { registerCookies } from "./cookies.js";
-import { frameworkErrors, registerErrorHandling } from "./errors.js";
+import { clientErrors, frameworkErrors, registerErrorHandling } from "./errors.js";
 import { registerInputHygiene } from "./input-hygiene.js";
 import { requestLogger } from "./request-logger.js";
 import { registerAccountFreezeRoutes } from "./routes/account-freeze.js";
@@ -29,7 +29,7 @@ import { registerSecurityRoutes } from "./routes/security.js";
 import { registerSessionRoutes } from "./routes/sessions.js";
 import { registerSignInRoutes } from "./routes/sign-in.js";
 import { ErrorResponse } from "./schemas.js";
-import { registerSecurityHeaders } from "./security-headers.js";
+import { everyAnswerHeaders, registerSecurityHeaders } from "./security-headers.js";
 
 export type App = FastifyInstance<
   RawServerDefault,
@@ -102,6 +102,8 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
     return503OnClosing: false,
     // URL decoding and parameter-length errors happen in the router, before the error handler.
     frameworkErrors: frameworkErrors(exchange),
+    // What Node's HTTP parser refuses (headers too large, not HTTP) gets the same shapes too.
+    clientErrorHandler: clientErrors(everyAnswerHeaders(config.publicUrl), exchange),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   registerErrorHandling(

@@ -20,6 +20,8 @@ export const errorCodes = {
   },
   payload_too_large: { status: 413, message: "That is too much text for one request." },
   uri_too_long: { status: 414, message: "The address is too long." },
+  headers_too_large: { status: 431, message: "The request's headers are too large." },
+  request_timeout: { status: 408, message: "The request took too long to arrive. Try again." },
   weak_password: { status: 400, message: "Choose a stronger password." },
   bot_check_failed: {
     status: 400,

@@ -56,11 +56,11 @@ export function dialectOfPath(path: string): Dialect | null {
  * dependency down (503). Its clients parse that shape and nothing else.
  */
 export function exchangeRefusals(clock: Clock): ExchangeRefusal {
-  return (request, reason) => {
-    const path = request.url.split("?")[0]!;
+  return (target, ip, reason) => {
+    const path = target.split("?")[0]!;
     const dialect = path.startsWith("/0/") ? kraken : dialectOfPath(path);
     if (!dialect) return null;
-    return dialect.refusal(reason, { ip: plainAddress(request.ip), now: clock.now() });
+    return dialect.refusal(reason, { ip: plainAddress(ip), now: clock.now() });
   };
 }
 
