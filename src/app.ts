@@ -252,6 +252,13 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     audit,
     outbox,
   );
+  // One SQLite process decides the gateway's hot state in memory; instances sharing PostgreSQL decide it
+  // in the database, where every rule is one conditional statement.
+  const databaseGatewayState = new DatabaseGatewayState(db, new ApiLockout(db, clock));
+  const memoryGatewayState = storage.sqlite
+    ? new MemoryGatewayState(db, storage.sqlite, clock, databaseGatewayState, audit)
+    : null;
+  const gatewayState: GatewayState = memoryGatewayState ?? databaseGatewayState;
   const apiKeys = new ApiKeyService(
     db,
     clock,
@@ -265,6 +272,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     tokens,
     publicUrl,
     settings.apiKeys,
+    // On SQLite a key's last use is in memory first and in its row about a second later.
+    (keyId) => memoryGatewayState?.lastUsedAt(keyId) ?? null,
   );
   const accountFreeze = new AccountFreeze(
     db,
@@ -293,12 +302,6 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   );
   const disconnectAll = new DisconnectAll(changes, devices, sessions, apiKeys);
   const approvals = new ApiApprovals(db, clock, actions);
-  // One SQLite process decides the gateway's hot state in memory; instances sharing PostgreSQL decide it
-  // in the database, where every rule is one conditional statement.
-  const databaseGatewayState = new DatabaseGatewayState(db, new ApiLockout(db, clock));
-  const gatewayState: GatewayState = storage.sqlite
-    ? new MemoryGatewayState(db, storage.sqlite, clock, databaseGatewayState, audit)
-    : databaseGatewayState;
   const signedRequests = new SignedRequestVerifier(
     db,
     dataKey,
@@ -471,6 +474,8 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
       // Counts of the minute still open go into the chain now rather than wait for the next start.
       await audit.flushAggregates({ all: true }).catch(() => {});
       await outbox.stop();
+      // Every key's row up to date from the gateway's state journal, which is left empty.
+      await memoryGatewayState?.close().catch(() => {});
       // The end of this instance's audit chain goes into the root chain, so a later deletion shows.
       await audit.close().catch(() => {});
       transport.close?.();

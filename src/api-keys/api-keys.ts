@@ -61,7 +61,8 @@ interface KeySettings {
   approvalThreshold: Thresholds | null;
 }
 
-function describe(row: Selectable<ApiKeysTable>) {
+function describe(row: Selectable<ApiKeysTable>, lastUsedAt: number | null = null) {
+  const lastUsed = Math.max(row.last_used_at ?? 0, lastUsedAt ?? 0);
   return {
     id: row.id,
     name: row.name,
@@ -76,7 +77,7 @@ function describe(row: Selectable<ApiKeysTable>) {
     otp: row.otp_type,
     approvalThreshold: row.approval_threshold === null ? null : thresholdsOf(row.approval_threshold),
     createdAt: iso(row.created_at),
-    lastUsedAt: row.last_used_at === null ? null : iso(row.last_used_at),
+    lastUsedAt: lastUsed === 0 ? null : iso(lastUsed),
   };
 }
 
@@ -139,6 +140,8 @@ export class ApiKeyService {
     private readonly tokens: OneTimeTokens,
     private readonly publicUrl: URL,
     private readonly limits: Settings["apiKeys"],
+    /** When the gateway last saw a key used, when it knows it before the key's row does. */
+    private readonly lastUsedAt: (keyId: string) => number | null = () => null,
   ) {}
 
   /** Checks every field against docs/behaviour.md §11, on top of the key's current settings when it is a change. */
@@ -363,7 +366,7 @@ export class ApiKeyService {
       );
       if (!row) throw notFound("That API key");
       return {
-        result: { ...describe(row), ...(otp ? { otp: otp.shown } : {}) },
+        result: { ...describe(row, this.lastUsedAt(row.id)), ...(otp ? { otp: otp.shown } : {}) },
         event: "api_key.updated",
         details: { keyId },
         change: `changed API key "${settings.name}"`,
@@ -403,7 +406,7 @@ export class ApiKeyService {
       .where("disabled_at", "is", null)
       .orderBy("created_at")
       .execute();
-    return rows.map(describe);
+    return rows.map((row) => describe(row, this.lastUsedAt(row.id)));
   }
 
   /**

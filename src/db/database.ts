@@ -38,6 +38,7 @@ import * as auditChains from "./migrations/0017-audit-chains.js";
 import * as breachedPassword from "./migrations/0018-breached-password.js";
 import * as passkeys from "./migrations/0019-passkeys.js";
 import * as auditLogSqliteLayout from "./migrations/0020-audit-log-sqlite-layout.js";
+import * as apiKeyStateJournal from "./migrations/0021-api-key-state-journal.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -166,6 +167,7 @@ const migrations: Record<string, Migration> = {
   "0018-breached-password": breachedPassword,
   "0019-passkeys": passkeys,
   "0020-audit-log-sqlite-layout": auditLogSqliteLayout,
+  "0021-api-key-state-journal": apiKeyStateJournal,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -240,6 +240,16 @@ export interface AuditAccountEntriesTable {
   seq: number;
 }
 
+/**
+ * SQLite only: the gateway's per-key state as group-committed batches wrote it, one row a batch; `states`
+ * is a JSON array of [key id, last nonce, nonce floor, OTP step, call level, call level at, last used at]
+ * (see `MemoryGatewayState`).
+ */
+export interface ApiKeyStateJournalTable {
+  seq: Generated<number>;
+  states: string;
+}
+
 /** SQLite only: one row, the last `seq` that `audit_account_entries` covers. */
 export interface AuditAccountIndexTable {
   id: number;
@@ -437,6 +447,7 @@ export interface Database {
   audit_aggregates: AuditAggregatesTable;
   audit_account_entries: AuditAccountEntriesTable;
   audit_account_index: AuditAccountIndexTable;
+  api_key_state_journal: ApiKeyStateJournalTable;
   outbox: OutboxTable;
   used_bot_checks: UsedBotChecksTable;
   rate_limits: RateLimitsTable;

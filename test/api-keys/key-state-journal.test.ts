@@ -1,0 +1,181 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { foldJournal } from "../../src/api-keys/memory-gateway-state.js";
+import { KrakenClient } from "../../src/client/kraken-client.js";
+import { migrateToLatest } from "../../src/db/database.js";
+import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
+import { Harness, SERVICE_TOKEN } from "../helpers/harness.js";
+import { engines, openTestStorage, type TestStorage } from "../helpers/storage.js";
+
+const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
+
+async function keyOwner(h: Harness) {
+  const user = await h.createVerifiedUser({ country: "GB" });
+  const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
+  const created = await withStepUp(
+    h,
+    enrolled.token,
+    "POST",
+    "/v1/api-keys",
+    { totp: nextTotpCode(h, enrolled.secret) },
+    { body: { name: "journal", permissions: ["funds_query"] } },
+  );
+  expect(created.response.statusCode, created.response.body).toBe(201);
+  const key = created.response.json() as { id: string; key: string; secret: string };
+  let nonce = 1_000n;
+  const client = new KrakenClient({
+    baseUrl: "http://unused.invalid",
+    key: key.key,
+    secret: key.secret,
+    nonce: () => ++nonce,
+  });
+  return { key, client, session: created.token };
+}
+
+/** One gateway decision for `client`'s Balance call; the signed request too, to send it again. */
+async function check(h: Harness, client: KrakenClient, signed = client.sign("Balance")) {
+  const response = await h.request("POST", "/v1/gateway/check", {
+    headers: service,
+    body: { path: signed.path, headers: signed.headers, body: signed.body, ip: "198.18.9.1" },
+  });
+  return { answer: response.json() as { allow: boolean; error?: string }, signed };
+}
+
+const row = (h: Harness, keyId: string) =>
+  h.db
+    .selectFrom("api_keys")
+    .select(["last_nonce", "last_used_at", "rate_at"])
+    .where("id", "=", keyId)
+    .executeTakeFirstOrThrow();
+
+describe.each(engines)("a key's gateway state on %s", (engine) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.create(engine);
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("shows a key's last use at once, and its row holds its latest state within a second", async () => {
+    const { key, client, session } = await keyOwner(h);
+    const { answer } = await check(h, client);
+    expect(answer.allow).toBe(true);
+    const usedAt = h.clock.now();
+    const listed = await h.request("GET", "/v1/api-keys", { token: session });
+    expect(listed.statusCode, listed.body).toBe(200);
+    const { apiKeys } = listed.json() as { apiKeys: { id: string; lastUsedAt: string | null }[] };
+    const shown = apiKeys.find((k) => k.id === key.id);
+    expect(shown?.lastUsedAt).toBe(new Date(usedAt).toISOString());
+    if (engine === "sqlite") {
+      // The batch wrote the key's state to the journal, not to its row.
+      expect((await row(h, key.id)).last_used_at).toBeNull();
+      expect((await h.db.selectFrom("api_key_state_journal").selectAll().execute()).length).toBeGreaterThan(
+        0,
+      );
+      // A second on, the next batch brings the row up to date and drops the journal rows nobody needs.
+      h.clock.advance(1_001);
+      expect((await check(h, client)).answer.allow).toBe(true);
+      const journal = await h.db.selectFrom("api_key_state_journal").select("states").execute();
+      expect(journal.some((j) => j.states.includes(key.id))).toBe(false);
+    }
+    const caughtUp = await row(h, key.id);
+    expect(caughtUp.last_used_at).toBeGreaterThanOrEqual(usedAt);
+    expect(BigInt(caughtUp.last_nonce)).toBeGreaterThan(1_000n);
+  });
+
+  it("leaves every key's row up to date and the journal empty after a clean stop", async () => {
+    const own = await Harness.create(engine);
+    const { key, client } = await keyOwner(own);
+    const used: Awaited<ReturnType<typeof check>>["signed"][] = [];
+    for (let i = 0; i < 5; i += 1) {
+      const { answer, signed } = await check(own, client);
+      expect(answer.allow).toBe(true);
+      used.push(signed);
+    }
+    const last = BigInt(new URLSearchParams(used.at(-1)!.body).get("nonce")!);
+    await own.app.close();
+    try {
+      const stored = await row(own, key.id);
+      expect(BigInt(stored.last_nonce)).toBe(last);
+      expect(stored.last_used_at).toBe(own.clock.now());
+      if (engine === "sqlite")
+        expect(await own.db.selectFrom("api_key_state_journal").selectAll().execute()).toEqual([]);
+    } finally {
+      await own.smtp.stop();
+      await own.storage.dispose();
+    }
+  });
+});
+
+describe("the state journal, folded at start after a crash (SQLite)", () => {
+  let storage: TestStorage;
+  beforeAll(async () => {
+    storage = await openTestStorage("sqlite");
+    await migrateToLatest(storage.storage);
+  });
+  afterAll(async () => {
+    await storage.dispose();
+  });
+
+  it("brings each row up to date, never back: an older state in the journal changes nothing", async () => {
+    const sqlite = storage.storage.sqlite!;
+    const accountId = randomUUID();
+    sqlite
+      .prepare(
+        `insert into accounts (id, email, email_key, username, password_hash, country, created_at)
+           values (?, ?, ?, ?, 'x', 'GB', 0)`,
+      )
+      .run(accountId, "j@example.com", "j@example.com", "journal");
+    const keyIds = [randomUUID(), randomUUID()];
+    for (const [i, id] of keyIds.entries())
+      sqlite
+        .prepare(
+          `insert into api_keys (id, account_id, name, key, secret_sealed, dialect, permissions, ip_allowlist,
+             nonce_window, last_nonce, nonce_floor, rate_level, rate_at, last_used_at, created_at)
+           values (?, ?, ?, ?, 'x', 'kraken', '[]', '[]', 0, ?, ?, 3, 5000, 5000, 0)`,
+        )
+        .run(id, accountId, `k${i}`, `key-${i}`, "00000000000000000500", "00000000000000000500");
+    const state = (id: string, nonce: number, at: number, level: number, otp: number | null) => [
+      id,
+      String(nonce).padStart(20, "0"),
+      String(nonce).padStart(20, "0"),
+      otp,
+      level,
+      at,
+      at,
+    ];
+    const journal = sqlite.prepare("insert into api_key_state_journal (states) values (?)");
+    // Key 0: an older state (folded into its row already), then two newer ones; key 1: only older ones.
+    journal.run(JSON.stringify([state(keyIds[0]!, 400, 4000, 1, null), state(keyIds[1]!, 100, 1000, 9, 7)]));
+    journal.run(JSON.stringify([state(keyIds[0]!, 600, 6000, 2, 3)]));
+    journal.run(JSON.stringify([state(keyIds[0]!, 700, 7000, 4, 5)]));
+
+    foldJournal(sqlite);
+
+    const rows = sqlite
+      .prepare(
+        "select id, last_nonce, nonce_floor, otp_last_step, rate_level, rate_at, last_used_at from api_keys where id in (?, ?)",
+      )
+      .all(...keyIds) as Record<string, unknown>[];
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect(byId.get(keyIds[0])).toMatchObject({
+      last_nonce: "00000000000000000700",
+      nonce_floor: "00000000000000000700",
+      otp_last_step: 5,
+      rate_level: 4,
+      rate_at: 7000,
+      last_used_at: 7000,
+    });
+    // Key 1's journal state is older than its row in every field but the OTP step, which only grows.
+    expect(byId.get(keyIds[1])).toMatchObject({
+      last_nonce: "00000000000000000500",
+      nonce_floor: "00000000000000000500",
+      otp_last_step: 7,
+      rate_level: 3,
+      rate_at: 5000,
+      last_used_at: 5000,
+    });
+    expect(sqlite.prepare("select count(*) from api_key_state_journal").pluck().get()).toBe(0);
+  });
+});
