@@ -66,6 +66,16 @@ export interface Settings {
     /** Active keys an account may hold: a bound on what one account costs the gateway to keep. */
     maxPerAccount: number;
   };
+  http: {
+    /**
+     * How long a request's headers, and the whole request, may take to arrive: a client sending them a
+     * byte at a time would otherwise hold its connection (and a slot of every limit) for as long as it
+     * likes. Checked every `timeoutCheckMs`; answered 408 `request_timeout`.
+     */
+    headersTimeoutMs: number;
+    requestTimeoutMs: number;
+    timeoutCheckMs: number;
+  };
 }
 
 const MINUTE = 60_000;
@@ -108,6 +118,7 @@ export const defaultSettings: Settings = {
     retentionMs: 30 * DAY,
   },
   apiKeys: { maxPerAccount: 50 },
+  http: { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, timeoutCheckMs: 5_000 },
 };
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };

@@ -85,20 +85,32 @@ function rawTarget(raw: unknown): string | null {
  * What Node's HTTP parser refuses before there is a request to route (headers over its limit, a request
  * that is not HTTP, one that took too long to arrive) answered in the same shape as every other error:
  * this API's, or on the gateway's paths the exchange's. The path is read from the request line when the
- * bytes the parser failed on still hold it; headers that overflowed across several packets, and a request
- * that took too long, leave none, and are answered in this API's shape. The connection is closed after the answer: what follows on it
+ * bytes the parser failed on still hold it, or from the request itself when it was dispatched and its body
+ * was still arriving; headers that overflowed across several packets, and headers that took too long,
+ * leave neither, and are answered in this API's shape. The connection is closed after the answer: what follows on it
  * cannot be trusted to start a request.
  */
 export function clientErrors(everyAnswer: Record<string, string>, exchange?: ExchangeRefusal) {
   return (error: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Socket): void => {
     if (error.code === "ECONNRESET" || socket.destroyed) return;
+    // An answer still open on this connection belongs either to the refused request itself, when the
+    // request was dispatched and its body was still arriving (a bad chunk, a body that took too long),
+    // or to a request pipelined before the refused one.
+    const open = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    const inFlight = open && !open.writableFinished ? open : null;
+    const ownRequest = inFlight !== null && !inFlight.req.complete;
+    if (ownRequest && inFlight.headersSent) {
+      // Its answer has begun: nothing can be added to it.
+      socket.destroy();
+      return;
+    }
     const refused =
       error.code === "ERR_HTTP_REQUEST_TIMEOUT"
         ? problem("request_timeout")
         : error.code === "HPE_HEADER_OVERFLOW"
           ? problem("headers_too_large")
           : problem("bad_request", "The request is not a valid HTTP request.");
-    const target = rawTarget(error.rawPacket);
+    const target = ownRequest ? (inFlight.req.url ?? null) : rawTarget(error.rawPacket);
     const refusal =
       target === null
         ? null
@@ -121,8 +133,7 @@ export function clientErrors(everyAnswer: Record<string, string>, exchange?: Exc
       socket.destroySoon();
     };
     // A request pipelined before the refused one is answered first, so answers keep the requests' order.
-    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (inFlight && !inFlight.writableFinished) inFlight.once("close", answer);
+    if (inFlight && !ownRequest) inFlight.once("close", answer);
     else answer();
   };
 }

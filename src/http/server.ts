@@ -94,6 +94,13 @@ export async function buildHttpServer(services: Services, options: HttpOptions):
       : { logger: false }),
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
     bodyLimit: 64 * 1024,
+    // A request trickling in (slowloris, a body a byte at a time) is answered 408 and its connection
+    // closed; Fastify's default is no limit at all on the whole request.
+    requestTimeout: services.settings.http.requestTimeoutMs,
+    http: {
+      headersTimeout: services.settings.http.headersTimeoutMs,
+      connectionsCheckingInterval: services.settings.http.timeoutCheckMs,
+    },
     // Query strings and URLs with odd lengths are refused by the router, not the handlers.
     routerOptions: { maxParamLength: 200 },
     // Every schema error at once, so a form can mark all its fields in one answer (bodies are capped at 64 KiB).

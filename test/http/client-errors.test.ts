@@ -1,10 +1,6 @@
-import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientErrors } from "../../src/http/errors.js";
-import { exchangeRefusals } from "../../src/http/routes/gateway.js";
-import { systemClock } from "../../src/support/clock.js";
 import { Harness } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
@@ -95,6 +91,18 @@ describe.each(engines)("requests Node's HTTP parser refuses, on %s", (engine) =>
       api("bad_request"),
     ],
     [
+      "a chunked body with a chunk size that is not hexadecimal",
+      "POST /v1/sign-in HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n",
+      400,
+      api("bad_request"),
+    ],
+    [
+      "Kraken: a chunked body with a chunk size that is not hexadecimal",
+      "POST /0/private/Balance HTTP/1.1\r\nhost: a\r\ncontent-type: application/x-www-form-urlencoded\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nnonce=1\r\n",
+      400,
+      kraken,
+    ],
+    [
       "Kraken: headers over the limit",
       `POST /0/private/Balance HTTP/1.1\r\nhost: a\r\n${overflowing}\r\n`,
       400,
@@ -154,26 +162,46 @@ describe.each(engines)("requests Node's HTTP parser refuses, on %s", (engine) =>
   });
 });
 
-describe("a request that takes too long to arrive", () => {
-  it("is answered 408 in the one error shape", async () => {
-    // Node's own timeout, shortened: the same handler the server is built with.
-    const server = http.createServer({
-      requestTimeout: 200,
-      headersTimeout: 200,
-      connectionsCheckingInterval: 50,
+describe.each(engines)("a request that takes too long to arrive, on %s", (engine) => {
+  let h: Harness;
+  let port: number;
+  beforeAll(async () => {
+    // The server's own timeouts, shortened.
+    h = await Harness.create(engine, {
+      settings: { http: { headersTimeoutMs: 300, requestTimeoutMs: 300, timeoutCheckMs: 50 } },
     });
-    server.on(
-      "clientError",
-      clientErrors({ "x-content-type-options": "nosniff" }, exchangeRefusals(systemClock)),
-    );
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const port = (server.address() as AddressInfo).port;
-    try {
-      const slow = await exchange(port, ["GET /v1/session HTTP/1.1\r\n", "host: a\r\n"]);
-      expect(slow.status).toBe(408);
-      expect(slow.json).toEqual(api("request_timeout"));
-    } finally {
-      server.close();
-    }
+    await h.app.http.listen({ port: 0, host: "127.0.0.1" });
+    port = (h.app.http.server.address() as AddressInfo).port;
   });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it.each([
+    ["headers", ["GET /v1/session HTTP/1.1\r\n", "host: a\r\n"], 408, api("request_timeout")],
+    [
+      "a body",
+      [
+        "POST /v1/sign-in HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{",
+      ],
+      408,
+      api("request_timeout"),
+    ],
+    [
+      "Kraken: a body",
+      [
+        "POST /0/private/Balance HTTP/1.1\r\nhost: a\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 40\r\n\r\nnonce=1",
+      ],
+      400,
+      kraken,
+    ],
+  ])(
+    "answers %s trickling in with a refusal in its path's shape, and closes the connection",
+    async (_, chunks, status, shape) => {
+      const answer = await exchange(port, chunks);
+      expect(answer.status).toBe(status);
+      expect(answer.json).toMatchObject(shape);
+      expect(answer.headers.connection).toBe("close");
+    },
+  );
 });
