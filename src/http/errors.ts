@@ -73,7 +73,10 @@ export function frameworkErrors(exchange?: ExchangeRefusal) {
   };
 }
 
-/** The request target of a request Node's HTTP parser refused, from its request line, if the bytes it kept begin with one. */
+/**
+ * The request target of a request Node's HTTP parser refused, from its request line, if the bytes it kept
+ * begin with one.
+ */
 function rawTarget(raw: unknown): string | null {
   if (!Buffer.isBuffer(raw)) return null;
   // A request line is a method, one space, the target, one space; nothing the parser kept past 8 KiB is read.
@@ -85,10 +88,10 @@ function rawTarget(raw: unknown): string | null {
  * What Node's HTTP parser refuses before there is a request to route (headers over its limit, a request
  * that is not HTTP, one that took too long to arrive) answered in the same shape as every other error:
  * this API's, or on the gateway's paths the exchange's. The path is read from the request line when the
- * bytes the parser failed on still hold it, or from the request itself when it was dispatched and its body
- * was still arriving; headers that overflowed across several packets, and headers that took too long,
- * leave neither, and are answered in this API's shape. The connection is closed after the answer: what follows on it
- * cannot be trusted to start a request.
+ * bytes the parser failed on still hold it, or from the request itself when it was dispatched and its
+ * body was still arriving; headers that overflowed across several packets, and headers that took too
+ * long, leave neither, and are answered in this API's shape. The connection is closed after the answer:
+ * what follows on it cannot be trusted to start a request.
  */
 export function clientErrors(everyAnswer: Record<string, string>, exchange?: ExchangeRefusal) {
   return (error: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Socket): void => {
