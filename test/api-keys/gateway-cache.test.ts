@@ -5,7 +5,7 @@ import { KrakenClient } from "../../src/client/kraken-client.js";
 import { loadDataKey } from "../../src/crypto/data-key.js";
 import { openStorage } from "../../src/db/database.js";
 import type { Database } from "../../src/db/schema.js";
-import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
+import { createKeyOwner } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
@@ -40,20 +40,14 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
       .execute();
 
   const keyOwner = async () => {
-    const user = await h.createVerifiedUser({ country: "GB" });
-    const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
-    const created = await withStepUp(
+    const owner = await createKeyOwner(
       h,
-      enrolled.token,
-      "POST",
-      "/v1/api-keys",
-      { totp: nextTotpCode(h, enrolled.secret) },
-      { body: { name: "cached", permissions: ["funds_query"] } },
+      { name: "cached", permissions: ["funds_query"] },
+      { country: "GB" },
     );
-    expect(created.response.statusCode, created.response.body).toBe(201);
-    const key = created.response.json() as { id: string; key: string; secret: string };
+    const { key } = owner;
     const client = new KrakenClient({ baseUrl: "http://unused.invalid", key: key.key, secret: key.secret });
-    return { key, client, accountId: await h.accountId(user) };
+    return { key, client, accountId: owner.accountId };
   };
 
   it("sees a change made behind its back (another process, the CLI) on the very next request", async () => {

@@ -4,25 +4,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { foldJournal } from "../../src/api-keys/memory-gateway-state.js";
 import { KrakenClient } from "../../src/client/kraken-client.js";
 import { migrateToLatest } from "../../src/db/database.js";
-import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
+import { createKeyOwner } from "../helpers/factors.js";
 import { Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines, openTestStorage, type TestStorage } from "../helpers/storage.js";
 
 const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
 async function keyOwner(h: Harness) {
-  const user = await h.createVerifiedUser({ country: "GB" });
-  const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
-  const created = await withStepUp(
+  const { key, session } = await createKeyOwner(
     h,
-    enrolled.token,
-    "POST",
-    "/v1/api-keys",
-    { totp: nextTotpCode(h, enrolled.secret) },
-    { body: { name: "journal", permissions: ["funds_query"] } },
+    { name: "journal", permissions: ["funds_query"] },
+    { country: "GB" },
   );
-  expect(created.response.statusCode, created.response.body).toBe(201);
-  const key = created.response.json() as { id: string; key: string; secret: string };
   let nonce = 1_000n;
   const client = new KrakenClient({
     baseUrl: "http://unused.invalid",
@@ -30,7 +23,7 @@ async function keyOwner(h: Harness) {
     secret: key.secret,
     nonce: () => ++nonce,
   });
-  return { key, client, session: created.token };
+  return { key, client, session };
 }
 
 /** One gateway decision for `client`'s Balance call; the signed request too, to send it again. */

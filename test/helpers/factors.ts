@@ -1,7 +1,7 @@
 import type { LightMyRequestResponse } from "fastify";
 import { expect } from "vitest";
 import { totpCode } from "../../src/factors/totp.js";
-import type { Harness, RequestOptions } from "./harness.js";
+import type { Harness, RequestOptions, TestUser } from "./harness.js";
 
 export type StepUpProof =
   | { password: string }
@@ -75,4 +75,34 @@ export function base32Decode(input: string): Uint8Array {
   for (const char of input.replace(/=+$/, "")) bits += alphabet.indexOf(char).toString(2).padStart(5, "0");
   const bytes = bits.match(/.{8}/g) ?? [];
   return new Uint8Array(bytes.map((b) => Number.parseInt(b, 2)));
+}
+
+/**
+ * A pro-tier account with an authenticator and one API key created the way its owner would (step-up with
+ * a TOTP code). Returns the user, the key as created (its secret shown this once), the session to go on
+ * with and the account's id.
+ */
+export async function createKeyOwner(
+  h: Harness,
+  keyBody: Record<string, unknown>,
+  user: Partial<TestUser> = {},
+): Promise<{
+  user: TestUser;
+  key: { id: string; key: string; secret: string };
+  session: string;
+  accountId: string;
+}> {
+  const owner = await h.createVerifiedUser(user);
+  const enrolled = await enrollTotp(h, await h.sessionToken(owner, "pro"), { password: owner.password });
+  const created = await withStepUp(
+    h,
+    enrolled.token,
+    "POST",
+    "/v1/api-keys",
+    { totp: nextTotpCode(h, enrolled.secret) },
+    { body: keyBody },
+  );
+  expect(created.response.statusCode, created.response.body).toBe(201);
+  const key = created.response.json() as { id: string; key: string; secret: string };
+  return { user: owner, key, session: created.token, accountId: await h.accountId(owner) };
 }

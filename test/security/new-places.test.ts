@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KrakenClient } from "../../src/client/kraken-client.js";
-import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
+import { createKeyOwner } from "../helpers/factors.js";
 import { Harness, SERVICE_TOKEN, type TestUser } from "../helpers/harness.js";
 import { linkToken } from "../helpers/smtp.js";
 import { engines } from "../helpers/storage.js";
@@ -85,18 +85,11 @@ describe.each(engines)("new-place alerts on %s", (engine) => {
   });
 
   it("emails the owner once when an API key is used from a new country", async () => {
-    const user = await h.createVerifiedUser();
-    const enrolled = await enrollTotp(h, await h.sessionToken(user, "pro"), { password: user.password });
-    const created = await withStepUp(
-      h,
-      enrolled.token,
-      "POST",
-      "/v1/api-keys",
-      { totp: nextTotpCode(h, enrolled.secret) },
-      { body: { name: "bot", permissions: ["funds_query"], nonceWindow: 1000 } },
-    );
-    expect(created.response.statusCode, created.response.body).toBe(201);
-    const key = created.response.json() as { id: string; key: string; secret: string };
+    const { user, key } = await createKeyOwner(h, {
+      name: "bot",
+      permissions: ["funds_query"],
+      nonceWindow: 1000,
+    });
     const client = new KrakenClient({ baseUrl: "http://unused.invalid", key: key.key, secret: key.secret });
     const use = async (ip: string, nonce?: bigint) => {
       const verdict = await h.request("POST", "/v1/gateway/check", {
