@@ -305,11 +305,13 @@ export class MemoryGatewayState implements GatewayState {
   }
 
   /**
-   * Runs a batch when a key's row is due to be brought up to date, for when no request would run one
-   * (the server calls it every second): rows catch up after the traffic stops, too.
+   * Runs batches while a key's row is due to be brought up to date, for when no request would run one
+   * (the server calls it every second): rows catch up after the traffic stops, too. Up to 16 batches a
+   * call, so after a burst over many keys they catch up at about 500 rows a second; under traffic each
+   * of them only waits for a batch that runs anyway.
    */
   async foldWhenDue(): Promise<void> {
-    if (this.foldDue()) await this.audit.commit();
+    for (let batches = 0; batches < 16 && this.foldDue(); batches += 1) await this.audit.commit();
   }
 
   /** Brings every key's row up to date in one last batch, leaving the journal empty (a clean stop). */

@@ -1,9 +1,13 @@
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { foldJournal } from "../../src/api-keys/memory-gateway-state.js";
+import { DatabaseGatewayState } from "../../src/api-keys/gateway-state.js";
+import { ApiLockout } from "../../src/api-keys/lockout.js";
+import { foldJournal, MemoryGatewayState } from "../../src/api-keys/memory-gateway-state.js";
+import { AuditLog } from "../../src/audit/audit-log.js";
 import { KrakenClient } from "../../src/client/kraken-client.js";
 import { migrateToLatest } from "../../src/db/database.js";
+import { FakeClock } from "../../src/support/clock.js";
 import { createKeyOwner } from "../helpers/factors.js";
 import { Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines, openTestStorage, type TestStorage } from "../helpers/storage.js";
@@ -176,5 +180,59 @@ describe("the state journal, folded at start after a crash (SQLite)", () => {
       last_used_at: 5000,
     });
     expect(sqlite.prepare("select count(*) from api_key_state_journal").pluck().get()).toBe(0);
+  });
+});
+
+describe("the state journal catching up after a burst over many keys (SQLite)", () => {
+  let storage: TestStorage;
+  beforeAll(async () => {
+    storage = await openTestStorage("sqlite");
+    await migrateToLatest(storage.storage);
+  });
+  afterAll(async () => {
+    await storage.dispose();
+  });
+
+  it("brings more rows up to date than one batch may, in one call of the idle timer's work", async () => {
+    const { db, sqlite } = storage.storage;
+    const clock = new FakeClock(Date.now());
+    const audit = new AuditLog(db, clock, randomBytes(32), sqlite);
+    const state = new MemoryGatewayState(
+      db,
+      sqlite!,
+      clock,
+      new DatabaseGatewayState(db, new ApiLockout(db, clock)),
+      audit,
+    );
+    const accountId = randomUUID();
+    sqlite!
+      .prepare(
+        `insert into accounts (id, email, email_key, username, password_hash, country, created_at)
+           values (?, 'burst@example.com', 'burst@example.com', 'burst', 'x', 'GB', 0)`,
+      )
+      .run(accountId);
+    // More keys than one batch writes rows for (32).
+    const keyIds = Array.from({ length: 75 }, () => randomUUID());
+    for (const [i, id] of keyIds.entries())
+      sqlite!
+        .prepare(
+          `insert into api_keys (id, account_id, name, key, secret_sealed, dialect, permissions, ip_allowlist,
+             nonce_window, last_nonce, created_at) values (?, ?, ?, ?, 'x', 'kraken', '[]', '[]', 0, ?, 0)`,
+        )
+        .run(id, accountId, `k${i}`, `burst-${i}`, "0".repeat(20));
+    const usedAt = clock.now();
+    for (const id of keyIds) expect(await state.chargeCalls(id, "pro", 1, usedAt)).toBe(true);
+    await audit.commit();
+    const lastUsed = () =>
+      sqlite!
+        .prepare(`select last_used_at from api_keys where id in (${keyIds.map(() => "?").join(",")})`)
+        .pluck()
+        .all(...keyIds);
+    // In the journal only, for now.
+    expect(lastUsed().every((at) => at === null)).toBe(true);
+    clock.advance(1_001);
+    await state.foldWhenDue();
+    expect(lastUsed().every((at) => at === usedAt)).toBe(true);
+    expect(sqlite!.prepare("select count(*) from api_key_state_journal").pluck().get()).toBe(0);
   });
 });
