@@ -38,15 +38,30 @@ function exchangeReason(status: number): ExchangeReason {
   return "invalid_arguments";
 }
 
+/**
+ * The answer to `problem` for a request to `target` (null when it is unknown): in this API's shape, or on
+ * the gateway's paths in the exchange's own.
+ */
+function answerTo(
+  problem: Problem,
+  target: string | null,
+  ip: string,
+  exchange?: ExchangeRefusal,
+): { status: number; body: unknown } {
+  const refusal = target === null ? null : exchange?.(target, ip, exchangeReason(problem.status));
+  return (
+    refusal ?? {
+      status: problem.status,
+      body: { error: { code: problem.code, message: problem.message, ...problem.details } },
+    }
+  );
+}
+
 /** Answers `problem`: in this API's shape, or on the gateway's paths in the exchange's own. */
 function send(reply: FastifyReply, problem: Problem, exchange?: ExchangeRefusal) {
   for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
-  const refusal = exchange?.(reply.request.url, reply.request.ip, exchangeReason(problem.status));
-  if (refusal) return reply.status(refusal.status).type("application/json; charset=utf-8").send(refusal.body);
-  return reply
-    .status(problem.status)
-    .type("application/json; charset=utf-8")
-    .send({ error: { code: problem.code, message: problem.message, ...problem.details } });
+  const { status, body } = answerTo(problem, reply.request.url, reply.request.ip, exchange);
+  return reply.status(status).type("application/json; charset=utf-8").send(body);
 }
 
 /** Maps framework errors to their client-side codes by Fastify's error code. */
@@ -114,16 +129,12 @@ export function clientErrors(everyAnswer: Record<string, string>, exchange?: Exc
           ? problem("headers_too_large")
           : problem("bad_request", "The request is not a valid HTTP request.");
     const target = ownRequest ? (inFlight.req.url ?? null) : rawTarget(error.rawPacket);
-    const refusal =
-      target === null
-        ? null
-        : (exchange?.(target, socket.remoteAddress ?? "", exchangeReason(refused.status)) ?? null);
-    const status = refusal?.status ?? refused.status;
-    const body = JSON.stringify(
-      refusal ? refusal.body : { error: { code: refused.code, message: refused.message } },
-    );
+    const answered = answerTo(refused, target, socket.remoteAddress ?? "", exchange);
+    const status = answered.status;
+    const body = JSON.stringify(answered.body);
     const headers = {
       ...everyAnswer,
+      ...refused.headers,
       "content-type": "application/json; charset=utf-8",
       "content-length": String(Buffer.byteLength(body)),
       connection: "close",
