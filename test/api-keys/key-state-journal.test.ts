@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import type SqliteDatabase from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DatabaseGatewayState } from "../../src/api-keys/gateway-state.js";
 import { ApiLockout } from "../../src/api-keys/lockout.js";
@@ -111,7 +112,42 @@ describe.each(engines)("a key's gateway state on %s", (engine) => {
   });
 });
 
-describe("the state journal, folded at start after a crash (SQLite)", () => {
+/** Writes an account with `count` API keys straight into a migrated SQLite file; returns the keys' ids. */
+function insertKeys(
+  sqlite: SqliteDatabase.Database,
+  name: string,
+  count: number,
+  state: { nonce: string; rateLevel: number; rateAt: number; lastUsedAt: number | null },
+): string[] {
+  const accountId = randomUUID();
+  sqlite
+    .prepare(
+      `insert into accounts (id, email, email_key, username, password_hash, country, created_at)
+         values (?, ?, ?, ?, 'x', 'GB', 0)`,
+    )
+    .run(accountId, `${name}@example.com`, `${name}@example.com`, name);
+  const insert = sqlite.prepare(
+    `insert into api_keys (id, account_id, name, key, secret_sealed, dialect, permissions, ip_allowlist,
+       nonce_window, last_nonce, nonce_floor, rate_level, rate_at, last_used_at, created_at)
+     values (?, ?, ?, ?, 'x', 'kraken', '[]', '[]', 0, ?, ?, ?, ?, ?, 0)`,
+  );
+  const keyIds = Array.from({ length: count }, () => randomUUID());
+  for (const [i, id] of keyIds.entries())
+    insert.run(
+      id,
+      accountId,
+      `k${i}`,
+      `${name}-${i}`,
+      state.nonce,
+      state.nonce,
+      state.rateLevel,
+      state.rateAt,
+      state.lastUsedAt,
+    );
+  return keyIds;
+}
+
+describe("the state journal on a SQLite file", () => {
   let storage: TestStorage;
   beforeAll(async () => {
     storage = await openTestStorage("sqlite");
@@ -121,24 +157,14 @@ describe("the state journal, folded at start after a crash (SQLite)", () => {
     await storage.dispose();
   });
 
-  it("brings each row up to date, never back: an older state in the journal changes nothing", async () => {
+  it("is folded at start after a crash: each row brought up to date, never back (an older state in the journal changes nothing)", async () => {
     const sqlite = storage.storage.sqlite!;
-    const accountId = randomUUID();
-    sqlite
-      .prepare(
-        `insert into accounts (id, email, email_key, username, password_hash, country, created_at)
-           values (?, ?, ?, ?, 'x', 'GB', 0)`,
-      )
-      .run(accountId, "j@example.com", "j@example.com", "journal");
-    const keyIds = [randomUUID(), randomUUID()];
-    for (const [i, id] of keyIds.entries())
-      sqlite
-        .prepare(
-          `insert into api_keys (id, account_id, name, key, secret_sealed, dialect, permissions, ip_allowlist,
-             nonce_window, last_nonce, nonce_floor, rate_level, rate_at, last_used_at, created_at)
-           values (?, ?, ?, ?, 'x', 'kraken', '[]', '[]', 0, ?, ?, 3, 5000, 5000, 0)`,
-        )
-        .run(id, accountId, `k${i}`, `key-${i}`, "00000000000000000500", "00000000000000000500");
+    const keyIds = insertKeys(sqlite, "journal", 2, {
+      nonce: "00000000000000000500",
+      rateLevel: 3,
+      rateAt: 5000,
+      lastUsedAt: 5000,
+    });
     const state = (id: string, nonce: number, at: number, level: number, otp: number | null) => [
       id,
       String(nonce).padStart(20, "0"),
@@ -181,19 +207,8 @@ describe("the state journal, folded at start after a crash (SQLite)", () => {
     });
     expect(sqlite.prepare("select count(*) from api_key_state_journal").pluck().get()).toBe(0);
   });
-});
 
-describe("the state journal catching up after a burst over many keys (SQLite)", () => {
-  let storage: TestStorage;
-  beforeAll(async () => {
-    storage = await openTestStorage("sqlite");
-    await migrateToLatest(storage.storage);
-  });
-  afterAll(async () => {
-    await storage.dispose();
-  });
-
-  it("brings more rows up to date than one batch may, in one call of the idle timer's work", async () => {
+  it("catches up after a burst: more rows than one batch may, in one call of the idle timer's work", async () => {
     const { db, sqlite } = storage.storage;
     const clock = new FakeClock(Date.now());
     const audit = new AuditLog(db, clock, randomBytes(32), sqlite);
@@ -204,22 +219,13 @@ describe("the state journal catching up after a burst over many keys (SQLite)", 
       new DatabaseGatewayState(db, new ApiLockout(db, clock)),
       audit,
     );
-    const accountId = randomUUID();
-    sqlite!
-      .prepare(
-        `insert into accounts (id, email, email_key, username, password_hash, country, created_at)
-           values (?, 'burst@example.com', 'burst@example.com', 'burst', 'x', 'GB', 0)`,
-      )
-      .run(accountId);
     // More keys than one batch writes rows for (32).
-    const keyIds = Array.from({ length: 75 }, () => randomUUID());
-    for (const [i, id] of keyIds.entries())
-      sqlite!
-        .prepare(
-          `insert into api_keys (id, account_id, name, key, secret_sealed, dialect, permissions, ip_allowlist,
-             nonce_window, last_nonce, created_at) values (?, ?, ?, ?, 'x', 'kraken', '[]', '[]', 0, ?, 0)`,
-        )
-        .run(id, accountId, `k${i}`, `burst-${i}`, "0".repeat(20));
+    const keyIds = insertKeys(sqlite!, "burst", 75, {
+      nonce: "0".repeat(20),
+      rateLevel: 0,
+      rateAt: 0,
+      lastUsedAt: null,
+    });
     const usedAt = clock.now();
     for (const id of keyIds) expect(await state.chargeCalls(id, "pro", 1, usedAt)).toBe(true);
     await audit.commit();
