@@ -432,6 +432,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     apiKeys,
     approvals,
     signedRequests,
+    gatewayState,
     webSocketTokens,
     signUp,
     signIn,

@@ -6,6 +6,7 @@ import type { TransactionService } from "./actions/transaction-service.js";
 import type { AdminService } from "./admin/admin-service.js";
 import type { ApiKeyService } from "./api-keys/api-keys.js";
 import type { ApiApprovals } from "./api-keys/approvals.js";
+import type { GatewayState } from "./api-keys/gateway-state.js";
 import type { SignedRequestVerifier } from "./api-keys/signed-requests.js";
 import type { WebSocketTokens } from "./api-keys/ws-tokens.js";
 import type { AuditLog } from "./audit/audit-log.js";
@@ -70,6 +71,8 @@ export interface Services {
   apiKeys: ApiKeyService;
   approvals: ApiApprovals;
   signedRequests: SignedRequestVerifier;
+  /** The gateway's nonces, counters and lockouts (in memory on SQLite, in the database and Redis otherwise). */
+  gatewayState: GatewayState;
   webSocketTokens: WebSocketTokens;
   signUp: SignUpService;
   signIn: SignInService;

@@ -3,9 +3,18 @@ import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { addressSubject } from "../support/network.js";
 
-const MAX_FAILURES = 10;
-const WINDOW_MS = 15 * 60_000;
-const LOCKOUT_MS = 15 * 60_000;
+export const MAX_FAILURES = 10;
+export const WINDOW_MS = 15 * 60_000;
+export const LOCKOUT_MS = 15 * 60_000;
+
+/**
+ * A subject whose window is over and which is not locked counts nothing: its next failure opens a new
+ * window exactly as a first one would. Such a subject is forgotten (its row deleted, its entry in memory
+ * dropped). Kept for a day instead, every address or IPv6 /64 a guesser names once grew the table, and on
+ * SQLite the gateway's memory, for that day: a flood from rotating addresses filled both.
+ */
+export const countsNothing = (windowStart: number, lockedUntil: number, now: number): boolean =>
+  windowStart <= now - WINDOW_MS && lockedUntil <= now;
 
 /**
  * Who a failure is counted against. Before a valid signature anyone can send anything, so failures count
@@ -78,12 +87,17 @@ export class ApiLockout {
     }
   }
 
+  /** Deletes the subjects that count nothing any more (`countsNothing`). */
   async prune(): Promise<void> {
-    const now = this.clock.now();
-    await this.db
-      .deleteFrom("api_lockouts")
-      .where("window_start", "<", now - 24 * 3_600_000)
-      .where("locked_until", "<", now)
-      .execute();
+    await pruneLockoutRows(this.db, this.clock.now());
   }
+}
+
+/** The rows of `countsNothing` subjects, deleted. */
+export async function pruneLockoutRows(db: Kysely<Database>, now: number): Promise<void> {
+  await db
+    .deleteFrom("api_lockouts")
+    .where("window_start", "<=", now - WINDOW_MS)
+    .where("locked_until", "<=", now)
+    .execute();
 }

@@ -6,11 +6,9 @@ import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { callLimits } from "./call-counter.js";
 import type { DatabaseGatewayState, GatewayState, NonceClaim } from "./gateway-state.js";
+import { countsNothing, LOCKOUT_MS, MAX_FAILURES, pruneLockoutRows, WINDOW_MS } from "./lockout.js";
 import { type TradingCharge, tradingLimits } from "./trading-limiter.js";
 
-const MAX_FAILURES = 10;
-const WINDOW_MS = 15 * 60_000;
-const LOCKOUT_MS = 15 * 60_000;
 const pad = (n: bigint) => n.toString().padStart(20, "0");
 /** How long a key's latest state may be only in the journal before its `api_keys` row is brought up to date. */
 const FOLD_AFTER_MS = 1_000;
@@ -209,10 +207,13 @@ export class MemoryGatewayState implements GatewayState {
   }
 
   private subjects(): Promise<Map<string, Lockout>> {
+    const now = this.clock.now();
+    // In order of window start, as `forgetSome` needs.
     this.lockouts ??= this.db
       .selectFrom("api_lockouts")
       .selectAll()
-      .where("window_start", ">", this.clock.now() - 24 * 3_600_000)
+      .where((eb) => eb.or([eb("window_start", ">", now - WINDOW_MS), eb("locked_until", ">", now)]))
+      .orderBy("window_start")
       .execute()
       .then((rows) => {
         this.lockoutsLoaded = new Map(
@@ -238,6 +239,8 @@ export class MemoryGatewayState implements GatewayState {
     for (const subject of subjects) {
       const current = lockouts.get(subject);
       if (!current || current.windowStart <= now - WINDOW_MS) {
+        // A new window: the subject moves to the end of the map, which stays in order of window start.
+        lockouts.delete(subject);
         lockouts.set(subject, { failures: 1, windowStart: now, lockedUntil: current?.lockedUntil ?? 0 });
       } else {
         current.failures += 1;
@@ -245,6 +248,7 @@ export class MemoryGatewayState implements GatewayState {
       }
       this.dirtySubjects.add(subject);
     }
+    this.forgetSome(lockouts, now);
     // Not waited for here: the refusal's audit record (its entry, or its count in aggregate) is written
     // after this, and the verifier answers only once that record's batch has committed, a batch that
     // writes every subject marked by then. Waiting here as well made each such refusal wait for two
@@ -320,18 +324,35 @@ export class MemoryGatewayState implements GatewayState {
     await this.audit.commit();
   }
 
-  /** Forgets lockout subjects that are neither counting nor locked (their rows are pruned likewise). */
+  /** Housekeeping: forgets every lockout subject that counts nothing (`countsNothing`), and its row. */
   async prune(): Promise<void> {
     const lockouts = await this.subjects();
     const now = this.clock.now();
-    for (const [subject, lockout] of lockouts) {
-      if (lockout.windowStart < now - 24 * 3_600_000 && lockout.lockedUntil < now) lockouts.delete(subject);
+    for (const [subject, lockout] of lockouts)
+      if (countsNothing(lockout.windowStart, lockout.lockedUntil, now)) lockouts.delete(subject);
+    await pruneLockoutRows(this.db, now);
+  }
+
+  /** How many lockout subjects are held in memory (those whose window is open, or that are locked). */
+  get lockoutSubjects(): number {
+    return this.lockoutsLoaded?.size ?? 0;
+  }
+
+  /**
+   * Forgets the oldest subjects that count nothing, a few each failure: more than a failure adds, so the
+   * map holds about one window's worth of subjects (plus the locked ones) however fast new addresses come,
+   * without waiting for housekeeping. The map is in order of window start; a subject still locked is
+   * moved to the end, to be looked at again when its turn comes.
+   */
+  private forgetSome(lockouts: Map<string, Lockout>, now: number): void {
+    for (let looked = 0; looked < 4; looked++) {
+      const first = lockouts.entries().next();
+      if (first.done) return;
+      const [subject, lockout] = first.value;
+      if (lockout.windowStart > now - WINDOW_MS) return;
+      lockouts.delete(subject);
+      if (!countsNothing(lockout.windowStart, lockout.lockedUntil, now)) lockouts.set(subject, lockout);
     }
-    await this.db
-      .deleteFrom("api_lockouts")
-      .where("window_start", "<", now - 24 * 3_600_000)
-      .where("locked_until", "<", now)
-      .execute();
   }
 
   private dirty(keyId: string) {
@@ -395,7 +416,8 @@ export class MemoryGatewayState implements GatewayState {
       }
       folded = this.fold(now);
       for (const subject of subjects) {
-        const lockout = lockouts.get(subject)!;
+        const lockout = lockouts.get(subject);
+        if (!lockout) continue; // forgotten: it counted nothing (never so soon after its failure)
         this.write.lockout.run(subject, lockout.failures, lockout.windowStart, lockout.lockedUntil);
       }
     } catch (error) {

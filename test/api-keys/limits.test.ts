@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MemoryGatewayState } from "../../src/api-keys/memory-gateway-state.js";
 import { KrakenClient, type Params } from "../../src/client/kraken-client.js";
 import { totpCode } from "../../src/factors/totp.js";
 import { base32Decode, enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
@@ -250,6 +251,53 @@ describe.each(engines)("API key limits, second factors and approvals on %s (beha
     expect((await check(clientFor(staleKey), "Balance")).error).toBe("EGeneral:Temporary lockout");
     const audit = await h.request("GET", `/v1/admin/audit?limit=5`, { headers: operator });
     expect(JSON.stringify(audit.json())).toContain("EGeneral:Temporary lockout");
+  });
+
+  it("forgets a source once its window is over and it is not locked, however many sources a flood names", async () => {
+    const { createKey } = await owner();
+    const key = await createKey({ name: "flooded", permissions: ["funds_query"] });
+    const good = clientFor(key);
+    const forger = clientFor({ key: key.key, secret: Buffer.alloc(64, 7).toString("base64") });
+    const guess = async (ip: string) =>
+      expect((await check(forger, "Balance", {}, ip)).error).toBe("EAPI:Invalid signature");
+    const rows = async (pattern: string) =>
+      (await h.db.selectFrom("api_lockouts").select("subject").where("subject", "like", pattern).execute())
+        .length;
+    // One guess from each of 30 addresses; the first of ten from `locker`, the other nine ten minutes on.
+    const locker = "198.51.100.9";
+    for (let i = 1; i <= 30; i += 1) await guess(`203.0.113.${i}`);
+    await guess(locker);
+    h.clock.advance(10 * 60_000);
+    for (let i = 0; i < 9; i += 1) await guess(locker);
+    expect((await check(good, "Balance", {}, locker)).error).toBe("EGeneral:Temporary lockout");
+    expect(await rows("ip:203.0.113.%")).toBe(30);
+
+    // Their windows are over: the 30 count nothing; `locker` is still locked for ten minutes.
+    h.clock.advance(5 * 60_000 + 1);
+    // A flood from new addresses: on SQLite the gateway's memory lets the old subjects go as it comes,
+    // without waiting for housekeeping, and holds exactly those whose window is open or that are locked.
+    for (let i = 1; i <= 60; i += 1) await guess(`100.64.7.${i}`);
+    const state = h.services.gatewayState;
+    if (state instanceof MemoryGatewayState) {
+      const now = h.clock.now();
+      const counting = await h.db
+        .selectFrom("api_lockouts")
+        .select("subject")
+        .where((eb) => eb.or([eb("window_start", ">", now - 15 * 60_000), eb("locked_until", ">", now)]))
+        .execute();
+      expect(counting.length).toBeGreaterThanOrEqual(122);
+      expect(state.lockoutSubjects).toBe(counting.length);
+    }
+    // Housekeeping deletes their rows; the locked address keeps its own, and stays locked.
+    await state.prune();
+    expect(await rows("ip:203.0.113.%")).toBe(0);
+    expect(await rows(`%${locker}`)).toBe(2);
+    expect(await rows("ip:100.64.7.%")).toBe(60);
+    expect((await check(good, "Balance", {}, locker)).error).toBe("EGeneral:Temporary lockout");
+    h.clock.advance(10 * 60_000);
+    await state.prune();
+    expect(await rows(`%${locker}`)).toBe(0);
+    expect((await check(good, "Balance", {}, locker)).allow).toBe(true);
   });
 
   it("asks the capability function: a restricted account, a product out of reach, the API in maintenance", async () => {
