@@ -261,6 +261,9 @@ const MAX_BATCH = 200;
 /** SQLite: at most this many entries are added to the account index in one transaction (a few ms). */
 const ACCOUNT_INDEX_CHUNK = 2000;
 
+/** At most this many closed aggregates are chained in one transaction (`flushAggregates`). */
+const FLUSH_STEP = 250;
+
 /** Aggregated entries: one per key and minute. */
 export const AGGREGATE_WINDOW_MS = 60_000;
 
@@ -749,17 +752,43 @@ export class AuditLog {
   }
 
   /**
-   * Writes every aggregate whose minute is over (or every one, with `all`, at shutdown) to this instance's chain and
-   * removes it, in one transaction; returns how many entries were written. Any instance may run it: the
-   * DELETE … RETURNING hands each aggregate to exactly one flusher.
+   * Writes every aggregate whose minute is over (or every one, with `all`, at shutdown) to this instance's
+   * chain and removes it; returns how many entries were written. Any instance may run it: the
+   * DELETE … RETURNING hands each aggregate to exactly one flusher. It goes in steps of at most
+   * `FLUSH_STEP` aggregates, oldest first occurrence first, each step its own transaction and the event
+   * loop free between them: a flood from rotating addresses leaves one aggregate per address and minute,
+   * and chaining a minute of them in one go held every request (and, on SQLite, the writer) for seconds.
    */
   async flushAggregates(options: { all?: boolean } = {}): Promise<number> {
     const now = this.clock.now();
-    const currentWindow = now - (now % AGGREGATE_WINDOW_MS);
+    const before = options.all ? null : now - (now % AGGREGATE_WINDOW_MS);
+    let written = 0;
+    for (;;) {
+      const step = await this.flushAggregateStep(before);
+      written += step;
+      if (step < FLUSH_STEP) return written;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** One step of `flushAggregates`: the oldest closed aggregates (those before `before`, or all). */
+  private flushAggregateStep(before: number | null): Promise<number> {
     return this.db.transaction().execute(async (trx) => {
-      let query = trx.deleteFrom("audit_aggregates");
-      if (!options.all) query = query.where("window_start", "<", currentWindow);
-      const closed = await query.returningAll().execute();
+      let oldest = trx.selectFrom("audit_aggregates").select(["key", "window_start"]);
+      // A row's first occurrence lies in its window, so a closed window's rows are those first seen
+      // before `before` too: that condition lets the index on first_at find them in order.
+      if (before !== null) oldest = oldest.where("first_at", "<", before).where("window_start", "<", before);
+      const closed = await trx
+        .deleteFrom("audit_aggregates")
+        .where((eb) =>
+          eb(
+            eb.refTuple("key", "window_start"),
+            "in",
+            oldest.orderBy("first_at").limit(FLUSH_STEP).$asTuple("key", "window_start"),
+          ),
+        )
+        .returningAll()
+        .execute();
       if (closed.length === 0) return 0;
       closed.sort((a, b) => a.first_at - b.first_at || a.key.localeCompare(b.key));
       await this.chain(trx, closed.map(aggregateEntry));

@@ -39,6 +39,7 @@ import * as breachedPassword from "./migrations/0018-breached-password.js";
 import * as passkeys from "./migrations/0019-passkeys.js";
 import * as auditLogSqliteLayout from "./migrations/0020-audit-log-sqlite-layout.js";
 import * as apiKeyStateJournal from "./migrations/0021-api-key-state-journal.js";
+import * as auditAggregatesByFirst from "./migrations/0022-audit-aggregates-by-first.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -168,6 +169,7 @@ const migrations: Record<string, Migration> = {
   "0019-passkeys": passkeys,
   "0020-audit-log-sqlite-layout": auditLogSqliteLayout,
   "0021-api-key-state-journal": apiKeyStateJournal,
+  "0022-audit-aggregates-by-first": auditAggregatesByFirst,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -156,6 +156,69 @@ describe.each(engines)("the audit log on %s (behaviour §12)", (engine) => {
     expect(JSON.parse(after.details)).toMatchObject({ count: 2 });
   });
 
+  it("chains a flood from rotating addresses in steps, each aggregate once and oldest first, the event loop free between", async () => {
+    const before = await h.services.audit.verify();
+    h.clock.set(Math.ceil(h.clock.now() / 60_000) * 60_000 + 1000);
+    /** `count` sources, one refusal each, 100 to a millisecond: as many aggregates, of one minute. */
+    const flood = async (from: number, count: number) => {
+      for (let i = from; i < from + count; i += 100) {
+        await Promise.all(
+          Array.from({ length: 100 }, (_, j) => {
+            const ip = `100.64.${(i + j) >> 8}.${(i + j) & 255}`;
+            return h.services.audit.appendAggregated(
+              `test.flood|${ip}`,
+              { event: "test.flood", outcome: "refused", details: { n: i + j } },
+              { ip, userAgent: null, location: null, country: null, city: null },
+            );
+          }),
+        );
+        h.clock.advance(1);
+      }
+      h.clock.advance(60_000);
+    };
+    const flooded = async () => {
+      const rows = await h.db
+        .selectFrom("audit_log")
+        .select("details")
+        .where("event", "=", "test.flood")
+        .orderBy("seq")
+        .execute();
+      return rows.map((row) => JSON.parse(row.details) as { n: number; count: number; firstAt: string });
+    };
+
+    await flood(0, 700);
+    let ticks = 0;
+    let ticking = true;
+    const tick = () => {
+      ticks += 1;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    expect(await h.services.audit.flushAggregates()).toBe(700);
+    ticking = false;
+    // Three steps, each its own transaction, and other work ran between them (none ran during one
+    // transaction of 700 on SQLite). The steps go oldest first: time never goes back along the chain.
+    expect(ticks).toBeGreaterThanOrEqual(2);
+    const first = await flooded();
+    expect(first.map((d) => d.n).sort((a, b) => a - b)).toEqual(Array.from({ length: 700 }, (_, i) => i));
+    expect(first.every((d) => d.count === 1)).toBe(true);
+    const firstAts = first.map((d) => d.firstAt);
+    expect(firstAts).toEqual([...firstAts].sort());
+
+    // Two flushers at once (timers of two instances), over several steps: each aggregate once.
+    await flood(700, 600);
+    const flushed = await Promise.all([
+      h.services.audit.flushAggregates(),
+      h.services.audit.flushAggregates(),
+    ]);
+    expect(flushed[0]! + flushed[1]!).toBe(600);
+    expect(await h.services.audit.flushAggregates()).toBe(0);
+    const all = await flooded();
+    expect(all).toHaveLength(1300);
+    expect(new Set(all.map((d) => d.n)).size).toBe(1300);
+    expect(await verify()).toMatchObject({ ok: true, checked: before.checked + 1300 });
+  });
+
   /** This instance's chain, ordered by position. */
   const ownChain = async () => {
     const chain = h.services.audit.chainId!;
