@@ -672,6 +672,9 @@ export class AuditLog {
         await sql`update audit_account_index set through =
           min(through + ${ACCOUNT_INDEX_CHUNK}, (select coalesce(max(seq), 0) from audit_log))`.execute(trx);
       });
+      // SQLite's statements run synchronously: without this turn, a long backlog would be indexed
+      // without a single request served in between.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
