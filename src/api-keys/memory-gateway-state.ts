@@ -207,24 +207,25 @@ export class MemoryGatewayState implements GatewayState {
   }
 
   private subjects(): Promise<Map<string, Lockout>> {
-    const now = this.clock.now();
-    // In order of window start, as `forgetSome` needs.
-    this.lockouts ??= this.db
+    this.lockouts ??= this.loadSubjects(this.clock.now());
+    return this.lockouts;
+  }
+
+  /** The subjects that count (`countsNothing` says which do not), in order of window start as `forgetSome` needs. */
+  private async loadSubjects(now: number): Promise<Map<string, Lockout>> {
+    const rows = await this.db
       .selectFrom("api_lockouts")
       .selectAll()
       .where((eb) => eb.or([eb("window_start", ">", now - WINDOW_MS), eb("locked_until", ">", now)]))
       .orderBy("window_start")
-      .execute()
-      .then((rows) => {
-        this.lockoutsLoaded = new Map(
-          rows.map((r) => [
-            r.subject,
-            { failures: r.failures, windowStart: r.window_start, lockedUntil: r.locked_until },
-          ]),
-        );
-        return this.lockoutsLoaded;
-      });
-    return this.lockouts;
+      .execute();
+    this.lockoutsLoaded = new Map(
+      rows.map((r) => [
+        r.subject,
+        { failures: r.failures, windowStart: r.window_start, lockedUntil: r.locked_until },
+      ]),
+    );
+    return this.lockoutsLoaded;
   }
 
   async lockedOut(subjects: string[]): Promise<Set<string>> {
