@@ -259,6 +259,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     ? new MemoryGatewayState(db, storage.sqlite, clock, databaseGatewayState, audit)
     : null;
   const gatewayState: GatewayState = memoryGatewayState ?? databaseGatewayState;
+  if (memoryGatewayState) metrics.watchLockoutSubjects(() => memoryGatewayState.lockoutSubjects);
   const apiKeys = new ApiKeyService(
     db,
     clock,

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** Prometheus metrics (behaviour §14), one registry per app so tests and several apps in a process stay apart. */
 export class Metrics {
@@ -69,6 +69,21 @@ export class Metrics {
       this.decisionsByOutcome.set(outcome, counter);
     }
     counter.inc();
+  }
+
+  /**
+   * SQLite: how many lockout subjects the gateway holds in memory, read when scraped. A flood of guesses
+   * from rotating addresses shows here; it stays near one lockout window's worth of them.
+   */
+  watchLockoutSubjects(read: () => number): void {
+    new Gauge({
+      name: "portcullis_gateway_lockout_subjects",
+      help: "Lockout subjects (sources and keys) the gateway holds in memory: counting failures, or locked",
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
   }
 
   constructor(options: { processMetrics?: boolean } = {}) {

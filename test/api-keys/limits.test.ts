@@ -5,7 +5,7 @@ import { MemoryGatewayState } from "../../src/api-keys/memory-gateway-state.js";
 import { KrakenClient, type Params } from "../../src/client/kraken-client.js";
 import { totpCode } from "../../src/factors/totp.js";
 import { base32Decode, enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
-import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
+import { ADMIN_TOKEN, Harness, METRICS_TOKEN, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
 
 const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
@@ -287,6 +287,9 @@ describe.each(engines)("API key limits, second factors and approvals on %s (beha
         .execute();
       expect(counting.length).toBeGreaterThanOrEqual(122);
       expect(state.lockoutSubjects).toBe(counting.length);
+      // Operators see the same number.
+      const metrics = await h.request("GET", "/metrics", { token: METRICS_TOKEN });
+      expect(metrics.body).toContain(`portcullis_gateway_lockout_subjects ${counting.length}\n`);
     }
     // Housekeeping deletes their rows; the locked address keeps its own, and stays locked.
     await state.prune();
