@@ -87,17 +87,13 @@ export class ApiLockout {
     }
   }
 
-  /** Deletes the subjects that count nothing any more (`countsNothing`). */
+  /** Deletes the rows of the subjects that count nothing any more (`countsNothing`). */
   async prune(): Promise<void> {
-    await pruneLockoutRows(this.db, this.clock.now());
+    const now = this.clock.now();
+    await this.db
+      .deleteFrom("api_lockouts")
+      .where("window_start", "<=", now - WINDOW_MS)
+      .where("locked_until", "<=", now)
+      .execute();
   }
-}
-
-/** The rows of `countsNothing` subjects, deleted. */
-export async function pruneLockoutRows(db: Kysely<Database>, now: number): Promise<void> {
-  await db
-    .deleteFrom("api_lockouts")
-    .where("window_start", "<=", now - WINDOW_MS)
-    .where("locked_until", "<=", now)
-    .execute();
 }

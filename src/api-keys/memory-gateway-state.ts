@@ -6,7 +6,7 @@ import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { callLimits } from "./call-counter.js";
 import type { DatabaseGatewayState, GatewayState, NonceClaim } from "./gateway-state.js";
-import { countsNothing, LOCKOUT_MS, MAX_FAILURES, pruneLockoutRows, WINDOW_MS } from "./lockout.js";
+import { countsNothing, LOCKOUT_MS, MAX_FAILURES, WINDOW_MS } from "./lockout.js";
 import { type TradingCharge, tradingLimits } from "./trading-limiter.js";
 
 const pad = (n: bigint) => n.toString().padStart(20, "0");
@@ -331,7 +331,8 @@ export class MemoryGatewayState implements GatewayState {
     const now = this.clock.now();
     for (const [subject, lockout] of lockouts)
       if (countsNothing(lockout.windowStart, lockout.lockedUntil, now)) lockouts.delete(subject);
-    await pruneLockoutRows(this.db, now);
+    // Their rows: the database state's own housekeeping.
+    await this.database.prune();
   }
 
   /** How many lockout subjects are held in memory (those whose window is open, or that are locked). */
