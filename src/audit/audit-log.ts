@@ -1,4 +1,5 @@
 import { createHash, createHmac } from "node:crypto";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type SqliteDatabase from "better-sqlite3";
 import { type Kysely, SqliteAdapter, sql, type Transaction } from "kysely";
 import type { AuditAggregatesTable, AuditHeadTable, AuditLogTable, Database } from "../db/schema.js";
@@ -674,7 +675,7 @@ export class AuditLog {
       });
       // SQLite's statements run synchronously: without this turn, a long backlog would be indexed
       // without a single request served in between.
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTurn();
     }
   }
 
@@ -770,7 +771,7 @@ export class AuditLog {
       const step = await this.flushAggregateStep(before);
       written += step;
       if (step < FLUSH_STEP) return written;
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTurn();
     }
   }
 
