@@ -239,6 +239,11 @@ function chainStatements(connection: SqliteDatabase.Database) {
          event, outcome, details, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     setHead: connection.prepare("update audit_head set last_hash = ?, last_at = ? where id = ?"),
+    // The whole head moved at once, only from the end this instance last committed (see `ownHead`).
+    moveHead: connection.prepare(
+      `update audit_head set last_chain_seq = ?, last_hash = ?, last_at = ?
+         where id = ? and opened_at = ? and closed_at is null and last_chain_seq = ? and last_hash = ?`,
+    ),
     aggregate: connection.prepare(
       `insert into audit_aggregates (key, window_start, count, first_at, last_at, account_id, actor, ip,
          location, user_agent, event, outcome, details)
@@ -293,6 +298,13 @@ export class AuditLog {
   private readonly writers: BatchWriter[] = [];
   /** This instance's chain, once an append opened it (until that append commits, possibly not for good). */
   private own: { id: number; openedAt: number } | null = null;
+  /**
+   * SQLite: the end of this instance's chain as its last batch on the connection committed it. The next
+   * batch links from it and moves the head in one UPDATE that applies only if the row still holds exactly
+   * that end (else it reads the head as usual): one statement a batch instead of two. Forgotten whenever
+   * the chain is written another way.
+   */
+  private ownHead: Head | null = null;
   private readonly sqlite: boolean;
 
   /** SQLite: the batch's statements prepared once on the connection under `db` (see the constructor). */
@@ -449,24 +461,74 @@ export class AuditLog {
     try {
       this.runWriters(undo);
       let seqs: number[] = [];
+      let end: Head | null = null;
       if (rows.length > 0 && own) {
-        const head = statements.advanceOpen.get(rows.length, own.id, own.openedAt) as Head | undefined;
-        if (!head) {
+        seqs = this.sqliteSeqs(statements, rows.length);
+        const linked =
+          this.linkFromKnownEnd(statements, own, rows, seqs) ??
+          this.linkFromHead(statements, own, rows, seqs);
+        if (!linked) {
           // The chain was closed meanwhile: the batch goes through kysely, which opens a new one.
           statements.rollback.run();
           for (const restore of undo) restore();
           return null;
         }
-        seqs = this.sqliteSeqs(statements, rows.length);
-        this.insertChained(statements, linkRows(own.id, head, rows, seqs, this.chainKey));
+        this.insertRows(statements, linked);
+        const last = linked.at(-1)!;
+        end = { last_chain_seq: last.chain_seq, last_hash: last.hash, last_at: last.at };
       }
       statements.commit.run();
+      if (end) this.ownHead = end;
       return seqs;
     } catch (error) {
       if (statements.connection.inTransaction) statements.rollback.run();
       for (const restore of undo) restore();
       throw error;
     }
+  }
+
+  /**
+   * Links rows after the end this instance last committed and moves the head there, if the head row still
+   * holds exactly that end (position and hash: nothing else wrote the chain since); null otherwise, with
+   * nothing written.
+   */
+  private linkFromKnownEnd(
+    statements: ReturnType<typeof chainStatements>,
+    own: { id: number; openedAt: number },
+    rows: AuditRow[],
+    seqs: number[],
+  ): AuditLogTable[] | null {
+    const known = this.ownHead;
+    if (!known) return null;
+    const advanced = { ...known, last_chain_seq: known.last_chain_seq + rows.length };
+    const linked = linkRows(own.id, advanced, rows, seqs, this.chainKey);
+    const last = linked.at(-1)!;
+    const moved = statements.moveHead.run(
+      last.chain_seq,
+      last.hash,
+      last.at,
+      own.id,
+      own.openedAt,
+      known.last_chain_seq,
+      known.last_hash,
+    );
+    return moved.changes === 1 ? linked : null;
+  }
+
+  /** Reads and advances the head of this instance's open chain, links rows after it and records the new end; null if the chain is closed. */
+  private linkFromHead(
+    statements: ReturnType<typeof chainStatements>,
+    own: { id: number; openedAt: number },
+    rows: AuditRow[],
+    seqs: number[],
+  ): AuditLogTable[] | null {
+    this.ownHead = null;
+    const head = statements.advanceOpen.get(rows.length, own.id, own.openedAt) as Head | undefined;
+    if (!head) return null;
+    const linked = linkRows(own.id, head, rows, seqs, this.chainKey);
+    const last = linked.at(-1)!;
+    statements.setHead.run(last.hash, last.at, own.id);
+    return linked;
   }
 
   /**
@@ -478,6 +540,7 @@ export class AuditLog {
    */
   async chain(trx: Transaction<Database>, rows: AuditRow[]): Promise<number[]> {
     if (rows.length === 0) return [];
+    this.ownHead = null;
     const own = this.own;
     const advanced = own ? await this.advance(trx, own.id, rows.length, own.openedAt) : undefined;
     const { chain, head } = advanced ? { chain: own!.id, head: advanced } : await this.open(trx, rows.length);
@@ -572,7 +635,8 @@ export class AuditLog {
     const chained = linkRows(chain, head, rows, seqs, this.chainKey);
     const last = chained.at(-1)!;
     if (this.statements) {
-      this.insertChained(this.statements, chained);
+      this.insertRows(this.statements, chained);
+      this.statements.setHead.run(last.hash, last.at, chain);
       return chained;
     }
     for (let i = 0; i < chained.length; i += MAX_BATCH) {
@@ -589,9 +653,9 @@ export class AuditLog {
     return chained;
   }
 
-  /** SQLite: the linked rows and the chain's new end, as prepared statements. */
-  private insertChained(statements: ReturnType<typeof chainStatements>, chained: AuditLogTable[]): void {
-    const { insert, setHead } = statements;
+  /** SQLite: the linked rows, as a prepared statement. */
+  private insertRows(statements: ReturnType<typeof chainStatements>, chained: AuditLogTable[]): void {
+    const { insert } = statements;
     for (const r of chained) {
       insert.run(
         r.seq,
@@ -610,8 +674,6 @@ export class AuditLog {
         r.hash,
       );
     }
-    const last = chained.at(-1)!;
-    setHead.run(last.hash, last.at, last.chain_id);
   }
 
   /** SQLite: `count` global seqs after the last, under the single writer's lock. */
@@ -688,6 +750,7 @@ export class AuditLog {
     while (this.writing) await this.draining;
     const own = this.own;
     if (!own) return;
+    this.ownHead = null;
     await this.db.transaction().execute(async (trx) => {
       await this.lockRoot(trx);
       const now = this.clock.now();

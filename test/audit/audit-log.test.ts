@@ -343,6 +343,48 @@ describe.each(engines)("the audit log on %s (behaviour §12)", (engine) => {
     expect(new Set([...groupedSeqs, ...committed]).size).toBe(140);
   });
 
+  it("links each batch from the chain's head row as it stands, not from the end this instance last wrote there", async () => {
+    const appendAll = (event: string, count: number) =>
+      Promise.all(
+        Array.from({ length: count }, (_, i) =>
+          h.services.audit.append({ event, outcome: "info", details: { i } }, null),
+        ),
+      );
+    await appendAll("test.before", 5);
+    const chain = h.services.audit.chainId!;
+    const before = await h.db
+      .selectFrom("audit_head")
+      .select(["last_chain_seq", "last_hash"])
+      .where("id", "=", chain)
+      .executeTakeFirstOrThrow();
+    // The row moves on without this instance (as another writer of it would move it).
+    const moved = "f".repeat(64);
+    await h.db
+      .updateTable("audit_head")
+      .set({ last_chain_seq: Number(before.last_chain_seq) + 1, last_hash: moved })
+      .where("id", "=", chain)
+      .execute();
+    await appendAll("test.after", 3);
+    const after = await h.db
+      .selectFrom("audit_log")
+      .select(["chain_id", "chain_seq", "prev_hash", "hash"])
+      .where("event", "=", "test.after")
+      .orderBy("chain_seq")
+      .execute();
+    expect(after.map((e) => Number(e.chain_id))).toEqual([chain, chain, chain]);
+    expect(after.map((e) => Number(e.chain_seq))).toEqual(
+      [2, 3, 4].map((i) => Number(before.last_chain_seq) + i),
+    );
+    expect(after[0]!.prev_hash).toBe(moved);
+    const head = await h.db
+      .selectFrom("audit_head")
+      .select(["last_chain_seq", "last_hash"])
+      .where("id", "=", chain)
+      .executeTakeFirstOrThrow();
+    expect(Number(head.last_chain_seq)).toBe(Number(after[2]!.chain_seq));
+    expect(head.last_hash).toBe(after[2]!.hash);
+  });
+
   it("never stores a password, token or bot-check answer", async () => {
     const rows = await sql<{
       text: string;
