@@ -1,6 +1,5 @@
-import { timingSafeEqual } from "node:crypto";
 import type { TradingIntent } from "../../capabilities/evaluate.js";
-import { krakenSignature } from "../../client/kraken-client.js";
+import { krakenSignatureBytes } from "../../client/kraken-client.js";
 import {
   allPostOnly,
   cancelMethods,
@@ -14,6 +13,7 @@ import { callCost, methodPermissions, permissions } from "../permissions.js";
 import { type Params, type ParsedBody, parseBody, text, withParams } from "../request-body.js";
 import { tradingCharges, tradingMethods } from "../trading-limiter.js";
 import type { Answer, Dialect, KeyRow, ParsedRequest, Refusal } from "./dialect.js";
+import { sameBase64 } from "./path-dialect.js";
 
 export type KrakenError =
   | "EAPI:Invalid key"
@@ -159,12 +159,14 @@ export const kraken: Dialect = {
   authenticate(request, parsed, secrets) {
     const nonce = nonceOf(parsed.params.nonce);
     if (!nonce) return "stale";
-    const expected = Buffer.from(
-      krakenSignature(secrets.secret, request.path, nonce.sent, request.body),
-      "base64",
+    // Compared as bytes: the signature is never encoded to base64 only to be decoded again.
+    const expected = krakenSignatureBytes(
+      Buffer.from(secrets.secret, "base64"),
+      request.path,
+      nonce.sent,
+      request.body,
     );
-    const given = Buffer.from(request.headers["api-sign"] ?? "", "base64");
-    return given.length === expected.length && timingSafeEqual(given, expected) ? null : "invalid_signature";
+    return sameBase64(request.headers["api-sign"], expected) ? null : "invalid_signature";
   },
 
   async claim(state, row, _request, parsed) {
