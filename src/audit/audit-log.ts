@@ -515,7 +515,10 @@ export class AuditLog {
     return moved.changes === 1 ? linked : null;
   }
 
-  /** Reads and advances the head of this instance's open chain, links rows after it and records the new end; null if the chain is closed. */
+  /**
+   * Reads and advances the head of this instance's open chain, links rows after it and writes their last
+   * hash there; null if the chain is closed.
+   */
   private linkFromHead(
     statements: ReturnType<typeof chainStatements>,
     own: { id: number; openedAt: number },
