@@ -63,6 +63,29 @@ function futuresHeaders(
   };
 }
 
+const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/**
+ * The same bytes as a base64 signature, spelled as Node's lenient decoder also reads them: without or with
+ * more padding, with a character it skips, with the unused bits of the last character set, and (when the
+ * signature has + or /) in the URL-safe alphabet.
+ */
+function otherSpellings(signature: string): string[] {
+  const data = signature.replace(/=+$/, "");
+  const last = data.length - 1;
+  const flipped = BASE64[BASE64.indexOf(data[last]!) ^ 1]!;
+  const urlSafe = signature.replace(/\+/g, "-").replace(/\//g, "_");
+  return [
+    data,
+    `${signature}=`,
+    `${signature.slice(0, 10)} ${signature.slice(10)}`,
+    `${signature.slice(0, 10)}!${signature.slice(10)}`,
+    `${signature.slice(0, 10)}\t${signature.slice(10)}`,
+    `${data.slice(0, last)}${flipped}${signature.slice(last + 1)}`,
+    ...(urlSafe === signature ? [] : [urlSafe]),
+  ];
+}
+
 interface Answer {
   status: number;
   json: Record<string, unknown>;
@@ -307,6 +330,31 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
       expect(upstream.at("/api/v1/orders").length).toBe(before + 1);
     });
 
+    it("accepts a signature once however it is spelled: the same bytes written another way are refused", async () => {
+      const body = JSON.stringify({
+        clientOid: "spelled-1",
+        side: "buy",
+        symbol: "BTC-USDT",
+        type: "limit",
+        price: "100",
+        size: "0.001",
+      });
+      const headers = kucoinHeaders(key, "POST", "/api/v1/orders", body, h.clock.now());
+      const before = upstream.at("/api/v1/orders").length;
+      expect((await raw("POST", "/api/v1/orders", headers, body)).status).toBe(200);
+      for (const spelling of otherSpellings(headers["KC-API-SIGN"]!)) {
+        const again = await raw("POST", "/api/v1/orders", { ...headers, "KC-API-SIGN": spelling }, body);
+        expect(again, spelling).toMatchObject({ status: 401, json: { code: "400005" } });
+      }
+      // The passphrase is read the same way: one spelling only.
+      for (const spelling of otherSpellings(headers["KC-API-PASSPHRASE"]!)) {
+        const fresh = kucoinHeaders(key, "GET", "/api/v1/accounts", "", h.clock.now());
+        const refused = await raw("GET", "/api/v1/accounts", { ...fresh, "KC-API-PASSPHRASE": spelling });
+        expect(refused, spelling).toMatchObject({ status: 401, json: { code: "400004" } });
+      }
+      expect(upstream.at("/api/v1/orders").length).toBe(before + 1);
+    });
+
     it("refuses an address outside the allowlist (naming it), a missing permission, and margin for a starter account", async () => {
       const fenced = await trader.createKey({
         name: "fenced",
@@ -530,6 +578,19 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
         for (const refused of answers.filter((a) => a.status !== 200))
           expect(refused.json.error).toBe("nonceDuplicate");
       }
+    });
+
+    it("accepts a nonce-less request once however its Authent is spelled: the same bytes written another way are refused", async () => {
+      const order = "orderType=lmt&symbol=PF_XBTUSD&side=sell&size=1&limitPrice=99999&cliOrdId=spelled-1";
+      const path = `/derivatives/api/v3/sendorder?${order}`;
+      const headers = futuresHeaders(key, "/api/v3/sendorder", order);
+      const before = upstream.at("/derivatives/api/v3/sendorder").length;
+      expect((await raw("POST", path, headers)).status).toBe(200);
+      for (const spelling of otherSpellings(headers.Authent!)) {
+        const again = await raw("POST", path, { ...headers, Authent: spelling });
+        expect(again, spelling).toMatchObject({ status: 401, json: { error: "authenticationError" } });
+      }
+      expect(upstream.at("/derivatives/api/v3/sendorder").length).toBe(before + 1);
     });
 
     it("refuses an address outside the allowlist, a read key's order, a US account's request, and locks out", async () => {

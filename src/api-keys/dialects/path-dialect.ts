@@ -73,10 +73,18 @@ export function jsonBody(request: GatewayRequest): ParsedBody {
   return body;
 }
 
-/** A base64 signature compared in constant time. */
+/**
+ * A signature sent in base64, compared in constant time with the one spelling every client of these
+ * exchanges sends: the standard alphabet, padded. Node's decoder would also read the same bytes from other
+ * spellings (no padding, the URL-safe alphabet, characters it skips, other unused bits in the last
+ * character), and the string sent is what "accepted once" remembers (`claimSignature`): a captured request
+ * sent again with its signature spelled another way would pass as a new one. So the text is compared, not
+ * what it decodes to.
+ */
 export function sameBase64(given: string | undefined, expected: Buffer): boolean {
-  const sent = Buffer.from(given ?? "", "base64");
-  return sent.length === expected.length && timingSafeEqual(sent, expected);
+  const sent = Buffer.from(given ?? "", "utf8");
+  const canonical = Buffer.from(expected.toString("base64"), "utf8");
+  return sent.length === canonical.length && timingSafeEqual(sent, canonical);
 }
 
 export const hmac = (algorithm: string, key: string | Buffer, data: string | Buffer) =>
