@@ -159,7 +159,7 @@ export const kraken: Dialect = {
   authenticate(request, parsed, secrets) {
     const nonce = nonceOf(parsed.params.nonce);
     if (!nonce) return "stale";
-    // Compared as bytes: the signature is never encoded to base64 only to be decoded again.
+    // Compared as the text sent, by the one comparison every dialect uses.
     const expected = krakenSignatureBytes(
       Buffer.from(secrets.secret, "base64"),
       request.path,
