@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import type { ExpressionBuilder, Kysely } from "kysely";
 import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { addressSubject } from "../support/network.js";
@@ -15,6 +15,10 @@ export const LOCKOUT_MS = 15 * 60_000;
  */
 export const countsNothing = (windowStart: number, lockedUntil: number, now: number): boolean =>
   windowStart <= now - WINDOW_MS && lockedUntil <= now;
+
+/** `countsNothing` as a condition on `api_lockouts` rows, for the queries that delete or skip them. */
+export const rowCountsNothing = (eb: ExpressionBuilder<Database, "api_lockouts">, now: number) =>
+  eb.and([eb("window_start", "<=", now - WINDOW_MS), eb("locked_until", "<=", now)]);
 
 /**
  * Who a failure is counted against. Before a valid signature anyone can send anything, so failures count
@@ -92,8 +96,7 @@ export class ApiLockout {
     const now = this.clock.now();
     await this.db
       .deleteFrom("api_lockouts")
-      .where("window_start", "<=", now - WINDOW_MS)
-      .where("locked_until", "<=", now)
+      .where((eb) => rowCountsNothing(eb, now))
       .execute();
   }
 }

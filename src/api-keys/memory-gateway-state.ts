@@ -6,7 +6,7 @@ import type { Database } from "../db/schema.js";
 import type { Clock } from "../support/clock.js";
 import { callLimits } from "./call-counter.js";
 import type { DatabaseGatewayState, GatewayState, NonceClaim } from "./gateway-state.js";
-import { countsNothing, LOCKOUT_MS, MAX_FAILURES, WINDOW_MS } from "./lockout.js";
+import { countsNothing, LOCKOUT_MS, MAX_FAILURES, rowCountsNothing, WINDOW_MS } from "./lockout.js";
 import { type TradingCharge, tradingLimits } from "./trading-limiter.js";
 
 const pad = (n: bigint) => n.toString().padStart(20, "0");
@@ -216,7 +216,7 @@ export class MemoryGatewayState implements GatewayState {
     const rows = await this.db
       .selectFrom("api_lockouts")
       .selectAll()
-      .where((eb) => eb.or([eb("window_start", ">", now - WINDOW_MS), eb("locked_until", ">", now)]))
+      .where((eb) => eb.not(rowCountsNothing(eb, now)))
       .orderBy("window_start")
       .execute();
     this.lockoutsLoaded = new Map(
