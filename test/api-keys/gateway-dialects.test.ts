@@ -5,6 +5,7 @@ import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DatabaseGatewayState } from "../../src/api-keys/gateway-state.js";
 import { ApiLockout } from "../../src/api-keys/lockout.js";
+import { otherSpellings } from "../helpers/base64-spellings.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
@@ -61,29 +62,6 @@ function futuresHeaders(
     ...(nonce === "" ? {} : { Nonce: nonce }),
     "Content-Type": "application/x-www-form-urlencoded",
   };
-}
-
-const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/**
- * The same bytes as a base64 signature, spelled as Node's lenient decoder also reads them: without or with
- * more padding, with a character it skips, with the unused bits of the last character set, and (when the
- * signature has + or /) in the URL-safe alphabet.
- */
-function otherSpellings(signature: string): string[] {
-  const data = signature.replace(/=+$/, "");
-  const last = data.length - 1;
-  const flipped = BASE64[BASE64.indexOf(data[last]!) ^ 1]!;
-  const urlSafe = signature.replace(/\+/g, "-").replace(/\//g, "_");
-  return [
-    data,
-    `${signature}=`,
-    `${signature.slice(0, 10)} ${signature.slice(10)}`,
-    `${signature.slice(0, 10)}!${signature.slice(10)}`,
-    `${signature.slice(0, 10)}\t${signature.slice(10)}`,
-    `${data.slice(0, last)}${flipped}${signature.slice(last + 1)}`,
-    ...(urlSafe === signature ? [] : [urlSafe]),
-  ];
 }
 
 interface Answer {
@@ -310,15 +288,19 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
       expect(unlisted).toMatchObject({ status: 404, json: { code: "404000" } });
     });
 
-    it("accepts a signature once: of 20 parallel copies exactly one passes", async () => {
-      const body = JSON.stringify({
-        clientOid: "replay-1",
+    /** A small limit buy, told apart from other orders by its client order id. */
+    const limitOrder = (clientOid: string) =>
+      JSON.stringify({
+        clientOid,
         side: "buy",
         symbol: "BTC-USDT",
         type: "limit",
         price: "100",
         size: "0.001",
       });
+
+    it("accepts a signature once: of 20 parallel copies exactly one passes", async () => {
+      const body = limitOrder("replay-1");
       const headers = kucoinHeaders(key, "POST", "/api/v1/orders", body, h.clock.now());
       const before = upstream.at("/api/v1/orders").length;
       const answers = await Promise.all(
@@ -331,14 +313,7 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
     });
 
     it("accepts a signature once however it is spelled: the same bytes written another way are refused", async () => {
-      const body = JSON.stringify({
-        clientOid: "spelled-1",
-        side: "buy",
-        symbol: "BTC-USDT",
-        type: "limit",
-        price: "100",
-        size: "0.001",
-      });
+      const body = limitOrder("spelled-1");
       const headers = kucoinHeaders(key, "POST", "/api/v1/orders", body, h.clock.now());
       const before = upstream.at("/api/v1/orders").length;
       expect((await raw("POST", "/api/v1/orders", headers, body)).status).toBe(200);
