@@ -30,6 +30,8 @@ export interface GatewayState {
   recordFailure(subjects: string[]): Promise<void>;
   /** Claims a nonce for a key: true once, for a nonce above the key's floor. */
   claimNonce(keyId: string, nonce: bigint, window: number): Promise<NonceClaim>;
+  /** The highest nonce the key has had accepted, 0 when it has never sent one. */
+  highestNonce(keyId: string): Promise<bigint>;
   /** Claims a TOTP step of the key's own second factor: each step once. */
   claimOtpStep(keyId: string, step: number): Promise<boolean>;
   /** Charges the REST call counter; false when it would pass the tier's ceiling. */
@@ -150,6 +152,15 @@ export class DatabaseGatewayState implements GatewayState {
       .returning("key_id")
       .executeTakeFirst();
     return charged !== undefined;
+  }
+
+  async highestNonce(keyId: string): Promise<bigint> {
+    const { last_nonce } = await this.db
+      .selectFrom("api_keys")
+      .select("last_nonce")
+      .where("id", "=", keyId)
+      .executeTakeFirstOrThrow();
+    return BigInt(last_nonce);
   }
 
   /**

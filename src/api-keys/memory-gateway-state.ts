@@ -274,6 +274,10 @@ export class MemoryGatewayState implements GatewayState {
     return "accepted";
   }
 
+  async highestNonce(keyId: string): Promise<bigint> {
+    return (await this.key(keyId)).last;
+  }
+
   async claimOtpStep(keyId: string, step: number): Promise<boolean> {
     const state = await this.key(keyId);
     if (state.otpStep !== null && state.otpStep >= step) return false;

@@ -462,12 +462,32 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
 
   describe("Kraken Futures", () => {
     let trader: Awaited<ReturnType<typeof owner>>;
+    /** Signs without a Nonce, as ccxt does. */
     let key: Key;
+    /** Signs with a Nonce: a key that has sent one sends one always. */
+    let nonceKey: Key;
+    let shiftedKey: Key;
+    let noncelessKey: Key;
     let nonce = BigInt(Date.now()) * 1000n;
     const nextNonce = () => String(++nonce);
     beforeAll(async () => {
       trader = await owner("DE", "intermediate");
       key = await trader.createKey({ name: "futures-bot", dialect: "kraken_futures", permissions: ["full"] });
+      nonceKey = await trader.createKey({
+        name: "futures-nonce-bot",
+        dialect: "kraken_futures",
+        permissions: ["full"],
+      });
+      shiftedKey = await trader.createKey({
+        name: "shifted",
+        dialect: "kraken_futures",
+        permissions: ["full"],
+      });
+      noncelessKey = await trader.createKey({
+        name: "nonceless",
+        dialect: "kraken_futures",
+        permissions: ["full"],
+      });
     });
 
     const futuresCall = (
@@ -517,16 +537,16 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
 
     it("accepts the documentation's signer with a Nonce, in the body or the query, and refuses a repeated or lower one", async () => {
       const first = nextNonce();
-      expect((await futuresCall(key, "GET", "/openpositions", "", { nonce: first })).status).toBe(200);
-      const again = await futuresCall(key, "GET", "/openpositions", "", { nonce: first });
+      expect((await futuresCall(nonceKey, "GET", "/openpositions", "", { nonce: first })).status).toBe(200);
+      const again = await futuresCall(nonceKey, "GET", "/openpositions", "", { nonce: first });
       expect(again).toMatchObject({ status: 401, json: { result: "error", error: "nonceDuplicate" } });
       expect(typeof again.json.serverTime).toBe("string");
-      const lower = await futuresCall(key, "GET", "/openpositions", "", {
+      const lower = await futuresCall(nonceKey, "GET", "/openpositions", "", {
         nonce: String(BigInt(first) - 10n),
       });
       expect(lower).toMatchObject({ status: 401, json: { error: "nonceBelowThreshold" } });
       const order = "orderType=lmt&symbol=PF_XBTUSD&side=buy&size=1&limitPrice=100";
-      const inBody = await futuresCall(key, "POST", "/sendorder", order, {
+      const inBody = await futuresCall(nonceKey, "POST", "/sendorder", order, {
         nonce: nextNonce(),
         inQuery: false,
       });
@@ -536,7 +556,7 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
         size: "1",
       });
       const wrong = await futuresCall(
-        { ...key, secret: Buffer.alloc(64, 1).toString("base64") },
+        { ...nonceKey, secret: Buffer.alloc(64, 1).toString("base64") },
         "GET",
         "/accounts",
       );
@@ -545,9 +565,12 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
 
     it("accepts a nonce-less or a Nonce request once: of 20 parallel copies exactly one passes", async () => {
       const order = "orderType=lmt&symbol=PF_XBTUSD&side=sell&size=1&limitPrice=99999&cliOrdId=replay-20";
-      for (const nonceHeader of ["", nextNonce()]) {
+      for (const [signer, nonceHeader] of [
+        [key, ""],
+        [nonceKey, nextNonce()],
+      ] as const) {
         const path = `/derivatives/api/v3/sendorder?${order}`;
-        const headers = futuresHeaders(key, "/api/v3/sendorder", order, nonceHeader);
+        const headers = futuresHeaders(signer, "/api/v3/sendorder", order, nonceHeader);
         const answers = await Promise.all(Array.from({ length: 20 }, () => raw("POST", path, headers)));
         expect(answers.filter((a) => a.status === 200)).toHaveLength(1);
         for (const refused of answers.filter((a) => a.status !== 200))
@@ -611,17 +634,19 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
           },
         });
       const nonceHeader = nextNonce();
-      const allowed = await check(futuresHeaders(key, "/api/v3/sendorder", order, nonceHeader));
+      const allowed = await check(futuresHeaders(nonceKey, "/api/v3/sendorder", order, nonceHeader));
       expect(allowed.json()).toMatchObject({
         allow: true,
         dialect: "kraken_futures",
         permissions: ["full"],
         forward: { query: order },
       });
-      expect((await check(futuresHeaders(key, "/api/v3/sendorder", order, nonceHeader))).json()).toEqual({
-        allow: false,
-        error: "nonceDuplicate",
-      });
+      expect((await check(futuresHeaders(nonceKey, "/api/v3/sendorder", order, nonceHeader))).json()).toEqual(
+        {
+          allow: false,
+          error: "nonceDuplicate",
+        },
+      );
     });
 
     it("never takes a key of another dialect", async () => {
@@ -637,6 +662,83 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
       const secretPath = await raw("GET", "/derivatives/api/v3/../v3/accounts", {});
       expect(secretPath.status).toBeGreaterThanOrEqual(400);
       expect((await raw("GET", "/api/v2/symbols", {})).json.code).toBe("200000");
+    });
+
+    /**
+     * A captured request with digits moved across the join the Authent signs (postData + Nonce +
+     * endpointPath): the same signature, a different request. Sent on one key, from one address.
+     */
+    const shifted = (k: Key, postData: string, nonceHeader: string, moved: number) => {
+      const headers = futuresHeaders(k, "/api/v3/sendorder", postData, nonceHeader);
+      const into = postData.slice(0, -moved);
+      const intoNonce = { ...headers, Nonce: postData.slice(-moved) + nonceHeader };
+      return {
+        original: () => raw("POST", `/derivatives/api/v3/sendorder?${postData}`, headers),
+        /** The parameters' last digits moved to the front of the Nonce: a higher Nonce. */
+        intoNonce: () => raw("POST", `/derivatives/api/v3/sendorder?${into}`, intoNonce),
+        /** The Nonce moved onto the last parameter, sent without one. */
+        outOfNonce: () => {
+          const { Nonce: _, ...withoutNonce } = headers;
+          return raw("POST", `/derivatives/api/v3/sendorder?${postData}${nonceHeader}`, withoutNonce);
+        },
+      };
+    };
+
+    it("refuses a nonce-less request's Authent on a Nonce request and a read's on a write, while a poller repeats its read", async () => {
+      const bot = noncelessKey;
+      const before = upstream.at("/derivatives/api/v3/sendorder").length;
+      const order = "orderType=lmt&symbol=PF_XBTUSD&side=sell&size=1&limitPrice=64123";
+      const copy = shifted(bot, order, "", 1);
+      expect((await copy.original()).status).toBe(200);
+      expect(await copy.intoNonce()).toMatchObject({ status: 401, json: { error: "nonceDuplicate" } });
+      expect(upstream.at("/derivatives/api/v3/sendorder").length).toBe(before + 1);
+
+      // ccxt's fetchLeverage: GET /leveragepreferences?symbol=…, which signs PUT ?symbol=… (cross margin) too.
+      const query = "symbol=PF_XBTUSD";
+      const headers = futuresHeaders(bot, "/api/v3/leveragepreferences", query);
+      const read = () => raw("GET", `/derivatives/api/v3/leveragepreferences?${query}`, headers);
+      expect((await read()).status).toBe(200);
+      expect(await read()).toMatchObject({ status: 401, json: { error: "nonceDuplicate" } });
+      h.clock.advance(6_000);
+      expect((await read()).status).toBe(200);
+      h.clock.advance(6_000);
+      const write = await raw("PUT", `/derivatives/api/v3/leveragepreferences?${query}`, headers);
+      expect(write).toMatchObject({ status: 401, json: { error: "nonceDuplicate" } });
+      expect(
+        upstream.at("/derivatives/api/v3/leveragepreferences").filter((r) => r.method === "PUT"),
+      ).toEqual([]);
+    });
+
+    // Last: it moves the clock a day on, past the sessions that create keys.
+    it("refuses a captured request with digits moved between its parameters and its Nonce, then and a day later", async () => {
+      const bot = shiftedKey;
+      const orders = () => upstream.at("/derivatives/api/v3/sendorder").length;
+      const before = orders();
+      const order = "orderType=lmt&symbol=PF_XBTUSD&side=sell&size=1&limitPrice=64123";
+      const oneDigit = shifted(bot, order, nextNonce(), 1);
+      const twoDigits = shifted(bot, order, nextNonce(), 2);
+      expect((await oneDigit.original()).status).toBe(200);
+      expect((await twoDigits.original()).status).toBe(200);
+      for (const copy of [oneDigit, twoDigits]) {
+        expect(await copy.intoNonce()).toMatchObject({ status: 401, json: { error: "nonceDuplicate" } });
+        expect(await copy.outOfNonce()).toMatchObject({ status: 401, json: { error: "nonceDuplicate" } });
+      }
+      // A day later the Authent is forgotten (each copy claims it again): the length of the key's Nonces
+      // refuses the one, its use of Nonces the other.
+      h.clock.advance(25 * 3_600_000);
+      expect(await oneDigit.intoNonce()).toMatchObject({
+        status: 401,
+        json: { error: "nonceBelowThreshold" },
+      });
+      expect(await twoDigits.outOfNonce()).toMatchObject({
+        status: 401,
+        json: { error: "nonceBelowThreshold" },
+      });
+      const withoutNonce = await futuresCall(bot, "GET", "/accounts");
+      expect(withoutNonce).toMatchObject({ status: 401, json: { error: "nonceBelowThreshold" } });
+      // None of it locked the key out or spent its nonces: the bot's next request passes.
+      expect((await futuresCall(bot, "GET", "/accounts", "", { nonce: nextNonce() })).status).toBe(200);
+      expect(orders()).toBe(before + 2);
     });
   });
 });

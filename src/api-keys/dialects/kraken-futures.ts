@@ -21,13 +21,22 @@ const PREFIX = "/derivatives";
 const FORM = "application/x-www-form-urlencoded";
 
 /**
- * Without a Nonce nothing in a request binds it to a time, so its Authent is what is accepted once: a
- * read for 5 seconds (parallel or quick copies are refused, a poller every few seconds still works), a
- * request that changes anything for 24 hours (a bot repeating an identical order within a day sends a
- * Nonce or a distinct cliOrdId).
+ * Kraken Futures signs postData + Nonce + endpointPath joined with nothing between them, and not the
+ * HTTP method. So one Authent also signs other requests: the parameters' last digits moved into the
+ * Nonce header or the Nonce's first digits moved onto the last parameter (`limitPrice=64123` with Nonce
+ * N signs the same text as `limitPrice=6412` with Nonce 3N, or as `limitPrice=64123N` without one), and
+ * a GET's parameters sent as a PUT to the same path. Three rules make every such copy a replay:
+ * - every Authent is accepted once for a day, whatever request carries it (`AUTHENT_WINDOW_MS`): a
+ *   copy in any of those forms within the day is refused;
+ * - a key's Nonces keep the number of digits of its first (a millisecond timestamp keeps 13 until the
+ *   year 2286), so digits moved into or out of a Nonce never make one the key can use, however old;
+ * - a key that has sent a Nonce sends one on every request, so a Nonce cannot be moved into the body.
+ * A read without a Nonce is the one exception to the first rule, so that a poller can repeat an
+ * identical read: it is accepted once in 5 seconds (`POLL_WINDOW_MS`), and its Authent is still
+ * remembered for the day, so no write or Nonce request can carry it.
  */
-export const NONCELESS_READ_WINDOW_MS = 5_000;
-export const NONCELESS_WRITE_WINDOW_MS = 24 * 3_600_000;
+export const POLL_WINDOW_MS = 5_000;
+export const AUTHENT_WINDOW_MS = 24 * 3_600_000;
 
 /** Kraken Futures' budget for the /derivatives endpoints: cost per key per 10 seconds. */
 const BUDGET = { limit: 500, windowMs: 10_000 };
@@ -150,7 +159,10 @@ function postDataOf(request: { query: string; body: string }): { postData: strin
     : { postData: request.body, inQuery: false };
 }
 
-const NONCE = /^\d{1,24}$/;
+/** A Nonce: an unsigned 64-bit integer written without leading zeros (its digits are counted). */
+const NONCE = /^[1-9]\d{0,19}$/;
+const U64_MAX = 2n ** 64n - 1n;
+const validNonce = (nonce: string) => NONCE.test(nonce) && BigInt(nonce) <= U64_MAX;
 
 /**
  * Kraken Futures: `APIKey`, `Authent` = base64(HMAC-SHA512(base64-decoded secret, SHA-256(postData +
@@ -189,7 +201,7 @@ export const krakenFutures: Dialect = {
 
   authenticate(request, _parsed, secrets) {
     const nonce = request.headers.nonce ?? "";
-    if (nonce !== "" && !NONCE.test(nonce)) return "stale";
+    if (nonce !== "" && !validNonce(nonce)) return "stale";
     const { postData } = postDataOf(request);
     const endpointPath = request.path.slice(PREFIX.length);
     const digest = createHash("sha256")
@@ -202,17 +214,23 @@ export const krakenFutures: Dialect = {
 
   async claim(state, row, request, _parsed, now) {
     const nonce = request.headers.nonce ?? "";
-    if (nonce !== "") {
-      const value = BigInt(nonce);
-      if (value === 0n) return "stale";
-      // Below what the key may still use, or the very nonce again (a copy sent in parallel).
-      const claim = await state.claimNonce(row.id, value, row.nonce_window);
-      return claim === "accepted" ? null : claim === "duplicate" ? "replay" : "stale";
+    const authent = request.headers.authent ?? "";
+    if (nonce === "" && request.method === "GET") {
+      if (!(await state.claimSignature(row.id, `${authent} poll`, now + POLL_WINDOW_MS, now)))
+        return "replay";
+      // Remembered for the day without being refused: the poller may repeat it, nothing else may carry it.
+      await state.claimSignature(row.id, authent, now + AUTHENT_WINDOW_MS, now);
+    } else if (!(await state.claimSignature(row.id, authent, now + AUTHENT_WINDOW_MS, now))) {
+      return "replay";
     }
-    const window = request.method === "GET" ? NONCELESS_READ_WINDOW_MS : NONCELESS_WRITE_WINDOW_MS;
-    return (await state.claimSignature(row.id, request.headers.authent ?? "", now + window, now))
-      ? null
-      : "replay";
+    // The highest nonce only ever rises and is read before the claim: the rules below can only be
+    // stricter for it, except at a key's very first Nonce, which no copy can precede.
+    const highest = await state.highestNonce(row.id);
+    if (nonce === "") return highest === 0n ? null : "stale";
+    if (highest !== 0n && nonce.length !== highest.toString().length) return "stale";
+    // Below what the key may still use, or the very nonce again (a copy sent in parallel).
+    const claim = await state.claimNonce(row.id, BigInt(nonce), row.nonce_window);
+    return claim === "accepted" ? null : claim === "duplicate" ? "replay" : "stale";
   },
 
   unknownField: (operation, params) => unknownFieldOf(operationOf(operation.name), params),
