@@ -24,8 +24,9 @@ export const rowCountsNothing = (eb: ExpressionBuilder<Database, "api_lockouts">
  * Who a failure is counted against. Before a valid signature anyone can send anything, so failures count
  * against where they come from (the address, an IPv6 address by its /64, and that address with the key it
  * named), never against the key alone: knowing a key's public string must not let a stranger lock its
- * owner out. After a valid signature (a stale nonce, a wrong key `otp`) the sender holds the secret, and
- * the failure counts against the key.
+ * owner out. A used or stale nonce is validly signed but proves no secret (a captured copy, sent again or
+ * late), so it counts against the source as well; a wrong key `otp` after a valid signature needs the
+ * secret, and counts against the key.
  */
 export const sourceSubjects = (apiKey: string | undefined, ip: string): string[] => {
   const source = addressSubject(ip);

@@ -105,7 +105,8 @@ function capabilityRefusal(reasons: Reason[]): Refusal {
  * permission the operation needs; unknown fields of money-moving operations; the capability function
  * for the account and for the product the request uses (with the engine's cancel_only/post_only modes);
  * the key's history window; the dialect's rate limits; and the approval thresholds. Failures before a
- * valid signature count against the source, after it against the key. Every decision is counted and
+ * valid signature count against the source, and so do claims refused after it (a captured copy is
+ * validly signed); a wrong key otp counts against the key. Every decision is counted and
  * audited; what is allowed carries the canonical query and body the venue receives. A dialect only reads
  * its credentials and writes its answers.
  */
@@ -264,10 +265,11 @@ export class SignedRequestVerifier {
     // From here on the sender holds the key's secret.
     signed = true;
     if (locked.has(keySubject(row.id))) return refuse("lockout");
-    // A copy of a request already accepted proves only that its sender saw it, not that it holds the
-    // secret: a replay counts against where it comes from, so a captured request cannot lock the key out.
+    // A used or stale nonce, or a signature already accepted, proves only that the sender saw a request
+    // the key signed, not that it holds the secret (a captured request, sent again or an old one sent
+    // late): it counts against where it comes from, so nobody holding a copy can lock the key out.
     const unclaimed = await dialect.claim(this.state, row, request, parsed, now);
-    if (unclaimed) return refuse(unclaimed, unclaimed === "replay" ? "source" : "key");
+    if (unclaimed) return refuse(unclaimed, "source");
     if (dialect.keyOtp && !(await this.otpAccepted(row, parsed.params.otp, now)))
       return refuse("invalid_key", "key");
 

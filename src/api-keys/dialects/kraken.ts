@@ -171,9 +171,9 @@ export const kraken: Dialect = {
 
   async claim(state, row, _request, parsed) {
     const nonce = nonceOf(parsed.params.nonce);
-    return nonce && (await state.claimNonce(row.id, nonce.value, row.nonce_window)) === "accepted"
-      ? null
-      : "stale";
+    if (!nonce) return "stale";
+    const claim = await state.claimNonce(row.id, nonce.value, row.nonce_window);
+    return claim === "accepted" ? null : claim === "duplicate" ? "replay" : "stale";
   },
 
   unknownField: (operation, params) => unknownField(operation.name, params),
