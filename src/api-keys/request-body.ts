@@ -239,13 +239,22 @@ export function withParams(body: ParsedBody, changes: Params): ParsedBody {
   };
 }
 
-/** Parameters without the gateway's own fields, which the venue never needs to see. */
+/** The gateway's own parameters (a key's `otp`, an `approval_id`): read by the checks, never forwarded. */
+const gatewayFields: readonly string[] = ["otp", "approval_id"];
+
+/**
+ * Parameters without the gateway's own fields, which the venue never needs to see, from whatever carries
+ * them: a body, or a query string, which is a form too (`parseQuery` forwards its canonical text from
+ * here). Every dialect's forwarded parameters pass through this one function.
+ */
 export function withoutGatewayFields(body: ParsedBody): ParsedBody {
   // Nothing to take out (most requests): the canonical text already is exactly these parameters — except
   // a JSON request sent without a body, whose parameters the venue has always been given as "{}".
-  const unchanged = !Object.hasOwn(body.params, "otp") && !Object.hasOwn(body.params, "approval_id");
+  const unchanged = !gatewayFields.some((field) => Object.hasOwn(body.params, field));
   if (unchanged && (body.kind === "form" || body.canonical !== "")) return body;
-  const { otp: _otp, approval_id: _approval, ...params } = body.params;
+  const params: Params = {};
+  for (const [field, value] of Object.entries(body.params))
+    if (!gatewayFields.includes(field)) params[field] = value;
   return withParams(
     { kind: body.kind, params, canonical: body.canonical, contentType: body.contentType },
     {},

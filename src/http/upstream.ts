@@ -40,6 +40,8 @@ const KEEP_ALIVE_MS = 30_000;
  */
 export class Upstream {
   private readonly agent: Agent;
+  /** The configured origin as `new URL` writes it, to compare each address with. */
+  private readonly venueOrigin: string;
 
   constructor(
     private readonly origin: string,
@@ -48,6 +50,7 @@ export class Upstream {
       connectMs: CONNECT_TIMEOUT_MS,
     },
   ) {
+    this.venueOrigin = new URL(origin).origin;
     this.agent = new Agent({
       keepAliveTimeout: KEEP_ALIVE_MS,
       headersTimeout: timeouts.answerMs,
@@ -58,9 +61,12 @@ export class Upstream {
 
   /** Sends one request; rejects when the venue cannot be reached or does not answer in time. */
   async send(outgoing: UpstreamRequest): Promise<UpstreamAnswer> {
-    // The address is the configured origin with the gateway's path: `new URL` keeps a path that starts
-    // with "/" on the origin, and the dialects refuse "//" and ".." before a path gets here.
+    // The address is the configured origin with the gateway's path, exactly: the dialects refuse empty,
+    // "." and ".." segments and encoded dots and slashes before a path gets here, and should `new URL`
+    // still resolve, encode or cut the path into another (or leave the origin), nothing is sent.
     const target = new URL(outgoing.path, this.origin);
+    if (target.pathname !== outgoing.path || target.origin !== this.venueOrigin)
+      throw new Error("the upstream address would not be the path that was checked");
     target.search = outgoing.query;
     const answer = await request(target, {
       dispatcher: this.agent,

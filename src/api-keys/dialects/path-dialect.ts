@@ -1,7 +1,14 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Product } from "../../capabilities/policy.js";
 import { ASSET_CODE, type Movements, normaliseAsset, parseDecimal, plus, times } from "../kraken-requests.js";
-import { BodyError, type Params, type ParsedBody, parseBody, text } from "../request-body.js";
+import {
+  BodyError,
+  type Params,
+  type ParsedBody,
+  parseBody,
+  text,
+  withoutGatewayFields,
+} from "../request-body.js";
 import type { GatewayRequest, Operation, ParsedRequest } from "./dialect.js";
 
 /**
@@ -19,12 +26,33 @@ export interface PathOperation extends Operation {
   kind: "read" | "order" | "cancel" | "transfer";
   /** The fields a money-moving operation may carry (anything else is refused). */
   fields?: readonly string[];
+  /** The field that carries a transfer's amount, as the venue names it (none: the amount is unknown). */
+  amountField?: string;
   /** Rate-limit weight, and the pool it is charged to. */
   weight: number;
   pool: string;
 }
 
+const FORM = "application/x-www-form-urlencoded";
+/** Names JavaScript gives a meaning to, refused in a query as in a body. */
+const forbiddenNames = new Set(["__proto__", "constructor", "prototype"]);
+
 const SEGMENT = "[A-Za-z0-9_.:-]{1,128}";
+
+/**
+ * A path the venue's server could resolve to another: an empty segment (`//`, a trailing `/`), a `.` or
+ * `..` segment (URL resolution drops the one and climbs with the other, so `/api/v1/orders/.` reaches
+ * `/api/v1/orders/`), a backslash (a slash to URL parsers), or a percent-encoded dot, slash or backslash
+ * (`%2e`, `%2f`, `%5c`, any case), which a parser or server may decode into one of those. Such a path
+ * names no operation, whatever the table's patterns would let through.
+ */
+export function ambiguousPath(path: string): boolean {
+  if (!path.startsWith("/") || path.includes("\\") || /%(2e|2f|5c)/i.test(path)) return true;
+  return path
+    .slice(1)
+    .split("/")
+    .some((segment) => segment === "" || segment === "." || segment === "..");
+}
 
 export function operationTable(operations: PathOperation[]) {
   const compiled = operations.map((operation) => ({
@@ -32,22 +60,34 @@ export function operationTable(operations: PathOperation[]) {
     regex: new RegExp(`^${operation.pattern.replace(/\{[a-zA-Z]+\}/g, SEGMENT)}$`),
   }));
   return (method: string, path: string): PathOperation | null =>
-    compiled.find((entry) => entry.operation.httpMethod === method && entry.regex.test(path))?.operation ??
-    null;
+    ambiguousPath(path)
+      ? null
+      : (compiled.find((entry) => entry.operation.httpMethod === method && entry.regex.test(path))
+          ?.operation ?? null);
 }
 
-/** The query string parsed once: every name once, at most 32; re-serialised for the venue. */
+/**
+ * The query string parsed once: every name once, at most 32; re-serialised for the venue without the
+ * gateway's own fields (`approval_id`, `otp`), which the checks read from `params` like any other.
+ */
 export function parseQuery(query: string): { params: Params; canonical: string } {
   const search = new URLSearchParams(query);
   const params: Params = {};
   let count = 0;
   for (const [name, value] of search) {
     if (++count > 32) throw new BodyError("too many query fields");
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name) || Object.hasOwn(params, name))
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name) || forbiddenNames.has(name) || Object.hasOwn(params, name))
       throw new BodyError(`query field "${name}"`);
     params[name] = value;
   }
-  return { params, canonical: search.toString() };
+  // A query is a form: the one function that takes the gateway's fields out of a body does it here too.
+  const forwarded = withoutGatewayFields({
+    kind: "form",
+    params,
+    canonical: search.toString(),
+    contentType: FORM,
+  });
+  return { params, canonical: forwarded.canonical };
 }
 
 export const emptyBody: ParsedBody = {
