@@ -274,8 +274,8 @@ export class SignedRequestVerifier {
       return refuse("invalid_key", "key");
 
     const keyPermissions = cached.permissions;
-    if (operation.permission && !dialect.grants(keyPermissions, operation.permission))
-      return refuse("permission");
+    const needed = dialect.permission(operation, parsed.params);
+    if (needed && !dialect.grants(keyPermissions, needed)) return refuse("permission");
     if (dialect.unknownField(operation, parsed.params) !== null) return refuse("invalid_arguments");
 
     const gate = await this.cache.gateInputs(row.account_id);

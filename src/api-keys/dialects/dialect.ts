@@ -145,6 +145,8 @@ export interface Dialect {
     parsed: ParsedRequest,
     now: number,
   ): Promise<Refusal | null>;
+  /** The permission the request needs: the operation's, or what its parameters make it (KuCoin's margin). */
+  permission(operation: Operation, params: Params): string | null;
   /** A field a money-moving operation does not know (refused: the venue might act on it). */
   unknownField(operation: Operation, params: Params): string | null;
   /** The product the operation uses, for the capability function; null for account-wide reads. */

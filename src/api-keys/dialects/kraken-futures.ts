@@ -233,6 +233,7 @@ export const krakenFutures: Dialect = {
     return claim === "accepted" ? null : claim === "duplicate" ? "replay" : "stale";
   },
 
+  permission: (operation) => operation.permission,
   unknownField: (operation, params) => unknownFieldOf(operationOf(operation.name), params),
   product: (operation) => operationOf(operation.name).product,
 

@@ -176,6 +176,7 @@ export const kraken: Dialect = {
     return claim === "accepted" ? null : claim === "duplicate" ? "replay" : "stale";
   },
 
+  permission: (operation) => operation.permission,
   unknownField: (operation, params) => unknownField(operation.name, params),
   product: (operation, params) => productOf(operation.name, params),
 

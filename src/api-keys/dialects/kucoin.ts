@@ -1,6 +1,6 @@
 import { describeRequest } from "../kraken-requests.js";
-import { BodyError } from "../request-body.js";
-import type { Dialect, Refusal } from "./dialect.js";
+import { BodyError, type Params, type ParamValue } from "../request-body.js";
+import type { Dialect, GatewayRequest, ParsedRequest, Refusal } from "./dialect.js";
 import {
   hmac,
   jsonBody,
@@ -64,6 +64,23 @@ const withdrawalFields = [
   "approval_id",
 ];
 const transferFields = ["clientOid", "currency", "from", "to", "amount", "fromTag", "toTag", "approval_id"];
+/** KuCoin's flex transfer (`/api/v3/accounts/universal-transfer`), as KuCoin documents it. */
+const universalTransferFields = [
+  "clientOid",
+  "currency",
+  "amount",
+  "fromUserId",
+  "fromAccountType",
+  "fromAccountTag",
+  "type",
+  "toUserId",
+  "toAccountType",
+  "toAccountTag",
+  "approval_id",
+];
+/** KuCoin's margin borrowing and repaying (v3): the amount is `size`. */
+const borrowFields = ["currency", "size", "timeInForce", "symbol", "isIsolated", "isHf", "approval_id"];
+const repayFields = ["currency", "size", "symbol", "isIsolated", "isHf", "approval_id"];
 
 const read = (pattern: string, weight: number, pool = "management", method = "GET"): PathOperation => ({
   name: `${method} ${pattern}`,
@@ -84,6 +101,7 @@ const act = (
   weight: number,
   pool: string,
   fields?: readonly string[],
+  amountField?: string,
 ): PathOperation => ({
   name: `${method} ${pattern}`,
   httpMethod: method,
@@ -94,13 +112,15 @@ const act = (
   weight,
   pool,
   ...(fields ? { fields } : {}),
+  ...(amountField ? { amountField } : {}),
 });
 
 /**
  * KuCoin's private spot and margin API, from KuCoin's documentation: which permission each path needs
- * (accounts and every read → general; spot orders → spot; margin orders, borrowing and repaying →
- * margin; transfers between one's own accounts → inner_transfer; withdrawals → withdrawal), its weight
- * and pool. A path not listed is refused: new upstream paths are opened deliberately.
+ * (accounts and every read → general; spot orders → spot, or margin when their tradeType is margin's;
+ * margin orders, borrowing and repaying → margin; transfers between one's own accounts →
+ * inner_transfer; withdrawals → withdrawal), its weight and pool, and for a transfer the field that
+ * carries its amount. A path not listed is refused: new upstream paths are opened deliberately.
  */
 const operations: PathOperation[] = [
   read("/api/v1/accounts", 5),
@@ -166,8 +186,8 @@ const operations: PathOperation[] = [
   act("POST", "/api/v3/hf/margin/order", "margin", "order", "margin", 5, "spot", marginOrderFields),
   act("DELETE", "/api/v3/hf/margin/orders/{orderId}", "margin", "cancel", "margin", 5, "spot"),
   act("DELETE", "/api/v3/hf/margin/orders", "margin", "cancel", "margin", 10, "spot"),
-  act("POST", "/api/v3/margin/borrow", "margin", "transfer", "margin", 15, "spot"),
-  act("POST", "/api/v3/margin/repay", "margin", "transfer", "margin", 10, "spot"),
+  act("POST", "/api/v3/margin/borrow", "margin", "transfer", "margin", 15, "spot", borrowFields, "size"),
+  act("POST", "/api/v3/margin/repay", "margin", "transfer", "margin", 10, "spot", repayFields, "size"),
   act(
     "POST",
     "/api/v2/accounts/inner-transfer",
@@ -177,8 +197,19 @@ const operations: PathOperation[] = [
     10,
     "management",
     transferFields,
+    "amount",
   ),
-  act("POST", "/api/v3/accounts/universal-transfer", "inner_transfer", "transfer", null, 4, "management"),
+  act(
+    "POST",
+    "/api/v3/accounts/universal-transfer",
+    "inner_transfer",
+    "transfer",
+    null,
+    4,
+    "management",
+    universalTransferFields,
+    "amount",
+  ),
   act(
     "POST",
     "/api/v1/withdrawals",
@@ -188,6 +219,7 @@ const operations: PathOperation[] = [
     5,
     "management",
     withdrawalFields,
+    "amount",
   ),
   act(
     "POST",
@@ -198,6 +230,7 @@ const operations: PathOperation[] = [
     5,
     "management",
     withdrawalFields,
+    "amount",
   ),
   act(
     "DELETE",
@@ -211,6 +244,40 @@ const operations: PathOperation[] = [
 ];
 const find = operationTable(operations);
 const byName = new Map(operations.map((operation) => [operation.name, operation]));
+const operationOf = (name: string) => byName.get(name)!;
+
+/**
+ * What a spot order or cancel trades on, by its `tradeType`: KuCoin's spot value (`TRADE`, or none) is
+ * spot; `MARGIN_TRADE` (cross) and `MARGIN_ISOLATED_TRADE` are margin; any other value is none the
+ * gateway knows, and refused (the venue might read it as margin).
+ */
+function marketOf(tradeType: ParamValue | undefined): "spot" | "margin" | "invalid" {
+  if (tradeType === undefined || tradeType === "TRADE") return "spot";
+  if (tradeType === "MARGIN_TRADE" || tradeType === "MARGIN_ISOLATED_TRADE") return "margin";
+  return "invalid";
+}
+
+/**
+ * The market a request trades on, read once for the permission the key needs and the product the
+ * account may use, so the two can never disagree: the spot paths that also trade on margin (orders,
+ * stop orders, cancels) by their tradeType, every other path by its table entry.
+ */
+function marketOfRequest(entry: PathOperation, params: Params): "spot" | "margin" | "invalid" | null {
+  const spotTrading = entry.product === "spot" && (entry.kind === "order" || entry.kind === "cancel");
+  return spotTrading ? marketOf(params.tradeType) : null;
+}
+
+/**
+ * KuCoin's parameters: a GET's in its query; a POST's or PUT's in its JSON body, which is all KuCoin reads
+ * of them, so such a request with a query string is refused: the gateway would check a parameter the
+ * venue does not act on (a `?postOnly=true` beside a body that is not post-only).
+ */
+function parseParameters(request: GatewayRequest): ParsedRequest {
+  if (request.method === "GET" && request.body !== "") throw new BodyError("a GET with a body");
+  if ((request.method === "POST" || request.method === "PUT") && request.query !== "")
+    throw new BodyError(`a ${request.method} with a query string`);
+  return parsedRequest(request.query, jsonBody(request));
+}
 
 /** KuCoin's public market data the venue answers, by path (GET only). */
 const publicPaths = [
@@ -273,8 +340,6 @@ const kucoinErrors: Record<Refusal, [string, number, string]> = {
   order_rate_limit: ["429000", 429, "Too many requests in the key's resource pool; try again shortly."],
 };
 
-const operationOf = (name: string) => byName.get(name)!;
-
 /**
  * KuCoin spot and margin: `KC-API-KEY`, `KC-API-SIGN` = base64(HMAC-SHA256(secret, timestamp + METHOD
  * + path with its query as sent + body as sent)), `KC-API-TIMESTAMP` within 5 s, `KC-API-PASSPHRASE` =
@@ -287,18 +352,15 @@ export const kucoin: Dialect = {
   grants: (keyPermissions, needed) => keyPermissions.includes(needed),
   keyOtp: false,
 
-  operation: (request) =>
-    request.path.includes("//") || request.path.includes("..") ? null : find(request.method, request.path),
+  // A path with an empty, "." or ".." segment or an encoded dot or slash names nothing (operationTable).
+  operation: (request) => find(request.method, request.path),
   apiKey: (request) => request.headers["kc-api-key"],
   credentialsPresent: (request) =>
     ["kc-api-key", "kc-api-sign", "kc-api-timestamp", "kc-api-passphrase"].every(
       (name) => (request.headers[name] ?? "") !== "",
     ),
 
-  parse(request) {
-    if (request.method === "GET" && request.body !== "") throw new BodyError("a GET with a body");
-    return parsedRequest(request.query, jsonBody(request));
-  },
+  parse: parseParameters,
 
   authenticate(request, _parsed, secrets, now) {
     const version = request.headers["kc-api-key-version"] ?? "1";
@@ -326,13 +388,20 @@ export const kucoin: Dialect = {
       : "replay";
   },
 
-  unknownField: (operation, params) => unknownFieldOf(operationOf(operation.name), params),
-
+  // A spot order or cancel whose tradeType says margin needs the margin permission and is the margin
+  // product; a tradeType the gateway does not know is refused as a field it does not know would be.
+  permission(operation, params) {
+    return marketOfRequest(operationOf(operation.name), params) === "margin"
+      ? "margin"
+      : operation.permission;
+  },
+  unknownField(operation, params) {
+    const entry = operationOf(operation.name);
+    return marketOfRequest(entry, params) === "invalid" ? "tradeType" : unknownFieldOf(entry, params);
+  },
   product(operation, params) {
     const entry = operationOf(operation.name);
-    // A spot order that says it trades on margin is a margin order, as Kraken's leverage is.
-    if (entry.product === "spot" && params.tradeType === "MARGIN_TRADE") return "margin";
-    return entry.product;
+    return marketOfRequest(entry, params) === "margin" ? "margin" : entry.product;
   },
 
   intent(operation, params) {
@@ -371,7 +440,12 @@ export const kucoin: Dialect = {
         params.funds,
       );
     }
-    if (entry.kind === "transfer") return transferMovements(params.currency, params.amount ?? params.size);
+    // Each transfer's amount is read from the one field the venue reads it from (borrowing: `size`).
+    if (entry.kind === "transfer")
+      return transferMovements(
+        params.currency,
+        entry.amountField === undefined ? undefined : params[entry.amountField],
+      );
     return null;
   },
 
