@@ -234,7 +234,7 @@ describe.each(engines)("KuCoin requests read as the venue reads them, on %s", (e
       expect(upstream.at("/api/v3/margin/borrow").at(-1)!.params).toEqual(JSON.parse(small));
     });
 
-    it("takes only KuCoin's documented fields on a flex (universal) transfer, measured by its amount", async () => {
+    it("takes only KuCoin's documented fields on a flex (universal) transfer between the account's own accounts, measured by its amount", async () => {
       const path = "/api/v3/accounts/universal-transfer";
       const transfer = {
         clientOid: "t-1",
@@ -245,7 +245,16 @@ describe.each(engines)("KuCoin requests read as the venue reads them, on %s", (e
         toAccountType: "TRADE",
       };
       const before = reached(path);
-      for (const extra of [{ size: "0.001" }, { from: "main" }, { tradeType: "TRADE" }]) {
+      // Only between the account's own accounts: a sub-account's user is another owner.
+      for (const extra of [
+        { size: "0.001" },
+        { from: "main" },
+        { tradeType: "TRADE" },
+        { type: "PARENT_TO_SUB", toUserId: "62f2ab1e" },
+        { type: "SUB_TO_PARENT", fromUserId: "62f2ab1e" },
+        { type: "internal" },
+        { type: undefined },
+      ]) {
         const refused = await kucoinCall(key, "POST", path, JSON.stringify({ ...transfer, ...extra }));
         expect(refused, JSON.stringify(extra)).toMatchObject({ status: 400, json: { code: "400100" } });
       }

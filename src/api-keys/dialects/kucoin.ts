@@ -64,16 +64,18 @@ const withdrawalFields = [
   "approval_id",
 ];
 const transferFields = ["clientOid", "currency", "from", "to", "amount", "fromTag", "toTag", "approval_id"];
-/** KuCoin's flex transfer (`/api/v3/accounts/universal-transfer`), as KuCoin documents it. */
+/**
+ * KuCoin's flex transfer (`/api/v3/accounts/universal-transfer`), as KuCoin documents it, between the
+ * account's own accounts only (`type` INTERNAL, what ccxt sends): the inner_transfer permission is for
+ * those, and a transfer to or from a sub-account's user moves money out of the account.
+ */
 const universalTransferFields = [
   "clientOid",
   "currency",
   "amount",
-  "fromUserId",
   "fromAccountType",
   "fromAccountTag",
   "type",
-  "toUserId",
   "toAccountType",
   "toAccountTag",
   "approval_id",
@@ -243,6 +245,7 @@ const operations: PathOperation[] = [
   ),
 ];
 const find = operationTable(operations);
+const UNIVERSAL_TRANSFER = "POST /api/v3/accounts/universal-transfer";
 const byName = new Map(operations.map((operation) => [operation.name, operation]));
 const operationOf = (name: string) => byName.get(name)!;
 
@@ -397,7 +400,9 @@ export const kucoin: Dialect = {
   },
   unknownField(operation, params) {
     const entry = operationOf(operation.name);
-    return marketOfRequest(entry, params) === "invalid" ? "tradeType" : unknownFieldOf(entry, params);
+    if (marketOfRequest(entry, params) === "invalid") return "tradeType";
+    if (entry.name === UNIVERSAL_TRANSFER && params.type !== "INTERNAL") return "type";
+    return unknownFieldOf(entry, params);
   },
   product(operation, params) {
     const entry = operationOf(operation.name);
