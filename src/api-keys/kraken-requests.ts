@@ -204,23 +204,62 @@ export function batchOrders(params: Params): Params[] | null {
   return orders as Params[];
 }
 
+/** Kraken's order flags (AddOrder's `oflags`): post-only, fee in base or quote, no market price protection, volume in quote. */
+const ORDER_FLAGS = ["post", "fcib", "fciq", "nompp", "viqc"] as const;
+export type OrderFlag = (typeof ORDER_FLAGS)[number];
+const isOrderFlag = (flag: string): flag is OrderFlag => (ORDER_FLAGS as readonly string[]).includes(flag);
+
 /**
- * The first field a money-moving request may not carry, or null when every field is known. Methods that
- * move no money are forwarded as parsed (the venue answers unknown fields of a read itself).
+ * An order's `oflags`, read once for every check (post-only markets, approvals): the set of its flags,
+ * empty when it has none; null when the value is not exactly a comma-separated list of Kraken's flags, in
+ * lower case, without spaces, each at most once. Such a value is refused (`unknownField`), so no reader
+ * can find a flag that another reader, or the venue, does not.
+ */
+export function orderFlags(order: Params): ReadonlySet<OrderFlag> | null {
+  if (order.oflags === undefined) return new Set();
+  const raw = text(order.oflags);
+  if (raw === null) return null;
+  const flags = raw.split(",");
+  const set = new Set(flags);
+  return set.size === flags.length && flags.every(isOrderFlag) ? (set as Set<OrderFlag>) : null;
+}
+
+/**
+ * Kraken's `asset_class` values for AddOrder and AddOrderBatch: only `tokenized_asset`, which its spot
+ * API requires for pairs that are not crypto (xStocks). Absent, the pair is crypto.
+ */
+const TOKENIZED_ASSET = "tokenized_asset";
+const isTokenized = (params: Params) => text(params.asset_class) === TOKENIZED_ASSET;
+
+/** The first field of one object (a request or a batch's order) whose value the gateway does not read. */
+function unreadableValue(object: Params, where: string): string | null {
+  if (orderFlags(object) === null) return `${where}oflags`;
+  if (object.asset_class !== undefined && !isTokenized(object)) return `${where}asset_class`;
+  return null;
+}
+
+/**
+ * The first field a money-moving request may not carry, or whose value the gateway cannot read as Kraken
+ * does (`oflags`, `asset_class`), or null when every field is known. Methods that move no money are
+ * forwarded as parsed (the venue answers unknown fields of a read itself). A leveraged order of tokenized
+ * assets would need two products at once (margin and stocks), which one capability check cannot decide:
+ * it is refused.
  */
 export function unknownField(method: string, params: Params): string | null {
   const allowed = moneyMovingFields[method];
   if (!allowed) return null;
-  const top = scalarFieldsOnly(params, [...allowed, ...gatewayFields], "");
+  const top = scalarFieldsOnly(params, [...allowed, ...gatewayFields], "") ?? unreadableValue(params, "");
   if (top) return top;
   if (method === "AddOrderBatch") {
     const orders = batchOrders(params);
     if (!orders) return "orders";
     for (const [index, order] of orders.entries()) {
-      const bad = scalarFieldsOnly(order, orderFields, `orders[${index}].`);
+      const where = `orders[${index}].`;
+      const bad = scalarFieldsOnly(order, orderFields, where) ?? unreadableValue(order, where);
       if (bad) return bad;
     }
   }
+  if (isTokenized(params) && enteredOrders(method, params).some(hasLeverage)) return "leverage";
   return null;
 }
 
@@ -239,10 +278,14 @@ export function enteredOrders(method: string, params: Params): Params[] {
 }
 
 /**
- * Which product a request uses, beside the API itself: what the capability function must allow. Any
- * leveraged order makes the whole request margin, wherever in a batch it stands.
+ * Which product a request uses, beside the API itself: what the capability function must allow. An order
+ * of tokenized assets (`asset_class=tokenized_asset`) is stocks; otherwise any leveraged order makes the
+ * whole request margin, wherever in a batch it stands.
  */
 export function productOf(method: string, params: Params): Product | null {
+  // Kraken's tokenized assets (xStocks) are the policy's stocks, whatever else the order says: the
+  // jurisdiction and tier rules of stocks apply to them, not those of crypto spot.
+  if (orderEntryMethods.includes(method) && isTokenized(params)) return "stocks";
   if (orderEntryMethods.includes(method) || cancelMethods.includes(method)) {
     return enteredOrders(method, params).some(hasLeverage) ? "margin" : "spot";
   }
@@ -256,8 +299,7 @@ export function productOf(method: string, params: Params): Product | null {
 export function allPostOnly(method: string, params: Params): boolean {
   return enteredOrders(method, params).every((order) => {
     if (method === "AmendOrder") return text(order.post_only) === "true";
-    const flags = (text(order.oflags) ?? "").split(",").map((flag) => flag.trim());
-    return flags.includes("post");
+    return orderFlags(order)?.has("post") ?? false;
   });
 }
 
@@ -279,55 +321,94 @@ const decimalField = (value: ParamValue | undefined) => {
 const UNKNOWN_ASSET = "*";
 
 /**
- * What one order moves. Its volume of the base asset whatever its type (a market buy with a dummy
- * price, a stop whose trigger is tiny, a sell far below the market all move that volume); a buy also
- * moves volume × its highest limit price of the quote asset when prices are absolute; with `viqc` the
- * volume is of the quote asset and the base amount is unknown. A side that is not stated (EditOrder)
- * counts as both.
+ * Kraken's order types (AddOrder's `ordertype`, and `close[ordertype]`), each with the field holding the
+ * limit price a buy of it never pays more than; null when no price the client gives bounds what it pays:
+ * market orders and those that become market orders when triggered (their `price` is the trigger, not a
+ * limit), `trailing-stop-limit` (its `price2` is an offset from a trigger that follows the market) and
+ * `settle-position`. Kraken puts the limit of `limit` and `iceberg` in `price`, and of `stop-loss-limit`
+ * and `take-profit-limit` in `price2` (`price` is their trigger). A type not listed is bounded by nothing.
  */
-function orderMovements(
-  order: Params,
-  pair: string | null,
-  movements: Movements,
-  volumeField = "volume",
-): void {
+const buyLimitField: Record<string, "price" | "price2" | null> = {
+  limit: "price",
+  iceberg: "price",
+  "stop-loss-limit": "price2",
+  "take-profit-limit": "price2",
+  "trailing-stop-limit": null,
+  market: null,
+  "stop-loss": null,
+  "take-profit": null,
+  "trailing-stop": null,
+  "settle-position": null,
+};
+
+/**
+ * An order's volume; null when it is not an amount: not an unsigned decimal, or zero, which Kraken reads
+ * as "the whole position" when closing margin positions.
+ */
+function orderVolume(value: ParamValue | undefined): Exact | null {
+  const volume = decimalField(value);
+  return volume === null || volume.digits === 0n ? null : volume;
+}
+
+/**
+ * What a buy of `volume` spends of the quote asset, by its type: volume × the limit price Kraken reads
+ * for that type, when it is an absolute price; unknown otherwise (relative prices such as +1, -2% or #5
+ * are not amounts).
+ */
+function buyCost(leg: Params, volume: Exact | null): Exact | "unknown" {
+  const ordertype = text(leg.ordertype);
+  const field =
+    ordertype !== null && Object.hasOwn(buyLimitField, ordertype) ? buyLimitField[ordertype] : null;
+  if (!field || volume === null) return "unknown";
+  const limit = decimalField(leg[field]);
+  return limit === null ? "unknown" : times(volume, limit);
+}
+
+/**
+ * What one order moves. Its volume of the base asset whatever its type (a market buy with a dummy price,
+ * a stop whose trigger is tiny, a sell far below the market all move that volume); a buy also moves
+ * volume × its limit price of the quote asset, and an amount that cannot be known when nothing the
+ * client gives bounds its price (see `buyLimitField`); with `viqc` the volume is of the quote asset and the
+ * base amount is unknown. A conditional close (`close[…]`) trades the order's volume back: when the order
+ * is not a buy, the close buys, and moves the quote asset as a buy of its own type would. A side that is
+ * not stated counts as a buy.
+ */
+function orderMovements(order: Params, pair: string | null, movements: Movements): void {
   const assets = pair === null ? null : splitPair(pair);
-  if (!assets) {
+  const flags = orderFlags(order);
+  if (!assets || flags === null) {
     movements.set(UNKNOWN_ASSET, "unknown");
     return;
   }
-  const volume = decimalField(order[volumeField]);
-  const side = text(order.type);
-  const viqc = (text(order.oflags) ?? "").split(",").includes("viqc");
-  if (viqc) {
+  const volume = orderVolume(order.volume);
+  const buys = text(order.type) !== "sell";
+  if (flags.has("viqc")) {
     add(movements, assets.quote, volume ?? "unknown");
     add(movements, assets.base, "unknown");
+  } else {
+    add(movements, assets.base, volume ?? "unknown");
+    if (buys) add(movements, assets.quote, buyCost(order, volume));
+  }
+  const close = order.close;
+  if (close === undefined || text(order.type) === "buy") return;
+  if (typeof close !== "object" || Array.isArray(close)) {
+    movements.set(UNKNOWN_ASSET, "unknown");
     return;
   }
-  add(movements, assets.base, volume ?? "unknown");
-  const buys = side !== "sell";
-  const ordertype = text(order.ordertype) ?? (order.price !== undefined ? "limit" : "market");
-  if (buys && ordertype !== "market") {
-    // Kraken's stop-limit kinds put the limit in price2; relative prices (+1, -2%, #5) are not amounts.
-    const prices = [order.price, order.price2].filter((p) => p !== undefined).map(decimalField);
-    if (prices.length === 0 || prices.some((p) => p === null) || volume === null) {
-      add(movements, assets.quote, "unknown");
-    } else {
-      const highest = (prices as Exact[]).reduce((a, b) => (exceeds(b, a) ? b : a));
-      add(movements, assets.quote, times(volume, highest));
-    }
-  }
+  add(movements, assets.quote, flags.has("viqc") ? "unknown" : buyCost(close, volume));
 }
 
 /**
  * The assets a request moves and how much of each, for the key's approval thresholds; null for methods
- * that move nothing. A batch adds up per asset across its orders.
+ * that move nothing. A batch adds up per asset across its orders. `EditOrder` and `AmendOrder` name an
+ * order the venue already holds: its pair as sent need not be the order's (nothing here compares them
+ * with the pair the order was placed on), and its type, which says whether `price` is a limit or a
+ * trigger, is not sent at all. What they move cannot be told here: every asset with a threshold is held.
  */
 export function movementsOf(method: string, params: Params): Movements | null {
   const movements: Movements = new Map();
   switch (method) {
     case "AddOrder":
-    case "EditOrder":
       orderMovements(params, text(params.pair), movements);
       return movements;
     case "AddOrderBatch": {
@@ -336,8 +417,8 @@ export function movementsOf(method: string, params: Params): Movements | null {
       if (orders.length === 0) movements.set(UNKNOWN_ASSET, "unknown");
       return movements;
     }
+    case "EditOrder":
     case "AmendOrder":
-      // An amendment names its order, not its pair: what it moves cannot be told here.
       movements.set(UNKNOWN_ASSET, "unknown");
       return movements;
     case "Withdraw":
