@@ -303,25 +303,28 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
   );
   const disconnectAll = new DisconnectAll(changes, devices, sessions, apiKeys);
   const approvals = new ApiApprovals(db, clock, actions);
+  // One cache of keys and accounts' gate inputs: the gateway's decisions and the WebSocket tokens'
+  // redemption read the same, so a token is refused exactly when the gateway would refuse its key.
+  const gatewayCache = new GatewayCache(
+    db,
+    dataKey,
+    accounts,
+    (account) => capabilities.securityInputs(account),
+    storage.sqlite,
+  );
   const signedRequests = new SignedRequestVerifier(
     db,
     dataKey,
     clock,
     audit,
     metrics,
-    new GatewayCache(
-      db,
-      dataKey,
-      accounts,
-      (account) => capabilities.securityInputs(account),
-      storage.sqlite,
-    ),
+    gatewayCache,
     capabilities,
     gatewayState,
     approvals,
     places,
   );
-  const webSocketTokens = new WebSocketTokens(db, clock);
+  const webSocketTokens = new WebSocketTokens(db, clock, gatewayCache, capabilities);
   const admin = new AdminService(accounts, guard, subsystems, sessions, audit, clock);
 
   const signUp = new SignUpService({

@@ -7,6 +7,10 @@ import type { ApiKeysTable, Database } from "../db/schema.js";
 import { addressAllowlist } from "./address-allowlist.js";
 
 /** A key as the gateway needs it on every request: its row, and its secrets opened once. */
+/** Whether a key is past its `valid_until`: the gateway's decisions and its WebSocket tokens ask this. */
+export const keyExpired = (row: { valid_until: number | null }, now: number): boolean =>
+  row.valid_until !== null && row.valid_until <= now;
+
 export interface CachedKey {
   row: Selectable<ApiKeysTable>;
   secret: string;

@@ -21,7 +21,7 @@ import type {
   ParsedRequest,
   Refusal,
 } from "./dialects/dialect.js";
-import type { GatewayCache } from "./gateway-cache.js";
+import { type GatewayCache, keyExpired } from "./gateway-cache.js";
 import type { GatewayState } from "./gateway-state.js";
 import { keySubject, sourceSubjects } from "./lockout.js";
 import { BodyError, type ParamValue, type ParsedBody, text, withoutGatewayFields } from "./request-body.js";
@@ -248,7 +248,7 @@ export class SignedRequestVerifier {
       return decision;
     };
     const now = this.clock.now();
-    if (row.valid_until !== null && row.valid_until <= now) return refuse("invalid_key", "source");
+    if (keyExpired(row, now)) return refuse("invalid_key", "source");
     if (!cached.allowsAddress(request.ip)) return refuse("ip");
 
     let parsed: ParsedRequest;
