@@ -18,6 +18,7 @@ import type { ChangeRequest, SettingChanges } from "../security/setting-changes.
 import type { Clock } from "../support/clock.js";
 import { iso } from "../support/clock.js";
 import { isUniqueViolation } from "../support/db-errors.js";
+import { cidrWidth } from "../support/network.js";
 import { invalidRequest, notFound, Problem } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import { thresholdsOf } from "./approvals.js";
@@ -89,6 +90,24 @@ function time(field: string, value: string | null): number | null {
       { field, message: "Enter a date and time, for example 2027-01-31T12:00:00Z." },
     ]);
   return ms;
+}
+
+/** The widest ranges a withdrawing key's allowlist may name: an IPv4 /16, an IPv6 /32. */
+const MIN_IPV4_PREFIX = 16;
+const MIN_IPV6_PREFIX = 32;
+
+/**
+ * Whether an allowlist entry is narrow enough for a key that can withdraw, by the addresses it admits: an
+ * IPv6 entry inside ::ffff:0:0/96 counts as the IPv4 range it maps, and one containing that block (::/1)
+ * admits every IPv4 address.
+ */
+function narrowEnough(cidr: string): boolean {
+  const width = cidrWidth(cidr);
+  if (width === null) return false;
+  return (
+    (width.ipv4 === null || width.ipv4 >= MIN_IPV4_PREFIX) &&
+    (width.ipv6 === null || width.ipv6 >= MIN_IPV6_PREFIX)
+  );
 }
 
 // The detail is the full sentence: the portal shows it beside the field (the hint is for the API reference).
@@ -182,6 +201,17 @@ export class ApiKeyService {
         "ipAllowlist",
         "A key that may withdraw needs an IP allowlist.",
         `required with ${withdraws}`,
+      );
+    // An allowlist that admits everyone (0.0.0.0/0, ::/0, two halves, ::/1 which holds every IPv4 address
+    // as ::ffff:a.b.c.d) is no allowlist: each entry of a withdrawing key's list must be a narrow range.
+    // Checked on the merged settings, so any change to such a key (a rename too) meets it; stored keys
+    // from before keep working until changed.
+    const wide = withdraws === undefined ? undefined : ipAllowlist.find((cidr) => !narrowEnough(cidr));
+    if (wide !== undefined)
+      throw fieldError(
+        "ipAllowlist",
+        `"${wide}" is too wide: an allowlist for a key that can withdraw names addresses no wider than /16 (IPv4) or /32 (IPv6).`,
+        `IPv4 /${MIN_IPV4_PREFIX} or narrower, IPv6 /${MIN_IPV6_PREFIX} or narrower, with ${withdraws}`,
       );
     if (input.otp && !dialect.keyOtp)
       throw fieldError("otp", `A ${dialectName} key has no second factor of its own.`, "kraken keys only");

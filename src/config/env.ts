@@ -100,10 +100,10 @@ function databaseUrl(raw: string): string {
   return raw;
 }
 
-/** A CIDR such as 10.0.0.0/8 or ::1/128, or a single address. */
+/** A CIDR such as 10.0.0.0/8 or ::1/128, or a single address; not one with a zone id (fe80::1%eth0). */
 export function isCidr(value: string): boolean {
   const [address, bits, extra] = value.split("/");
-  if (extra !== undefined || !address) return false;
+  if (extra !== undefined || !address || address.includes("%")) return false;
   const family = isIP(address);
   if (family === 0) return false;
   if (bits === undefined) return true;

@@ -511,7 +511,7 @@ describe.each(engines)("API key limits, second factors and approvals on %s (beha
       await trader.createKey({
         name: "withdrawer",
         permissions: ["funds_withdraw"],
-        ipAllowlist: ["198.18.0.0/15"],
+        ipAllowlist: ["198.18.0.0/16"],
         approvalThreshold: { BTC: "1" },
       }),
     );

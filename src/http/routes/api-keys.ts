@@ -1,6 +1,6 @@
-import { isIP } from "node:net";
 import { Type } from "typebox";
 import type { Services } from "../../services.js";
+import { canonicalAddress } from "../../support/network.js";
 import { invalidRequest, notFound } from "../../support/problem.js";
 import { caller, requestContext } from "../auth.js";
 import { ActionIdHeader, ActionView, ApiKeyView, ConfirmBody, Open, Status } from "../schemas.js";
@@ -243,10 +243,18 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       },
     },
     async (request) => {
-      // The address every per-source rule counts and every audit entry records: an IP address or nothing.
-      if (isIP(request.body.ip) === 0) {
+      // The address every per-source rule counts and every audit entry records: an IP address in its one
+      // spelling (::FFFF:192.0.2.1 is 192.0.2.1), or nothing. A zone id (%eth0) names the proxy's own
+      // interface, not the client: refused rather than guessed at.
+      const ip = canonicalAddress(request.body.ip);
+      if (ip === null) {
         throw invalidRequest("The client's address is not an IP address.", [
-          { field: "ip", message: "Give the address the request came from, IPv4 or IPv6." },
+          {
+            field: "ip",
+            message: request.body.ip.includes("%")
+              ? "Give the address the request came from without a zone id (%…)."
+              : "Give the address the request came from, IPv4 or IPv6.",
+          },
         ]);
       }
       const headers = lowerCaseHeaders(request.body.headers);
@@ -260,7 +268,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         query: at === -1 ? "" : request.body.path.slice(at + 1),
         headers,
         body: request.body.body,
-        ip: request.body.ip,
+        ip,
         userAgent: null,
       });
       // An allowed request names what the venue must act on: the canonical form of exactly the
