@@ -311,6 +311,7 @@ export async function createPortcullis(options: AppOptions): Promise<Portcullis>
     accounts,
     (account) => capabilities.securityInputs(account),
     storage.sqlite,
+    () => subsystems.forget(),
   );
   const signedRequests = new SignedRequestVerifier(
     db,

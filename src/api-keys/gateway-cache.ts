@@ -27,10 +27,11 @@ export interface GateInputs {
   security: SecurityInputs;
 }
 
-/** Both generations in one row (PostgreSQL's bigints arrive as text). */
+/** The generations in one row (PostgreSQL's bigints arrive as text). */
 const GENERATIONS =
   "select (select value from cache_generations where name = 'api_keys') as keys, " +
-  "(select value from cache_generations where name = 'accounts') as accounts";
+  "(select value from cache_generations where name = 'accounts') as accounts, " +
+  "(select value from cache_generations where name = 'subsystems') as subsystems";
 
 /** Beyond this many entries a cache starts again empty: memory stays bounded whatever the traffic. */
 const MAX_ENTRIES = 100_000;
@@ -39,20 +40,22 @@ const MAX_ENTRIES = 100_000;
  * The keys and account gate inputs the gateway reads on every decision, held in memory and checked
  * against the database's cache generations before every decision (one small read, shared by the
  * decisions of one turn of the event loop: see `refresh`). Triggers raise a generation in the same
- * transaction as any change to a key, an account, its restriction, factors or holds — made by this
- * process, another instance or the CLI — so nothing cached is used after it changed. Only keys that
- * exist are cached: an unknown key is looked up every time.
+ * transaction as any change to a key, an account, its restriction, factors or holds, or a subsystem's
+ * state or maintenance window — made by this process, another instance or the CLI — so nothing cached
+ * is used after it changed (the subsystems' rows are the capability service's: it is told to forget
+ * them). Only keys that exist are cached: an unknown key is looked up every time.
  */
 export class GatewayCache {
   private readonly keys = new Map<string, CachedKey>();
   private readonly accounts = new Map<string, GateInputs>();
   private keysGeneration = -1;
   private accountsGeneration = -1;
+  private subsystemsGeneration = -1;
   /** The generation read the decisions of this turn wait for, until it starts. */
   private scheduled: Promise<void> | null = null;
 
-  /** The two generations: [api_keys, accounts]. */
-  private readonly generations: () => Promise<[number, number]>;
+  /** The generations: [api_keys, accounts, subsystems]. */
+  private readonly generations: () => Promise<[number, number, number]>;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -65,16 +68,24 @@ export class GatewayCache {
      * generation is compared for being different, not higher, so one rolled back only clears the
      * caches once more, and a key read meanwhile waits for that transaction to end.
      */
-    sqlite?: SqliteDatabase.Database,
+    sqlite: SqliteDatabase.Database | undefined,
+    /** Told when the subsystems' generation moved: whoever keeps their rows reads them again. */
+    private readonly subsystemsChanged: () => void,
   ) {
     if (sqlite) {
-      // One row of two numbers, as an array: a third of the time of two rows as objects.
+      // One row of numbers, as an array: a third of the time of rows as objects.
       const statement = sqlite.prepare(GENERATIONS).raw();
-      this.generations = async () => statement.get() as [number, number];
+      this.generations = async () => statement.get() as [number, number, number];
     } else {
       this.generations = async () => {
-        const { rows } = await sql.raw<{ keys: string; accounts: string }>(GENERATIONS).execute(this.db);
-        return [Number(rows[0]?.keys ?? -1), Number(rows[0]?.accounts ?? -1)];
+        const { rows } = await sql
+          .raw<{ keys: string; accounts: string; subsystems: string }>(GENERATIONS)
+          .execute(this.db);
+        return [
+          Number(rows[0]?.keys ?? -1),
+          Number(rows[0]?.accounts ?? -1),
+          Number(rows[0]?.subsystems ?? -1),
+        ];
       };
     }
   }
@@ -100,7 +111,7 @@ export class GatewayCache {
   }
 
   private async readGenerations(): Promise<void> {
-    const [keys, accounts] = await this.generations();
+    const [keys, accounts, subsystems] = await this.generations();
     if (keys !== this.keysGeneration) {
       this.keys.clear();
       this.keysGeneration = keys;
@@ -108,6 +119,10 @@ export class GatewayCache {
     if (accounts !== this.accountsGeneration) {
       this.accounts.clear();
       this.accountsGeneration = accounts;
+    }
+    if (subsystems !== this.subsystemsGeneration) {
+      this.subsystemsChanged();
+      this.subsystemsGeneration = subsystems;
     }
   }
 

@@ -90,9 +90,12 @@ export class CapabilityService {
     client: ClientName,
     known?: SecurityInputs,
   ): Promise<CapabilityInput> {
+    // Without `known` (a gate that moves money) the subsystems are read now too, as other instances and
+    // the CLI may have changed them within the second their rows are otherwise kept. The gateway passes
+    // `known` from its cache, whose generations tell the subsystems to forget their rows on any change.
     const [snapshot, security] = known
       ? [await this.subsystems.snapshot(), known]
-      : await Promise.all([this.subsystems.snapshot(), this.securityInputs(account)]);
+      : await Promise.all([this.subsystems.snapshot({ fresh: true }), this.securityInputs(account)]);
     return this.inputOf(account, client, security, snapshot);
   }
 

@@ -106,6 +106,15 @@ export class SubsystemService {
     private readonly cacheTtlMs = 1000,
   ) {}
 
+  /**
+   * Forgets the rows read, so the next snapshot reads them: the gateway calls it when the database's
+   * subsystems generation says another process changed them.
+   */
+  forget(): void {
+    this.cached = null;
+    this.computed = null;
+  }
+
   /** `fresh` reads the rows now, for gates that move money. */
   async snapshot(options: { fresh?: boolean } = {}): Promise<SubsystemSnapshot> {
     const now = this.clock.now();

@@ -40,6 +40,7 @@ import * as passkeys from "./migrations/0019-passkeys.js";
 import * as auditLogSqliteLayout from "./migrations/0020-audit-log-sqlite-layout.js";
 import * as apiKeyStateJournal from "./migrations/0021-api-key-state-journal.js";
 import * as auditAggregatesByFirst from "./migrations/0022-audit-aggregates-by-first.js";
+import * as subsystemsGeneration from "./migrations/0023-subsystems-generation.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -170,6 +171,7 @@ const migrations: Record<string, Migration> = {
   "0020-audit-log-sqlite-layout": auditLogSqliteLayout,
   "0021-api-key-state-journal": apiKeyStateJournal,
   "0022-audit-aggregates-by-first": auditAggregatesByFirst,
+  "0023-subsystems-generation": subsystemsGeneration,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

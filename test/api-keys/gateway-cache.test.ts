@@ -109,6 +109,7 @@ describe.each(engines)("the gateway's in-memory keys and accounts on %s", (engin
       accounts,
       (account) => capabilities.securityInputs(account),
       storage.sqlite,
+      () => {},
     );
     await cache.refresh();
     expect((await cache.key(key.key))?.permissions).toEqual(["funds_query"]);

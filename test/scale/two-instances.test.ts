@@ -181,6 +181,40 @@ describe("two instances on PostgreSQL + Redis behind a round-robin (behaviour §
       expect(await check(a, client.sign("Balance"))).toEqual({ allow: false, error: "EAPI:Invalid key" });
     });
 
+    it("refuses on the other instance, on the very next request, while an operator on one puts the API in maintenance", async () => {
+      a.clock.advance(16 * 60_000);
+      const client = new KrakenClient({
+        baseUrl: "http://unused.invalid",
+        key: key.key,
+        secret: key.secret,
+      });
+      // Both instances have read the subsystems now (the fake clock stands still: their rows never age).
+      expect((await check(a, client.sign("Balance"))).allow).toBe(true);
+      expect((await check(b, client.sign("Balance"))).allow).toBe(true);
+      const down = await a.request("PUT", "/v1/admin/subsystems/api", {
+        headers: operator,
+        body: { status: "maintenance", message: "Upgrading" },
+      });
+      expect(down.statusCode, down.body).toBe(200);
+      try {
+        expect(await check(b, client.sign("Balance"))).toEqual({
+          allow: false,
+          error: "EService:Unavailable",
+        });
+        expect(await check(a, client.sign("Balance"))).toEqual({
+          allow: false,
+          error: "EService:Unavailable",
+        });
+      } finally {
+        const back = await a.request("PUT", "/v1/admin/subsystems/api", {
+          headers: operator,
+          body: { status: "operational" },
+        });
+        expect(back.statusCode, back.body).toBe(200);
+      }
+      expect((await check(b, client.sign("Balance"))).allow).toBe(true);
+    });
+
     it("refuses on the other instance, on the very next request, a key deleted on one", async () => {
       a.clock.advance(16 * 60_000);
       const client = new KrakenClient({ baseUrl: "http://unused.invalid", key: key.key, secret: key.secret });
