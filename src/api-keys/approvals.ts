@@ -13,7 +13,7 @@ import type { Clock } from "../support/clock.js";
 import { notFound } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
 import { assetsOverThreshold, type Movements, type Thresholds } from "./kraken-requests.js";
-import type { Params } from "./request-body.js";
+import { type Params, text } from "./request-body.js";
 
 /** Long enough for the owner to open the portal and approve, short enough not to linger. */
 const APPROVAL_TTL_MS = 15 * 60_000;
@@ -57,14 +57,19 @@ export class ApiApprovals {
     const over = assetsOverThreshold(movements, thresholds);
     if (over.length === 0) return { kind: "not_needed" };
 
-    const { nonce: _nonce, otp: _otp, approval_id: approvalId, ...fields } = params;
+    const { nonce: _nonce, otp: _otp, approval_id: sentId, ...fields } = params;
     const request = { keyId: key.id, method, fields };
-    if (approvalId !== undefined) {
+    if (sentId !== undefined) {
+      // Read as a scalar or not at all: a JSON object or list, or a form's nested field, names no approval
+      // and never reaches String() (whose call of an object's own toString could throw). Every dialect's
+      // unknownField has already refused an id that is not text.
+      const approvalId = text(sentId);
+      if (approvalId === null) return { kind: "invalid" };
       const now = this.clock.now();
       const spent = await this.db
         .updateTable("actions")
         .set({ state: "used", used_at: now })
-        .where("id", "=", String(approvalId))
+        .where("id", "=", approvalId)
         .where("account_id", "=", account.id)
         .where("type", "=", API_APPROVAL)
         .where("digest", "=", actionDigest(API_APPROVAL, request))

@@ -231,9 +231,16 @@ export function orderFlags(order: Params): ReadonlySet<OrderFlag> | null {
 const TOKENIZED_ASSET = "tokenized_asset";
 const isTokenized = (params: Params) => text(params.asset_class) === TOKENIZED_ASSET;
 
-/** The first field of one object (a request or a batch's order) whose value the gateway does not read. */
+/**
+ * The first field of one object (a request or a batch's order) whose value the gateway does not read.
+ * `viqc` (volume in quote currency) is one on any order but a market order: Kraken documents it as not
+ * available for limit orders, so what a limit order with it moves is not what the flag would say. An
+ * order whose type is not sent (EditOrder) is not known to be a market order.
+ */
 function unreadableValue(object: Params, where: string): string | null {
-  if (orderFlags(object) === null) return `${where}oflags`;
+  const flags = orderFlags(object);
+  if (flags === null) return `${where}oflags`;
+  if (flags.has("viqc") && text(object.ordertype) !== "market") return `${where}oflags`;
   if (object.asset_class !== undefined && !isTokenized(object)) return `${where}asset_class`;
   return null;
 }
@@ -241,11 +248,14 @@ function unreadableValue(object: Params, where: string): string | null {
 /**
  * The first field a money-moving request may not carry, or whose value the gateway cannot read as Kraken
  * does (`oflags`, `asset_class`), or null when every field is known. Methods that move no money are
- * forwarded as parsed (the venue answers unknown fields of a read itself). A leveraged order of tokenized
+ * forwarded as parsed (the venue answers unknown fields of a read itself), except for an `approval_id`
+ * that is not text, refused on every method as in every dialect. A leveraged order of tokenized
  * assets would need two products at once (margin and stocks), which one capability check cannot decide:
  * it is refused.
  */
 export function unknownField(method: string, params: Params): string | null {
+  // The gateway's approval id, on any method: text, or no id at all (a JSON number or object is refused).
+  if (params.approval_id !== undefined && typeof params.approval_id !== "string") return "approval_id";
   const allowed = moneyMovingFields[method];
   if (!allowed) return null;
   const top = scalarFieldsOnly(params, [...allowed, ...gatewayFields], "") ?? unreadableValue(params, "");

@@ -1,8 +1,10 @@
 import { createHash } from "node:crypto";
 import { describeRequest, type Movements } from "../kraken-requests.js";
-import { BodyError, parseBody } from "../request-body.js";
+import { BodyError, type Params, parseBody, text } from "../request-body.js";
 import type { Dialect, Refusal } from "./dialect.js";
 import {
+  type Amount,
+  amountOf,
   emptyBody,
   hmac,
   operationTable,
@@ -10,6 +12,7 @@ import {
   type PathOperation,
   parseQuery,
   sameBase64,
+  spendOf,
   transferMovements,
   unknownFieldOf,
 } from "./path-dialect.js";
@@ -234,7 +237,11 @@ export const krakenFutures: Dialect = {
   },
 
   permission: (operation) => operation.permission,
-  unknownField: (operation, params) => unknownFieldOf(operationOf(operation.name), params),
+  unknownField(operation, params) {
+    // An order type Kraken Futures does not document (or one spelt otherwise) could be read as any.
+    if (operation.name === SEND_ORDER && !isOrderType(params.orderType)) return "orderType";
+    return unknownFieldOf(operationOf(operation.name), params);
+  },
   product: (operation) => operationOf(operation.name).product,
 
   intent(operation, params) {
@@ -255,18 +262,16 @@ export const krakenFutures: Dialect = {
 
   movements(operation, params): Movements | null {
     const entry = operationOf(operation.name);
-    if (entry.name === "POST /sendorder") {
+    if (entry.name === SEND_ORDER) {
       // Linear perpetuals (PF_) are sized in the base asset; any other contract's size is not an amount.
       const match = /^PF_([A-Z0-9]+?)(USD|EUR|GBP|USDT|USDC)$/.exec(
-        String(params.symbol ?? "").toUpperCase(),
+        (text(params.symbol) ?? "").toUpperCase(),
       );
-      return orderMovements(
-        match ? { base: match[1]!, quote: match[2]! } : null,
-        typeof params.side === "string" ? params.side : null,
-        params.size,
-        params.orderType === "mkt" ? undefined : params.limitPrice,
-        undefined,
-      );
+      const size = amountOf(params.size);
+      return orderMovements(match ? { base: match[1]!, quote: match[2]! } : null, params.side, {
+        base: size,
+        quote: spendOf(size, buyLimit(params)),
+      });
     }
     if (entry.kind === "order") return new Map([["*", "unknown"]]);
     if (entry.kind === "transfer") return transferMovements(params.currency ?? params.unit, params.amount);
@@ -291,3 +296,38 @@ export const krakenFutures: Dialect = {
     };
   },
 };
+
+const SEND_ORDER = "POST /sendorder";
+
+/**
+ * Kraken Futures' order types (sendorder's `orderType`), exactly as documented, each with whether
+ * `limitPrice` bounds what a buy of it pays. `lmt`, `post` and `ioc` are limit orders at `limitPrice`.
+ * For `stp` and `take_profit`, `limitPrice` "denotes the worst price at which the order can get filled";
+ * without it they trigger a market order. `mkt` is a market order (its 1% price protection is from a price
+ * the client does not give), `trailing_stop` takes no `limitPrice`, and `fok` is not documented to read
+ * one as its limit: no price the client gives bounds them. Any other value is refused (`unknownField`).
+ */
+const readsLimitPrice: Record<string, boolean> = {
+  lmt: true,
+  post: true,
+  ioc: true,
+  stp: true,
+  take_profit: true,
+  mkt: false,
+  trailing_stop: false,
+  fok: false,
+};
+const isOrderType = (value: Params[string] | undefined): value is string =>
+  typeof value === "string" && Object.hasOwn(readsLimitPrice, value);
+
+/**
+ * The price a buy of this order never pays more than: its `limitPrice` when its type reads that as its
+ * limit; unknown otherwise, and when a trigger's limit is set relative to the trigger
+ * (`limitPriceOffsetValue`), a price not known until it fires.
+ */
+function buyLimit(params: Params): Amount {
+  if (!isOrderType(params.orderType) || !readsLimitPrice[params.orderType]) return "unknown";
+  if (params.limitPriceOffsetValue !== undefined || params.limitPriceOffsetUnit !== undefined)
+    return "unknown";
+  return amountOf(params.limitPrice);
+}

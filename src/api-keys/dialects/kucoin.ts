@@ -2,6 +2,8 @@ import { describeRequest } from "../kraken-requests.js";
 import { BodyError, type Params, type ParamValue } from "../request-body.js";
 import type { Dialect, GatewayRequest, ParsedRequest, Refusal } from "./dialect.js";
 import {
+  type Amount,
+  amountOf,
   hmac,
   jsonBody,
   operationTable,
@@ -9,6 +11,7 @@ import {
   type PathOperation,
   parsedRequest,
   sameBase64,
+  spendOf,
   transferMovements,
   unknownFieldOf,
 } from "./path-dialect.js";
@@ -271,6 +274,31 @@ function marketOfRequest(entry: PathOperation, params: Params): "spot" | "margin
 }
 
 /**
+ * What a KuCoin order moves, read by its `type` as KuCoin reads it (spot, hf, stop and margin orders
+ * alike), or the field that makes it unreadable. KuCoin's types are `limit` (the default when none is
+ * sent) and `market`, exactly so spelt. A limit order is `size` at `price`: a buy spends at most size ×
+ * price, and `funds`, which KuCoin reads for market orders only, is refused. A market order is `size` or
+ * `funds` ("choose one"): its quote spend is `funds`, unknown when sized in the base asset; its base
+ * amount is `size`, unknown when it spends funds; `price`, which KuCoin does not read for it, and both
+ * amounts at once are refused. A stop order (`stop`, `stopPrice`) becomes an order of its type when
+ * triggered, so the same rules hold: the trigger price is never an amount.
+ */
+function kucoinOrder(params: Params): { base: Amount; quote: Amount } | { refused: string } {
+  const type = params.type ?? "limit";
+  if (type === "limit") {
+    if (params.funds !== undefined) return { refused: "funds" };
+    const size = amountOf(params.size);
+    return { base: size, quote: spendOf(size, amountOf(params.price)) };
+  }
+  if (type === "market") {
+    if (params.price !== undefined) return { refused: "price" };
+    if (params.size !== undefined && params.funds !== undefined) return { refused: "funds" };
+    return { base: amountOf(params.size), quote: amountOf(params.funds) };
+  }
+  return { refused: "type" };
+}
+
+/**
  * KuCoin's parameters: a GET's in its query; a POST's or PUT's in its JSON body, which is all KuCoin reads
  * of them, so such a request with a query string is refused: the gateway would check a parameter the
  * venue does not act on (a `?postOnly=true` beside a body that is not post-only).
@@ -402,6 +430,10 @@ export const kucoin: Dialect = {
     const entry = operationOf(operation.name);
     if (marketOfRequest(entry, params) === "invalid") return "tradeType";
     if (entry.name === UNIVERSAL_TRANSFER && params.type !== "INTERNAL") return "type";
+    if (entry.kind === "order") {
+      const order = kucoinOrder(params);
+      if ("refused" in order) return order.refused;
+    }
     return unknownFieldOf(entry, params);
   },
   product(operation, params) {
@@ -437,13 +469,10 @@ export const kucoin: Dialect = {
     const entry = operationOf(operation.name);
     if (entry.kind === "order") {
       const [base, quote] = (typeof params.symbol === "string" ? params.symbol : "").toUpperCase().split("-");
-      return orderMovements(
-        base && quote ? { base, quote } : null,
-        typeof params.side === "string" ? params.side : null,
-        params.size,
-        params.price,
-        params.funds,
-      );
+      const order = kucoinOrder(params);
+      // A refused order never gets here (unknownField); were it read anyway, nothing it moves is known.
+      if ("refused" in order) return new Map([["*", "unknown"]]);
+      return orderMovements(base && quote ? { base, quote } : null, params.side, order);
     }
     // Each transfer's amount is read from the one field the venue reads it from (borrowing: `size`).
     if (entry.kind === "transfer")

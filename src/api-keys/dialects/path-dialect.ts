@@ -1,6 +1,14 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Product } from "../../capabilities/policy.js";
-import { ASSET_CODE, type Movements, normaliseAsset, parseDecimal, plus, times } from "../kraken-requests.js";
+import {
+  ASSET_CODE,
+  type Exact,
+  type Movements,
+  normaliseAsset,
+  parseDecimal,
+  plus,
+  times,
+} from "../kraken-requests.js";
 import {
   BodyError,
   type Params,
@@ -130,48 +138,54 @@ export function sameBase64(given: string | undefined, expected: Buffer): boolean
 export const hmac = (algorithm: string, key: string | Buffer, data: string | Buffer) =>
   createHmac(algorithm, key).update(data).digest();
 
+/**
+ * The first field an operation may not carry: a money-moving operation's field not in its list, or on any
+ * operation an `approval_id` that is not text. The approval id is the gateway's own field, read by the
+ * approval check of whatever request carries it; a JSON object, list, number or boolean, or a form's
+ * nested field, is no id, and is refused here before anything reads it.
+ */
 export function unknownFieldOf(operation: PathOperation, params: Params): string | null {
+  if (params.approval_id !== undefined && typeof params.approval_id !== "string") return "approval_id";
   if (!operation.fields) return null;
   return Object.keys(params).find((field) => !operation.fields!.includes(field)) ?? null;
 }
 
-function add(movements: Movements, asset: string, amount: ReturnType<typeof parseDecimal> | "unknown") {
+/** An amount the gateway can count, or one it cannot know (held under any threshold of its asset). */
+export type Amount = Exact | "unknown";
+
+function add(movements: Movements, asset: string, amount: Amount) {
   const current = movements.get(asset);
-  const value = amount ?? "unknown";
-  if (current === "unknown" || value === "unknown") movements.set(asset, "unknown");
-  else movements.set(asset, current ? plus(current, value) : value);
+  if (current === "unknown" || amount === "unknown") movements.set(asset, "unknown");
+  else movements.set(asset, current ? plus(current, amount) : amount);
 }
 
-const decimal = (value: Params[string] | undefined) => {
+/** A field's value as an exact unsigned decimal; unknown when absent or not one. */
+export const amountOf = (value: Params[string] | undefined): Amount => {
   const raw = text(value);
-  return raw === null ? null : parseDecimal(raw);
+  return (raw === null ? null : parseDecimal(raw)) ?? "unknown";
 };
 
+/** What a buy of `size` at a limit of `price` spends at most: their product, unknown when either is. */
+export const spendOf = (size: Amount, price: Amount): Amount =>
+  size === "unknown" || price === "unknown" ? "unknown" : times(size, price);
+
 /**
- * What an order moves, as for Kraken: its size of the base asset (unknown when only a quote amount is
- * given); a buy also moves size × limit price of the quote asset, or its stated quote amount.
+ * What an order moves, once its dialect has read its amounts by its type: `base` of the base asset, and
+ * for a buy (any side but "sell") `quote` of the quote asset. Every asset is unknown when the market's
+ * assets cannot be told.
  */
 export function orderMovements(
   assets: { base: string; quote: string } | null,
-  side: string | null,
-  size: Params[string] | undefined,
-  price: Params[string] | undefined,
-  funds: Params[string] | undefined,
+  side: Params[string] | undefined,
+  amounts: { base: Amount; quote: Amount },
 ): Movements {
   const movements: Movements = new Map();
   if (!assets || !ASSET_CODE.test(assets.base) || !ASSET_CODE.test(assets.quote)) {
     movements.set("*", "unknown");
     return movements;
   }
-  const base = normaliseAsset(assets.base);
-  const quote = normaliseAsset(assets.quote);
-  add(movements, base, size === undefined ? "unknown" : decimal(size));
-  if (side !== "sell") {
-    const sized = decimal(size);
-    const priced = decimal(price);
-    if (funds !== undefined) add(movements, quote, decimal(funds));
-    else add(movements, quote, sized && priced ? times(sized, priced) : "unknown");
-  }
+  add(movements, normaliseAsset(assets.base), amounts.base);
+  if (text(side) !== "sell") add(movements, normaliseAsset(assets.quote), amounts.quote);
   return movements;
 }
 
@@ -180,6 +194,6 @@ export function transferMovements(currency: Params[string] | undefined, amount: 
   const movements: Movements = new Map();
   const asset = text(currency);
   if (asset === null || !ASSET_CODE.test(asset.toUpperCase())) movements.set("*", "unknown");
-  else add(movements, normaliseAsset(asset), decimal(amount));
+  else add(movements, normaliseAsset(asset), amountOf(amount));
   return movements;
 }
