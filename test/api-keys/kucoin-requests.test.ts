@@ -341,7 +341,7 @@ describe.each(engines)("KuCoin requests read as the venue reads them, on %s", (e
       expect((await kucoinCall(key, "POST", "/api/v1/orders", order({ postOnly: true }))).status).toBe(200);
     });
 
-    it("never forwards approval_id from a query string, in any dialect", async () => {
+    it("never forwards approval_id from a query string, in any dialect, nor tells a proxy to", async () => {
       const read = await kucoinCall(key, "GET", "/api/v1/accounts?approval_id=abc&type=trade");
       expect(read.status).toBe(200);
       expect(upstream.at("/api/v1/accounts").at(-1)!.path).toBe("/api/v1/accounts?type=trade");
@@ -361,6 +361,26 @@ describe.each(engines)("KuCoin requests read as the venue reads them, on %s", (e
         },
       });
       expect(checked.json()).toMatchObject({ allow: true, forward: { query: "type=main" } });
+      // A query of the gateway's own fields only: the answer still names the query to send (none), so a
+      // proxy cannot fall back on the original; and a GET's body is none, as this gateway forwards it.
+      const onlyGatewayFields = "/api/v1/accounts?approval_id=abc";
+      const bare = await h.request("POST", "/v1/gateway/check", {
+        headers: service,
+        body: {
+          method: "GET",
+          path: onlyGatewayFields,
+          headers: kucoinHeaders(key, "GET", onlyGatewayFields, "", h.clock.now() + 2),
+          body: "",
+          ip: nextAddress(),
+        },
+      });
+      expect(bare.json().forward).toEqual({
+        method: "GET",
+        path: "/api/v1/accounts",
+        query: "",
+        contentType: null,
+        body: null,
+      });
 
       const futures = await keyOf(
         { name: "futures", dialect: "kraken_futures", permissions: ["full"] },

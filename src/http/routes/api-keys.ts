@@ -5,7 +5,7 @@ import { invalidRequest, notFound } from "../../support/problem.js";
 import { caller, requestContext } from "../auth.js";
 import { ActionIdHeader, ActionView, ApiKeyView, ConfirmBody, Open, Status } from "../schemas.js";
 import type { App } from "../server.js";
-import { dialectOfPath, identityHeaders } from "./gateway.js";
+import { dialectOfPath, forwardOf, identityHeaders } from "./gateway.js";
 import { changeRequest } from "./security.js";
 
 const Time = Type.Union([Type.String({ format: "date-time" }), Type.Null()]);
@@ -262,7 +262,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
       const path = at === -1 ? request.body.path : request.body.path.slice(0, at);
       const dialect = dialectOfPath(path);
       if (!dialect) throw invalidRequest("The path is not a signed request of any dialect.", []);
-      const verdict = await signedRequests.verify(dialect, {
+      const incoming = {
         method: request.body.method ?? "POST",
         path,
         query: at === -1 ? "" : request.body.path.slice(at + 1),
@@ -270,9 +270,11 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
         body: request.body.body,
         ip,
         userAgent: null,
-      });
-      // An allowed request names what the venue must act on: the canonical form of exactly the
-      // parameters that were checked (never the bytes as the client sent them).
+      };
+      const verdict = await signedRequests.verify(dialect, incoming);
+      // An allowed request names what the venue must act on, exactly as this gateway's own proxy sends it
+      // (forwardOf): the method and path, and the canonical form of exactly the query and body that were
+      // checked — never the bytes as the client sent them; an empty query means "send none".
       return verdict.allow
         ? {
             allow: true,
@@ -281,11 +283,7 @@ export function registerApiKeyRoutes(app: App, services: Services): void {
             keyId: verdict.keyId,
             permissions: [...verdict.permissions],
             headers: identityHeaders(verdict),
-            forward: {
-              contentType: verdict.body.contentType,
-              body: verdict.body.canonical,
-              ...(verdict.query === "" ? {} : { query: verdict.query }),
-            },
+            forward: forwardOf(incoming, verdict),
           }
         : { allow: false, error: verdict.error, ...(verdict.approval ? { approval: verdict.approval } : {}) };
     },

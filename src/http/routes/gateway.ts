@@ -83,6 +83,33 @@ export function identityHeaders(verdict: Allowed): Record<string, string> {
   return headers;
 }
 
+/** What the venue receives for an allowed request, whoever forwards it: this gateway or a venue's proxy. */
+export interface Forward {
+  method: string;
+  path: string;
+  /** The checked query, re-serialised ("" when none: the original query is never forwarded). */
+  query: string;
+  /** The checked body's canonical form and its type; null when none is forwarded (a GET never has one). */
+  contentType: string | null;
+  body: string | null;
+}
+
+/**
+ * The request the venue receives for an allowed one, for the proxied path and the check endpoint's
+ * answer alike: the method and path as sent, the query and body as checked, a body only when one was
+ * sent and never on a GET.
+ */
+export function forwardOf(incoming: GatewayRequest, verdict: Allowed): Forward {
+  const hasBody = incoming.body !== "" && incoming.method !== "GET";
+  return {
+    method: incoming.method,
+    path: incoming.path,
+    query: verdict.query,
+    contentType: hasBody ? verdict.body.contentType : null,
+    body: hasBody ? verdict.body.canonical : null,
+  };
+}
+
 /** The txids of the orders the venue placed, from its AddOrder, AddOrderBatch or EditOrder answer. */
 function placedTxids(method: string, answer: unknown): string[] {
   const result = (answer as { result?: Record<string, unknown> } | null)?.result;
@@ -237,19 +264,18 @@ export function registerGatewayRoutes(app: App, services: Services): void {
       const verdict = await services.signedRequests.verify(dialect, incoming);
       if (!verdict.allow) return send(reply, verdict);
       if (!upstream) return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
-      // A body is forwarded when one was sent (its canonical form); a GET never has one.
-      const hasBody = incoming.body !== "" && incoming.method !== "GET";
+      const forward = forwardOf(incoming, verdict);
       let answer: UpstreamAnswer;
       try {
         answer = await upstream.send({
-          method: incoming.method,
-          path: incoming.path,
-          query: verdict.query,
+          method: forward.method,
+          path: forward.path,
+          query: forward.query,
           headers: {
-            ...(hasBody ? { "content-type": verdict.body.contentType } : {}),
+            ...(forward.contentType === null ? {} : { "content-type": forward.contentType }),
             ...identityHeaders(verdict),
           },
-          ...(hasBody ? { body: verdict.body.canonical } : {}),
+          ...(forward.body === null ? {} : { body: forward.body }),
         });
       } catch {
         return send(reply, dialect.refusal("unavailable", { ip: request.ip, now: 0 }));
