@@ -29,7 +29,16 @@ export interface Account {
   passwordBreachedAt: number | null;
 }
 
-export const emailKey = (email: string) => email.trim().toLowerCase();
+/**
+ * The address as it is compared and kept unique: trimmed, with only A–Z lower-cased. `emailError` accepts
+ * printable ASCII only, so for every address it accepts this is simply its lower-case. Any other character
+ * is kept as it is, never folded: `toLowerCase` turns the Kelvin sign "\u212A" into an ASCII "k", so a
+ * look-alike spelling (a different mailbox) would take, or look up, the key of the plain address. Kept,
+ * one non-ASCII character makes the key differ from the key of every ASCII address, whatever the caller
+ * forgot to validate (a sign-in by email, a recovery request).
+ */
+export const emailKey = (email: string) =>
+  email.trim().replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
 export const usernameKey = (username: string) => username.trim().toLowerCase();
 
 export function toAccount(row: Selectable<AccountsTable>): Account {
@@ -73,12 +82,15 @@ export class AccountRepository {
   }
 
   async findByEmail(email: string): Promise<Account | null> {
+    const key = emailKey(email);
     const row = await this.db
       .selectFrom("accounts")
       .selectAll()
-      .where("email_key", "=", emailKey(email))
+      .where("email_key", "=", key)
       .executeTakeFirst();
-    return row ? toAccount(row) : null;
+    // A row stored before addresses had to be ASCII may hold the folded key of a look-alike spelling
+    // ("\u212Aim@…" kept under "kim@…"): that account does not own the plain address, so it is not found by it.
+    return row && emailKey(row.email) === key ? toAccount(row) : null;
   }
 
   async findByUsername(username: string): Promise<Account | null> {
@@ -258,7 +270,9 @@ export class AccountRepository {
       .updateTable("accounts")
       .set({ email: toEmail.trim(), email_key: emailKey(toEmail) })
       .where("id", "=", id)
-      .where("email_key", "=", emailKey(fromEmail))
+      // Or the very spelling: an address stored before addresses had to be ASCII may be kept under a key
+      // `emailKey` no longer gives it, and moving to a plain address is how such an account gets one.
+      .where((eb) => eb.or([eb("email_key", "=", emailKey(fromEmail)), eb("email", "=", fromEmail.trim())]))
       .returning("id")
       .executeTakeFirst();
     return row !== undefined;

@@ -10,6 +10,13 @@ export interface FieldError {
 const USERNAME = /^[a-z0-9_.-]{3,32}$/;
 // Deliberately plain: one @, no spaces, a dot in the domain. The verification email is the real test.
 const EMAIL = /^[^\s@\p{Cc}]{1,64}@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]{2,}$/u;
+/**
+ * Printable ASCII and the space (which EMAIL refuses with its own sentence). Anything else is a way to write
+ * an address that looks like, or folds to, another one: the Kelvin sign "\u212A" lower-cases to "k",
+ * fullwidth letters normalise to ASCII ones, zero-width and direction marks hide, combining marks and a
+ * non-breaking space look like nothing or like a space. An international domain is given in its xn-- form.
+ */
+const PLAIN = /^[\x20-\x7E]*$/;
 
 // The portal lists the same subdivisions by name (iso-3166 carries ISO 3166-2 as published).
 const regions: Record<string, ReadonlySet<string>> = Object.fromEntries(
@@ -25,7 +32,18 @@ export function usernameError(username: string): FieldError | null {
     : { field: "username", message: "Use 3 to 32 letters, digits, dots, dashes or underscores." };
 }
 
+/**
+ * Every address a person gives (sign-up, email change, recovery) passes here after trimming; `emailKey` of
+ * an address it accepts is its ASCII lower-case, so two accepted spellings share a key only when they differ
+ * in the case of A–Z.
+ */
 export function emailError(email: string): FieldError | null {
+  if (!PLAIN.test(email)) {
+    return {
+      field: "email",
+      message: "Use an email address written in plain letters, digits and the usual symbols.",
+    };
+  }
   return email.length <= 254 && EMAIL.test(email)
     ? null
     : { field: "email", message: "Enter a valid email address." };
