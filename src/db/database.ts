@@ -41,6 +41,7 @@ import * as auditLogSqliteLayout from "./migrations/0020-audit-log-sqlite-layout
 import * as apiKeyStateJournal from "./migrations/0021-api-key-state-journal.js";
 import * as auditAggregatesByFirst from "./migrations/0022-audit-aggregates-by-first.js";
 import * as subsystemsGeneration from "./migrations/0023-subsystems-generation.js";
+import * as securityEpoch from "./migrations/0024-security-epoch.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -172,6 +173,7 @@ const migrations: Record<string, Migration> = {
   "0021-api-key-state-journal": apiKeyStateJournal,
   "0022-audit-aggregates-by-first": auditAggregatesByFirst,
   "0023-subsystems-generation": subsystemsGeneration,
+  "0024-security-epoch": securityEpoch,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

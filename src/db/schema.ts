@@ -1,4 +1,4 @@
-import type { Generated } from "kysely";
+import type { ColumnType, Generated } from "kysely";
 
 /**
  * Table types. Times are milliseconds since the epoch (BIGINT), flags are 0/1 integers and structured
@@ -38,6 +38,15 @@ export interface AccountsTable {
   password_breached_at: number | null;
 }
 
+/**
+ * The account's security epoch: raised by every event that cancels the links already emailed (email,
+ * password, disconnect all, factor removed, freeze); no row is epoch 0. See src/flows/one-time-tokens.ts.
+ */
+export interface AccountSecurityEpochsTable {
+  account_id: string;
+  epoch: number;
+}
+
 /** The per-account attempt counter of docs/behaviour.md §4: one row per account, changed only by conditional updates. */
 export interface AccountGuardsTable {
   account_id: string;
@@ -60,6 +69,8 @@ export interface OneTimeTokensTable {
   created_at: number;
   expires_at: number;
   used_at: number | null;
+  /** The account's security epoch when issued; null for the links that only take access away. */
+  security_epoch: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface SignInFlowsTable {
@@ -440,6 +451,7 @@ export interface Database {
   accounts: AccountsTable;
   account_guards: AccountGuardsTable;
   one_time_tokens: OneTimeTokensTable;
+  account_security_epochs: AccountSecurityEpochsTable;
   sign_in_flows: SignInFlowsTable;
   sessions: SessionsTable;
   audit_log: AuditLogTable;

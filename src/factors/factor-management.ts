@@ -5,6 +5,7 @@ import type {
 import type { Transaction } from "kysely";
 import type { Account } from "../accounts/accounts.js";
 import type { Database } from "../db/schema.js";
+import { advanceSecurityEpoch } from "../flows/one-time-tokens.js";
 import type { SecurityHolds } from "../security/holds.js";
 import type { ChangeOutcome, ChangeRequest, SettingChanges } from "../security/setting-changes.js";
 import type { SessionService } from "../sessions/sessions.js";
@@ -22,6 +23,16 @@ import type { TotpEnrollment, TotpFactor } from "./totp-factor.js";
 import type { CredentialKind, WebAuthnFactor } from "./webauthn-factor.js";
 
 export type { ChangeRequest };
+
+/** The account's confirmed factors, read through the change's transaction (after its row is held). */
+function confirmedFactors(trx: Transaction<Database>, accountId: string) {
+  return trx
+    .selectFrom("second_factors")
+    .selectAll()
+    .where("account_id", "=", accountId)
+    .where("confirmed_at", "is not", null)
+    .execute();
+}
 
 const roamingRequired = () =>
   new Problem(
@@ -127,6 +138,9 @@ export class FactorManagement {
     // A passkey bound to one device (or synced by one platform) only beside a factor that roams.
     if (!roaming && !(await this.hasRoamingFactor(request.account.id))) throw roamingRequired();
     return this.changes.run({ ...request, actionId: undefined }, { stepUp: null }, async (trx) => {
+      // Again with the account's row held: the roaming factor may have been removed meanwhile.
+      if (!roaming && !(await confirmedFactors(trx, request.account.id)).some(isRoaming))
+        throw roamingRequired();
       const factorId = await this.webauthn.register(request.account, response, name, trx);
       const what = roaming ? `security key "${name}"` : `passkey "${name}"`;
       return this.added(trx, request, factorId, what, first, endOtherSessions);
@@ -137,11 +151,16 @@ export class FactorManagement {
     const { account } = request;
     const factor = await this.factors.find(account.id, factorId);
     if (!factor) throw notFound("That factor");
-    const remaining = (await this.factors.listConfirmed(account.id)).filter((f) => f.id !== factorId);
     await this.changes.run(
       request,
       { stepUp: { type: "remove_factor", params: { factorId }, summary: `Remove "${factor.name}"` } },
       async (trx) => {
+        // Decided here, with the account's row held by the change (refused under the lock and the freeze):
+        // a removal committed meanwhile, in parallel, is seen, so two removals cannot together leave only
+        // a passkey, or recovery codes beside no factor at all.
+        const factors = await confirmedFactors(trx, account.id);
+        if (!factors.some((f) => f.id === factorId)) throw notFound("That factor");
+        const remaining = factors.filter((f) => f.id !== factorId);
         if (remaining.length > 0 && !remaining.some(isRoaming)) throw roamingRequired();
         if (!(await this.factors.remove(account.id, factorId, trx))) throw notFound("That factor");
         // docs/behaviour.md §7: removing a second factor holds withdrawals for 48 hours.
@@ -150,6 +169,8 @@ export class FactorManagement {
         if (remaining.length === 0) await this.recoveryCodes.clear(account.id, trx);
         if (endOtherSessions)
           await this.sessions.endAllWithin(trx, account.id, request.sessionId, "ended_others");
+        // The links already emailed (a reset, an email change's confirmation, a device approval) die too.
+        await advanceSecurityEpoch(trx, account.id);
         return {
           result: null,
           event: "factor.removed",

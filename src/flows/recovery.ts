@@ -20,11 +20,16 @@ import type { Clock } from "../support/clock.js";
 import { addressSubject } from "../support/network.js";
 import { invalidRequest, Problem, rateLimited } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
-import type { OneTimeTokens } from "./one-time-tokens.js";
+import { advanceSecurityEpoch, type OneTimeTokens } from "./one-time-tokens.js";
 
 const HOUR = 3_600_000;
 const RESET_LINK_TTL_MS = 2 * HOUR;
 const RESET_EMAILS_PER_HOUR = 3;
+
+const masterKeyRequired = () =>
+  new Problem(400, "master_key_required", "This account has a Master Key: enter it to reset the password.", {
+    details: [{ field: "masterKey", message: "Enter your Master Key." }],
+  });
 
 export interface RecoveryDependencies {
   db: Kysely<Database>;
@@ -61,89 +66,132 @@ export class RecoveryService {
     await this.guardRequest(input.email, input.botCheck, context);
     const account = await deps.accounts.findByEmail(input.email);
     if (account && account.username === input.username.trim().toLowerCase()) {
-      const sent = await deps.tokens.countIssuedSince("reset_password", account.id, deps.clock.now() - HOUR);
-      if (sent < RESET_EMAILS_PER_HOUR) {
-        const token = await deps.tokens.issue("reset_password", account.id, RESET_LINK_TTL_MS);
-        const link = new URL("/reset-password", deps.publicUrl);
-        link.searchParams.set("token", token);
-        await deps.outbox.notify(account, {
-          kind: "password_reset",
-          link: link.href,
-          masterKeyRequired: account.masterKeyHash !== null,
-          ...securityDetails(context, deps.clock.now()),
-        });
-      }
-      await deps.audit.append(
-        {
-          event: "recovery.password_requested",
-          outcome: sent < RESET_EMAILS_PER_HOUR ? "success" : "refused",
-          accountId: account.id,
-        },
-        context,
-      );
+      // Counted and issued in one transaction holding the account's row: requests arriving together
+      // wait for each other, so no more than three links an hour are ever issued.
+      const sent = await deps.db.transaction().execute(async (trx) => {
+        const now = deps.clock.now();
+        await deps.accounts.holdForChange(account.id, now, { lock: false, freeze: false }, trx);
+        const issued = await trx
+          .selectFrom("one_time_tokens")
+          .select((eb) => eb.fn.countAll<number>().as("count"))
+          .where("purpose", "=", "reset_password")
+          .where("account_id", "=", account.id)
+          .where("created_at", ">=", now - HOUR)
+          .executeTakeFirstOrThrow();
+        const allowed = Number(issued.count) < RESET_EMAILS_PER_HOUR;
+        if (allowed) {
+          const token = await deps.tokens.issue("reset_password", account.id, RESET_LINK_TTL_MS, null, trx);
+          const link = new URL("/reset-password", deps.publicUrl);
+          link.searchParams.set("token", token);
+          await deps.outbox.notify(
+            account,
+            {
+              kind: "password_reset",
+              link: link.href,
+              masterKeyRequired: account.masterKeyHash !== null,
+              ...securityDetails(context, now),
+            },
+            trx,
+          );
+        }
+        await deps.audit.append(
+          {
+            event: "recovery.password_requested",
+            outcome: allowed ? "success" : "refused",
+            accountId: account.id,
+          },
+          context,
+          trx,
+        );
+        return allowed;
+      });
+      if (sent) deps.outbox.nudge();
     }
     return { status: "accepted" as const };
   }
 
+  /**
+   * A wrong Master Key spends the link (behaviour §13): the link is spent first, by one conditional UPDATE,
+   * so of any number of requests carrying it at once exactly one gets a Master Key check, and gets exactly
+   * one. What is refused before that (the Global Settings Lock, a new password that will not do, a missing
+   * Master Key) leaves the link for the next try; once the Master Key is checked the link is spent, whatever
+   * the outcome.
+   */
   async completePasswordReset(
     input: { token: string; newPassword: string; masterKey?: string },
     context: RequestContext,
   ) {
     const { deps } = this;
     const { accountId } = await deps.tokens.peek("reset_password", input.token);
-    const account = await deps.accounts.findById(accountId);
-    if (!account) throw invalidRequest("This link is not valid.");
+    const seen = await deps.accounts.findById(accountId);
+    if (!seen) throw invalidRequest("This link is not valid.");
     // The lock is there for exactly this: someone who controls the mailbox. The link stays unspent.
-    if (isLocked(account, deps.clock.now())) throw settingsLocked();
+    if (isLocked(seen, deps.clock.now())) throw settingsLocked();
     const weaknesses = passwordWeaknesses(
       input.newPassword,
-      { username: account.username, email: account.email },
+      { username: seen.username, email: seen.email },
       deps.settings.password,
     );
     if (weaknesses.length > 0) {
       throw weakPassword(weaknesses, "newPassword");
     }
-    let masterKeyProven = false;
-    if (account.masterKeyHash) {
-      if (input.masterKey === undefined) {
-        throw new Problem(
-          400,
-          "master_key_required",
-          "This account has a Master Key: enter it to reset the password.",
-          {
-            details: [{ field: "masterKey", message: "Enter your Master Key." }],
-          },
-        );
-      }
-      masterKeyProven = await this.checkMasterKey(account, input.masterKey, context);
-      if (!masterKeyProven) {
-        // A wrong Master Key spends the link: guesses are bounded by the three links an hour.
-        await deps.tokens.consume("reset_password", input.token);
-        throw new Problem(
-          401,
-          "invalid_credentials",
-          "The Master Key is not right. Ask for a new reset link.",
-        );
-      }
+    if (seen.masterKeyHash === null) {
+      // Nothing to guess: the link is spent in the reset's own transaction, so a reset that fails
+      // leaves it unspent.
+      const passwordHash = await deps.hasher.hash(input.newPassword);
+      await this.commitReset(seen, passwordHash, { masterKeyProven: false, token: input.token }, context);
+      return { status: "password_reset" as const };
     }
+    if (input.masterKey === undefined) throw masterKeyRequired();
+    // Spent before the Master Key is looked at. A parallel request with the same link gets 410 here.
+    await deps.tokens.consume("reset_password", input.token);
+    const account = await deps.accounts.findById(accountId);
+    if (!account?.masterKeyHash) throw invalidRequest("This link is not valid.");
+    if (isLocked(account, deps.clock.now())) throw settingsLocked();
+    // The same work whatever the key: the new password is hashed before the key is checked, so a right
+    // key's answer takes no longer than a wrong one's.
     const passwordHash = await deps.hasher.hash(input.newPassword);
+    if (!(await this.checkMasterKey(account, input.masterKey, context))) {
+      throw new Problem(401, "invalid_credentials", "The Master Key is not right. Ask for a new reset link.");
+    }
+    await this.commitReset(account, passwordHash, { masterKeyProven: true, token: null }, context);
+    return { status: "password_reset" as const };
+  }
+
+  /**
+   * One transaction: the link spent (when not spent already), the password, the sessions ended, the hold,
+   * the restriction lifted, the audit entry and the emails — and the lock checked again while the
+   * account's row is held.
+   */
+  private async commitReset(
+    account: Account,
+    passwordHash: string,
+    how: { masterKeyProven: boolean; token: string | null },
+    context: RequestContext,
+  ): Promise<void> {
+    const { deps } = this;
     // A permanent restriction is lifted only by support or a reset that proves the Master Key (behaviour §4).
     const { permanent } = await deps.guard.status(account.id);
-    // One transaction: the link spent, the password, the sessions ended, the hold, the audit entry and
-    // the emails — and the lock checked again while the account's row is held.
     await deps.db.transaction().execute(async (trx) => {
       if (!(await deps.accounts.holdIfUnlocked(account.id, deps.clock.now(), trx))) throw settingsLocked();
-      await deps.tokens.consume("reset_password", input.token, trx);
+      if (how.token !== null) {
+        // A Master Key set since the link was read is asked for (the transaction rolls back, the link unspent).
+        if (!how.masterKeyProven && (await deps.accounts.findById(account.id, trx))?.masterKeyHash)
+          throw masterKeyRequired();
+        await deps.tokens.consume("reset_password", how.token, trx);
+      }
       await deps.accounts.replacePassword(account.id, passwordHash, trx);
+      // Every other link emailed before (another reset, an email change) stops working with the reset.
+      await advanceSecurityEpoch(trx, account.id);
       await deps.sessions.endAllWithin(trx, account.id, null, "password_changed");
       await deps.holds.place(account.id, "password_reset", trx);
-      if (!permanent || masterKeyProven) await deps.guard.lift(account.id, trx);
+      if (!permanent || how.masterKeyProven) await deps.guard.lift(account.id, trx);
       await deps.audit.append(
         {
           event: "recovery.password_reset",
           outcome: "success",
           accountId: account.id,
-          details: { masterKey: masterKeyProven },
+          details: { masterKey: how.masterKeyProven },
         },
         context,
         trx,
@@ -163,7 +211,6 @@ export class RecoveryService {
     });
     await deps.sessions.accountChanged(account.id);
     deps.outbox.nudge();
-    return { status: "password_reset" as const };
   }
 
   async requestUsername(input: { email: string; botCheck?: string }, context: RequestContext) {
@@ -186,24 +233,38 @@ export class RecoveryService {
     return { status: "accepted" as const };
   }
 
-  /** Counted like every factor; while temporarily restricted the link alone bounds the guesses. */
+  /**
+   * The one Master Key check a spent link buys, counted on the account's attempt counter like every factor
+   * (behaviour §4). While the account is restricted the counter reserves nothing, yet a reset still works
+   * (behaviour §4, §13: and a permanent restriction is lifted by a reset proving the Master Key): the spent
+   * link alone bounds the guesses then — one per link, three links an hour — and the check is audited.
+   */
   private async checkMasterKey(
     account: Account,
     masterKey: string,
     context: RequestContext,
   ): Promise<boolean> {
-    const result = await this.deps.protection.attempt(
+    const { deps } = this;
+    const verify = async () =>
+      account.masterKeyHash !== null && (await deps.hasher.verify(account.masterKeyHash, masterKey));
+    const result = await deps.protection.attempt(
       account,
       { factor: "master_key", stage: "password_reset" },
       context,
-      async () =>
-        account.masterKeyHash && (await this.deps.hasher.verify(account.masterKeyHash, masterKey))
-          ? { ok: true, value: true }
-          : { ok: false },
+      async () => ((await verify()) ? { ok: true, value: true } : { ok: false }),
     );
-    if (result.kind === "restricted")
-      return account.masterKeyHash !== null && this.deps.hasher.verify(account.masterKeyHash, masterKey);
-    return result.kind === "passed";
+    if (result.kind !== "restricted") return result.kind === "passed";
+    const proven = await verify();
+    await deps.audit.append(
+      {
+        event: "password_reset.master_key",
+        outcome: proven ? "success" : "failure",
+        accountId: account.id,
+        details: { whileRestricted: true },
+      },
+      context,
+    );
+    return proven;
   }
 
   private async guardRequest(email: string, botCheck: string | undefined, context: RequestContext) {

@@ -37,7 +37,7 @@ import type { Metrics } from "../support/metrics.js";
 import { addressSubject, networkOf } from "../support/network.js";
 import { expired, invalidCredentials, notFound, Problem, rateLimited } from "../support/problem.js";
 import type { RequestContext } from "../support/request-context.js";
-import type { OneTimeTokens } from "./one-time-tokens.js";
+import { advanceSecurityEpoch, type OneTimeTokens } from "./one-time-tokens.js";
 
 /**
  * The sign-in flow of docs/behaviour.md §2 as an explicit state machine. A flow is created by a correct password and
@@ -166,7 +166,9 @@ export class SignInService {
     ]);
     await deps.botCheck.check(input.botCheck, context.ip, identifier);
 
-    const account = await deps.accounts.findBySignInIdentifier(identifier);
+    // Looked up as typed (trimmed): the repository folds an email's A-Z only, so a look-alike spelling
+    // (the Kelvin sign K lower-cases to k) reaches no other account. The limits above count it folded.
+    const account = await deps.accounts.findBySignInIdentifier(input.identifier.trim());
     if (!account) {
       // docs/behaviour.md §2: the Argon2 work is done for unknown identifiers too, so timing tells nothing.
       await deps.hasher.verifyDummy(input.password);
@@ -410,6 +412,8 @@ export class SignInService {
         .executeTakeFirst();
       if (!moved) throw expired("This sign-in has already moved on. Start again.");
       await deps.factors.removeAll(account.id, trx);
+      // As when a factor is removed: links emailed before stop working.
+      await advanceSecurityEpoch(trx, account.id);
       await deps.recoveryCodes.clear(account.id, trx);
       await deps.holds.place(account.id, "second_factor_reset", trx);
       await deps.audit.append(
@@ -797,18 +801,40 @@ export class SignInService {
     });
   }
 
-  /** A correct password on an unverified account: send a fresh link, at most three an hour. */
+  /**
+   * A correct password on an unverified account: send a fresh link, at most three an hour. Counted and
+   * issued in one transaction holding the account's row, so sign-ins arriving together cannot pass the
+   * count at once.
+   */
   private async resendVerification(account: Account): Promise<void> {
     const { deps } = this;
-    const hourAgo = deps.clock.now() - 3_600_000;
-    if ((await deps.tokens.countIssuedSince("verify_email", account.id, hourAgo)) >= 3) return;
-    const token = await deps.tokens.issue(
-      "verify_email",
-      account.id,
-      deps.settings.signUp.emailVerificationTtlMs,
-    );
-    const link = new URL("/verify-email", deps.publicUrl);
-    link.searchParams.set("token", token);
-    await deps.outbox.notify(account, { kind: "verify_email", username: account.username, link: link.href });
+    const sent = await deps.db.transaction().execute(async (trx) => {
+      const now = deps.clock.now();
+      await deps.accounts.holdForChange(account.id, now, { lock: false, freeze: false }, trx);
+      const issued = await trx
+        .selectFrom("one_time_tokens")
+        .select((eb) => eb.fn.countAll<number>().as("count"))
+        .where("purpose", "=", "verify_email")
+        .where("account_id", "=", account.id)
+        .where("created_at", ">=", now - 3_600_000)
+        .executeTakeFirstOrThrow();
+      if (Number(issued.count) >= 3) return false;
+      const token = await deps.tokens.issue(
+        "verify_email",
+        account.id,
+        deps.settings.signUp.emailVerificationTtlMs,
+        null,
+        trx,
+      );
+      const link = new URL("/verify-email", deps.publicUrl);
+      link.searchParams.set("token", token);
+      await deps.outbox.notify(
+        account,
+        { kind: "verify_email", username: account.username, link: link.href },
+        trx,
+      );
+      return true;
+    });
+    if (sent) deps.outbox.nudge();
   }
 }

@@ -171,12 +171,30 @@ export class SignUpService {
    * Completes verification; the device that does it becomes a known device of the account. Not the one
    * that signed up: anyone can sign up with someone else's address, and a browser remembered then would
    * let that squatter in without device approval once the real owner verifies (account pre-hijacking).
-   * Opening the link proves control of the mailbox, so only that device is trusted.
+   * Opening the link proves control of the mailbox, so only that device is trusted — and only the
+   * verification that actually verifies: in one transaction the account is marked (if it was not yet),
+   * this link spent and every other verification link of the account revoked, so a leftover link (a
+   * sign-in before verifying sends another) cannot later make some other device known, from anywhere.
    */
   async verifyEmail(token: string, context: RequestContext, device?: VerifyingDevice): Promise<void> {
     const { deps } = this;
-    const { accountId } = await deps.tokens.consume("verify_email", token);
-    await deps.accounts.markEmailVerified(accountId, deps.clock.now());
+    // Throws at once for an unknown, used or expired link; the account it names is held next.
+    const { accountId } = await deps.tokens.peek("verify_email", token);
+    const verifiedNow = await deps.db.transaction().execute(async (trx) => {
+      // First, holding the account's row: of two links used at once, the second waits here, then finds
+      // the account verified and its own link revoked.
+      const marked = await trx
+        .updateTable("accounts")
+        .set({ email_verified_at: deps.clock.now() })
+        .where("id", "=", accountId)
+        .where("email_verified_at", "is", null)
+        .returning("id")
+        .executeTakeFirst();
+      await deps.tokens.consume("verify_email", token, trx);
+      await deps.tokens.revokeUnused("verify_email", accountId, trx);
+      return marked !== undefined;
+    });
+    if (!verifiedNow) return;
     if (device) await deps.devices.remember(accountId, deps.devices.keyHash(device.key), context);
     await deps.audit.append({ event: "account.email_verified", outcome: "success", accountId }, context);
   }

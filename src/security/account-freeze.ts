@@ -4,7 +4,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { Database } from "../db/schema.js";
 import type { ProofVerifier } from "../factors/proofs.js";
 import type { SecondFactorRepository } from "../factors/second-factors.js";
-import type { OneTimeTokens } from "../flows/one-time-tokens.js";
+import { advanceSecurityEpoch, type OneTimeTokens } from "../flows/one-time-tokens.js";
 import type { LockLinkIssuer, Outbox } from "../notify/outbox.js";
 import { securityDetails } from "../notify/templates.js";
 import type { SessionService } from "../sessions/sessions.js";
@@ -49,6 +49,8 @@ function readableUtc(ms: number): string {
   return `${iso(ms).slice(0, 16).replace("T", " ")} UTC`;
 }
 
+const LIFT_FREEZE = "lift_freeze";
+
 const notFrozen = () => new Problem(409, "conflict", "This account is not frozen.");
 
 /**
@@ -78,6 +80,9 @@ export class AccountFreeze {
       const { accountId } = await this.tokens.consume("lock_account", token, trx);
       const now = this.clock.now();
       const froze = await this.accounts.freeze(accountId, now, trx);
+      // Links emailed before the freeze (an email change, an address, a reset) may be the intruder's:
+      // none of them works again, even once the freeze is lifted.
+      await advanceSecurityEpoch(trx, accountId);
       const account = await this.accounts.findById(accountId, trx);
       if (!account) throw notFound("That account");
       if (!froze) return { account, newly: false };
@@ -121,42 +126,67 @@ export class AccountFreeze {
         { liftableAt: iso(account.frozenAt + LIFT_AFTER_MS) },
       );
     }
-    // Checked only with a confirmed step-up in hand, so a wrong Master Key is never the first question.
-    if (request.actionId !== undefined) {
-      const proof = await this.proofs.verify(
-        account,
-        { kind: "master_key", masterKey },
-        "lift_freeze",
-        context,
-      );
-      if (proof.kind !== "passed") {
-        await this.outbox.notify(account, {
-          kind: "security_change",
-          change: "someone tried to lift the freeze on your account with a wrong Master Key",
-          ...securityDetails(context, now),
-        });
-        throw invalidCredentials();
-      }
+    const options = {
+      stepUp: { type: LIFT_FREEZE, params: {}, summary: "Lift the freeze on your account" },
+      whileLocked: "allowed",
+      whileFrozen: "allowed",
+    } as const;
+    // The step-up first: without a confirmed one of this session for this change (none presented, or an id
+    // that is not one), a step-up is demanded and the Master Key is not looked at.
+    if (!(await this.hasConfirmedStepUp(request))) {
+      await this.changes.run({ ...request, actionId: undefined }, options, async () => {
+        throw notFrozen(); // never reached: without an action id the change only demands the step-up
+      });
     }
-    await this.changes.run(
-      request,
-      {
-        stepUp: { type: "lift_freeze", params: {}, summary: "Lift the freeze on your account" },
-        whileLocked: "allowed",
-        whileFrozen: "allowed",
-      },
-      async (trx) => {
-        if (!(await this.accounts.unfreeze(account.id, this.clock.now() - LIFT_AFTER_MS, trx)))
-          throw notFrozen();
-        return {
-          result: null,
-          event: "account.unfrozen",
-          details: { by: "owner" },
-          emails: [{ kind: "account_unfrozen", by: "owner", ...securityDetails(context, this.clock.now()) }],
-        };
-      },
+    // Then the Master Key, counted like every factor. (It cannot be checked inside the lift's transaction:
+    // its attempt counter is written outside it, which SQLite's one connection would wait for.)
+    const proof = await this.proofs.verify(
+      account,
+      { kind: "master_key", masterKey },
+      "lift_freeze",
+      context,
     );
+    if (proof.kind !== "passed") {
+      await this.outbox.notify(account, {
+        kind: "security_change",
+        change: "someone tried to lift the freeze on your account with a wrong Master Key",
+        ...securityDetails(context, now),
+      });
+      throw invalidCredentials();
+    }
+    // One transaction: the step-up spent (a parallel request that spent it first leaves a step-up demanded
+    // here), the freeze lifted, the email and the audit entry.
+    await this.changes.run(request, options, async (trx) => {
+      if (!(await this.accounts.unfreeze(account.id, this.clock.now() - LIFT_AFTER_MS, trx)))
+        throw notFrozen();
+      return {
+        result: null,
+        event: "account.unfrozen",
+        details: { by: "owner" },
+        emails: [{ kind: "account_unfrozen", by: "owner", ...securityDetails(context, this.clock.now()) }],
+      };
+    });
     return { status: "lifted" };
+  }
+
+  /**
+   * Whether the request carries a confirmed, unspent, unexpired step-up of its own session for lifting the
+   * freeze: the conditions under which SettingChanges.run will spend it. Only read here; it is spent in the
+   * lift's transaction.
+   */
+  private async hasConfirmedStepUp({ account, sessionId, actionId }: ChangeRequest): Promise<boolean> {
+    if (actionId === undefined) return false;
+    const row = await this.db
+      .selectFrom("actions")
+      .select("id")
+      .where("id", "=", actionId)
+      .where("account_id", "=", account.id)
+      .where("session_id", "=", sessionId)
+      .where("type", "=", LIFT_FREEZE)
+      .where("state", "=", "confirmed")
+      .where("expires_at", ">", this.clock.now())
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /** An operator lifts the freeze at once (admin API and CLI), audited with the operator as actor. */

@@ -1,4 +1,5 @@
 import type { ApiKeyService } from "../api-keys/api-keys.js";
+import { advanceSecurityEpoch } from "../flows/one-time-tokens.js";
 import type { DeviceService } from "../sessions/devices.js";
 import type { SessionService } from "../sessions/sessions.js";
 import type { ChangeRequest, SettingChanges } from "./setting-changes.js";
@@ -32,6 +33,8 @@ export class DisconnectAll {
         const { account, context } = request;
         const removed = await this.devices.removeAll(account.id, trx);
         const ended = await this.sessions.endAllWithin(trx, account.id, null, "disconnect_all");
+        // The links already emailed (a reset, an email change's confirmation, a device approval) die too.
+        await advanceSecurityEpoch(trx, account.id);
         const keys = await this.apiKeys.stillActiveNotice(trx, account.id, context);
         return {
           result: { removedDevices: removed, endedSessions: ended },

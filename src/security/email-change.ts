@@ -62,7 +62,8 @@ export class EmailChange {
       {
         stepUp: {
           type: "change_email",
-          params: { newEmail: emailKey(address) },
+          // Exactly the address that is mailed and stored: the owner confirms this spelling and no other.
+          params: { newEmail: address },
           summary: `Change your email address to ${address}`,
         },
       },
@@ -112,7 +113,9 @@ export class EmailChange {
   /**
    * The link from the new address: in one transaction the link is spent, the address changed (only from
    * the address the request was made with), the 72-hour hold placed, both addresses told and the change
-   * audited. Refused, with the link left unspent, while the Global Settings Lock is on or the account frozen.
+   * audited. Refused, with the link left unspent, while the Global Settings Lock is on or the account frozen
+   * (a freeze, like a password change, has already cancelled a link sent before it: see advanceSecurityEpoch);
+   * the change itself cancels every link sent before it, to either address.
    */
   async confirm(
     token: string,
@@ -152,6 +155,8 @@ export class EmailChange {
           "The account's address changed after this link was sent. Ask for a new one.",
         );
       }
+      // Every link sent before, to either address (a password reset, say), stops working now.
+      await this.tokens.advanceSecurityEpoch(accountId, trx);
       const holdUntil = await this.holds.place(accountId, "email_changed", trx);
       const message = {
         kind: "email_changed" as const,

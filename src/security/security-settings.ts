@@ -4,6 +4,7 @@ import type { PasswordHasher } from "../factors/password.js";
 import { normalizePassword, passwordWeaknesses, weakPassword } from "../factors/password.js";
 import type { ProofVerifier } from "../factors/proofs.js";
 import type { SecondFactorRepository } from "../factors/second-factors.js";
+import { advanceSecurityEpoch } from "../flows/one-time-tokens.js";
 import type { SessionService } from "../sessions/sessions.js";
 import { invalidCredentials, invalidRequest, Problem } from "../support/problem.js";
 import type { SecurityHolds } from "./holds.js";
@@ -114,6 +115,8 @@ export class SecuritySettings {
     await this.changes.run(request, { stepUp }, async (trx) => {
       await this.accounts.replacePassword(account.id, hash, trx);
       await this.sessions.endAllWithin(trx, account.id, request.sessionId, "password_changed");
+      // The links already emailed (a reset, an email change's confirmation, a device approval) die too.
+      await advanceSecurityEpoch(trx, account.id);
       return {
         result: null,
         event: "security.password_changed",

@@ -214,7 +214,7 @@ describe.each(engines)("'lock my account' on %s", (engine) => {
     expect(audit).toHaveLength(1);
   });
 
-  it("refuses changes finished from emailed links while frozen, leaving the links unspent", async () => {
+  it("cancels the changes pending in emailed links when the account is frozen: they stay dead once it is lifted", async () => {
     const owner = await secured();
     const added = await owner.step("POST", "/v1/withdrawal-addresses", {
       asset: "BTC",
@@ -239,16 +239,22 @@ describe.each(engines)("'lock my account' on %s", (engine) => {
       ["/v1/security/email/confirm", emailToken],
     ] as const) {
       const refused = await h.request("POST", url, { body: { token } });
-      expect(refused.statusCode, `${url}: ${refused.body}`).toBe(423);
-      expect(refused.json().error.code).toBe("account_frozen");
+      expect(refused.statusCode, `${url}: ${refused.body}`).toBe(410);
+      expect(refused.json().error.code).toBe("expired");
     }
     expect((await h.services.accounts.findById(owner.accountId))!.email).toBe(owner.user.email);
 
+    // Whoever asked for them may be the one the owner froze the account against: once the freeze is
+    // lifted, the links are still dead, and the owner asks again for what they want.
     await h.request("DELETE", `/v1/admin/accounts/${owner.accountId}/freeze`, { headers: operator });
-    const confirmed = await h.request("POST", "/v1/withdrawal-addresses/confirm", {
-      body: { token: addressToken },
-    });
-    expect(confirmed.statusCode, confirmed.body).toBe(200);
+    for (const [url, token] of [
+      ["/v1/withdrawal-addresses/confirm", addressToken],
+      ["/v1/security/email/confirm", emailToken],
+    ] as const) {
+      const dead = await h.request("POST", url, { body: { token } });
+      expect(dead.statusCode, `${url}: ${dead.body}`).toBe(410);
+    }
+    expect((await h.services.accounts.findById(owner.accountId))!.email).toBe(owner.user.email);
   });
 
   it("lets exactly one of ten parallel uses of a lock link freeze, and refuses an expired link", async () => {
