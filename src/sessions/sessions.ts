@@ -394,6 +394,7 @@ export class SessionService {
     session: Session,
     addedMethods: string[],
   ): Promise<{ token: string; session: Session } | null> {
+    await holdSessionsOf(trx, session.accountId);
     const now = this.clock.now();
     const ended = await trx
       .updateTable("sessions")
@@ -457,6 +458,7 @@ export class SessionService {
     keepSessionId: string | null,
     reason: EndReason,
   ): Promise<number> {
+    await holdSessionsOf(trx, accountId);
     let query = trx
       .updateTable("sessions")
       .set({ ended_at: this.clock.now(), end_reason: reason })
@@ -510,16 +512,36 @@ export class SessionService {
 
   /** Ends every session of the account except `keepSessionId` (none when null); returns how many ended. */
   async endAll(accountId: string, keepSessionId: string | null, reason: EndReason): Promise<number> {
-    let query = this.db
-      .updateTable("sessions")
-      .set({ ended_at: this.clock.now(), end_reason: reason })
-      .where("account_id", "=", accountId)
-      .where("ended_at", "is", null);
-    if (keepSessionId) query = query.where("id", "!=", keepSessionId);
-    const rows = await query.returning("id").execute();
-    for (const row of rows) await this.revoked({ accountId, sessionId: row.id });
-    return rows.length;
+    const ended = await this.db.transaction().execute(async (trx) => {
+      await holdSessionsOf(trx, accountId);
+      let query = trx
+        .updateTable("sessions")
+        .set({ ended_at: this.clock.now(), end_reason: reason })
+        .where("account_id", "=", accountId)
+        .where("ended_at", "is", null);
+      if (keepSessionId) query = query.where("id", "!=", keepSessionId);
+      return query.returning("id").execute();
+    });
+    for (const row of ended) await this.revoked({ accountId, sessionId: row.id });
+    return ended.length;
   }
+}
+
+/**
+ * Holds an account's sessions for the rest of the transaction, so that a rotation (which ends a session
+ * and inserts its successor) and an "end all" happen one after the other: on PostgreSQL, an "end all"
+ * whose statement began while a rotation was still open ended the old session only, and the successor,
+ * committed after that statement's snapshot, lived on. The row held is the account's security epoch
+ * (touched, not moved).
+ */
+async function holdSessionsOf(trx: Transaction<Database>, accountId: string): Promise<void> {
+  await trx
+    .insertInto("account_security_epochs")
+    .values({ account_id: accountId, epoch: 0 })
+    .onConflict((oc) =>
+      oc.column("account_id").doUpdateSet((eb) => ({ epoch: eb.ref("account_security_epochs.epoch") })),
+    )
+    .execute();
 }
 
 /** When a session ends if nothing more happens: its absolute deadline or its idle one, whichever is first. */
