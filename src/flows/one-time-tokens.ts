@@ -200,8 +200,14 @@ export class OneTimeTokens {
       .execute();
   }
 
-  async countIssuedSince(purpose: TokenPurpose, accountId: string, since: number): Promise<number> {
-    const row = await this.db
+  /** How many links of a purpose an account was sent since `since`: the per-hour limits count these. */
+  async countIssuedSince(
+    purpose: TokenPurpose,
+    accountId: string,
+    since: number,
+    db: Kysely<Database> = this.db,
+  ): Promise<number> {
+    const row = await db
       .selectFrom("one_time_tokens")
       .select((eb) => eb.fn.countAll<number>().as("count"))
       .where("purpose", "=", purpose)

@@ -71,14 +71,8 @@ export class RecoveryService {
       const sent = await deps.db.transaction().execute(async (trx) => {
         const now = deps.clock.now();
         await deps.accounts.holdForChange(account.id, now, { lock: false, freeze: false }, trx);
-        const issued = await trx
-          .selectFrom("one_time_tokens")
-          .select((eb) => eb.fn.countAll<number>().as("count"))
-          .where("purpose", "=", "reset_password")
-          .where("account_id", "=", account.id)
-          .where("created_at", ">=", now - HOUR)
-          .executeTakeFirstOrThrow();
-        const allowed = Number(issued.count) < RESET_EMAILS_PER_HOUR;
+        const issued = await deps.tokens.countIssuedSince("reset_password", account.id, now - HOUR, trx);
+        const allowed = issued < RESET_EMAILS_PER_HOUR;
         if (allowed) {
           const token = await deps.tokens.issue("reset_password", account.id, RESET_LINK_TTL_MS, null, trx);
           const link = new URL("/reset-password", deps.publicUrl);

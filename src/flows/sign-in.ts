@@ -811,14 +811,8 @@ export class SignInService {
     const sent = await deps.db.transaction().execute(async (trx) => {
       const now = deps.clock.now();
       await deps.accounts.holdForChange(account.id, now, { lock: false, freeze: false }, trx);
-      const issued = await trx
-        .selectFrom("one_time_tokens")
-        .select((eb) => eb.fn.countAll<number>().as("count"))
-        .where("purpose", "=", "verify_email")
-        .where("account_id", "=", account.id)
-        .where("created_at", ">=", now - 3_600_000)
-        .executeTakeFirstOrThrow();
-      if (Number(issued.count) >= 3) return false;
+      if ((await deps.tokens.countIssuedSince("verify_email", account.id, now - 3_600_000, trx)) >= 3)
+        return false;
       const token = await deps.tokens.issue(
         "verify_email",
         account.id,
