@@ -1,11 +1,16 @@
-import { createHash, createHmac } from "node:crypto";
-import { request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DatabaseGatewayState } from "../../src/api-keys/gateway-state.js";
 import { ApiLockout } from "../../src/api-keys/lockout.js";
 import { otherSpellings } from "../helpers/base64-spellings.js";
+import {
+  type DialectKey,
+  futuresHeaders,
+  kucoinHeaders,
+  type RawAnswer,
+  rawRequest,
+} from "../helpers/dialect-requests.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
@@ -14,67 +19,8 @@ import { VenueUpstream } from "../helpers/venue-upstream.js";
 const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
-/**
- * KuCoin's headers, written from KuCoin's documentation (not the project's code): KC-API-SIGN is
- * base64(HMAC-SHA256(secret, timestamp + method + requestPath + body)), the requestPath with its query
- * string; KC-API-PASSPHRASE for key version 2 is base64(HMAC-SHA256(secret, passphrase)).
- */
-function kucoinHeaders(
-  key: { key: string; secret: string; passphrase: string },
-  method: string,
-  requestPath: string,
-  body: string,
-  timestamp: number,
-  version = "2",
-): Record<string, string> {
-  const ts = String(timestamp);
-  return {
-    "KC-API-KEY": key.key,
-    "KC-API-SIGN": createHmac("sha256", key.secret)
-      .update(ts + method + requestPath + body)
-      .digest("base64"),
-    "KC-API-TIMESTAMP": ts,
-    "KC-API-PASSPHRASE":
-      version === "1"
-        ? key.passphrase
-        : createHmac("sha256", key.secret).update(key.passphrase).digest("base64"),
-    "KC-API-KEY-VERSION": version,
-    ...(body === "" ? {} : { "Content-Type": "application/json" }),
-  };
-}
-
-/**
- * Kraken Futures' headers, written from its documentation: Authent is base64(HMAC-SHA512(base64-decoded
- * secret, SHA-256(postData + Nonce + endpointPath))), endpointPath without the /derivatives prefix.
- */
-function futuresHeaders(
-  key: { key: string; secret: string },
-  endpointPath: string,
-  postData: string,
-  nonce = "",
-): Record<string, string> {
-  const digest = createHash("sha256")
-    .update(postData + nonce + endpointPath)
-    .digest();
-  return {
-    APIKey: key.key,
-    Authent: createHmac("sha512", Buffer.from(key.secret, "base64")).update(digest).digest("base64"),
-    ...(nonce === "" ? {} : { Nonce: nonce }),
-    "Content-Type": "application/x-www-form-urlencoded",
-  };
-}
-
-interface Answer {
-  status: number;
-  json: Record<string, unknown>;
-}
-
-interface Key {
-  id: string;
-  key: string;
-  secret: string;
-  passphrase: string;
-}
+type Key = DialectKey;
+type Answer = RawAnswer;
 
 describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on %s", (engine) => {
   let h: Harness;
@@ -102,32 +48,7 @@ describe.each(engines)("KuCoin and Kraken Futures clients through the gateway on
     headers: Record<string, string>,
     body = "",
     address = nextAddress(),
-  ): Promise<Answer> =>
-    new Promise((resolve, reject) => {
-      const request = httpRequest(
-        {
-          host: "127.0.0.1",
-          port,
-          method,
-          path,
-          headers: {
-            ...headers,
-            "content-length": String(Buffer.byteLength(body)),
-            "x-forwarded-for": address,
-          },
-        },
-        (response) => {
-          let text = "";
-          response.setEncoding("utf8");
-          response.on("data", (chunk: string) => {
-            text += chunk;
-          });
-          response.on("end", () => resolve({ status: response.statusCode ?? 0, json: JSON.parse(text) }));
-        },
-      );
-      request.on("error", reject);
-      request.end(body);
-    });
+  ): Promise<Answer> => rawRequest(port, method, path, headers, body, address);
 
   const owner = async (country: string, tier?: "intermediate" | "pro", region?: string) => {
     const user = await h.createVerifiedUser({ country, ...(region ? { region } : {}) });

@@ -1,8 +1,7 @@
-import { createHash, createHmac } from "node:crypto";
-import { request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type DialectKey, futuresHeaders, kucoinHeaders, rawRequest } from "../helpers/dialect-requests.js";
 import { createKeyOwner } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
@@ -11,47 +10,7 @@ import { VenueUpstream } from "../helpers/venue-upstream.js";
 const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const service = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
-interface Key {
-  id: string;
-  key: string;
-  secret: string;
-  passphrase: string;
-}
-
-interface Answer {
-  status: number;
-  json: Record<string, unknown>;
-}
-
-/**
- * KuCoin's headers, from KuCoin's documentation: KC-API-SIGN is base64(HMAC-SHA256(secret, timestamp +
- * method + requestPath with its query + body)); KC-API-PASSPHRASE (version 2) base64(HMAC-SHA256(secret,
- * passphrase)).
- */
-function kucoinHeaders(key: Key, method: string, requestPath: string, body: string, timestamp: number) {
-  const ts = String(timestamp);
-  return {
-    "KC-API-KEY": key.key,
-    "KC-API-SIGN": createHmac("sha256", key.secret)
-      .update(ts + method + requestPath + body)
-      .digest("base64"),
-    "KC-API-TIMESTAMP": ts,
-    "KC-API-PASSPHRASE": createHmac("sha256", key.secret).update(key.passphrase).digest("base64"),
-    "KC-API-KEY-VERSION": "2",
-    ...(body === "" ? {} : { "Content-Type": "application/json" }),
-  };
-}
-
-/** Kraken Futures' headers, from its documentation (endpointPath without the /derivatives prefix). */
-function futuresHeaders(key: Key, endpointPath: string, postData: string) {
-  const digest = createHash("sha256")
-    .update(postData + endpointPath)
-    .digest();
-  return {
-    APIKey: key.key,
-    Authent: createHmac("sha512", Buffer.from(key.secret, "base64")).update(digest).digest("base64"),
-  };
-}
+type Key = DialectKey;
 
 const order = (fields: Record<string, unknown> = {}) =>
   JSON.stringify({
@@ -84,33 +43,9 @@ describe.each(engines)("KuCoin requests read as the venue reads them, on %s", (e
     await upstream.stop();
   });
 
-  /** A request over a socket, the path as written (Node's client neither resolves nor encodes it). */
-  const raw = (method: string, path: string, headers: Record<string, string>, body = ""): Promise<Answer> =>
-    new Promise((resolve, reject) => {
-      const request = httpRequest(
-        {
-          host: "127.0.0.1",
-          port,
-          method,
-          path,
-          headers: {
-            ...headers,
-            "content-length": String(Buffer.byteLength(body)),
-            "x-forwarded-for": nextAddress(),
-          },
-        },
-        (response) => {
-          let text = "";
-          response.setEncoding("utf8");
-          response.on("data", (chunk: string) => {
-            text += chunk;
-          });
-          response.on("end", () => resolve({ status: response.statusCode ?? 0, json: JSON.parse(text) }));
-        },
-      );
-      request.on("error", reject);
-      request.end(body);
-    });
+  /** A request over a socket, the path as written, from a new address each time. */
+  const raw = (method: string, path: string, headers: Record<string, string>, body = "") =>
+    rawRequest(port, method, path, headers, body, nextAddress());
 
   const kucoinCall = (key: Key, method: string, requestPath: string, body = "") =>
     raw(method, requestPath, kucoinHeaders(key, method, requestPath, body, h.clock.now()), body);
