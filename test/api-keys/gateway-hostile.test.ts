@@ -1,10 +1,10 @@
 import { createHash, createHmac } from "node:crypto";
-import { request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import ccxt from "ccxt";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { otherSpellings } from "../helpers/base64-spellings.js";
+import { rawRequest } from "../helpers/dialect-requests.js";
 import { enrollTotp, nextTotpCode, withStepUp } from "../helpers/factors.js";
 import { ADMIN_TOKEN, Harness, SERVICE_TOKEN } from "../helpers/harness.js";
 import { engines } from "../helpers/storage.js";
@@ -63,32 +63,7 @@ describe.each(engines)("the gateway against hostile requests on %s", (engine) =>
     headers: Record<string, string>,
     body = "",
     address = nextAddress(),
-  ): Promise<Answer> =>
-    new Promise((resolve, reject) => {
-      const request = httpRequest(
-        {
-          host: "127.0.0.1",
-          port,
-          method,
-          path,
-          headers: {
-            ...headers,
-            "content-length": String(Buffer.byteLength(body)),
-            "x-forwarded-for": address,
-          },
-        },
-        (response) => {
-          let text = "";
-          response.setEncoding("utf8");
-          response.on("data", (chunk: string) => {
-            text += chunk;
-          });
-          response.on("end", () => resolve({ status: response.statusCode ?? 0, json: JSON.parse(text) }));
-        },
-      );
-      request.on("error", reject);
-      request.end(body);
-    });
+  ): Promise<Answer> => rawRequest<Answer["json"]>(port, method, path, headers, body, address);
 
   interface Key {
     id: string;

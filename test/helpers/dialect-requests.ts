@@ -9,10 +9,10 @@ export interface DialectKey {
   passphrase: string;
 }
 
-/** An answer read off the socket: the status and the JSON body. */
-export interface RawAnswer {
+/** An answer read off the socket: the status and the JSON body (in the dialect's shape `J`). */
+export interface RawAnswer<J = Record<string, unknown>> {
   status: number;
-  json: Record<string, unknown>;
+  json: J;
 }
 
 /**
@@ -69,14 +69,14 @@ export function futuresHeaders(
  * A request over a socket to a listening server, the path as written (Node's client neither resolves nor
  * encodes it), from `address` as a trusted proxy names it.
  */
-export function rawRequest(
+export function rawRequest<J = Record<string, unknown>>(
   port: number,
   method: string,
   path: string,
   headers: Record<string, string>,
   body: string,
   address: string,
-): Promise<RawAnswer> {
+): Promise<RawAnswer<J>> {
   return new Promise((resolve, reject) => {
     const request = httpRequest(
       {
