@@ -1,4 +1,4 @@
-import { createHash, createHmac } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type SqliteDatabase from "better-sqlite3";
 import { type Kysely, SqliteAdapter, sql, type Transaction } from "kysely";
@@ -117,7 +117,7 @@ export function auditRow(event: AuditEvent, context: RequestContext | null, at: 
   };
 }
 
-type AggregateValues = Omit<AuditAggregatesTable, "count" | "first_at" | "last_at"> & {
+type AggregateValues = Omit<AuditAggregatesTable, "count" | "first_at" | "last_at" | "mac"> & {
   count: number;
   first_at: number;
   last_at: number;
@@ -140,6 +140,54 @@ function countInto(pending: AggregateValues, count: number, firstAt: number, las
   pending.count += count;
   pending.first_at = Math.min(pending.first_at, firstAt);
   pending.last_at = Math.max(pending.last_at, lastAt);
+}
+
+/**
+ * The code that shows an aggregate row was written by the server: an HMAC under the chain's key of every
+ * field its count and last time leave unchanged. A row inserted by anyone else (write access to the
+ * database is not the key) is chained as a refusal, never as the event it claims (`flushedEntry`).
+ */
+function aggregateMac(row: AggregateValues, chainKey: Buffer): string {
+  return chainHmac(
+    "aggregate",
+    [
+      row.key,
+      row.window_start,
+      row.first_at,
+      row.account_id,
+      row.actor,
+      row.ip,
+      row.location,
+      row.user_agent,
+      row.event,
+      row.outcome,
+      row.details,
+    ],
+    chainKey,
+  );
+}
+
+/**
+ * What a root-chain announcement says: the chain it opens or closes, and for a closing its length and last
+ * hash; null when the row does not say it in that form (a row written by anyone but the server).
+ */
+function announcement(
+  text: string | null,
+  closing: boolean,
+): { chain: number; length: number; lastHash: string } | null {
+  let details: unknown;
+  try {
+    details = JSON.parse(text ?? "");
+  } catch {
+    return null;
+  }
+  if (typeof details !== "object" || details === null) return null;
+  const { chain, length, lastHash } = details as Record<string, unknown>;
+  if (typeof chain !== "number" || !Number.isSafeInteger(chain) || chain <= ROOT_CHAIN) return null;
+  if (!closing) return { chain, length: 0, lastHash: "" };
+  if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) return null;
+  if (typeof lastHash !== "string") return null;
+  return { chain, length, lastHash };
 }
 
 /** The chain entry of one aggregate: the first event of its minute, with the count and time span. */
@@ -246,8 +294,8 @@ function chainStatements(connection: SqliteDatabase.Database) {
     ),
     aggregate: connection.prepare(
       `insert into audit_aggregates (key, window_start, count, first_at, last_at, account_id, actor, ip,
-         location, user_agent, event, outcome, details)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         location, user_agent, event, outcome, details, mac)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        on conflict (key, window_start) do update set count = count + excluded.count,
          last_at = max(last_at, excluded.last_at)`,
     ),
@@ -441,6 +489,7 @@ export class AuditLog {
         v.event,
         v.outcome,
         v.details,
+        aggregateMac(v, this.chainKey),
       );
   }
 
@@ -811,7 +860,7 @@ export class AuditLog {
     if (this.writers.length > 0) await this.commit();
     await this.db
       .insertInto("audit_aggregates")
-      .values(values)
+      .values({ ...values, mac: aggregateMac(values, this.chainKey) })
       .onConflict((conflict) =>
         conflict.columns(["key", "window_start"]).doUpdateSet((eb) => ({
           count: eb("audit_aggregates.count", "+", 1),
@@ -841,6 +890,42 @@ export class AuditLog {
     }
   }
 
+  /**
+   * The entry an aggregate row becomes: what it counted, when its code shows the server wrote it; else an
+   * `audit.aggregate_refused` entry naming what the row claimed, on no account (a row written straight
+   * into the database is evidence of that, not of the event).
+   */
+  private flushedEntry(row: AuditAggregatesTable): AuditRow {
+    const expected = Buffer.from(aggregateMac(row, this.chainKey));
+    const sent = Buffer.from(row.mac ?? "");
+    if (sent.length === expected.length && timingSafeEqual(sent, expected)) return aggregateEntry(row);
+    const claimed = (value: string | null) => (value === null ? null : value.slice(0, 2000));
+    return {
+      at: row.first_at,
+      account_id: null,
+      actor: "system",
+      ip: null,
+      location: null,
+      user_agent: null,
+      event: "audit.aggregate_refused",
+      outcome: "failure",
+      details: JSON.stringify({
+        reason: "its code does not match: it was not written by the server",
+        key: claimed(row.key),
+        windowStart: row.window_start,
+        count: row.count,
+        claimed: {
+          accountId: claimed(row.account_id),
+          actor: claimed(row.actor),
+          ip: claimed(row.ip),
+          event: claimed(row.event),
+          outcome: claimed(row.outcome),
+          details: claimed(row.details),
+        },
+      }),
+    };
+  }
+
   /** One step of `flushAggregates`: the oldest closed aggregates (those before `before`, or all). */
   private flushAggregateStep(before: number | null): Promise<number> {
     return this.db.transaction().execute(async (trx) => {
@@ -861,7 +946,10 @@ export class AuditLog {
         .execute();
       if (closed.length === 0) return 0;
       closed.sort((a, b) => a.first_at - b.first_at || a.key.localeCompare(b.key));
-      await this.chain(trx, closed.map(aggregateEntry));
+      await this.chain(
+        trx,
+        closed.map((row) => this.flushedEntry(row)),
+      );
       return closed.length;
     });
   }
@@ -938,17 +1026,28 @@ export class AuditLog {
     // there, and the other chains are still checked against what it says.
     const opened = new Map<number, { seq: number; at: number }>();
     const closed = new Map<number, { seq: number; at: number; length: number; lastHash: string }>();
-    const marks = await this.db
-      .selectFrom("audit_log")
-      .select(["seq", "chain_seq", "at", "event", "details"])
-      .where("chain_id", "=", ROOT_CHAIN)
-      .where("event", "in", [CHAIN_OPENED, CHAIN_CLOSED])
-      .orderBy("chain_seq", "asc")
-      .execute();
+    // Up to the root chain's head as read first: chains opened while verifying are checked next time.
+    const rootEnd = heads.get(ROOT_CHAIN)?.last_chain_seq ?? Number.MAX_SAFE_INTEGER;
+    const announcements = (after: number, upTo: number) =>
+      this.db
+        .selectFrom("audit_log")
+        .select(["seq", "chain_seq", "at", "event", "details"])
+        .where("chain_id", "=", ROOT_CHAIN)
+        .where("event", "in", [CHAIN_OPENED, CHAIN_CLOSED])
+        .where("chain_seq", ">", after)
+        .where("chain_seq", "<=", upTo)
+        .orderBy("chain_seq", "asc")
+        .execute();
+    const marks = await announcements(0, rootEnd);
     for (const mark of marks) {
-      const details = JSON.parse(mark.details) as { chain?: number; length?: number; lastHash?: string };
-      const chain = Number(details.chain);
       const at = { chain: ROOT_CHAIN, position: mark.chain_seq, seq: mark.seq };
+      const details = announcement(mark.details, mark.event === CHAIN_CLOSED);
+      if (!details) {
+        // A row the server never wrote (its hash will not match either): reported, never thrown.
+        report({ ...at, reason: "announces a chain in a form that cannot be read" });
+        continue;
+      }
+      const { chain } = details;
       if (mark.event === CHAIN_OPENED) {
         if (opened.has(chain)) report({ ...at, reason: `announces chain ${chain} a second time` });
         else opened.set(chain, { seq: mark.seq, at: mark.at });
@@ -958,8 +1057,8 @@ export class AuditLog {
         closed.set(chain, {
           seq: mark.seq,
           at: mark.at,
-          length: Number(details.length),
-          lastHash: String(details.lastHash),
+          length: details.length,
+          lastHash: details.lastHash,
         });
       }
     }
@@ -971,7 +1070,12 @@ export class AuditLog {
     for (const chain of chains) {
       const head = heads.get(chain);
       if (chain !== ROOT_CHAIN && !opened.has(chain)) {
-        report({ chain, reason: "not announced in the root chain" });
+        // A chain with no head when verifying began, announced since: opened meanwhile, checked next time.
+        const since = head ? [] : await announcements(rootEnd, Number.MAX_SAFE_INTEGER);
+        const openedSince = since.some(
+          (mark) => mark.event === CHAIN_OPENED && announcement(mark.details, false)?.chain === chain,
+        );
+        if (!openedSince) report({ chain, reason: "not announced in the root chain" });
         continue;
       }
       if (!head && !withEntries.has(chain)) {
@@ -1028,12 +1132,16 @@ export class AuditLog {
       checked,
       problem: { chain, position: at, ...(seq === undefined ? {} : { seq }), reason },
     });
+    // Up to the head as read when verifying began: a running instance appends meanwhile, and its entries
+    // past that point are checked against the head as it is by then (below), not reported as tampering.
+    const end = head?.last_chain_seq ?? Number.MAX_SAFE_INTEGER;
     for (;;) {
       const rows = await this.db
         .selectFrom("audit_log")
         .selectAll()
         .where("chain_id", "=", chain)
         .where("chain_seq", ">", position)
+        .where("chain_seq", "<=", end)
         .orderBy("chain_seq", "asc")
         .limit(batchSize)
         .execute();
@@ -1068,8 +1176,24 @@ export class AuditLog {
     }
     if (!head) return bad("its head row is missing", position + 1);
     if (head.last_chain_seq > position) return bad("entries missing at the end", position + 1);
-    if (head.last_chain_seq < position) return bad("entries after the head", head.last_chain_seq + 1);
     if (head.last_hash !== previousHash) return bad("the head does not match the last entry", position);
+    // Entries past the head as read: appended since (the head, moved in the same transaction, now covers
+    // them), or a head moved back (it still does not).
+    const beyond = await this.db
+      .selectFrom("audit_log")
+      .select((eb) => eb.fn.max("chain_seq").as("last"))
+      .where("chain_id", "=", chain)
+      .where("chain_seq", ">", end)
+      .executeTakeFirst();
+    if (beyond?.last != null) {
+      const now = await this.db
+        .selectFrom("audit_head")
+        .select("last_chain_seq")
+        .where("id", "=", chain)
+        .executeTakeFirst();
+      if (!now || now.last_chain_seq < Number(beyond.last)) return bad("entries after the head", end + 1);
+      if (closing) return bad("entries after it was closed", closing.length + 1);
+    }
     if (closing) {
       if (closing.length > position)
         return bad("entries missing at the end, where it was closed", position + 1);

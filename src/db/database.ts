@@ -42,6 +42,7 @@ import * as apiKeyStateJournal from "./migrations/0021-api-key-state-journal.js"
 import * as auditAggregatesByFirst from "./migrations/0022-audit-aggregates-by-first.js";
 import * as subsystemsGeneration from "./migrations/0023-subsystems-generation.js";
 import * as securityEpoch from "./migrations/0024-security-epoch.js";
+import * as auditAggregateMac from "./migrations/0025-audit-aggregate-mac.js";
 import type { Database } from "./schema.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -174,6 +175,7 @@ const migrations: Record<string, Migration> = {
   "0022-audit-aggregates-by-first": auditAggregatesByFirst,
   "0023-subsystems-generation": subsystemsGeneration,
   "0024-security-epoch": securityEpoch,
+  "0025-audit-aggregate-mac": auditAggregateMac,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -316,6 +316,8 @@ export interface AuditAggregatesTable {
   event: string;
   outcome: string;
   details: string;
+  /** HMAC of every field the count and last time leave unchanged (null only for rows from before it). */
+  mac: string | null;
 }
 
 export interface UsedBotChecksTable {

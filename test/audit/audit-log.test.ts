@@ -106,6 +106,91 @@ describe.each(engines)("the audit log on %s (behaviour §12)", (engine) => {
     expect((await verify()).ok).toBe(true);
   });
 
+  it("chains an aggregate written straight into the database as a refusal, never as the event it claims", async () => {
+    const foreign = () =>
+      h.request("POST", "/v1/sign-in", {
+        body: { identifier: "x", password: "y" },
+        headers: { origin: "https://evil.example" },
+        ip: "198.51.100.70",
+      });
+    expect((await foreign()).statusCode).toBe(403);
+    // Someone with write access to the database (not the server's key) adds a row for the flush to chain.
+    const now = h.clock.now();
+    const forged = {
+      key: "forged|operator",
+      window_start: now - (now % 60_000),
+      count: 1,
+      first_at: now,
+      last_at: now,
+      account_id: null,
+      actor: "operator",
+      ip: "10.0.0.1",
+      location: null,
+      user_agent: null,
+      event: "account.restriction_lifted",
+      outcome: "success",
+      details: JSON.stringify({ reason: "support ticket 1234" }),
+    };
+    await h.db
+      .insertInto("audit_aggregates")
+      .values({ ...forged, mac: null })
+      .execute();
+    await h.db
+      .insertInto("audit_aggregates")
+      .values({ ...forged, key: "forged|with a code", mac: "0".repeat(64) })
+      .execute();
+    h.clock.advance(60_000);
+    expect(await h.services.audit.flushAggregates()).toBe(3);
+    expect(await h.services.audit.list({ events: ["account.restriction_lifted"], limit: 10 })).toEqual([]);
+    const refused = await h.services.audit.list({ events: ["audit.aggregate_refused"], limit: 10 });
+    expect(refused).toHaveLength(2);
+    for (const entry of refused)
+      expect(entry.details).toMatchObject({
+        claimed: { actor: "operator", event: "account.restriction_lifted" },
+      });
+    // The server's own aggregate is chained as what it counted.
+    const genuine = await h.services.audit.list({ events: ["access.refused"], limit: 10 });
+    expect(genuine.map((e) => e.ip)).toContain("198.51.100.70");
+    expect((await verify()).ok).toBe(true);
+  });
+
+  it("verifies the log as intact while entries are appended, however the two interleave", async () => {
+    let appended = 0;
+    const appendSome = () =>
+      Promise.all(
+        Array.from({ length: 5 }, () =>
+          h.services.audit.append(
+            { event: "test.appended", outcome: "success", actor: "system", details: { n: appended++ } },
+            null,
+          ),
+        ),
+      );
+    const results = [];
+    for (let i = 0; i < 40; i += 1) {
+      const [result] = await Promise.all([h.services.audit.verify(7), appendSome(), appendSome()]);
+      results.push(result);
+    }
+    expect(appended).toBe(400);
+    expect(results.filter((result) => !result.ok)).toEqual([]);
+    expect((await verify()).ok).toBe(true);
+  });
+
+  it("answers a root chain whose announcements cannot be read as broken, never with an error", async () => {
+    for (const details of ["not json", "null", "{}", '{"chain":"2"}', '{"chain":1e400}']) {
+      await h.db
+        .updateTable("audit_log")
+        .set({ details })
+        .where("chain_id", "=", 1)
+        .where("event", "=", "audit.chain_opened")
+        .execute();
+      const response = await h.request("POST", "/v1/admin/audit/verify", {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      expect(response.statusCode, `${details}: ${response.body}`).toBe(200);
+      expect(response.json().ok, details).toBe(false);
+    }
+  });
+
   it("counts a flood of unauthenticated refusals as one entry per source and minute, with the exact count", async () => {
     const before = await h.services.audit.verify();
     h.clock.set(Math.ceil(h.clock.now() / 60_000) * 60_000 + 1000);
