@@ -77,11 +77,9 @@ function legacyEntryHash(row: Omit<AuditLogTable, "hash">, chainKey: Buffer): st
   return chainHmac(row.prev_hash, recordedFields(row), chainKey);
 }
 
-/** The global seq and everything an entry records, in the order its hash covers them. */
-function recordedFields(row: Omit<AuditLogTable, "hash">): unknown[] {
+/** What an entry (or an aggregate) records about its event, in the order a hash covers it. */
+function recordedEvent(row: Omit<AuditRow, "at">): unknown[] {
   return [
-    row.seq,
-    row.at,
     row.account_id,
     row.actor,
     row.ip,
@@ -91,6 +89,11 @@ function recordedFields(row: Omit<AuditLogTable, "hash">): unknown[] {
     row.outcome,
     row.details,
   ];
+}
+
+/** The global seq and everything an entry records, in the order its hash covers them. */
+function recordedFields(row: Omit<AuditLogTable, "hash">): unknown[] {
+  return [row.seq, row.at, ...recordedEvent(row)];
 }
 
 function chainHmac(prevHash: string, fields: unknown[], chainKey: Buffer): string {
@@ -148,23 +151,7 @@ function countInto(pending: AggregateValues, count: number, firstAt: number, las
  * database is not the key) is chained as a refusal, never as the event it claims (`flushedEntry`).
  */
 function aggregateMac(row: AggregateValues, chainKey: Buffer): string {
-  return chainHmac(
-    "aggregate",
-    [
-      row.key,
-      row.window_start,
-      row.first_at,
-      row.account_id,
-      row.actor,
-      row.ip,
-      row.location,
-      row.user_agent,
-      row.event,
-      row.outcome,
-      row.details,
-    ],
-    chainKey,
-  );
+  return chainHmac("aggregate", [row.key, row.window_start, row.first_at, ...recordedEvent(row)], chainKey);
 }
 
 /**
