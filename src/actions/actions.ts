@@ -1,5 +1,5 @@
 import type { AuthenticationResponseJSON } from "@simplewebauthn/server";
-import type { Kysely, Selectable, Transaction } from "kysely";
+import type { ExpressionBuilder, Kysely, Selectable, Transaction } from "kysely";
 import type { Account } from "../accounts/accounts.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { newId, sha256Hex } from "../crypto/tokens.js";
@@ -71,6 +71,30 @@ export function actionDigest(type: string, params: Record<string, unknown>): str
 }
 
 /**
+ * The one action `spend` may spend: this account's, confirmed by this session, for exactly this type and
+ * these parameters, unused and unexpired.
+ */
+function spendable(
+  accountId: string,
+  sessionId: string,
+  actionId: string,
+  type: string,
+  params: Record<string, unknown>,
+  now: number,
+) {
+  return (eb: ExpressionBuilder<Database, "actions">) =>
+    eb.and([
+      eb("id", "=", actionId),
+      eb("account_id", "=", accountId),
+      eb("session_id", "=", sessionId),
+      eb("type", "=", type),
+      eb("digest", "=", actionDigest(type, params)),
+      eb("state", "=", "confirmed"),
+      eb("expires_at", ">", now),
+    ]);
+}
+
+/**
  * Actions (docs/http-api.md "Step-up: confirming a change"): the server builds what is to be confirmed from the request, keeps a digest
  * of its canonical parameters, and lets it happen only once it is confirmed with the required proof and
  * then presented again (`X-Action-Id`) with the very same parameters, by the session that confirmed it.
@@ -128,16 +152,26 @@ export class ActionService {
     const spent = await trx
       .updateTable("actions")
       .set({ state: "used", used_at: now })
-      .where("id", "=", actionId)
-      .where("account_id", "=", accountId)
-      .where("session_id", "=", sessionId)
-      .where("type", "=", type)
-      .where("digest", "=", actionDigest(type, params))
-      .where("state", "=", "confirmed")
-      .where("expires_at", ">", now)
+      .where(spendable(accountId, sessionId, actionId, type, params, now))
       .returning("id")
       .executeTakeFirst();
     return spent !== undefined;
+  }
+
+  /** Whether `spend` would spend that action now: read only, for a change that must know before it asks more. */
+  async canSpend(
+    accountId: string,
+    sessionId: string,
+    actionId: string,
+    type: string,
+    params: Record<string, unknown>,
+  ): Promise<boolean> {
+    const row = await this.db
+      .selectFrom("actions")
+      .select("id")
+      .where(spendable(accountId, sessionId, actionId, type, params, this.clock.now()))
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /**

@@ -133,7 +133,7 @@ export class AccountFreeze {
     } as const;
     // The step-up first: without a confirmed one of this session for this change (none presented, or an id
     // that is not one), a step-up is demanded and the Master Key is not looked at.
-    if (!(await this.hasConfirmedStepUp(request))) {
+    if (!(await this.changes.presentsStepUp(request, options))) {
       await this.changes.run({ ...request, actionId: undefined }, options, async () => {
         throw notFrozen(); // never reached: without an action id the change only demands the step-up
       });
@@ -167,26 +167,6 @@ export class AccountFreeze {
       };
     });
     return { status: "lifted" };
-  }
-
-  /**
-   * Whether the request carries a confirmed, unspent, unexpired step-up of its own session for lifting the
-   * freeze: the conditions under which SettingChanges.run will spend it. Only read here; it is spent in the
-   * lift's transaction.
-   */
-  private async hasConfirmedStepUp({ account, sessionId, actionId }: ChangeRequest): Promise<boolean> {
-    if (actionId === undefined) return false;
-    const row = await this.db
-      .selectFrom("actions")
-      .select("id")
-      .where("id", "=", actionId)
-      .where("account_id", "=", account.id)
-      .where("session_id", "=", sessionId)
-      .where("type", "=", LIFT_FREEZE)
-      .where("state", "=", "confirmed")
-      .where("expires_at", ">", this.clock.now())
-      .executeTakeFirst();
-    return row !== undefined;
   }
 
   /** An operator lifts the freeze at once (admin API and CLI), audited with the operator as actor. */

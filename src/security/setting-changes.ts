@@ -67,6 +67,13 @@ export interface StepUps {
     type: string,
     params: Record<string, unknown>,
   ): Promise<boolean>;
+  canSpend(
+    accountId: string,
+    sessionId: string,
+    actionId: string,
+    type: string,
+    params: Record<string, unknown>,
+  ): Promise<boolean>;
 }
 
 /** What the owner confirms before the change: its type and parameters (digested), and how it reads. */
@@ -124,6 +131,22 @@ export class SettingChanges {
     private readonly audit: AuditLog,
     private readonly outbox: Outbox,
   ) {}
+
+  /**
+   * Whether the request presents the confirmed step-up `run` would spend for this change: read only, for a
+   * change that must not ask anything else (a Master Key) before the step-up is proven.
+   */
+  async presentsStepUp(request: ChangeRequest, options: ChangeOptions): Promise<boolean> {
+    const { stepUp } = options;
+    if (!stepUp || request.actionId === undefined) return false;
+    return this.stepUps.canSpend(
+      request.account.id,
+      request.sessionId,
+      request.actionId,
+      stepUp.type,
+      stepUp.params,
+    );
+  }
 
   async run<T>(
     request: ChangeRequest,
