@@ -458,6 +458,16 @@ export class SessionService {
     keepSessionId: string | null,
     reason: EndReason,
   ): Promise<number> {
+    return (await this.endAllIn(trx, accountId, keepSessionId, reason)).length;
+  }
+
+  /** Ends the account's sessions but one (or all) in `trx`, holding them first; the ids of those ended. */
+  private async endAllIn(
+    trx: Transaction<Database>,
+    accountId: string,
+    keepSessionId: string | null,
+    reason: EndReason,
+  ): Promise<{ id: string }[]> {
     await holdSessionsOf(trx, accountId);
     let query = trx
       .updateTable("sessions")
@@ -465,8 +475,7 @@ export class SessionService {
       .where("account_id", "=", accountId)
       .where("ended_at", "is", null);
     if (keepSessionId) query = query.where("id", "!=", keepSessionId);
-    const rows = await query.returning("id").execute();
-    return rows.length;
+    return query.returning("id").execute();
   }
 
   async endForDevice(accountId: string, deviceId: string, reason: EndReason): Promise<number> {
@@ -512,16 +521,9 @@ export class SessionService {
 
   /** Ends every session of the account except `keepSessionId` (none when null); returns how many ended. */
   async endAll(accountId: string, keepSessionId: string | null, reason: EndReason): Promise<number> {
-    const ended = await this.db.transaction().execute(async (trx) => {
-      await holdSessionsOf(trx, accountId);
-      let query = trx
-        .updateTable("sessions")
-        .set({ ended_at: this.clock.now(), end_reason: reason })
-        .where("account_id", "=", accountId)
-        .where("ended_at", "is", null);
-      if (keepSessionId) query = query.where("id", "!=", keepSessionId);
-      return query.returning("id").execute();
-    });
+    const ended = await this.db
+      .transaction()
+      .execute((trx) => this.endAllIn(trx, accountId, keepSessionId, reason));
     for (const row of ended) await this.revoked({ accountId, sessionId: row.id });
     return ended.length;
   }
